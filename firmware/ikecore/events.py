@@ -1,0 +1,65 @@
+"""What the sans-IO core tells its driver (portable: MicroPython subset).
+
+The core never touches a socket, a clock or the kernel. It queues datagrams (see
+IkeCore.datagrams_to_send) and these events (IkeCore.next_event); the driver acts on them.
+"""
+
+
+class ChildSa:
+    """One direction of one negotiated IPsec SA, ready for the kernel (XFRM) to install.
+
+    An SA pair of a quick mode is two of these (direction "in" and "out"), or four with esp+ah.
+    Keys are bytes; algorithm names are ikecore.proposals names ("aes128", "sha1", ...), with
+    encr None for AH. src/dst are the outer (gateway) addresses as the kernel sees the packet:
+    for "out" src = us, dst = peer; for "in" the reverse. encap is None or (sport, dport) for
+    ESP-in-UDP (NAT-T). reqid ties the SA to its connection's policies.
+    """
+    __slots__ = ("id", "ike_sa", "peer", "connection", "protocol", "direction", "spi", "src", "dst",
+                 "local_net", "remote_net", "mode", "encr", "encr_key", "integ", "integ_key",
+                 "lifetime_s", "lifetime_kb", "encap", "reqid", "created")
+
+    def __init__(self, **kw):
+        for name in self.__slots__:
+            setattr(self, name, kw.get(name))
+        if self.mode is None:
+            self.mode = "tunnel"
+
+
+class InstallChildSa:
+    """Install this ChildSa in the kernel (and its connection's policies if not there yet)."""
+    __slots__ = ("sa",)
+
+    def __init__(self, sa):
+        self.sa = sa
+
+
+class DeleteChildSa:
+    """Remove this ChildSa from the kernel (rekeyed, deleted by us or by the peer, expired)."""
+    __slots__ = ("sa", "reason")
+
+    def __init__(self, sa, reason):
+        self.sa = sa
+        self.reason = reason
+
+
+class Log:
+    """One line for the VPN log. level: "info" | "warning" | "error"; peer: Peer.name or None."""
+    __slots__ = ("level", "peer", "text")
+
+    def __init__(self, level, peer, text):
+        self.level = level
+        self.peer = peer
+        self.text = text
+
+    def __repr__(self):
+        return "Log(%s, %s, %r)" % (self.level, self.peer, self.text)
+
+
+class IkeSaChanged:
+    """An IKE SA changed state (for the page's live update and tests); ike_sa is its id."""
+    __slots__ = ("ike_sa", "status", "state")
+
+    def __init__(self, ike_sa, status, state):
+        self.ike_sa = ike_sa
+        self.status = status
+        self.state = state

@@ -1,0 +1,100 @@
+"""Validated settings the protocol core runs on (portable: MicroPython subset).
+
+`ikecore.config` turns the TOML file into these objects (and is the only place that validates);
+the core, the daemon and the web UI only read them. Plain classes with __slots__, no dataclasses,
+so the same objects exist under MicroPython.
+"""
+
+PHASE1_MODES = ("main", "aggressive")
+ACT_AS = ("initiator", "responder", "both")
+ID_TYPES = ("ipv4", "fqdn", "user_fqdn", "dn")
+AUTH_METHODS = ("psk", "rsa")
+CHILD_PROTOCOLS = ("esp", "ah", "esp+ah")
+
+
+class Identity:
+    """An IKE identity: type is one of ID_TYPES, value its text form."""
+    __slots__ = ("type", "value")
+
+    def __init__(self, type, value):
+        self.type = type
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Identity) and self.type == other.type and self.value == other.value
+
+    def __repr__(self):
+        return "Identity(%r, %r)" % (self.type, self.value)
+
+
+class Peer:
+    """"VPN peer settings (IKE)": one remote gateway and how phase 1 is negotiated with it.
+
+    proposals: list of ikecore.proposals.IkeProposal (parsed, in preference order, at most 3).
+    psk: bytes or None. cert/key/ca: file paths (auth == "rsa"); the loaded material is put in
+    cert_der / key_pem / ca_der by the config loader so the core never opens files.
+    """
+    __slots__ = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as",
+                 "local_id", "remote_id", "auth", "psk", "cert", "key", "ca",
+                 "cert_der", "key_pem", "ca_der", "proposals", "lifetime_s", "nat_t",
+                 "dpd_delay_s", "dpd_timeout_s")
+
+    def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
+                 local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
+                 ca=None, lifetime_s=28800, nat_t=True, dpd_delay_s=30, dpd_timeout_s=120,
+                 local_address=None, cert_der=None, key_pem=None, ca_der=None):
+        self.name = name
+        self.remote_gateway = remote_gateway
+        self.local_address = local_address      # our WAN address, or None = any
+        self.phase1_mode = phase1_mode
+        self.act_as = act_as
+        self.local_id = local_id                # Identity or None = our address (ipv4)
+        self.remote_id = remote_id              # Identity or None = accept the peer's address
+        self.auth = auth
+        self.psk = psk
+        self.cert = cert
+        self.key = key
+        self.ca = ca
+        self.cert_der = cert_der
+        self.key_pem = key_pem
+        self.ca_der = ca_der
+        self.proposals = proposals
+        self.lifetime_s = lifetime_s
+        self.nat_t = nat_t
+        self.dpd_delay_s = dpd_delay_s          # 0 = DPD off
+        self.dpd_timeout_s = dpd_timeout_s
+
+
+class Connection:
+    """"VPN connection settings": one pair of networks tunnelled through a peer (quick mode).
+
+    proposals: list of ikecore.proposals.ChildProposal; pfs: a DH group name or None.
+    """
+    __slots__ = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
+                 "lifetime_s", "lifetime_kb")
+
+    def __init__(self, name, peer, local_net, remote_net, proposals, protocol="esp", pfs=None,
+                 lifetime_s=3600, lifetime_kb=0):
+        self.name = name
+        self.peer = peer                        # Peer.name
+        self.local_net = local_net              # "192.168.1.0/24" or a single address "a.b.c.d/32"
+        self.remote_net = remote_net
+        self.protocol = protocol
+        self.proposals = proposals
+        self.pfs = pfs
+        self.lifetime_s = lifetime_s
+        self.lifetime_kb = lifetime_kb          # 0 = no volume limit
+
+
+class Settings:
+    """The whole configuration: general settings plus peers and connections by name."""
+    __slots__ = ("wan_interface", "lan_interface", "peers", "connections")
+
+    def __init__(self, peers=None, connections=None, wan_interface="eth0", lan_interface="eth1"):
+        self.wan_interface = wan_interface
+        self.lan_interface = lan_interface
+        self.peers = peers or {}                # name -> Peer (insertion order = file order)
+        self.connections = connections or {}    # name -> Connection
+
+    def connections_of(self, peer_name):
+        return [c for c in self.connections.values() if c.peer == peer_name]
