@@ -124,7 +124,7 @@ class _LineIndex:
                 self._advance(2)
                 keys = self._read_key("]")
                 self._advance(2)
-                base = self._resolve(keys)
+                base = self._resolve(keys[:-1]) + (keys[-1],)
                 index = self.array_tables.get(base, -1) + 1
                 self.array_tables[base] = index
                 self._record(base)
@@ -453,8 +453,10 @@ class _Checker:
         for key in ("cert", "key", "ca"):
             if key in entry:
                 self.error(path + (key,), "is only used with auth = \"rsa\"")
-        if ("psk" in entry) == ("psk_file" in entry):
-            self.error(path, "auth = \"psk\" needs exactly one of psk or psk_file")
+        if "psk" in entry and "psk_file" in entry:
+            self.error(path + ("psk_file",), "use either psk or psk_file, not both")
+        if "psk" not in entry and "psk_file" not in entry:
+            self.error(path, "auth = \"psk\" needs a psk or a psk_file")
         if "psk" in entry:
             return self.string(path + ("psk",), entry["psk"]).encode("utf-8")
         kpath = path + ("psk_file",)
