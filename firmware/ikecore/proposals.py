@@ -1,0 +1,586 @@
+"""Proposal names <-> algorithms <-> ISAKMP transform attributes, and matching offers (portable).
+
+Names follow strongSwan's habit so users recognise them:
+  phase 1      "aes128-sha1-modp2048"   encryption-integrity-group  -> IkeProposal
+  phase 2 ESP  "aes128-sha1"            encryption-integrity        -> ChildProposal
+  phase 2 AH   "sha1"                   integrity only
+  esp+ah       "aes128-sha1"            ESP uses both, AH uses the integrity algorithm
+The PFS group of quick mode is a setting of the connection (Connection.pfs), not part of the name.
+
+Numbers: phase 1 attributes from RFC 2409 Appendix A (AES: RFC 3602, SHA-2: RFC 4868 / IANA
+"IPSEC Hash Algorithm", ECP groups: RFC 5903); phase 2 from RFC 2407 section 4.4-4.5 (AES:
+RFC 3602, HMAC-SHA-2: RFC 4868, UDP encapsulation modes: RFC 3947 and the NAT-T drafts).
+Algorithm names are the ones `ikecore.crypto` providers take.
+"""
+
+from .crypto import CIPHERS
+
+# -- ISAKMP protocol ids (RFC 2407 section 4.4.1) -----------------------------------------------
+PROTO_ISAKMP = 1
+PROTO_AH = 2
+PROTO_ESP = 3
+PROTOCOL_IDS = {"ah": PROTO_AH, "esp": PROTO_ESP}
+KEY_IKE = 1                                  # the one ISAKMP transform id (RFC 2407 4.4.2)
+
+# -- phase 1 attribute types (RFC 2409 Appendix A) ----------------------------------------------
+P1_ENCRYPTION = 1
+P1_HASH = 2
+P1_AUTH_METHOD = 3
+P1_GROUP = 4
+P1_LIFE_TYPE = 11
+P1_LIFE_DURATION = 12
+P1_KEY_LENGTH = 14
+
+LIFE_SECONDS = 1                             # same values for phase 1 and phase 2 life types
+LIFE_KILOBYTES = 2
+
+# -- phase 2 (IPsec DOI) attribute types (RFC 2407 section 4.5) ---------------------------------
+P2_LIFE_TYPE = 1
+P2_LIFE_DURATION = 2
+P2_GROUP = 3
+P2_ENCAPSULATION = 4
+P2_AUTH_ALG = 5
+P2_KEY_LENGTH = 6
+
+# Encapsulation mode values: RFC 2407, RFC 3947 (UDP-Encapsulated-*), and the NAT-T drafts'
+# private-use numbers that strongSwan/Libreswan still send to draft-only peers.
+ENCAP_TUNNEL = 1
+ENCAP_TRANSPORT = 2
+ENCAP_UDP_TUNNEL = 3
+ENCAP_UDP_TRANSPORT = 4
+ENCAP_UDP_TUNNEL_DRAFT = 61443
+ENCAP_UDP_TRANSPORT_DRAFT = 61444
+_ENCAP_DECODE = {
+    ENCAP_TUNNEL: ("tunnel", False), ENCAP_TRANSPORT: ("transport", False),
+    ENCAP_UDP_TUNNEL: ("tunnel", True), ENCAP_UDP_TRANSPORT: ("transport", True),
+    ENCAP_UDP_TUNNEL_DRAFT: ("tunnel", True), ENCAP_UDP_TRANSPORT_DRAFT: ("transport", True),
+}
+
+# -- algorithm tables -----------------------------------------------------------------------------
+# Encryption: name -> (phase 1 "Encryption Algorithm" value, ESP transform id, key length attribute
+# in bits or None when the cipher has a fixed key, page text). Key/block sizes live in crypto.CIPHERS.
+ENCRYPTION = {
+    "3des": (5, 3, None, "3DES-CBC"),
+    "aes128": (7, 12, 128, "AES-CBC-128"),
+    "aes192": (7, 12, 192, "AES-CBC-192"),
+    "aes256": (7, 12, 256, "AES-CBC-256"),
+}
+
+# Integrity: name -> (phase 1 "Hash Algorithm" value, phase 2 "Authentication Algorithm" value,
+# AH transform id, ICV truncation in bits for ESP/AH (RFC 2403/2404/4868), kernel XFRM name,
+# page text for IKE, page text for an SA).
+INTEGRITY = {
+    "md5": (1, 1, 2, 96, "hmac(md5)", "HMAC-MD5", "HMAC-MD5-96"),
+    "sha1": (2, 2, 3, 96, "hmac(sha1)", "HMAC-SHA1", "HMAC-SHA1-96"),
+    "sha256": (4, 5, 5, 128, "hmac(sha256)", "HMAC-SHA2-256", "HMAC-SHA2-256-128"),
+    "sha384": (5, 6, 6, 192, "hmac(sha384)", "HMAC-SHA2-384", "HMAC-SHA2-384-192"),
+    "sha512": (6, 7, 7, 256, "hmac(sha512)", "HMAC-SHA2-512", "HMAC-SHA2-512-256"),
+}
+# Integrity key length in bytes for ESP/AH (HMAC key = the hash's output size, RFC 2104 advice
+# followed by RFC 2403/2404/4868).
+INTEG_KEY_BYTES = {"md5": 16, "sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+
+# Kernel XFRM names of the ciphers (the kernel backend's "enc" algorithm).
+XFRM_CIPHERS = {"3des": "cbc(des3_ede)", "aes128": "cbc(aes)", "aes192": "cbc(aes)",
+                "aes256": "cbc(aes)"}
+
+# Diffie-Hellman: name -> (IANA group number, page text).
+GROUPS = {
+    "modp768": (1, "MODP-768"),
+    "modp1024": (2, "MODP-1024"),
+    "modp1536": (5, "MODP-1536"),
+    "modp2048": (14, "MODP-2048"),
+    "modp3072": (15, "MODP-3072"),
+    "ecp256": (19, "ECP-256"),
+    "ecp384": (20, "ECP-384"),
+}
+
+# Phase 1 authentication methods (RFC 2409 Appendix A): our names -> value.
+AUTH_METHODS = {"psk": 1, "rsa": 3}
+
+# strongSwan spellings accepted as synonyms.
+_ALIASES = {"aes": "aes128", "sha": "sha1", "sha2_256": "sha256", "sha2_384": "sha384",
+            "sha2_512": "sha512"}
+
+
+def _invert(table, index):
+    return dict((row[index], name) for name, row in table.items())
+
+
+_P1_HASH_NAMES = _invert(INTEGRITY, 0)
+_P2_AUTH_NAMES = _invert(INTEGRITY, 1)
+_AH_NAMES = _invert(INTEGRITY, 2)
+_GROUP_NAMES = dict((row[0], name) for name, row in GROUPS.items())
+_AUTH_NAMES = dict((value, name) for name, value in AUTH_METHODS.items())
+
+
+def _encryption_name(value_index, value, key_bits):
+    """Our cipher name for a (phase 1 or ESP) cipher value + key length, or None."""
+    for name, row in ENCRYPTION.items():
+        if row[value_index] == value:
+            if row[2] is None and key_bits is None:
+                return name
+            # RFC 3602: AES needs the key length attribute; a peer omitting it means 128
+            # (what Libreswan/strongSwan assume for this common interop slip).
+            if row[2] is not None and (key_bits or 128) == row[2]:
+                return name
+    return None
+
+
+# -- the proposal objects -------------------------------------------------------------------------
+class IkeProposal:
+    """One phase 1 algorithm combination; name is the strongSwan-style text it was parsed from."""
+    __slots__ = ("encr", "integ", "dh", "name")
+
+    def __init__(self, encr, integ, dh, name=None):
+        self.encr = encr
+        self.integ = integ
+        self.dh = dh
+        self.name = name or "%s-%s-%s" % (encr, integ, dh)
+
+    def __eq__(self, other):
+        return (isinstance(other, IkeProposal) and self.encr == other.encr
+                and self.integ == other.integ and self.dh == other.dh)
+
+    def __repr__(self):
+        return "IkeProposal(%r)" % self.name
+
+    def describe(self):
+        """The page's algorithm text, e.g. "AES-CBC-128/HMAC-SHA1/MODP-2048"."""
+        return "%s/%s/%s" % (ENCRYPTION[self.encr][3], INTEGRITY[self.integ][5], GROUPS[self.dh][1])
+
+
+class ChildProposal:
+    """One phase 2 combination for protocol "esp", "ah" or "esp+ah"; encr is None for "ah"."""
+    __slots__ = ("encr", "integ", "name", "protocol")
+
+    def __init__(self, encr, integ, name=None, protocol="esp"):
+        self.encr = encr
+        self.integ = integ
+        self.protocol = protocol
+        self.name = name or (integ if encr is None else "%s-%s" % (encr, integ))
+
+    def __eq__(self, other):
+        return (isinstance(other, ChildProposal) and self.encr == other.encr
+                and self.integ == other.integ and self.protocol == other.protocol)
+
+    def __repr__(self):
+        return "ChildProposal(%r, %r)" % (self.name, self.protocol)
+
+    def describe(self, protocol=None):
+        """The page's text for one SA of this proposal: "AES-CBC-128/HMAC-SHA1-96" for ESP,
+        "HMAC-SHA1-96" for AH. protocol picks the SA ("esp"/"ah") of an "esp+ah" proposal."""
+        protocol = protocol or self.protocol
+        integ = INTEGRITY[self.integ][6]
+        if protocol == "ah" or self.encr is None:
+            return integ
+        return "%s/%s" % (ENCRYPTION[self.encr][3], integ)
+
+
+def _canonical(part):
+    return _ALIASES.get(part, part)
+
+
+def _parts(name, what):
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("empty %s proposal" % what)
+    return [_canonical(p) for p in name.strip().lower().split("-")]
+
+
+def parse_ike(name):
+    """"aes128-sha1-modp2048" -> IkeProposal; ValueError naming the bad part."""
+    parts = _parts(name, "IKE")
+    if len(parts) != 3:
+        raise ValueError("IKE proposal %r must be encryption-integrity-group, e.g. "
+                         "aes128-sha1-modp2048" % (name,))
+    encr, integ, dh = parts
+    if encr not in ENCRYPTION:
+        raise ValueError("IKE proposal %r: unknown encryption algorithm %r (known: %s)"
+                         % (name, encr, ", ".join(sorted(ENCRYPTION))))
+    if integ not in INTEGRITY:
+        raise ValueError("IKE proposal %r: unknown integrity algorithm %r (known: %s)"
+                         % (name, integ, ", ".join(sorted(INTEGRITY))))
+    if dh not in GROUPS:
+        raise ValueError("IKE proposal %r: unknown Diffie-Hellman group %r (known: %s)"
+                         % (name, dh, ", ".join(sorted(GROUPS))))
+    return IkeProposal(encr, integ, dh, name.strip().lower())
+
+
+def parse_child(name, protocol="esp"):
+    """"aes128-sha1" (esp, esp+ah) or "sha1" (ah) -> ChildProposal; ValueError naming the bad part."""
+    if protocol not in ("esp", "ah", "esp+ah"):
+        raise ValueError("unknown IPsec protocol %r (esp, ah or esp+ah)" % (protocol,))
+    parts = _parts(name, protocol.upper())
+    if protocol == "ah":
+        if len(parts) != 1 or parts[0] in ENCRYPTION:
+            raise ValueError("AH proposal %r must be an integrity algorithm only (e.g. sha1); "
+                             "AH does not encrypt" % (name,))
+        encr, integ = None, parts[0]
+    else:
+        if len(parts) == 3 and parts[2] in GROUPS:
+            raise ValueError("%s proposal %r: the PFS group goes in the connection's pfs "
+                             "setting, not the proposal" % (protocol.upper(), name))
+        if len(parts) != 2:
+            raise ValueError("%s proposal %r must be encryption-integrity, e.g. aes128-sha1"
+                             % (protocol.upper(), name))
+        encr, integ = parts
+        if encr not in ENCRYPTION:
+            raise ValueError("%s proposal %r: unknown encryption algorithm %r (known: %s)"
+                             % (protocol.upper(), name, encr, ", ".join(sorted(ENCRYPTION))))
+    if integ not in INTEGRITY:
+        raise ValueError("%s proposal %r: unknown integrity algorithm %r (known: %s)"
+                         % (protocol.upper(), name, integ, ", ".join(sorted(INTEGRITY))))
+    return ChildProposal(encr, integ, name.strip().lower(), protocol)
+
+
+def parse_group(name):
+    """A DH group name ("modp2048") as used for Connection.pfs; ValueError if unknown."""
+    group = _canonical(str(name).strip().lower())
+    if group not in GROUPS:
+        raise ValueError("unknown Diffie-Hellman group %r (known: %s)"
+                         % (name, ", ".join(sorted(GROUPS))))
+    return group
+
+
+def group_number(name):
+    return GROUPS[name][0]
+
+
+def group_name(number):
+    """IANA group number -> our name, or None when we do not support it."""
+    return _GROUP_NAMES.get(number)
+
+
+def group_describe(name):
+    return GROUPS[name][1]
+
+
+# -- kernel (XFRM) facts ----------------------------------------------------------------------
+def xfrm_encryption(encr):
+    """(XFRM algorithm name, key length in bytes) of an ESP cipher, e.g. ("cbc(aes)", 16)."""
+    return XFRM_CIPHERS[encr], CIPHERS[encr][0]
+
+
+def xfrm_integrity(integ):
+    """(XFRM algorithm name, key length in bytes, ICV truncation in bits), e.g.
+    ("hmac(sha1)", 20, 96)."""
+    row = INTEGRITY[integ]
+    return row[4], INTEG_KEY_BYTES[integ], row[3]
+
+
+def child_key_lengths(protocol, proposal):
+    """(encryption key bytes, integrity key bytes) one SA of protocol "esp"/"ah" needs from
+    KEYMAT (RFC 2409 5.5: encryption key first, then the authentication key)."""
+    integ = INTEG_KEY_BYTES[proposal.integ]
+    if protocol == "ah":
+        return 0, integ
+    return CIPHERS[proposal.encr][0], integ
+
+
+# -- phase 1 transform attributes ----------------------------------------------------------------
+class IkeTransform:
+    """What one offered phase 1 transform says. proposal is None when it names something we do
+    not support (problem says what); lifetime_s / lifetime_kb are None when absent."""
+    __slots__ = ("proposal", "auth", "lifetime_s", "lifetime_kb", "problem")
+
+    def __init__(self, proposal, auth, lifetime_s, lifetime_kb, problem=None):
+        self.proposal = proposal
+        self.auth = auth
+        self.lifetime_s = lifetime_s
+        self.lifetime_kb = lifetime_kb
+        self.problem = problem
+
+    def __repr__(self):
+        return "IkeTransform(%r, auth=%r, lifetime_s=%r, problem=%r)" % (
+            self.proposal, self.auth, self.lifetime_s, self.problem)
+
+
+def ike_attributes(proposal, auth, lifetime_s):
+    """The phase 1 transform attributes [(type, value)] offering proposal with auth "psk"/"rsa"."""
+    encr_value, _, key_bits, _ = ENCRYPTION[proposal.encr]
+    attrs = [(P1_ENCRYPTION, encr_value)]
+    if key_bits is not None:
+        attrs.append((P1_KEY_LENGTH, key_bits))
+    attrs += [
+        (P1_HASH, INTEGRITY[proposal.integ][0]),
+        (P1_AUTH_METHOD, AUTH_METHODS[auth]),
+        (P1_GROUP, GROUPS[proposal.dh][0]),
+        (P1_LIFE_TYPE, LIFE_SECONDS),
+        (P1_LIFE_DURATION, lifetime_s),
+    ]
+    return attrs
+
+
+def _lifetimes(attrs, type_attr, duration_attr):
+    """RFC 2407 4.5 / RFC 2409 App. A: each Life Type is followed by its Life Duration."""
+    seconds = kilobytes = None
+    current = None
+    for kind, value in attrs:
+        if kind == type_attr:
+            current = value
+        elif kind == duration_attr:
+            if current == LIFE_SECONDS:
+                seconds = value
+            elif current == LIFE_KILOBYTES:
+                kilobytes = value
+            else:
+                return None, None, "life duration without a known life type"
+            current = None
+    return seconds, kilobytes, None
+
+
+def _attr_int(value):
+    """An attribute value as int (variable-length values may arrive as bytes)."""
+    if isinstance(value, (bytes, bytearray)):
+        return int.from_bytes(value, "big")
+    return value
+
+
+def decode_ike_transform(attrs):
+    """Phase 1 attributes [(type, value)] -> IkeTransform (never raises on unknown algorithms:
+    they only make the transform unacceptable)."""
+    attrs = [(t, _attr_int(v)) for t, v in attrs]
+    values = dict(attrs)
+    seconds, kilobytes, problem = _lifetimes(attrs, P1_LIFE_TYPE, P1_LIFE_DURATION)
+    auth = _AUTH_NAMES.get(values.get(P1_AUTH_METHOD))
+    if problem:
+        return IkeTransform(None, auth, None, None, problem)
+    for needed, what in ((P1_ENCRYPTION, "encryption algorithm"), (P1_HASH, "hash algorithm"),
+                         (P1_AUTH_METHOD, "authentication method"), (P1_GROUP, "group")):
+        if needed not in values:
+            return IkeTransform(None, auth, seconds, kilobytes, "no %s attribute" % what)
+    encr = _encryption_name(0, values[P1_ENCRYPTION], values.get(P1_KEY_LENGTH))
+    integ = _P1_HASH_NAMES.get(values[P1_HASH])
+    group = _GROUP_NAMES.get(values[P1_GROUP])
+    if auth is None:
+        problem = "unsupported authentication method %d" % values[P1_AUTH_METHOD]
+    elif encr is None:
+        problem = "unsupported encryption algorithm %d (key length %s)" % (
+            values[P1_ENCRYPTION], values.get(P1_KEY_LENGTH))
+    elif integ is None:
+        problem = "unsupported hash algorithm %d" % values[P1_HASH]
+    elif group is None:
+        problem = "unsupported group %d" % values[P1_GROUP]
+    if problem:
+        return IkeTransform(None, auth, seconds, kilobytes, problem)
+    return IkeTransform(IkeProposal(encr, integ, group), auth, seconds, kilobytes)
+
+
+def match_ike(ours, auth, offered):
+    """Responder: pick the peer's first offered transform (their preference order, RFC 2408
+    4.2) that equals one of our proposals with our auth method.
+
+    ours: [IkeProposal]; offered: [[(type, value)]] one attribute list per transform.
+    Returns (index into offered, IkeTransform) or None (-> NO-PROPOSAL-CHOSEN; explain_ike says why).
+    """
+    for index, attrs in enumerate(offered):
+        transform = decode_ike_transform(attrs)
+        if transform.proposal is not None and transform.auth == auth and transform.proposal in ours:
+            return index, transform
+    return None
+
+
+def confirm_ike(ours, auth, chosen):
+    """Initiator: the responder's one chosen transform must be one we offered. -> IkeTransform
+    or None."""
+    transform = decode_ike_transform(chosen)
+    if transform.proposal is not None and transform.auth == auth and transform.proposal in ours:
+        return transform
+    return None
+
+
+def explain_ike(ours, auth, offered):
+    """Why match_ike found nothing, as a short technical phrase for the log; the diagnosis is
+    "algorithm mismatch" except when only the authentication method differs."""
+    decoded = [decode_ike_transform(a) for a in offered]
+    if any(t.proposal in ours for t in decoded if t.proposal is not None):
+        methods = sorted(set(str(t.auth) for t in decoded))
+        return "auth", "peer offers authentication %s, we use %s" % ("/".join(methods), auth)
+    theirs = [t.proposal.name if t.proposal else t.problem for t in decoded]
+    return "algorithm", "peer offers %s; we accept %s" % (
+        ", ".join(theirs) or "nothing", ", ".join(p.name for p in ours))
+
+
+# -- quick mode transforms ------------------------------------------------------------------------
+def encapsulation_value(mode="tunnel", udp=None):
+    """Encapsulation Mode attribute: udp None (plain), "rfc" (RFC 3947) or "draft" (NAT-T
+    drafts' 61443/61444)."""
+    if udp is None:
+        return ENCAP_TUNNEL if mode == "tunnel" else ENCAP_TRANSPORT
+    if udp == "rfc":
+        return ENCAP_UDP_TUNNEL if mode == "tunnel" else ENCAP_UDP_TRANSPORT
+    if udp == "draft":
+        return ENCAP_UDP_TUNNEL_DRAFT if mode == "tunnel" else ENCAP_UDP_TRANSPORT_DRAFT
+    raise ValueError("unknown UDP encapsulation %r" % (udp,))
+
+
+def child_transform(proposal, protocol, lifetime_s, lifetime_kb=0, pfs=None, mode="tunnel",
+                    udp=None):
+    """One quick mode transform for protocol "esp" or "ah" of proposal:
+    (transform id, [(type, value)]). pfs: group name or None; lifetime_kb 0 = no volume limit."""
+    if protocol == "esp":
+        transform_id = ENCRYPTION[proposal.encr][1]
+    elif protocol == "ah":
+        transform_id = INTEGRITY[proposal.integ][2]
+    else:
+        raise ValueError("a quick mode transform is for esp or ah, not %r" % (protocol,))
+    attrs = [(P2_LIFE_TYPE, LIFE_SECONDS), (P2_LIFE_DURATION, lifetime_s)]
+    if lifetime_kb:
+        attrs += [(P2_LIFE_TYPE, LIFE_KILOBYTES), (P2_LIFE_DURATION, lifetime_kb)]
+    if pfs is not None:
+        attrs.append((P2_GROUP, GROUPS[pfs][0]))
+    attrs.append((P2_ENCAPSULATION, encapsulation_value(mode, udp)))
+    attrs.append((P2_AUTH_ALG, INTEGRITY[proposal.integ][1]))
+    if protocol == "esp" and ENCRYPTION[proposal.encr][2] is not None:
+        attrs.append((P2_KEY_LENGTH, ENCRYPTION[proposal.encr][2]))
+    return transform_id, attrs
+
+
+class ChildTransform:
+    """What one offered quick mode transform says (for one protocol). encr None for AH; integ/encr
+    None with problem set when unsupported; pfs is a group name or None; udp True for the
+    UDP-encapsulated modes."""
+    __slots__ = ("protocol", "encr", "integ", "lifetime_s", "lifetime_kb", "pfs", "mode", "udp",
+                 "problem")
+
+    def __init__(self, protocol, encr=None, integ=None, lifetime_s=None, lifetime_kb=None,
+                 pfs=None, mode="tunnel", udp=False, problem=None):
+        self.protocol = protocol
+        self.encr = encr
+        self.integ = integ
+        self.lifetime_s = lifetime_s
+        self.lifetime_kb = lifetime_kb
+        self.pfs = pfs
+        self.mode = mode
+        self.udp = udp
+        self.problem = problem
+
+    def __repr__(self):
+        return "ChildTransform(%s %s-%s pfs=%s mode=%s udp=%s problem=%r)" % (
+            self.protocol, self.encr, self.integ, self.pfs, self.mode, self.udp, self.problem)
+
+
+def decode_child_transform(protocol, transform_id, attrs):
+    """("esp"|"ah", transform id, [(type, value)]) -> ChildTransform."""
+    attrs = [(t, _attr_int(v)) for t, v in attrs]
+    values = dict(attrs)
+    seconds, kilobytes, problem = _lifetimes(attrs, P2_LIFE_TYPE, P2_LIFE_DURATION)
+    t = ChildTransform(protocol, lifetime_s=seconds, lifetime_kb=kilobytes)
+    if P2_GROUP in values:
+        t.pfs = _GROUP_NAMES.get(values[P2_GROUP])
+        if t.pfs is None:
+            problem = problem or "unsupported PFS group %d" % values[P2_GROUP]
+    if P2_ENCAPSULATION in values:
+        decoded = _ENCAP_DECODE.get(values[P2_ENCAPSULATION])
+        if decoded is None:
+            problem = problem or "unknown encapsulation mode %d" % values[P2_ENCAPSULATION]
+        else:
+            t.mode, t.udp = decoded
+    if P2_AUTH_ALG in values:
+        t.integ = _P2_AUTH_NAMES.get(values[P2_AUTH_ALG])
+        if t.integ is None:
+            problem = problem or "unsupported authentication algorithm %d" % values[P2_AUTH_ALG]
+    if protocol == "esp":
+        t.encr = _encryption_name(1, transform_id, values.get(P2_KEY_LENGTH))
+        if t.encr is None:
+            problem = problem or "unsupported ESP transform %d (key length %s)" % (
+                transform_id, values.get(P2_KEY_LENGTH))
+        if t.integ is None:
+            # RFC 2407 4.5: ESP without an auth algorithm has no integrity; we always want one.
+            problem = problem or "ESP transform without an authentication algorithm"
+    elif protocol == "ah":
+        by_id = _AH_NAMES.get(transform_id)
+        if by_id is None:
+            problem = problem or "unsupported AH transform %d" % transform_id
+        elif t.integ is not None and t.integ != by_id:
+            problem = problem or "AH transform %d disagrees with its authentication algorithm" % (
+                transform_id)
+        t.integ = t.integ or by_id
+    else:
+        problem = problem or "unknown protocol %r" % (protocol,)
+    t.problem = problem
+    return t
+
+
+def _child_ok(ours, pfs, protocol, transform):
+    if transform.problem is not None or transform.pfs != pfs:
+        return False
+    for proposal in ours:
+        if transform.integ == proposal.integ and (protocol == "ah" or transform.encr == proposal.encr):
+            return True
+    return False
+
+
+def _bundle_protocols(protocol):
+    return ("esp", "ah") if protocol == "esp+ah" else (protocol,)
+
+
+def match_child(ours, protocol, pfs, offered):
+    """Responder: pick the peer's first acceptable quick mode proposal.
+
+    ours: [ChildProposal] (all of connection protocol "esp" | "ah" | "esp+ah"); pfs: our group name
+    or None. offered: [{"esp": [(transform_id, attrs)], "ah": [...]}] — one dict per proposal
+    NUMBER (an esp+ah offer is two ISAKMP proposals with the same number, RFC 2408 4.2).
+    For esp+ah, ESP and AH must use the same integrity algorithm and together equal one of ours.
+    Returns (proposal index, {protocol: (transform index, ChildTransform)}) or None.
+    """
+    wanted = _bundle_protocols(protocol)
+    for index, bundle in enumerate(offered):
+        if sorted(bundle) != sorted(wanted):
+            continue
+        chosen = _choose_in_bundle(ours, pfs, wanted, bundle)
+        if chosen is not None:
+            return index, chosen
+    return None
+
+
+def _choose_in_bundle(ours, pfs, wanted, bundle):
+    for proposal in ours:
+        chosen = {}
+        for proto in wanted:
+            for t_index, (transform_id, attrs) in enumerate(bundle[proto]):
+                t = decode_child_transform(proto, transform_id, attrs)
+                if _child_ok([proposal], pfs, proto, t):
+                    chosen[proto] = (t_index, t)
+                    break
+        if len(chosen) == len(wanted):
+            return chosen
+    return None
+
+
+def confirm_child(ours, protocol, pfs, chosen):
+    """Initiator: the responder's answer {protocol: (transform_id, attrs)} (one transform each)
+    must be one of ours. -> {protocol: ChildTransform} or None."""
+    wanted = _bundle_protocols(protocol)
+    if sorted(chosen) != sorted(wanted):
+        return None
+    result = _choose_in_bundle(ours, pfs, wanted, dict((p, [chosen[p]]) for p in wanted))
+    if result is None:
+        return None
+    return dict((p, t) for p, (_, t) in result.items())
+
+
+def explain_child(ours, protocol, pfs, offered):
+    """Why match_child found nothing: ("protocol" | "pfs" | "algorithm", technical detail).
+    These are the seed's phase 2 causes: protocol mismatch, PFS mismatch, algorithm mismatch."""
+    wanted = sorted(_bundle_protocols(protocol))
+    same_protocol = [b for b in offered if sorted(b) == wanted]
+    if not same_protocol:
+        theirs = ", ".join("+".join(sorted(b)) for b in offered) or "nothing"
+        return "protocol", "peer offers %s, we use %s" % (theirs, protocol)
+    for bundle in same_protocol:
+        for their_pfs in _offered_pfs(bundle):
+            if their_pfs != pfs and _choose_in_bundle(ours, their_pfs, wanted, bundle) is not None:
+                return "pfs", "peer uses PFS %s, we use %s" % (their_pfs or "none", pfs or "none")
+    return "algorithm", "no offered %s transform matches %s" % (
+        protocol, ", ".join(p.name for p in ours))
+
+
+def _offered_pfs(bundle):
+    groups = []
+    for proto, transforms in bundle.items():
+        for transform_id, attrs in transforms:
+            g = decode_child_transform(proto, transform_id, attrs).pfs
+            if g not in groups:
+                groups.append(g)
+    return groups
