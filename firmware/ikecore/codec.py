@@ -1,0 +1,906 @@
+"""ISAKMP (RFC 2408 §3) wire format: the header and every IKEv1 payload (portable: MicroPython subset).
+
+Each payload is described once, as a list of fields under its RFC diagram; one generic decoder and
+one generic encoder walk those lists. Nothing else in the daemon touches ISAKMP bytes.
+
+Decoding never trusts a length: every length is checked against what encloses it (datagram ⊃
+header length ⊃ payload ⊃ proposal ⊃ transform ⊃ attribute), and anything wrong raises
+MalformedMessage — the only exception decoding raises — with .reason naming what is wrong and where,
+and .notify, the RFC 2408 §3.14.1 notify type to answer with. Encoding our own objects raises
+ValueError for values that cannot be put on the wire (a programming error, not bad input).
+
+IKEv1 has no "critical" bit: a payload type we do not know is an error (INVALID-PAYLOAD-TYPE),
+never skipped. RESERVED fields must be zero on receipt and are sent as zero.
+"""
+
+import struct
+
+from ikecore import consts as C
+
+
+class MalformedMessage(Exception):
+    """A datagram (or a decrypted payload chain) that is not valid ISAKMP.
+
+    reason: text naming the problem and where ("payload 3 (NONCE) length 2 shorter than ...").
+    notify: the notify message type to answer with (consts.PAYLOAD_MALFORMED, ...).
+    header: the decoded Header when the header itself was fine (so a notification can be
+            addressed to the cookies), else None.
+    """
+
+    def __init__(self, reason, notify=C.PAYLOAD_MALFORMED, header=None):
+        Exception.__init__(self, reason)
+        self.reason = reason
+        self.notify = notify
+        self.header = header
+
+    def __str__(self):
+        return "%s (%s)" % (self.reason, C.name(C.NOTIFY_NAMES, self.notify))
+
+
+# --- Field kinds of the declarative layouts ---------------------------------------------------
+# A layout is a tuple of (kind, name, arg[, check]). `name` is the object attribute for value fields
+# and a label for the others; `check` = (allowed values, notify) rejects other values on decode.
+U8 = "u8"               # 1-byte unsigned integer
+U16 = "u16"             # 2-byte unsigned integer, network order
+U32 = "u32"             # 4-byte unsigned integer, network order
+ZERO = "zero"           # RESERVED, arg bytes, zero on the wire
+SIZE8 = "size8"         # 1 byte: length of the bytes attribute named by arg (an SPI)
+SIZED = "sized"         # bytes whose length an earlier SIZE8 gave
+ELEM_SIZE8 = "esize8"   # 1 byte: length of each item of the list attribute named by arg
+COUNT8 = "count8"       # 1 byte: number of items of the list attribute named by arg
+COUNT16 = "count16"     # 2 bytes: same
+SPI_LIST = "spis"       # COUNT16 items of ELEM_SIZE8 bytes each, exactly filling the rest
+CHAIN = "chain"         # nested generic-header structures (proposals, transforms); arg = _Chain
+ATTRIBUTES = "attrs"    # data attributes (RFC 2408 §3.3) filling the rest
+REST = "rest"           # the rest of the body as bytes; arg = (min, max) length or None
+
+_FIXED_SIZE = {U8: 1, U16: 2, U32: 4, SIZE8: 1, ELEM_SIZE8: 1, COUNT8: 1, COUNT16: 2}
+
+
+def _fixed_size(layout):
+    """Bytes the fixed part of a layout needs (the minimum body length)."""
+    total = 0
+    for field in layout:
+        kind = field[0]
+        if kind == ZERO:
+            total += field[2]
+        elif kind == REST and field[2] is not None:
+            total += field[2][0]
+        else:
+            total += _FIXED_SIZE.get(kind, 0)
+    return total
+
+
+def _hex(data):
+    return "".join("%02x" % b for b in data)
+
+
+def _show(value):
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) > 24:
+            return "h'%s...'(%d bytes)" % (_hex(value[:16]), len(value))
+        return "h'%s'" % _hex(value)
+    return repr(value)
+
+
+class _Struct:
+    """Base of everything with a layout: equality and repr over FIELDS (the __init__ arguments)."""
+    FIELDS = ()
+    LAYOUT = ()
+    MIN_LENGTH = C.GENERIC_HEADER_LENGTH
+
+    def __eq__(self, other):
+        if type(self) is not type(other):
+            return False
+        for field in self.FIELDS:
+            if getattr(self, field) != getattr(other, field):
+                return False
+        return True
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        parts = ["%s=%s" % (f, _show(getattr(self, f))) for f in self.FIELDS]
+        return "%s(%s)" % (type(self).__name__, ", ".join(parts))
+
+
+class Payload(_Struct):
+    """A top-level payload; TYPE is its RFC payload number."""
+    TYPE = C.PT_NONE
+
+    def wire_type(self):
+        """The payload number to send (differs from TYPE only for the NAT-T draft numbers)."""
+        return self.TYPE
+
+
+# --- Data attributes (RFC 2408 §3.3) ---------------------------------------------------------
+#                      1                   2                   3
+#  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !A!       Attribute Type        !    AF=0  Attribute Length     !
+# !F!                             !    AF=1  Attribute Value      !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# .                   AF=0  Attribute Value                       .
+# .                   AF=1  Not Transmitted                       .
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+class Attribute(_Struct):
+    """One SA attribute. value: int (sent basic/TV when it fits 16 bits, else variable/TLV) or
+    bytes (always TLV). Decoding gives int for TV and bytes for TLV; use as_int() for numbers
+    that a peer may send either way (life durations). Equality compares numbers by value, so
+    Attribute(12, 86400) == Attribute(12, b"\\x00\\x01\\x51\\x80")."""
+    FIELDS = ("type", "value")
+
+    def __init__(self, type, value):
+        self.type = type
+        self.value = value
+
+    def as_int(self):
+        if isinstance(self.value, int):
+            return self.value
+        return int.from_bytes(self.value, "big")
+
+    def is_basic(self):
+        return isinstance(self.value, int) and self.value <= 0xFFFF
+
+    def __eq__(self, other):
+        if not isinstance(other, Attribute) or self.type != other.type:
+            return False
+        if isinstance(self.value, int) == isinstance(other.value, int):
+            return self.value == other.value
+        return self.as_int() == other.as_int()
+
+
+# --- Transform payload (RFC 2408 §3.6) -------------------------------------------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# !  Transform #  !  Transform-Id !           RESERVED2           !
+# +---------------+---------------+---------------+---------------+
+# ~                        SA Attributes                          ~
+class Transform(_Struct):
+    FIELDS = ("number", "transform_id", "attributes")
+    LAYOUT = (
+        (U8, "number", None),
+        (U8, "transform_id", None),
+        (ZERO, "RESERVED2", 2),
+        (ATTRIBUTES, "attributes", None),
+    )
+
+    def __init__(self, number, transform_id, attributes=None):
+        self.number = number
+        self.transform_id = transform_id
+        self.attributes = list(attributes or ())
+
+    def attribute(self, attr_type):
+        """The first attribute of that type, or None."""
+        for attr in self.attributes:
+            if attr.type == attr_type:
+                return attr
+        return None
+
+
+class _Chain:
+    """How a nested chain is spelled: its member class, the next-payload number linking its items,
+    the word used in error messages, and whether an empty chain is allowed."""
+
+    def __init__(self, cls, link_type, word):
+        self.cls = cls
+        self.link_type = link_type
+        self.word = word
+
+
+_TRANSFORMS = _Chain(Transform, C.PT_TRANSFORM, "transform")
+
+
+# --- Proposal payload (RFC 2408 §3.5) --------------------------------------------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# !  Proposal #   !  Protocol-Id  !    SPI Size   !# of Transforms!
+# +---------------+---------------+---------------+---------------+
+# !                        SPI (variable)                         !
+# +---------------+---------------+---------------+---------------+
+# ~                  Transform payloads                           ~
+class Proposal(_Struct):
+    """Proposals sharing a number form one AND group (e.g. ESP and AH of one SA bundle)."""
+    FIELDS = ("number", "protocol", "spi", "transforms")
+    LAYOUT = (
+        (U8, "number", None),
+        (U8, "protocol", None),
+        (SIZE8, "SPI size", "spi"),
+        (COUNT8, "# of transforms", "transforms"),
+        (SIZED, "spi", None),
+        (CHAIN, "transforms", _TRANSFORMS),
+    )
+
+    def __init__(self, number, protocol, spi=b"", transforms=None):
+        self.number = number
+        self.protocol = protocol
+        self.spi = bytes(spi)
+        self.transforms = list(transforms or ())
+
+
+_PROPOSALS = _Chain(Proposal, C.PT_PROPOSAL, "proposal")
+
+
+# --- Security Association payload (RFC 2408 §3.4, situation of RFC 2407 §4.6.1) ---------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# !              Domain of Interpretation  (DOI)                  !
+# +---------------+---------------+---------------+---------------+
+# ~                           Situation                           ~
+# +---------------+---------------+---------------+---------------+
+# ~                  Proposal payloads                            ~
+# Only SIT_IDENTITY_ONLY (a 4-byte situation) exists for us: the secrecy/integrity situations carry
+# labelled-domain fields nobody deploys.
+class SaPayload(Payload):
+    TYPE = C.PT_SA
+    FIELDS = ("proposals", "doi", "situation")
+    LAYOUT = (
+        (U32, "doi", None, ((C.DOI_IPSEC,), C.DOI_NOT_SUPPORTED)),
+        (U32, "situation", None, ((C.SIT_IDENTITY_ONLY,), C.SITUATION_NOT_SUPPORTED)),
+        (CHAIN, "proposals", _PROPOSALS),
+    )
+
+    def __init__(self, proposals, doi=C.DOI_IPSEC, situation=C.SIT_IDENTITY_ONLY):
+        self.proposals = list(proposals)
+        self.doi = doi
+        self.situation = situation
+
+
+# --- Payloads that are a generic header plus opaque data -------------------------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# ~            Key Exchange / Hash / Signature / Nonce /          ~
+# ~            Vendor ID / NAT-D data                             ~
+class _DataPayload(Payload):
+    FIELDS = ("data",)
+    LAYOUT = ((REST, "data", None),)
+
+    def __init__(self, data):
+        self.data = bytes(data)
+
+
+class KePayload(_DataPayload):
+    """RFC 2408 §3.7: the Diffie-Hellman public value."""
+    TYPE = C.PT_KE
+    LAYOUT = ((REST, "data", (1, None)),)
+
+
+class HashPayload(_DataPayload):
+    """RFC 2408 §3.11."""
+    TYPE = C.PT_HASH
+    LAYOUT = ((REST, "data", (1, None)),)
+
+
+class SigPayload(_DataPayload):
+    """RFC 2408 §3.12."""
+    TYPE = C.PT_SIG
+    LAYOUT = ((REST, "data", (1, None)),)
+
+
+class NoncePayload(_DataPayload):
+    """RFC 2408 §3.13; RFC 2409 §5: a nonce is 8 to 256 bytes."""
+    TYPE = C.PT_NONCE
+    LAYOUT = ((REST, "data", (8, 256)),)
+
+
+class VendorPayload(_DataPayload):
+    """RFC 2408 §3.16; ikecore.natt and ikecore.vendor know the values."""
+    TYPE = C.PT_VENDOR
+
+
+class NatDPayload(_DataPayload):
+    """RFC 3947 §3.2: HASH(CKY-I | CKY-R | IP | Port). payload_type is PT_NAT_D, or
+    PT_NAT_D_DRAFT (130) with the draft-02/03 peers."""
+    TYPE = C.PT_NAT_D
+    FIELDS = ("data", "payload_type")
+    LAYOUT = ((REST, "data", (1, None)),)
+
+    def __init__(self, data, payload_type=C.PT_NAT_D):
+        self.data = bytes(data)
+        self.payload_type = payload_type
+
+    def wire_type(self):
+        return self.payload_type
+
+
+# --- Identification payload (RFC 2408 §3.8 with the IPsec DOI fields of RFC 2407 §4.6.2) -------
+# ! Next Payload  !   RESERVED    !        Payload Length         !
+# +---------------+---------------+---------------+---------------+
+# !   ID Type     !  Protocol ID  !             Port              !
+# +---------------+---------------+---------------+---------------+
+# ~                     Identification Data                       ~
+class IdPayload(Payload):
+    TYPE = C.PT_ID
+    FIELDS = ("id_type", "data", "protocol", "port")
+    LAYOUT = (
+        (U8, "id_type", None),
+        (U8, "protocol", None),
+        (U16, "port", None),
+        (REST, "data", None),
+    )
+
+    def __init__(self, id_type, data, protocol=0, port=0):
+        self.id_type = id_type
+        self.data = bytes(data)
+        self.protocol = protocol
+        self.port = port
+
+
+# --- Certificate and Certificate Request payloads (RFC 2408 §3.9, §3.10) -----------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# ! Cert Encoding !                                               !
+# +---------------+  Certificate Data / Certificate Authority     ~
+class CertPayload(Payload):
+    TYPE = C.PT_CERT
+    FIELDS = ("encoding", "data")
+    LAYOUT = ((U8, "encoding", None), (REST, "data", None))
+
+    def __init__(self, encoding, data):
+        self.encoding = encoding
+        self.data = bytes(data)
+
+
+class CrPayload(CertPayload):
+    """The data is a CA's DER name, or empty for "any CA"."""
+    TYPE = C.PT_CR
+
+
+# --- Notification payload (RFC 2408 §3.14) ----------------------------------------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# !              Domain of Interpretation  (DOI)                  !
+# +---------------+---------------+---------------+---------------+
+# !  Protocol-ID  !   SPI Size    !      Notify Message Type      !
+# +---------------+---------------+---------------+---------------+
+# ~                Security Parameter Index (SPI)                 ~
+# +---------------+---------------+---------------+---------------+
+# ~                       Notification Data                       ~
+class NotifyPayload(Payload):
+    TYPE = C.PT_NOTIFY
+    FIELDS = ("notify_type", "protocol", "spi", "data", "doi")
+    LAYOUT = (
+        (U32, "doi", None, ((C.DOI_ISAKMP, C.DOI_IPSEC), C.DOI_NOT_SUPPORTED)),
+        (U8, "protocol", None),
+        (SIZE8, "SPI size", "spi"),
+        (U16, "notify_type", None),
+        (SIZED, "spi", None),
+        (REST, "data", None),
+    )
+
+    def __init__(self, notify_type, protocol=C.PROTO_ISAKMP, spi=b"", data=b"", doi=C.DOI_IPSEC):
+        self.notify_type = notify_type
+        self.protocol = protocol
+        self.spi = bytes(spi)
+        self.data = bytes(data)
+        self.doi = doi
+
+
+# --- Delete payload (RFC 2408 §3.15) ----------------------------------------------------------
+# ! Next Payload  !   RESERVED    !         Payload Length        !
+# +---------------+---------------+---------------+---------------+
+# !              Domain of Interpretation  (DOI)                  !
+# +---------------+---------------+---------------+---------------+
+# !  Protocol-Id  !   SPI Size    !           # of SPIs           !
+# +---------------+---------------+---------------+---------------+
+# ~               Security Parameter Index(es) (SPI)              ~
+class DeletePayload(Payload):
+    """spis: list of equally long byte strings (16-byte cookie pair for ISAKMP, 4 for ESP/AH)."""
+    TYPE = C.PT_DELETE
+    FIELDS = ("protocol", "spis", "doi")
+    LAYOUT = (
+        (U32, "doi", None, ((C.DOI_ISAKMP, C.DOI_IPSEC), C.DOI_NOT_SUPPORTED)),
+        (U8, "protocol", None),
+        (ELEM_SIZE8, "SPI size", "spis"),
+        (COUNT16, "# of SPIs", "spis"),
+        (SPI_LIST, "spis", None),
+    )
+
+    def __init__(self, protocol, spis, doi=C.DOI_IPSEC):
+        self.protocol = protocol
+        self.spis = [bytes(s) for s in spis]
+        self.doi = doi
+
+
+# --- NAT original address payload (RFC 3947 §5.2) ---------------------------------------------
+# ! Next Payload  !   RESERVED    !        Payload length         !
+# +---------------+---------------+---------------+---------------+
+# !    ID Type    !   RESERVED    !            RESERVED           !
+# +---------------+---------------+---------------+---------------+
+# !           IPv4 (4 octets) or IPv6 address (16 octets)         !
+class NatOaPayload(Payload):
+    """payload_type is PT_NAT_OA, or PT_NAT_OA_DRAFT (131) with the draft-02/03 peers."""
+    TYPE = C.PT_NAT_OA
+    FIELDS = ("id_type", "data", "payload_type")
+    LAYOUT = (
+        (U8, "id_type", None),
+        (ZERO, "RESERVED", 3),
+        (REST, "data", None),
+    )
+
+    def __init__(self, id_type, data, payload_type=C.PT_NAT_OA):
+        self.id_type = id_type
+        self.data = bytes(data)
+        self.payload_type = payload_type
+
+    def wire_type(self):
+        return self.payload_type
+
+
+# The payloads a chain may hold at top level, by number (proposal/transform only nest in an SA).
+PAYLOAD_CLASSES = {
+    C.PT_SA: SaPayload, C.PT_KE: KePayload, C.PT_ID: IdPayload, C.PT_CERT: CertPayload,
+    C.PT_CR: CrPayload, C.PT_HASH: HashPayload, C.PT_SIG: SigPayload, C.PT_NONCE: NoncePayload,
+    C.PT_NOTIFY: NotifyPayload, C.PT_DELETE: DeletePayload, C.PT_VENDOR: VendorPayload,
+    C.PT_NAT_D: NatDPayload, C.PT_NAT_OA: NatOaPayload,
+    C.PT_NAT_D_DRAFT: NatDPayload, C.PT_NAT_OA_DRAFT: NatOaPayload,
+}
+
+for _cls in (Transform, Proposal, SaPayload, KePayload, HashPayload, SigPayload, NoncePayload,
+             VendorPayload, NatDPayload, IdPayload, CertPayload, CrPayload, NotifyPayload,
+             DeletePayload, NatOaPayload):
+    _cls.MIN_LENGTH = C.GENERIC_HEADER_LENGTH + _fixed_size(_cls.LAYOUT)
+
+
+# --- ISAKMP header (RFC 2408 §3.1) ------------------------------------------------------------
+#                      1                   2                   3
+#  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !                          Initiator                            !
+# !                            Cookie                             !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !                          Responder                            !
+# !                            Cookie                             !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !  Next Payload ! MjVer ! MnVer ! Exchange Type !     Flags     !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !                          Message ID                           !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+# !                            Length                             !
+# +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+_HEADER_FORMAT = ">8s8sBBBBII"
+
+
+class Header(_Struct):
+    FIELDS = ("icookie", "rcookie", "next_payload", "version", "exchange", "flags", "message_id",
+              "length")
+
+    def __init__(self, icookie, rcookie, next_payload, version, exchange, flags, message_id,
+                 length):
+        self.icookie = icookie
+        self.rcookie = rcookie
+        self.next_payload = next_payload
+        self.version = version
+        self.exchange = exchange
+        self.flags = flags
+        self.message_id = message_id
+        self.length = length
+
+    @property
+    def major(self):
+        return self.version >> 4
+
+    @property
+    def minor(self):
+        return self.version & 0x0F
+
+
+class Message(_Struct):
+    """One ISAKMP message. Decoded cleartext: payloads filled, body None. Decoded with
+    FLAG_ENCRYPTION: payloads [], body = the ciphertext, first_payload = the header's next
+    payload (decrypt, then decode_payloads(first_payload, plaintext))."""
+    FIELDS = ("exchange", "icookie", "rcookie", "message_id", "flags", "payloads")
+
+    def __init__(self, exchange, icookie, rcookie, message_id=0, flags=0, payloads=None):
+        self.exchange = exchange
+        self.icookie = bytes(icookie)
+        self.rcookie = bytes(rcookie)
+        self.message_id = message_id
+        self.flags = flags
+        self.payloads = list(payloads or ())
+        self.version = C.ISAKMP_VERSION
+        self.body = None
+        self.first_payload = C.PT_NONE
+        self.length = None
+
+    def find(self, cls):
+        """The first payload of that class, or None."""
+        for payload in self.payloads:
+            if isinstance(payload, cls):
+                return payload
+        return None
+
+    def find_all(self, cls):
+        return [p for p in self.payloads if isinstance(p, cls)]
+
+
+# ============================== decoding ======================================================
+
+def _fail(reason, notify=C.PAYLOAD_MALFORMED):
+    raise MalformedMessage(reason, notify)
+
+
+def _u16(data, pos):
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def _u32(data, pos):
+    return (data[pos] << 24) | (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
+
+
+def _decode_attributes(body, pos, where):
+    attrs = []
+    end = len(body)
+    index = 0
+    while pos < end:
+        index += 1
+        label = "%s attribute %d" % (where, index)
+        if end - pos < 4:
+            _fail("%s truncated: %d bytes left, an attribute needs 4" % (label, end - pos))
+        word = _u16(body, pos)
+        if word & 0x8000:                       # AF=1: type/value (TV), value in the length field
+            attrs.append(Attribute(word & 0x7FFF, _u16(body, pos + 2)))
+            pos += 4
+            continue
+        length = _u16(body, pos + 2)
+        pos += 4
+        if length > end - pos:
+            _fail("%s (type %d) length %d overruns its transform by %d bytes"
+                  % (label, word, length, length - (end - pos)))
+        attrs.append(Attribute(word, body[pos:pos + length]))
+        pos += length
+    return attrs
+
+
+def _decode_struct(cls, body, where):
+    """Walk cls.LAYOUT over body (the bytes after the generic header); return the object."""
+    values = {}
+    sizes = {}
+    counts = {}
+    pos = 0
+    end = len(body)
+    for field in cls.LAYOUT:
+        kind = field[0]
+        name = field[1]
+        if kind == U8:
+            value = body[pos]
+            pos += 1
+        elif kind == U16:
+            value = _u16(body, pos)
+            pos += 2
+        elif kind == U32:
+            value = _u32(body, pos)
+            pos += 4
+        elif kind == ZERO:
+            count = field[2]
+            for i in range(pos, pos + count):
+                if body[i]:
+                    _fail("%s %s field is not zero (%s)" % (where, name, _hex(body[pos:pos + count])))
+            pos += count
+            continue
+        elif kind == SIZE8 or kind == ELEM_SIZE8:
+            sizes[field[2]] = body[pos]
+            pos += 1
+            continue
+        elif kind == COUNT8:
+            counts[field[2]] = body[pos]
+            pos += 1
+            continue
+        elif kind == COUNT16:
+            counts[field[2]] = _u16(body, pos)
+            pos += 2
+            continue
+        elif kind == SIZED:
+            size = sizes[name]
+            if size > end - pos:
+                _fail("%s %s size %d exceeds the %d bytes left" % (where, name, size, end - pos))
+            value = body[pos:pos + size]
+            pos += size
+        elif kind == SPI_LIST:
+            size = sizes[name]
+            count = counts[name]
+            if size == 0 or count == 0:
+                _fail("%s has %d SPIs of %d bytes: nothing to name" % (where, count, size),
+                      C.INVALID_SPI)
+            if size * count != end - pos:
+                _fail("%s %d SPIs of %d bytes need %d bytes, %d are left"
+                      % (where, count, size, size * count, end - pos))
+            value = [body[i:i + size] for i in range(pos, end, size)]
+            pos = end
+        elif kind == CHAIN:
+            chain = field[2]
+            value = _decode_nested(chain, body[pos:], where)
+            pos = end
+            expected = counts.get(name)
+            if expected is not None and expected != len(value):
+                _fail("%s announces %d %ss but holds %d" % (where, expected, chain.word, len(value)),
+                      C.BAD_PROPOSAL_SYNTAX)
+        elif kind == ATTRIBUTES:
+            value = _decode_attributes(body, pos, where)
+            pos = end
+        else:                                   # REST
+            limits = field[2]
+            value = body[pos:]
+            pos = end
+            if limits is not None:
+                low, high = limits
+                if len(value) < low or (high is not None and len(value) > high):
+                    _fail("%s %s of %d bytes outside %d..%s" % (where, name, len(value), low,
+                                                                  high if high is not None else "any"))
+        if len(field) > 3:
+            allowed, notify = field[3]
+            if value not in allowed:
+                _fail("%s %s %d not supported (expected %s)"
+                      % (where, name, value, " or ".join(str(v) for v in allowed)), notify)
+        values[name] = value
+    return cls(**values)
+
+
+def _walk(data, first_type, lookup, where_of, bad_type, padding_ok):
+    """Walk a chain of generic-header structures (RFC 2408 §3.2) starting with first_type.
+
+    lookup maps a type number to its class; where_of(index, type) names an item for messages;
+    bad_type(index, type) raises for a type that may not appear here. Returns the objects;
+    bytes after the last item are an error unless padding_ok (decrypted payloads are padded).
+    """
+    items = []
+    pos = 0
+    end = len(data)
+    ptype = first_type
+    index = 0
+    while ptype != C.PT_NONE:
+        index += 1
+        cls = lookup.get(ptype)
+        if cls is None:
+            bad_type(index, ptype)
+        where = where_of(index, ptype)
+        left = end - pos
+        if left < C.GENERIC_HEADER_LENGTH:
+            if left == 0:
+                _fail("%s missing: the data ends after %d bytes" % (where, pos))
+            _fail("%s truncated: %d bytes left, a payload header needs 4" % (where, left))
+        next_type = data[pos]
+        if data[pos + 1]:
+            _fail("%s RESERVED byte is %d, not zero" % (where, data[pos + 1]))
+        length = _u16(data, pos + 2)
+        if length < C.GENERIC_HEADER_LENGTH:
+            _fail("%s length %d shorter than its 4-byte header" % (where, length))
+        if length > left:
+            _fail("%s length %d runs %d bytes past the end of the data"
+                  % (where, length, length - left))
+        if length < cls.MIN_LENGTH:
+            _fail("%s length %d shorter than its %d-byte minimum" % (where, length, cls.MIN_LENGTH))
+        item = _decode_struct(cls, data[pos + 4:pos + length], where)
+        if cls.FIELDS and "payload_type" in cls.FIELDS:
+            item.payload_type = ptype
+        items.append(item)
+        pos += length
+        ptype = next_type
+    if pos != end and not padding_ok:
+        _fail("%d bytes of trailing garbage after %s" % (end - pos, where_of(index, None)
+                                                          if index else "the header"))
+    return items
+
+
+def _decode_nested(chain, data, parent):
+    """Proposals inside an SA, transforms inside a proposal: the first item is implied by the
+    parent, each links to the next with chain.link_type, the last with NONE, and they fill it."""
+    link = chain.link_type
+    word = chain.word
+
+    def where_of(index, ptype):
+        return "%s %s %d" % (parent, word, index)
+
+    def bad_type(index, ptype):
+        _fail("%s %s %d is linked with next payload %d, expected %d (%s) or 0"
+              % (parent, word, index - 1, ptype, link, C.name(C.PAYLOAD_NAMES, link)),
+              C.BAD_PROPOSAL_SYNTAX)
+
+    if not data:
+        _fail("%s holds no %s" % (parent, word), C.BAD_PROPOSAL_SYNTAX)
+    return _walk(data, link, {link: chain.cls}, where_of, bad_type, False)
+
+
+def _top_where(index, ptype):
+    if ptype is None:
+        return "payload %d" % index
+    return "payload %d (%s)" % (index, C.name(C.PAYLOAD_NAMES, ptype))
+
+
+def _top_bad_type(index, ptype):
+    if ptype in (C.PT_PROPOSAL, C.PT_TRANSFORM):
+        _fail("payload %d type %d (%s) only exists inside an SA payload"
+              % (index, ptype, C.PAYLOAD_NAMES[ptype]), C.INVALID_PAYLOAD_TYPE)
+    _fail("payload %d has unknown type %d" % (index, ptype), C.INVALID_PAYLOAD_TYPE)
+
+
+def decode_payloads(first_type, data, allow_padding=True):
+    """Decode a chain of payloads starting with first_type. After decryption the chain is followed
+    by padding (RFC 2408 §3.1), which is ignored; pass allow_padding=False to reject it."""
+    return _walk(bytes(data), first_type, PAYLOAD_CLASSES, _top_where, _top_bad_type,
+                 allow_padding)
+
+
+def decode_header(data):
+    """Decode and check the 28-byte header of a datagram (also its length against the datagram)."""
+    data = bytes(data)
+    if len(data) < C.HEADER_LENGTH:
+        _fail("datagram of %d bytes shorter than the %d-byte ISAKMP header"
+              % (len(data), C.HEADER_LENGTH))
+    icookie, rcookie, next_payload, version, exchange, flags, message_id, length = \
+        struct.unpack(_HEADER_FORMAT, data[:C.HEADER_LENGTH])
+    header = Header(icookie, rcookie, next_payload, version, exchange, flags, message_id, length)
+    if header.major != C.ISAKMP_MAJOR:
+        _fail("version %d.%d is not ISAKMP 1.x%s" % (header.major, header.minor,
+              " (an IKEv2 message)" if header.major == 2 else ""), C.INVALID_MAJOR_VERSION)
+    if header.minor != C.ISAKMP_MINOR:
+        _fail("minor version %d, only 1.0 exists" % header.minor, C.INVALID_MINOR_VERSION)
+    if icookie == bytes(8):
+        _fail("initiator cookie is zero", C.INVALID_COOKIE)
+    try:
+        if exchange not in C.EXCHANGE_NAMES:
+            _fail("unknown exchange type %d" % exchange, C.INVALID_EXCHANGE_TYPE)
+        if flags & ~C.FLAGS_KNOWN:
+            _fail("unknown flag bits 0x%02x" % (flags & ~C.FLAGS_KNOWN), C.INVALID_FLAGS)
+        if length < C.HEADER_LENGTH:
+            _fail("header length %d shorter than the header itself" % length)
+        if length > len(data):
+            _fail("header length %d exceeds the %d-byte datagram" % (length, len(data)))
+        if length < len(data):
+            _fail("%d bytes of trailing garbage after the %d bytes the header announces"
+                  % (len(data) - length, length))
+    except MalformedMessage as err:
+        err.header = header
+        raise
+    return header
+
+
+def decode_message(data):
+    """Decode a whole datagram (IKE bytes, the non-ESP marker already stripped)."""
+    data = bytes(data)
+    header = decode_header(data)
+    message = Message(header.exchange, header.icookie, header.rcookie, header.message_id,
+                      header.flags)
+    message.version = header.version
+    message.length = header.length
+    message.first_payload = header.next_payload
+    body = data[C.HEADER_LENGTH:header.length]
+    try:
+        if header.flags & C.FLAG_ENCRYPTION:
+            if header.next_payload not in PAYLOAD_CLASSES:
+                _top_bad_type(1, header.next_payload)
+            if not body:
+                _fail("encrypted message without ciphertext")
+            message.body = body
+        else:
+            message.payloads = decode_payloads(header.next_payload, body, allow_padding=False)
+    except MalformedMessage as err:
+        err.header = header
+        raise
+    return message
+
+
+# ============================== encoding ======================================================
+
+def _check_uint(value, bits, where):
+    if not isinstance(value, int) or value < 0 or value >> bits:
+        raise ValueError("%s: %r does not fit in %d unsigned bits" % (where, value, bits))
+    return value
+
+
+def _uint_bytes(value, where):
+    """A TLV attribute's number: 4 bytes up to 2**32, else as many as it needs."""
+    _check_uint(value, 512, where)
+    size = 4
+    while value >> (8 * size):
+        size += 1
+    return value.to_bytes(size, "big")
+
+
+def _encode_attribute(attr, where):
+    _check_uint(attr.type, 15, where + " type")
+    value = attr.value
+    if isinstance(value, int):
+        if 0 <= value <= 0xFFFF:
+            return struct.pack(">HH", 0x8000 | attr.type, value)
+        value = _uint_bytes(value, where)
+    value = bytes(value)
+    _check_uint(len(value), 16, where + " length")
+    return struct.pack(">HH", attr.type, len(value)) + value
+
+
+def _encode_chain(items, link_type, where):
+    out = []
+    last = len(items) - 1
+    for index, item in enumerate(items):
+        next_type = C.PT_NONE if index == last else link_type
+        out.append(_with_header(next_type, _encode_struct(item, where), where))
+    return b"".join(out)
+
+
+def _with_header(next_type, body, where):
+    length = C.GENERIC_HEADER_LENGTH + len(body)
+    if length > 0xFFFF:
+        raise ValueError("%s: %d bytes do not fit a payload length" % (where, length))
+    return struct.pack(">BBH", next_type, 0, length) + body
+
+
+def _encode_struct(obj, where):
+    where = "%s.%s" % (where, type(obj).__name__) if where else type(obj).__name__
+    out = []
+    for field in obj.LAYOUT:
+        kind = field[0]
+        name = field[1]
+        label = "%s.%s" % (where, name)
+        if kind == U8:
+            out.append(bytes((_check_uint(getattr(obj, name), 8, label),)))
+        elif kind == U16:
+            out.append(struct.pack(">H", _check_uint(getattr(obj, name), 16, label)))
+        elif kind == U32:
+            out.append(struct.pack(">I", _check_uint(getattr(obj, name), 32, label)))
+        elif kind == ZERO:
+            out.append(bytes(field[2]))
+        elif kind == SIZE8:
+            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, label),)))
+        elif kind == ELEM_SIZE8:
+            items = getattr(obj, field[2])
+            size = len(items[0]) if items else 0
+            for item in items:
+                if len(item) != size:
+                    raise ValueError("%s: SPIs of different sizes" % label)
+            out.append(bytes((_check_uint(size, 8, label),)))
+        elif kind == COUNT8:
+            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, label),)))
+        elif kind == COUNT16:
+            out.append(struct.pack(">H", _check_uint(len(getattr(obj, field[2])), 16, label)))
+        elif kind == SIZED or kind == REST:
+            out.append(bytes(getattr(obj, name)))
+        elif kind == SPI_LIST:
+            out.extend(bytes(s) for s in getattr(obj, name))
+        elif kind == CHAIN:
+            out.append(_encode_chain(getattr(obj, name), field[2].link_type, label))
+        elif kind == ATTRIBUTES:
+            for attr in getattr(obj, name):
+                out.append(_encode_attribute(attr, label))
+    return b"".join(out)
+
+
+def encode_payload(payload, next_type=C.PT_NONE):
+    """One payload with its generic header."""
+    return _with_header(next_type, _encode_struct(payload, ""), type(payload).__name__)
+
+
+def encode_payloads(payloads):
+    """Encode a chain; returns (type of the first payload, bytes) — the core encrypts the bytes."""
+    out = []
+    for index, payload in enumerate(payloads):
+        if index + 1 < len(payloads):
+            next_type = payloads[index + 1].wire_type()
+        else:
+            next_type = C.PT_NONE
+        out.append(encode_payload(payload, next_type))
+    first = payloads[0].wire_type() if payloads else C.PT_NONE
+    return first, b"".join(out)
+
+
+def encode_message(message, body=None, first_payload=None):
+    """The datagram for message. With body (already encrypted payload bytes) the payloads are
+    not encoded: first_payload goes in the header and FLAG_ENCRYPTION is set."""
+    flags = message.flags
+    if body is None:
+        first_payload, body = encode_payloads(message.payloads)
+    else:
+        flags |= C.FLAG_ENCRYPTION
+        if first_payload is None:
+            raise ValueError("encode_message: an encrypted body needs its first payload type")
+    if len(message.icookie) != 8 or len(message.rcookie) != 8:
+        raise ValueError("encode_message: cookies must be 8 bytes")
+    length = C.HEADER_LENGTH + len(body)
+    header = struct.pack(_HEADER_FORMAT, message.icookie, message.rcookie,
+                         _check_uint(first_payload, 8, "Message.first_payload"),
+                         message.version, _check_uint(message.exchange, 8, "Message.exchange"),
+                         _check_uint(flags, 8, "Message.flags"),
+                         _check_uint(message.message_id, 32, "Message.message_id"),
+                         _check_uint(length, 32, "Message.length"))
+    return header + bytes(body)

@@ -1,0 +1,274 @@
+"""ISAKMP / IKEv1 protocol numbers (portable: MicroPython subset).
+
+One place for the numbers of RFC 2407 (IPsec DOI), RFC 2408 (ISAKMP), RFC 2409 (IKE),
+RFC 3706 (DPD) and RFC 3947 (NAT-T). Algorithm values carried inside transform attributes
+(encryption/hash/group/auth-method numbers, ESP/AH transform IDs) live in ikecore.proposals;
+here are the numbers that say what a field or a payload *is*.
+
+Each table of names (EXCHANGE_NAMES, PAYLOAD_NAMES, ...) maps a number to the RFC's spelling for
+logs; name(table, value) falls back to the bare number for values we do not know.
+"""
+
+# --- RFC 2408 §3.1 header ----------------------------------------------------------------------
+HEADER_LENGTH = 28
+GENERIC_HEADER_LENGTH = 4          # next payload, RESERVED, payload length (RFC 2408 §3.2)
+ISAKMP_MAJOR = 1
+ISAKMP_MINOR = 0
+ISAKMP_VERSION = (ISAKMP_MAJOR << 4) | ISAKMP_MINOR
+
+IKE_PORT = 500
+NATT_PORT = 4500                   # RFC 3947 §4: after NAT-T is chosen, IKE and ESP-in-UDP
+
+# Flags (RFC 2408 §3.1); any other bit is INVALID-FLAGS.
+FLAG_ENCRYPTION = 0x01
+FLAG_COMMIT = 0x02
+FLAG_AUTH_ONLY = 0x04
+FLAGS_KNOWN = FLAG_ENCRYPTION | FLAG_COMMIT | FLAG_AUTH_ONLY
+
+# --- Exchange types (RFC 2408 §3.1, RFC 2409 §9, draft-ietf-ipsec-isakmp-mode-cfg) ---------------
+EXCHANGE_BASE = 1
+EXCHANGE_MAIN = 2                  # "Identity Protection"
+EXCHANGE_AUTH_ONLY = 3
+EXCHANGE_AGGRESSIVE = 4
+EXCHANGE_INFORMATIONAL = 5
+EXCHANGE_TRANSACTION = 6           # mode config / XAUTH (we only recognise it)
+EXCHANGE_QUICK = 32
+EXCHANGE_NEW_GROUP = 33
+
+EXCHANGE_NAMES = {
+    EXCHANGE_BASE: "BASE", EXCHANGE_MAIN: "MAIN", EXCHANGE_AUTH_ONLY: "AUTH-ONLY",
+    EXCHANGE_AGGRESSIVE: "AGGRESSIVE", EXCHANGE_INFORMATIONAL: "INFORMATIONAL",
+    EXCHANGE_TRANSACTION: "TRANSACTION", EXCHANGE_QUICK: "QUICK", EXCHANGE_NEW_GROUP: "NEW-GROUP",
+}
+
+# --- Payload types (RFC 2408 §3.1, RFC 3947 §3.2 / §5.2 and the drafts' private numbers) ---------
+PT_NONE = 0
+PT_SA = 1
+PT_PROPOSAL = 2                    # only inside an SA payload
+PT_TRANSFORM = 3                   # only inside a proposal
+PT_KE = 4
+PT_ID = 5
+PT_CERT = 6
+PT_CR = 7
+PT_HASH = 8
+PT_SIG = 9
+PT_NONCE = 10
+PT_NOTIFY = 11
+PT_DELETE = 12
+PT_VENDOR = 13
+PT_NAT_D = 20                      # RFC 3947
+PT_NAT_OA = 21                     # RFC 3947
+PT_NAT_D_DRAFT = 130               # draft-ietf-ipsec-nat-t-ike-02/03
+PT_NAT_OA_DRAFT = 131              # draft-ietf-ipsec-nat-t-ike-02/03
+
+PAYLOAD_NAMES = {
+    PT_NONE: "NONE", PT_SA: "SA", PT_PROPOSAL: "PROPOSAL", PT_TRANSFORM: "TRANSFORM",
+    PT_KE: "KE", PT_ID: "ID", PT_CERT: "CERT", PT_CR: "CR", PT_HASH: "HASH", PT_SIG: "SIG",
+    PT_NONCE: "NONCE", PT_NOTIFY: "N", PT_DELETE: "D", PT_VENDOR: "VID",
+    PT_NAT_D: "NAT-D", PT_NAT_OA: "NAT-OA", PT_NAT_D_DRAFT: "NAT-D(draft)",
+    PT_NAT_OA_DRAFT: "NAT-OA(draft)",
+}
+
+# --- Domain of interpretation and situation (RFC 2408 §3.4, RFC 2407 §4.2 / §4.6.1) --------------
+DOI_ISAKMP = 0                     # generic ISAKMP (some notifications / deletes)
+DOI_IPSEC = 1
+SIT_IDENTITY_ONLY = 0x01
+SIT_SECRECY = 0x02
+SIT_INTEGRITY = 0x04
+
+# --- Protocol IDs (RFC 2407 §4.4.1) ------------------------------------------------------------
+PROTO_ISAKMP = 1
+PROTO_IPSEC_AH = 2
+PROTO_IPSEC_ESP = 3
+PROTO_IPCOMP = 4
+
+PROTOCOL_NAMES = {PROTO_ISAKMP: "ISAKMP", PROTO_IPSEC_AH: "AH", PROTO_IPSEC_ESP: "ESP",
+                  PROTO_IPCOMP: "IPCOMP"}
+
+# Transform ID of the one ISAKMP transform (RFC 2407 §4.4.2).
+KEY_IKE = 1
+
+# SPI sizes (RFC 2408 §2.4, RFC 2407 §4.4.1): the phase 1 SA is named by its cookies.
+ISAKMP_SPI_SIZE = 16               # CKY-I | CKY-R, in notifications/deletes about the IKE SA
+IPSEC_SPI_SIZE = 4
+
+# --- Phase 1 SA attribute classes (RFC 2409 Appendix A); B = basic (TV), V = variable ------------
+IKE_ATTR_ENCRYPTION_ALGORITHM = 1  # B
+IKE_ATTR_HASH_ALGORITHM = 2        # B
+IKE_ATTR_AUTHENTICATION_METHOD = 3  # B
+IKE_ATTR_GROUP_DESCRIPTION = 4     # B
+IKE_ATTR_GROUP_TYPE = 5            # B
+IKE_ATTR_GROUP_PRIME = 6           # V
+IKE_ATTR_GROUP_GENERATOR_ONE = 7   # V
+IKE_ATTR_GROUP_GENERATOR_TWO = 8   # V
+IKE_ATTR_GROUP_CURVE_A = 9         # V
+IKE_ATTR_GROUP_CURVE_B = 10        # V
+IKE_ATTR_LIFE_TYPE = 11            # B
+IKE_ATTR_LIFE_DURATION = 12        # V
+IKE_ATTR_PRF = 13                  # B
+IKE_ATTR_KEY_LENGTH = 14           # B
+IKE_ATTR_FIELD_SIZE = 15           # B
+IKE_ATTR_GROUP_ORDER = 16          # V
+
+IKE_ATTR_NAMES = {
+    IKE_ATTR_ENCRYPTION_ALGORITHM: "Encryption Algorithm", IKE_ATTR_HASH_ALGORITHM: "Hash Algorithm",
+    IKE_ATTR_AUTHENTICATION_METHOD: "Authentication Method",
+    IKE_ATTR_GROUP_DESCRIPTION: "Group Description", IKE_ATTR_GROUP_TYPE: "Group Type",
+    IKE_ATTR_GROUP_PRIME: "Group Prime/Irreducible Polynomial",
+    IKE_ATTR_GROUP_GENERATOR_ONE: "Group Generator One",
+    IKE_ATTR_GROUP_GENERATOR_TWO: "Group Generator Two", IKE_ATTR_GROUP_CURVE_A: "Group Curve A",
+    IKE_ATTR_GROUP_CURVE_B: "Group Curve B", IKE_ATTR_LIFE_TYPE: "Life Type",
+    IKE_ATTR_LIFE_DURATION: "Life Duration", IKE_ATTR_PRF: "PRF", IKE_ATTR_KEY_LENGTH: "Key Length",
+    IKE_ATTR_FIELD_SIZE: "Field Size", IKE_ATTR_GROUP_ORDER: "Group Order",
+}
+
+# --- IPsec DOI SA attribute classes (RFC 2407 §4.5) ----------------------------------------------
+IPSEC_ATTR_SA_LIFE_TYPE = 1        # B
+IPSEC_ATTR_SA_LIFE_DURATION = 2    # V
+IPSEC_ATTR_GROUP_DESCRIPTION = 3   # B (PFS group)
+IPSEC_ATTR_ENCAPSULATION_MODE = 4  # B
+IPSEC_ATTR_AUTHENTICATION_ALGORITHM = 5  # B
+IPSEC_ATTR_KEY_LENGTH = 6          # B
+IPSEC_ATTR_KEY_ROUNDS = 7          # B
+IPSEC_ATTR_COMPRESS_DICTIONARY_SIZE = 8  # B
+IPSEC_ATTR_COMPRESS_PRIVATE_ALGORITHM = 9  # V
+
+IPSEC_ATTR_NAMES = {
+    IPSEC_ATTR_SA_LIFE_TYPE: "SA Life Type", IPSEC_ATTR_SA_LIFE_DURATION: "SA Life Duration",
+    IPSEC_ATTR_GROUP_DESCRIPTION: "Group Description",
+    IPSEC_ATTR_ENCAPSULATION_MODE: "Encapsulation Mode",
+    IPSEC_ATTR_AUTHENTICATION_ALGORITHM: "Authentication Algorithm",
+    IPSEC_ATTR_KEY_LENGTH: "Key Length", IPSEC_ATTR_KEY_ROUNDS: "Key Rounds",
+    IPSEC_ATTR_COMPRESS_DICTIONARY_SIZE: "Compress Dictionary Size",
+    IPSEC_ATTR_COMPRESS_PRIVATE_ALGORITHM: "Compress Private Algorithm",
+}
+
+# Life types: same numbers in phase 1 (RFC 2409 App. A) and the IPsec DOI (RFC 2407 §4.5).
+LIFE_TYPE_SECONDS = 1
+LIFE_TYPE_KILOBYTES = 2
+
+# Encapsulation modes (RFC 2407 §4.5, RFC 3947 §5.1, and the drafts' private-use numbers).
+ENCAP_TUNNEL = 1
+ENCAP_TRANSPORT = 2
+ENCAP_UDP_TUNNEL = 3
+ENCAP_UDP_TRANSPORT = 4
+ENCAP_UDP_TUNNEL_DRAFT = 61443     # draft-ietf-ipsec-nat-t-ike-02/03 (0xF003)
+ENCAP_UDP_TRANSPORT_DRAFT = 61444  # (0xF004)
+
+ENCAP_NAMES = {
+    ENCAP_TUNNEL: "tunnel", ENCAP_TRANSPORT: "transport", ENCAP_UDP_TUNNEL: "udp-tunnel",
+    ENCAP_UDP_TRANSPORT: "udp-transport", ENCAP_UDP_TUNNEL_DRAFT: "udp-tunnel(draft)",
+    ENCAP_UDP_TRANSPORT_DRAFT: "udp-transport(draft)",
+}
+
+# --- Identification types (RFC 2407 §4.6.2.1) --------------------------------------------------
+ID_IPV4_ADDR = 1
+ID_FQDN = 2
+ID_USER_FQDN = 3
+ID_IPV4_ADDR_SUBNET = 4
+ID_IPV6_ADDR = 5
+ID_IPV6_ADDR_SUBNET = 6
+ID_IPV4_ADDR_RANGE = 7
+ID_IPV6_ADDR_RANGE = 8
+ID_DER_ASN1_DN = 9
+ID_DER_ASN1_GN = 10
+ID_KEY_ID = 11
+
+ID_TYPE_NAMES = {
+    ID_IPV4_ADDR: "ID_IPV4_ADDR", ID_FQDN: "ID_FQDN", ID_USER_FQDN: "ID_USER_FQDN",
+    ID_IPV4_ADDR_SUBNET: "ID_IPV4_ADDR_SUBNET", ID_IPV6_ADDR: "ID_IPV6_ADDR",
+    ID_IPV6_ADDR_SUBNET: "ID_IPV6_ADDR_SUBNET", ID_IPV4_ADDR_RANGE: "ID_IPV4_ADDR_RANGE",
+    ID_IPV6_ADDR_RANGE: "ID_IPV6_ADDR_RANGE", ID_DER_ASN1_DN: "ID_DER_ASN1_DN",
+    ID_DER_ASN1_GN: "ID_DER_ASN1_GN", ID_KEY_ID: "ID_KEY_ID",
+}
+
+# --- Certificate encodings (RFC 2408 §3.9) -----------------------------------------------------
+CERT_NONE = 0
+CERT_PKCS7 = 1
+CERT_PGP = 2
+CERT_DNS_SIGNED_KEY = 3
+CERT_X509_SIGNATURE = 4
+CERT_X509_KEY_EXCHANGE = 5
+CERT_KERBEROS = 6
+CERT_CRL = 7
+CERT_ARL = 8
+CERT_SPKI = 9
+CERT_X509_ATTRIBUTE = 10
+
+# --- Notify message types (RFC 2408 §3.14.1, RFC 2407 §4.6.3, RFC 3706) -------------------------
+# Errors 1-16383
+INVALID_PAYLOAD_TYPE = 1
+DOI_NOT_SUPPORTED = 2
+SITUATION_NOT_SUPPORTED = 3
+INVALID_COOKIE = 4
+INVALID_MAJOR_VERSION = 5
+INVALID_MINOR_VERSION = 6
+INVALID_EXCHANGE_TYPE = 7
+INVALID_FLAGS = 8
+INVALID_MESSAGE_ID = 9
+INVALID_PROTOCOL_ID = 10
+INVALID_SPI = 11
+INVALID_TRANSFORM_ID = 12
+ATTRIBUTES_NOT_SUPPORTED = 13
+NO_PROPOSAL_CHOSEN = 14
+BAD_PROPOSAL_SYNTAX = 15
+PAYLOAD_MALFORMED = 16
+INVALID_KEY_INFORMATION = 17
+INVALID_ID_INFORMATION = 18
+INVALID_CERT_ENCODING = 19
+INVALID_CERTIFICATE = 20
+CERT_TYPE_UNSUPPORTED = 21
+INVALID_CERT_AUTHORITY = 22
+INVALID_HASH_INFORMATION = 23
+AUTHENTICATION_FAILED = 24
+INVALID_SIGNATURE = 25
+ADDRESS_NOTIFICATION = 26
+NOTIFY_SA_LIFETIME = 27
+CERTIFICATE_UNAVAILABLE = 28
+UNSUPPORTED_EXCHANGE_TYPE = 29
+UNEQUAL_PAYLOAD_LENGTHS = 30
+# Status
+CONNECTED = 16384
+RESPONDER_LIFETIME = 24576         # RFC 2407 §4.6.3.1
+REPLAY_STATUS = 24577              # RFC 2407 §4.6.3.2
+INITIAL_CONTACT = 24578            # RFC 2407 §4.6.3.3
+R_U_THERE = 36136                  # RFC 3706 §5
+R_U_THERE_ACK = 36137
+
+NOTIFY_NAMES = {
+    INVALID_PAYLOAD_TYPE: "INVALID-PAYLOAD-TYPE", DOI_NOT_SUPPORTED: "DOI-NOT-SUPPORTED",
+    SITUATION_NOT_SUPPORTED: "SITUATION-NOT-SUPPORTED", INVALID_COOKIE: "INVALID-COOKIE",
+    INVALID_MAJOR_VERSION: "INVALID-MAJOR-VERSION", INVALID_MINOR_VERSION: "INVALID-MINOR-VERSION",
+    INVALID_EXCHANGE_TYPE: "INVALID-EXCHANGE-TYPE", INVALID_FLAGS: "INVALID-FLAGS",
+    INVALID_MESSAGE_ID: "INVALID-MESSAGE-ID", INVALID_PROTOCOL_ID: "INVALID-PROTOCOL-ID",
+    INVALID_SPI: "INVALID-SPI", INVALID_TRANSFORM_ID: "INVALID-TRANSFORM-ID",
+    ATTRIBUTES_NOT_SUPPORTED: "ATTRIBUTES-NOT-SUPPORTED", NO_PROPOSAL_CHOSEN: "NO-PROPOSAL-CHOSEN",
+    BAD_PROPOSAL_SYNTAX: "BAD-PROPOSAL-SYNTAX", PAYLOAD_MALFORMED: "PAYLOAD-MALFORMED",
+    INVALID_KEY_INFORMATION: "INVALID-KEY-INFORMATION",
+    INVALID_ID_INFORMATION: "INVALID-ID-INFORMATION",
+    INVALID_CERT_ENCODING: "INVALID-CERT-ENCODING", INVALID_CERTIFICATE: "INVALID-CERTIFICATE",
+    CERT_TYPE_UNSUPPORTED: "CERT-TYPE-UNSUPPORTED",
+    INVALID_CERT_AUTHORITY: "INVALID-CERT-AUTHORITY",
+    INVALID_HASH_INFORMATION: "INVALID-HASH-INFORMATION",
+    AUTHENTICATION_FAILED: "AUTHENTICATION-FAILED", INVALID_SIGNATURE: "INVALID-SIGNATURE",
+    ADDRESS_NOTIFICATION: "ADDRESS-NOTIFICATION", NOTIFY_SA_LIFETIME: "NOTIFY-SA-LIFETIME",
+    CERTIFICATE_UNAVAILABLE: "CERTIFICATE-UNAVAILABLE",
+    UNSUPPORTED_EXCHANGE_TYPE: "UNSUPPORTED-EXCHANGE-TYPE",
+    UNEQUAL_PAYLOAD_LENGTHS: "UNEQUAL-PAYLOAD-LENGTHS",
+    CONNECTED: "CONNECTED", RESPONDER_LIFETIME: "RESPONDER-LIFETIME",
+    REPLAY_STATUS: "REPLAY-STATUS", INITIAL_CONTACT: "INITIAL-CONTACT",
+    R_U_THERE: "R-U-THERE", R_U_THERE_ACK: "R-U-THERE-ACK",
+}
+
+
+def is_error_notify(notify_type):
+    """RFC 2408 §3.14.1: types below 16384 report errors, the rest report status."""
+    return 0 < notify_type < 16384
+
+
+def name(table, value):
+    """The RFC name of value in one of the tables above, or the number itself, for logs."""
+    text = table.get(value)
+    if text is None:
+        return str(value)
+    return text
