@@ -1,0 +1,58 @@
+"""Client of the daemon's control socket: one JSON object per line each way (docs/architecture.md).
+
+One short connection per request keeps the web UI stateless towards the daemon: a restarted daemon
+is simply reachable again on the next poll.
+"""
+import asyncio
+import json
+
+REPLY_LIMIT = 64 * 1024 * 1024      # a status of thousands of SAs is a single (long) line
+TIMEOUT_S = 5.0
+
+
+class ControlError(Exception):
+    """The daemon could not be asked, or it answered {"ok": false, "error": ...}."""
+
+
+class ControlClient:
+    def __init__(self, socket_path, timeout_s=TIMEOUT_S):
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+
+    async def request(self, cmd, **args):
+        """Send {"cmd": cmd, **args}; return the reply's result or raise ControlError."""
+        message = dict(args, cmd=cmd)
+        try:
+            return await asyncio.wait_for(self._exchange(message), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise ControlError("the ikecore daemon did not answer %r within %.0f s"
+                               % (cmd, self.timeout_s)) from None
+        except (OSError, ValueError) as exc:   # ValueError: LimitOverrunError, bad JSON
+            raise ControlError("cannot talk to the ikecore daemon at %s: %s"
+                               % (self.socket_path, exc)) from None
+
+    async def _exchange(self, message):
+        reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=REPLY_LIMIT)
+        try:
+            writer.write(json.dumps(message).encode() + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+        if not line:
+            raise ControlError("the ikecore daemon closed the control socket without answering %r"
+                               % message["cmd"])
+        reply = json.loads(line)
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise ControlError("unexpected reply from the ikecore daemon: %.200r" % (line,))
+        if not reply["ok"]:
+            raise ControlError(str(reply.get("error") or "the daemon refused %r" % message["cmd"]))
+        return reply.get("result")
+
+    async def status(self):
+        result = await self.request("status")
+        if not isinstance(result, dict):
+            raise ControlError("the daemon's status is not an object")
+        result.setdefault("ike_sas", [])
+        result.setdefault("sas", [])
+        return result

@@ -1,0 +1,59 @@
+"""/metrics: the status data in the Prometheus text exposition format (version 0.0.4)."""
+
+STATUSES = ("Activated", "Idle", "Negotiating")
+
+
+def _label_value(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(pairs):
+    return "{%s}" % ",".join('%s="%s"' % (k, _label_value(v if v is not None else ""))
+                             for k, v in pairs)
+
+
+def render(status, up=True):
+    """Text for one scrape; up=False when the daemon could not be asked (status then empty)."""
+    out = []
+
+    def family(name, kind, help_text, samples):
+        out.append("# HELP %s %s" % (name, help_text))
+        out.append("# TYPE %s %s" % (name, kind))
+        for labels, value in samples:
+            out.append("%s%s %s" % (name, _labels(labels) if labels else "", value))
+
+    ike_sas = status.get("ike_sas", [])
+    sas = status.get("sas", [])
+    family("ikecore_up", "gauge", "1 when the ikecore daemon answered the web UI.",
+           [((), 1 if up else 0)])
+    counts = {s: 0 for s in STATUSES}
+    for ike in ike_sas:
+        counts[ike.get("status")] = counts.get(ike.get("status"), 0) + 1
+    family("ikecore_ike_sas", "gauge", "IKE SAs (key tunnels) by status.",
+           [((("status", s),), n) for s, n in counts.items()])
+    family("ikecore_sas", "gauge", "IPsec SAs (traffic tunnels).", [((), len(sas))])
+
+    ike_labels = [(ike, (("id", ike.get("id")), ("peer", ike.get("peer")),
+                         ("remote_gateway", ike.get("remote_gateway")))) for ike in ike_sas]
+    family("ikecore_ike_sa_state", "gauge",
+           "Negotiation state number of each IKE SA (0 Idle, 1-8 Negotiating, 9 Activated).",
+           [(labels, int(ike.get("state") or 0)) for ike, labels in ike_labels])
+    family("ikecore_ike_sa_elapsed_seconds", "gauge", "Seconds since each IKE SA was established.",
+           [(labels, int(ike.get("elapsed_s") or 0)) for ike, labels in ike_labels])
+    family("ikecore_ike_sa_phase2_negotiations_total", "counter",
+           "Traffic tunnels successfully negotiated by each IKE SA.",
+           [(labels, int(ike.get("phase2_negotiations") or 0)) for ike, labels in ike_labels])
+
+    sa_labels = [(sa, (("id", sa.get("id")), ("ike_sa", sa.get("ike_sa")), ("spi", sa.get("spi")),
+                       ("direction", sa.get("direction")), ("protocol", sa.get("protocol")),
+                       ("destination", sa.get("destination")))) for sa in sas]
+    for key, name, help_text in (
+            ("bytes", "ikecore_sa_bytes_total", "Bytes processed by each SA."),
+            ("packets", "ikecore_sa_packets_total", "Packets processed by each SA."),
+            ("errored_packets", "ikecore_sa_errored_packets_total",
+             "Packets dropped by each SA because of errors.")):
+        family(name, "counter", help_text,
+               [(labels, int(sa.get(key) or 0)) for sa, labels in sa_labels])
+    family("ikecore_sa_elapsed_seconds", "gauge", "Seconds since each SA was established.",
+           [(labels, int(sa.get("elapsed_s") or 0)) for sa, labels in sa_labels])
+    return "\n".join(out) + "\n"

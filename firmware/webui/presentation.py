@@ -1,0 +1,75 @@
+"""The seed's wording for the status data (one place, used by the pages, the JS mirrors it).
+
+The daemon reports machine values (DESIGN.md status shape); the page shows them as the seed
+defines each column: "Negotiating(5)", "Incoming", "Far end", seconds as plain numbers.
+"""
+
+NAT_T_TEXT = {"none": "none", "far end": "Far end", "near end": "Near end"}
+DIRECTION_TEXT = {"incoming": "Incoming", "outgoing": "Outgoing", "in": "Incoming",
+                  "out": "Outgoing"}
+
+IKE_COLUMNS = ("Remote Gateway", "Status", "Algorithm", "Elapsed time", "Life time", "NAT-T",
+               "Phase 2 negotiations", "Delete")
+SA_COLUMNS = ("Destination", "Direction", "SPI", "Protocol", "Algorithm", "Elapsed time",
+              "Life time", "Bytes processed", "Errored packets", "Delete")
+
+# The seed's "Negotiation states" tables: state -> (initiator, responder), per phase 1 mode.
+NEGOTIATION_STATES = {
+    "main": [
+        ("Idle(0)", "---", "---"),
+        ("1", "start", "start (1st msg received)"),
+        ("2", "---", "1st valid msg received"),
+        ("3", "1st msg sent", "1st msg sent"),
+        ("4", "1st valid msg received", "2nd valid msg received"),
+        ("5", "2nd msg sent", "2nd msg sent"),
+        ("6", "2nd valid msg received", "3rd valid msg received"),
+        ("7", "3rd msg sent", "3rd msg sent"),
+        ("8", "3rd valid msg received", "---"),
+        ("Activated(9)", "IKE SA established", "IKE SA established"),
+    ],
+    "aggressive": [
+        ("Idle(0)", "---", "---"),
+        ("1", "start", "start (1st msg received)"),
+        ("2", "---", "1st valid msg received"),
+        ("3", "1st msg sent", "1st msg sent"),
+        ("4", "1st valid msg received", "2nd valid msg received"),
+        ("5", "---", "---"),
+        ("6", "---", "---"),
+        ("7", "---", "---"),
+        ("8", "---", "---"),
+        ("Activated(9)", "IKE SA established", "IKE SA established"),
+    ],
+}
+
+
+def status_text(ike_sa):
+    """"Activated", "Idle" or "Negotiating(x)" with x the seed's state number."""
+    status = ike_sa.get("status") or "Idle"
+    if status == "Negotiating":
+        return "Negotiating(%s)" % ike_sa.get("state", "?")
+    return status
+
+
+def nat_t_text(value):
+    return NAT_T_TEXT.get(str(value or "none").lower(), str(value))
+
+
+def direction_text(value):
+    return DIRECTION_TEXT.get(str(value).lower(), str(value))
+
+
+def spi_anchor(spi):
+    """The element id of an SA on the status page, from its SPI as any log prints it.
+
+    The kernel's log prints "SPI=0x%x" (no leading zeros), the daemon "0x%08x": both map to the
+    same id.
+    """
+    try:
+        value = int(str(spi), 16)          # accepts a "0x" prefix
+    except ValueError:
+        return None
+    return "sa-%x" % value
+
+
+def text_or_dash(value):
+    return "—" if value is None or value == "" else value

@@ -1,0 +1,158 @@
+// ikecore web UI: confirmation of destructive buttons, and the live status tables.
+// Data from the daemon is only ever put in the page with textContent (never innerHTML).
+"use strict";
+
+(function () {
+  var POLL_MS = 2000;
+
+  // Buttons of forms with class "confirm-form" ask first; without this script the server shows a
+  // confirmation page instead (the form then carries confirmed=0).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.classList || !form.classList.contains("confirm-form")) return;
+    var confirmed = form.querySelector("input[name=confirmed]");
+    if (confirmed && confirmed.value === "1") return;
+    event.preventDefault();
+    if (window.confirm(form.getAttribute("data-confirm") || "Are you sure?")) {
+      if (confirmed) confirmed.value = "1";
+      form.submit();
+    }
+  });
+
+  var NAT_T = {"none": "none", "far end": "Far end", "near end": "Near end"};
+  var DIRECTION = {"incoming": "Incoming", "outgoing": "Outgoing", "in": "Incoming", "out": "Outgoing"};
+
+  function text(value) {
+    return value === null || value === undefined || value === "" ? "\u2014" : String(value);
+  }
+
+  function statusText(ike) {
+    var status = ike.status || "Idle";
+    return status === "Negotiating" ? "Negotiating(" + ike.state + ")" : status;
+  }
+
+  function spiAnchor(spi) {
+    var value = parseInt(String(spi), 16);
+    return isNaN(value) ? null : "sa-" + value.toString(16);
+  }
+
+  function cell(row, label, value, className) {
+    var td = document.createElement("td");
+    td.setAttribute("data-label", label);
+    if (className) td.className = className;
+    if (value !== undefined) td.textContent = value === null ? "" : String(value);
+    row.appendChild(td);
+    return td;
+  }
+
+  function hidden(form, name, value) {
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = name;
+    input.value = value;
+    form.appendChild(input);
+  }
+
+  function deleteButton(row, id, question) {
+    var td = cell(row, "Delete");
+    var form = document.createElement("form");
+    form.method = "post";
+    form.action = "/delete";
+    form.className = "inline confirm-form";
+    form.setAttribute("data-confirm", question);
+    hidden(form, "csrf_token", document.querySelector("meta[name=csrf-token]").content);
+    hidden(form, "id", id);
+    hidden(form, "confirmed", "0");
+    var button = document.createElement("button");
+    button.type = "submit";
+    button.className = "danger small";
+    button.textContent = "Delete";
+    form.appendChild(button);
+    td.appendChild(form);
+  }
+
+  function ikeRow(ike) {
+    var row = document.createElement("tr");
+    row.id = "ike-" + ike.id;
+    row.className = "status-" + String(ike.status || "Idle").toLowerCase();
+    var gw = cell(row, "Remote Gateway", ike.remote_gateway);
+    if (ike.peer) {
+      var peer = document.createElement("span");
+      peer.className = "peer";
+      peer.textContent = ike.peer;
+      gw.appendChild(document.createTextNode(" "));
+      gw.appendChild(peer);
+    }
+    var status = cell(row, "Status");
+    var label = document.createElement("span");
+    label.className = "status";
+    label.textContent = statusText(ike);
+    status.appendChild(label);
+    if (ike.last_error) {
+      var diag = document.createElement("div");
+      diag.className = "diagnosis";
+      diag.textContent = ike.last_error;
+      status.appendChild(diag);
+    }
+    cell(row, "Algorithm", text(ike.algorithm));
+    cell(row, "Elapsed time", ike.elapsed_s, "num");
+    cell(row, "Life time", ike.lifetime_s, "num");
+    cell(row, "NAT-T", NAT_T[String(ike.nat_t || "none").toLowerCase()] || String(ike.nat_t));
+    cell(row, "Phase 2 negotiations", ike.phase2_negotiations, "num");
+    deleteButton(row, ike.id, "Delete the IKE SA with " + ike.remote_gateway + "?");
+    return row;
+  }
+
+  function saRow(sa) {
+    var row = document.createElement("tr");
+    row.id = spiAnchor(sa.spi) || "sa-id-" + sa.id;
+    cell(row, "Destination", sa.destination);
+    cell(row, "Direction", DIRECTION[String(sa.direction).toLowerCase()] || String(sa.direction));
+    cell(row, "SPI", sa.spi, "mono");
+    cell(row, "Protocol", sa.protocol);
+    cell(row, "Algorithm", text(sa.algorithm));
+    cell(row, "Elapsed time", sa.elapsed_s, "num");
+    cell(row, "Life time", sa.lifetime_s, "num");
+    cell(row, "Bytes processed", sa.bytes, "num");
+    cell(row, "Errored packets", sa.errored_packets, "num");
+    deleteButton(row, sa.id, "Delete the " + sa.protocol + " SA " + sa.spi + "?");
+    return row;
+  }
+
+  function fill(tableId, items, makeRow) {
+    var table = document.getElementById(tableId);
+    var body = document.createElement("tbody");
+    items.forEach(function (item) { body.appendChild(makeRow(item)); });
+    table.replaceChild(body, table.tBodies[0]);
+    document.getElementById(tableId + "-empty").hidden = items.length > 0;
+  }
+
+  function showError(message) {
+    var box = document.getElementById("status-error");
+    box.textContent = message || "";
+    box.hidden = !message;
+  }
+
+  function poll() {
+    fetch("/api/status", {credentials: "same-origin", cache: "no-store"})
+      .then(function (response) {
+        if (response.status === 401) { window.location.href = "/login?next=/"; return null; }
+        return response.json().then(function (data) {
+          if (!response.ok) throw new Error(data.error || ("HTTP " + response.status));
+          return data;
+        });
+      })
+      .then(function (data) {
+        if (!data) return;
+        fill("ike-sas", data.ike_sas || [], ikeRow);
+        fill("sas", data.sas || [], saRow);
+        showError(null);
+        document.getElementById("updated").textContent =
+          "Last update " + new Date().toLocaleTimeString() + ".";
+      })
+      .catch(function (error) { showError("Live update failed: " + error.message); })
+      .then(function () { window.setTimeout(poll, POLL_MS); });
+  }
+
+  if (document.getElementById("ike-sas")) window.setTimeout(poll, POLL_MS);
+})();

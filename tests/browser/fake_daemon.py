@@ -1,0 +1,141 @@
+"""A fake ikecore control socket for the web UI's tests: the daemon's JSON-lines protocol
+(docs/architecture.md) over a real Unix socket, serving status data of the DESIGN.md shape.
+
+Tests change the state by hand (negotiating -> activated, a failure with its diagnosis) and read
+back which requests the web UI made. Runs its own asyncio loop in a thread so synchronous tests
+(urllib, selenium) can use it.
+"""
+import asyncio
+import copy
+import json
+import threading
+
+PEER_GATEWAY = "198.51.100.2"
+OUR_ADDRESS = "203.0.113.1"
+
+
+def ike_sa(n, status="Activated", state=9, peer=None, gateway=None, last_error=None,
+           mode="main", role="initiator", nat_t="none", elapsed_s=120, phase2=1):
+    return {"id": "ike-%d" % n, "peer": peer or "peer%d" % n,
+            "remote_gateway": gateway or "198.51.%d.%d" % (100 + n // 250, 2 + n % 250),
+            "local_address": OUR_ADDRESS, "status": status, "state": state, "mode": mode,
+            "role": role, "algorithm": "AES-CBC-128/HMAC-SHA1/MODP-2048", "auth": "psk",
+            "elapsed_s": elapsed_s, "lifetime_s": 28800, "nat_t": nat_t,
+            "phase2_negotiations": phase2, "last_error": last_error}
+
+
+def sa_pair(ike, spi_base, elapsed_s=60, bytes_=10240):
+    """The two SAs (incoming, outgoing) of one quick mode of IKE SA `ike`."""
+    gateway = ike["remote_gateway"]
+    common = {"ike_sa": ike["id"], "protocol": "ESP", "mode": "tunnel",
+              "algorithm": "AES-CBC-128/HMAC-SHA1-96", "local_net": "192.168.1.0/24",
+              "remote_net": "10.2.0.0/24", "elapsed_s": elapsed_s, "lifetime_s": 3600}
+    return [
+        dict(common, id="sa-%08x" % spi_base, destination=OUR_ADDRESS, direction="incoming",
+             spi="0x%08x" % spi_base, bytes=bytes_, packets=bytes_ // 128, errored_packets=0),
+        dict(common, id="sa-%08x" % (spi_base + 1), destination=gateway, direction="outgoing",
+             spi="0x%08x" % (spi_base + 1), bytes=bytes_ * 2, packets=bytes_ // 64,
+             errored_packets=1),
+    ]
+
+
+def many_tunnels(n):
+    """n activated tunnels, each with an SA pair: 2n SAs (for the benchmark)."""
+    ike_sas, sas = [], []
+    for i in range(n):
+        ike = ike_sa(i, elapsed_s=i % 28800)
+        ike_sas.append(ike)
+        sas.extend(sa_pair(ike, 0xc0000000 + 2 * i, elapsed_s=i % 3600, bytes_=i * 1000))
+    return {"ike_sas": ike_sas, "sas": sas}
+
+
+class FakeDaemon:
+    def __init__(self, socket_path, status=None, log=None):
+        self.socket_path = socket_path
+        self.status = status if status is not None else {"ike_sas": [], "sas": []}
+        self.log = log if log is not None else []
+        self.requests = []              # every request received, in order
+        self.on_delete = None           # optional hook(sa_id) after the default removal
+        self.fail_with = None           # text: answer every request {"ok": false, ...}
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    # --- what tests call
+    def start(self):
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self):
+        self._loop.call_soon_threadsafe(self._server.close)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def set_status(self, status):
+        with self._lock:
+            self.status = status
+
+    def update(self, fn):
+        """fn(status) mutates the status under the lock."""
+        with self._lock:
+            fn(self.status)
+
+    def commands(self):
+        return [r.get("cmd") for r in self.requests]
+
+    # --- the server
+    def _run(self):
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_unix_server(self._serve, path=self.socket_path))
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    request = json.loads(line)
+                    reply = self._answer(request)
+                except (ValueError, KeyError, TypeError) as exc:
+                    reply = {"ok": False, "error": "bad request: %s" % exc}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def _answer(self, request):
+        self.requests.append(request)
+        if self.fail_with:
+            return {"ok": False, "error": self.fail_with}
+        cmd = request["cmd"]
+        with self._lock:
+            if cmd == "status":
+                return {"ok": True, "result": copy.deepcopy(self.status)}
+            if cmd == "log":
+                limit = int(request.get("limit", 100))
+                return {"ok": True, "result": copy.deepcopy(self.log[-limit:])}
+            if cmd == "delete":
+                return self._delete(request["id"])
+            if cmd in ("up", "down"):
+                return {"ok": True, "result": None}
+            if cmd == "reload":
+                return {"ok": True, "result": "reloaded"}
+        return {"ok": False, "error": "unknown command %r" % cmd}
+
+    def _delete(self, sa_id):
+        ike_ids = [i["id"] for i in self.status["ike_sas"]]
+        sa_ids = [s["id"] for s in self.status["sas"]]
+        if sa_id not in ike_ids and sa_id not in sa_ids:
+            return {"ok": False, "error": "no SA with id %r" % sa_id}
+        self.status["ike_sas"] = [i for i in self.status["ike_sas"] if i["id"] != sa_id]
+        self.status["sas"] = [s for s in self.status["sas"]
+                              if s["id"] != sa_id and s["ike_sa"] != sa_id]
+        if self.on_delete:
+            self.on_delete(self.status, sa_id)
+        return {"ok": True, "result": None}
