@@ -1,0 +1,139 @@
+"""`python3 -m ikecore --config FILE`: the IKEv1 daemon.
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 when the configuration is bad at start
+(the ConfigError text goes to stderr, so init scripts can show it), 1 when the daemon cannot
+start (port in use, no kernel backend). Imports are lazy: the image's CPU is slow and
+pyroute2 alone costs seconds, so only what the chosen options need is loaded.
+"""
+import argparse
+import os
+import signal
+import sys
+
+DEFAULT_CONFIG = "/etc/ikecore/ikecore.toml"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="ikecore", description="IKEv1 IPsec daemon")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML file (default %(default)s)")
+    parser.add_argument("--kernel", choices=("xfrm", "record"), default="xfrm",
+                        help="xfrm: install SAs in the kernel; record: only record them (tests)")
+    parser.add_argument("--socket", default=None,
+                        help="control socket path (default /run/ikecore/control.sock)")
+    parser.add_argument("--socket-group", default=None,
+                        help="group (name or gid) allowed to use the control socket")
+    parser.add_argument("--state-dir", default=None, help="directory for the pid file")
+    parser.add_argument("--ports", default="500,4500", type=_ports,
+                        help="IKE and NAT-T UDP ports (default %(default)s; tests)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        default="info")
+    parser.add_argument("--no-syslog", action="store_true", help="log to stderr only")
+    # Test seam: a module:Class with IkeCore's interface (unit tests of the daemon shell).
+    parser.add_argument("--core", default="ikecore.core:IkeCore", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def _ports(text):
+    try:
+        ike, natt = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected two ports like 500,4500, got %r" % text)
+    if not (0 < ike < 65536 and 0 < natt < 65536) or ike == natt:
+        raise argparse.ArgumentTypeError("ports must be two different numbers 1-65535")
+    return ike, natt
+
+
+def _load_core_class(spec):
+    import importlib
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from ikecore import config
+    warnings = []
+    try:
+        settings = config.load(args.config, warnings=warnings)
+    except config.ConfigError as exc:
+        print("ikecore: %s" % exc, file=sys.stderr)
+        return 2
+    import asyncio
+    return asyncio.run(_run(args, settings, warnings))
+
+
+async def _run(args, settings, warnings):
+    import asyncio
+    from ikecore import config
+    from ikecore.control import ControlServer, DEFAULT_SOCKET
+    from ikecore.driver import Driver
+    from ikecore.kernel import make_backend
+    from ikecore.log import VpnLog
+
+    log = VpnLog(level=args.log_level, syslog=not args.no_syslog)
+    for warning in warnings:
+        log.warning(warning)
+    loop = asyncio.get_running_loop()
+    try:
+        backend = make_backend(args.kernel)
+        core_class = _load_core_class(args.core)
+        from ikecore.crypto_cryptography import CryptographyProvider
+        core = core_class(settings, CryptographyProvider(), loop.time())
+        driver = Driver(core, settings, backend, log, config_path=args.config, ports=args.ports,
+                        loop=loop, load_config=config.load)
+        await driver.start()
+    except OSError as exc:
+        print("ikecore: cannot start: %s" % exc, file=sys.stderr)
+        return 1
+    control = ControlServer(driver, args.socket or DEFAULT_SOCKET, group=args.socket_group)
+    try:
+        await control.start()
+    except (OSError, KeyError) as exc:
+        print("ikecore: cannot open the control socket %s: %s"
+              % (args.socket or DEFAULT_SOCKET, exc), file=sys.stderr)
+        await driver.stop()
+        return 1
+    pid_file = _write_pid(args.state_dir)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload_quietly, driver)
+    log.info("ikecore started: %d peers, %d connections, kernel backend %s, control socket %s"
+             % (len(settings.peers), len(settings.connections), args.kernel, control.path))
+    try:
+        await stop.wait()
+    finally:
+        log.info("ikecore stopping")
+        await control.close()
+        await driver.stop()
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
+        log.close()
+    return 0
+
+
+def _reload_quietly(driver):
+    from ikecore.driver import RequestError
+    try:
+        driver.reload()
+    except RequestError:
+        pass                       # already in the VPN log; the old config stays
+    except Exception as exc:       # a core bug on reload must not kill the daemon
+        driver.log.error("reload failed: %s: %s" % (type(exc).__name__, exc))
+
+
+def _write_pid(state_dir):
+    if not state_dir:
+        return None
+    os.makedirs(state_dir, exist_ok=True)
+    path = os.path.join(state_dir, "ikecore.pid")
+    with open(path, "w") as handle:
+        handle.write("%d\n" % os.getpid())
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

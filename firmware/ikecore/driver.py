@@ -1,0 +1,378 @@
+"""The asyncio driver: sockets, one timer and the kernel around the sans-IO core (CPython only).
+
+Shape after aioquic's asyncio protocol: every input (a datagram, the timer, a control request, a
+kernel acquire/expire) is handed to the core with `now`, then `_pump` sends every queued
+datagram, acts on every queued event and re-arms the ONE timer from `core.get_timer()`.
+`now` is the loop's monotonic clock (`loop.time()`), so core deadlines feed `call_at` directly.
+
+UDP sockets are bound to the wildcard address (or to the peers' local addresses when all have
+one) with IP_PKTINFO, so each datagram's local address is known and replies leave from the
+address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel takes ESP-in-UDP and
+hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
+"""
+import asyncio
+import socket
+import struct
+
+from ikecore import events
+from ikecore.config import ConfigError
+
+IP_PKTINFO = 8                 # <linux/in.h>; the socket module does not export these
+IP_FREEBIND = 15               # bind before the WAN address exists (boot, DHCP)
+UDP_ENCAP = 100                # <linux/udp.h>
+UDP_ENCAP_ESPINUDP = 2
+MAX_DATAGRAM = 65535
+
+
+class UdpEndpoint:
+    """One non-blocking UDP socket read through loop.add_reader (recvmsg for IP_PKTINFO)."""
+
+    def __init__(self, loop, address, port, on_datagram, encap=False):
+        self.loop = loop
+        self.port = port
+        self.on_datagram = on_datagram
+        self.encap_error = None
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+            if encap:
+                try:
+                    self.sock.setsockopt(socket.IPPROTO_UDP, UDP_ENCAP, UDP_ENCAP_ESPINUDP)
+                except OSError as exc:     # a kernel without XFRM: IKE on 4500 still works
+                    self.encap_error = exc.strerror
+            self.sock.bind((address, port))
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            raise
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self):
+        while True:
+            try:
+                data, ancillary, _flags, remote = self.sock.recvmsg(
+                    MAX_DATAGRAM, socket.CMSG_SPACE(12))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return             # ICMP errors surface here on Linux; the core's retransmits cope
+            local_ip = self.sock.getsockname()[0]
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+                    local_ip = socket.inet_ntoa(value[8:12])     # ipi_addr: the header's dst
+            self.on_datagram(data, (local_ip, self.port), remote[:2])
+
+    def send(self, data, source_ip, remote):
+        ancillary = []
+        if source_ip and source_ip != "0.0.0.0":
+            # in_pktinfo {ifindex, spec_dst, addr}: spec_dst picks our source address.
+            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO,
+                          struct.pack("=i4s4s", 0, socket.inet_aton(source_ip), b"\0" * 4))]
+        self.sock.sendmsg([data], ancillary, 0, tuple(remote))
+
+    def close(self):
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+class Driver:
+    """Owns the core, the sockets, the timer and the kernel backend of one daemon."""
+
+    def __init__(self, core, settings, backend, log, config_path=None, ports=(500, 4500),
+                 loop=None, load_config=None):
+        self.core = core
+        self.settings = settings
+        self.backend = backend
+        self.log = log
+        self.config_path = config_path
+        self.ike_port, self.natt_port = ports
+        self.loop = loop or asyncio.get_event_loop()
+        self.load_config = load_config          # path, warnings -> Settings (config.load)
+        self.endpoints = {}                     # (address, port) -> UdpEndpoint
+        self.timer = None
+        self.timer_at = None
+        self.policies = {}                      # connection name -> reqid installed
+        self.reqids = {}                        # connection name -> reqid we hand out
+        self.counters = {"datagrams_in": 0, "datagrams_out": 0, "send_errors": 0,
+                         "rejected_datagrams": 0, "kernel_errors": 0}
+        self.stopped = False
+        backend.on_acquire = self.acquire
+        backend.on_expire = self.expire
+
+    # --- life cycle
+    def now(self):
+        return self.loop.time()
+
+    async def start(self):
+        await self.backend.start(self.loop)
+        self._kernel("flush", self.backend.flush)
+        self._open_endpoints()
+        self._install_trap_policies()
+        now = self.now()
+        for connection in self.settings.connections.values():
+            if self.settings.peers[connection.peer].act_as == "initiator":
+                self.core.initiate(connection.name, now)
+        self._pump()
+
+    async def stop(self):
+        """Tell every peer we are going (deletes), then clear the kernel and close."""
+        if self.stopped:
+            return
+        now = self.now()
+        for name in list(self.settings.peers):
+            try:
+                self.core.down(name, now)
+            except Exception as exc:       # a core bug must not keep stale SAs in the kernel
+                self.log.error("shutdown: could not bring %s down: %s" % (name, exc))
+        self._pump()
+        self.stopped = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._kernel("flush", self.backend.flush)
+        for endpoint in self.endpoints.values():
+            endpoint.close()
+        self.endpoints = {}
+        self.backend.close()
+
+    def _bind_addresses(self):
+        addresses = [peer.local_address for peer in self.settings.peers.values()]
+        if addresses and all(addresses):
+            return sorted(set(addresses))
+        return ["0.0.0.0"]
+
+    def _open_endpoints(self):
+        wanted = set()
+        nat_t = any(peer.nat_t for peer in self.settings.peers.values())
+        for address in self._bind_addresses():
+            wanted.add((address, self.ike_port))
+            if nat_t:
+                wanted.add((address, self.natt_port))
+        for key in sorted(set(self.endpoints) - wanted):
+            self.endpoints.pop(key).close()
+        for address, port in sorted(wanted - set(self.endpoints)):
+            endpoint = UdpEndpoint(self.loop, address, port, self.datagram_received,
+                                   encap=(port == self.natt_port))
+            if endpoint.encap_error:
+                self.log.warning("UDP port %d: no ESP-in-UDP decapsulation (%s)"
+                                 % (port, endpoint.encap_error))
+            self.endpoints[(address, port)] = endpoint
+
+    def _endpoint_for(self, local):
+        address, port = local
+        endpoint = self.endpoints.get((address, port)) or self.endpoints.get(("0.0.0.0", port))
+        if endpoint is None:
+            for (bound, bound_port), candidate in self.endpoints.items():
+                if bound_port == port:
+                    return candidate
+        return endpoint
+
+    # --- inputs
+    def datagram_received(self, data, local, remote):
+        self.counters["datagrams_in"] += 1
+        try:
+            self.core.receive_datagram(data, local, remote, self.now())
+        except Exception as exc:
+            # The core answers bad input itself; anything escaping it is still only one bad
+            # datagram: count it, say so, keep serving everyone else.
+            self.counters["rejected_datagrams"] += 1
+            self.log.warning("dropped a datagram from %s:%d: %s" % (remote[0], remote[1], exc))
+        self._pump()
+
+    def _on_timer(self):
+        self.timer = None
+        self.timer_at = None
+        self.core.handle_timer(self.now())
+        self._pump()
+
+    def acquire(self, src_ip, dst_ip):
+        self.core.acquire(src_ip, dst_ip, self.now())
+        self._pump()
+
+    def expire(self, protocol, spi, dst, hard):
+        self.core.expire(protocol, spi, dst, hard, self.now())
+        self._pump()
+
+    # --- the one place outputs are acted on
+    def _pump(self):
+        if self.stopped:
+            return
+        for data, local, remote in self.core.datagrams_to_send():
+            endpoint = self._endpoint_for(local)
+            try:
+                if endpoint is None:
+                    raise OSError("no socket on UDP port %d" % local[1])
+                endpoint.send(data, local[0], remote)
+                self.counters["datagrams_out"] += 1
+            except OSError as exc:
+                self.counters["send_errors"] += 1
+                self.log.warning("cannot send to %s:%d: %s"
+                                 % (remote[0], remote[1], exc.strerror or exc))
+        while True:
+            event = self.core.next_event()
+            if event is None:
+                break
+            self._handle_event(event)
+        self._arm_timer()
+
+    def _arm_timer(self):
+        deadline = self.core.get_timer()
+        if deadline == self.timer_at and self.timer is not None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timer_at = deadline
+        if deadline is not None:
+            self.timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _handle_event(self, event):
+        if isinstance(event, events.Log):
+            self.log.write(event.level, event.peer, event.text)
+        elif isinstance(event, events.InstallChildSa):
+            self._ensure_policies(event.sa)
+            self._kernel("install SA %s" % event.sa.id, self.backend.install_sa, event.sa)
+        elif isinstance(event, events.DeleteChildSa):
+            self._kernel("delete SA %s" % event.sa.id, self.backend.delete_sa, event.sa)
+        elif isinstance(event, events.IkeSaChanged):
+            self.log.debug("IKE SA %s: %s(%s)" % (event.ike_sa, event.status, event.state))
+
+    def _kernel(self, what, method, *args):
+        try:
+            method(*args)
+            return True
+        except Exception as exc:
+            self.counters["kernel_errors"] += 1
+            self.log.error("kernel: %s failed: %s" % (what, exc))
+            return False
+
+    # --- policies
+    def reqid_of(self, connection_name):
+        """The reqid tying a connection's policies to its SAs (stable while the daemon runs)."""
+        if connection_name not in self.reqids:
+            self.reqids[connection_name] = len(self.reqids) + 1
+        return self.reqids[connection_name]
+
+    def _install_policies(self, connection, local_gw, reqid):
+        peer = self.settings.peers[connection.peer]
+        if self._kernel("install policies of %s" % connection.name, self.backend.install_policies,
+                        connection, local_gw, peer.remote_gateway, reqid):
+            self.policies[connection.name] = reqid
+
+    def _install_trap_policies(self):
+        """Policies of every connection we may initiate: traffic then makes the kernel ACQUIRE."""
+        for connection in self.settings.connections.values():
+            peer = self.settings.peers[connection.peer]
+            if peer.act_as != "responder" and connection.name not in self.policies:
+                self._install_policies(connection, peer.local_address,
+                                       self.reqid_of(connection.name))
+
+    def _ensure_policies(self, sa):
+        connection = self.settings.connections.get(sa.connection)
+        if connection is None:
+            return
+        reqid = sa.reqid if sa.reqid is not None else self.reqid_of(connection.name)
+        if self.policies.get(connection.name) != reqid:
+            local_gw = sa.src if sa.direction == "out" else sa.dst
+            self._install_policies(connection, local_gw, reqid)
+
+    # --- requests (control socket, signals); each returns a result or raises RequestError
+    def status(self):
+        result = self.core.status(self.now())
+        stats = self.backend.sa_stats()
+        for sa in result.get("sas", []):
+            try:
+                key = (sa["protocol"].lower(), int(str(sa["spi"]), 16), sa["destination"])
+            except (KeyError, ValueError, AttributeError):
+                continue
+            counters = stats.get(key)
+            if counters:
+                for name in ("bytes", "packets", "errored_packets"):
+                    sa[name] = counters.get(name, 0)
+        result["daemon"] = dict(self.counters)
+        return result
+
+    def up(self, name):
+        if name in self.settings.peers:
+            connections = [c.name for c in self.settings.connections_of(name)]
+            if not connections:
+                raise RequestError("peer %r has no connections to bring up" % name)
+        elif name in self.settings.connections:
+            connections = [name]
+        else:
+            raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
+        now = self.now()
+        for connection in connections:
+            self.core.initiate(connection, now)
+        self._pump()
+        return {"initiated": connections}
+
+    def down(self, name):
+        if name not in self.settings.peers:
+            raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
+        self.core.down(name, self.now())
+        self._pump()
+        return {"down": name}
+
+    def delete(self, sa_id):
+        current = self.core.status(self.now())
+        known = [sa.get("id") for sa in current.get("ike_sas", []) + current.get("sas", [])]
+        if sa_id not in known:
+            raise RequestError("unknown SA id %r" % (sa_id,))
+        self.core.delete(sa_id, self.now())
+        self._pump()
+        return {"deleted": sa_id}
+
+    def reload(self):
+        """Re-read the config file; a bad file changes nothing and the error is the answer."""
+        if self.config_path is None or self.load_config is None:
+            raise RequestError("no configuration file to reload")
+        warnings = []
+        try:
+            new = self.load_config(self.config_path, warnings=warnings)
+        except ConfigError as exc:
+            self.log.error("configuration not reloaded, keeping the running one: %s" % exc)
+            raise RequestError(str(exc))
+        for warning in warnings:
+            self.log.warning(warning)
+        old = self.settings
+        self.core.reconfigure(new, self.now())
+        self.settings = new
+        for name, connection in old.connections.items():
+            if self._changed(old, new, name) and name in self.policies:
+                self._kernel("remove policies of %s" % name, self.backend.remove_policies,
+                             connection)
+                del self.policies[name]
+        self._open_endpoints()
+        self._install_trap_policies()
+        now = self.now()
+        for name, connection in new.connections.items():
+            if self._changed(old, new, name) and new.peers[connection.peer].act_as == "initiator":
+                self.core.initiate(name, now)
+        self._pump()
+        self.log.info("configuration reloaded: %d peers, %d connections"
+                      % (len(new.peers), len(new.connections)))
+        return {"peers": list(new.peers), "connections": list(new.connections)}
+
+    @staticmethod
+    def _changed(old, new, name):
+        """A connection that is new, gone, or whose networks or gateway moved."""
+        a, b = old.connections.get(name), new.connections.get(name)
+        if a is None or b is None:
+            return True
+        pa, pb = old.peers.get(a.peer), new.peers.get(b.peer)
+        return ((a.peer, a.local_net, a.remote_net, a.protocol) !=
+                (b.peer, b.local_net, b.remote_net, b.protocol) or pa is None or pb is None or
+                (pa.remote_gateway, pa.local_address, pa.act_as) !=
+                (pb.remote_gateway, pb.local_address, pb.act_as))
+
+    def kernel_snapshot(self):
+        return self.backend.snapshot()
+
+    def _peer_names(self):
+        return ", ".join(self.settings.peers) or "none configured"
+
+
+class RequestError(Exception):
+    """A request the daemon refuses; str() is the message for the caller."""

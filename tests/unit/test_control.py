@@ -1,0 +1,282 @@
+"""The control socket and ikectl against a real `python3 -m ikecore` process.
+
+The daemon runs with --kernel=record and a stand-in core (daemon_fake_core.FakeCore, loaded
+through the hidden --core option), so these tests pin the daemon shell: process, signals,
+sockets, JSON lines, ikectl output and exit codes. tests/daemon/ runs the real core.
+"""
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), HERE]))
+
+CONFIG = """\
+[[peer]]
+name = "hq"
+remote_gateway = "127.0.0.2"
+act_as = "initiator"
+psk = "x"
+
+[[peer]]
+name = "branch"
+remote_gateway = "127.0.0.3"
+psk = "y"
+
+[[connection]]
+name = "hq-lan"
+peer = "hq"
+local_net = "192.168.1.0/24"
+remote_net = "10.1.0.0/16"
+
+[[connection]]
+name = "branch-lan"
+peer = "branch"
+local_net = "192.168.1.0/24"
+remote_net = "10.2.0.0/16"
+"""
+
+
+def free_udp_ports(count):
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def wait_for_socket(path, process, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if process.poll() is not None:
+            raise AssertionError("daemon exited %s: %s" % (process.returncode,
+                                                            process.stderr.read().decode()))
+        if time.monotonic() > deadline:
+            raise AssertionError("daemon did not open %s" % path)
+        time.sleep(0.05)
+
+
+class Daemon:
+    def __init__(self, tmp_path, config=CONFIG):
+        self.dir = tmp_path
+        self.config = tmp_path / "ikecore.toml"
+        self.config.write_text(config)
+        self.socket = str(tmp_path / "control.sock")
+        self.ports = free_udp_ports(2)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ikecore", "--config", str(self.config), "--kernel=record",
+             "--socket", self.socket, "--ports", "%d,%d" % tuple(self.ports), "--no-syslog",
+             "--state-dir", str(tmp_path / "state"), "--core", "daemon_fake_core:FakeCore"],
+            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_socket(self.socket, self.process)
+
+    def request(self, message):
+        return self.raw(json.dumps(message).encode() + b"\n")[0]
+
+    def raw(self, data, replies=1):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(30)
+            sock.connect(self.socket)
+            sock.sendall(data)
+            buffer = b""
+            while buffer.count(b"\n") < replies:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+        return [json.loads(line) for line in buffer.splitlines()]
+
+    def ikectl(self, *args):
+        return subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", self.socket]
+                              + list(args), env=ENV, capture_output=True, text=True, timeout=60)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    instance = Daemon(tmp_path_factory.mktemp("ctl"))
+    yield instance
+    instance.stop()
+
+
+def test_initiator_peer_comes_up_at_start_and_sas_reach_the_kernel(daemon):
+    status = daemon.request({"cmd": "status"})["result"]
+    hq = [sa for sa in status["ike_sas"] if sa["peer"] == "hq"]
+    assert len(hq) == 1 and hq[0]["status"] == "Activated" and hq[0]["state"] == 9
+    assert not [sa for sa in status["ike_sas"] if sa["peer"] == "branch"]   # "both" waits
+    kernel = daemon.request({"cmd": "kernel"})["result"]
+    assert kernel["backend"] == "record"
+    hq_sas = [sa for sa in kernel["sas"] if sa["connection"] == "hq-lan"]
+    assert sorted(sa["direction"] for sa in hq_sas) == ["in", "out"]
+    # Trap policies for every connection we may initiate; the SA's reqid wins when it differs.
+    policies = dict((p["connection"], p) for p in kernel["policies"])
+    assert set(policies) == {"hq-lan", "branch-lan"}
+    assert policies["hq-lan"]["reqid"] == 7 and policies["hq-lan"]["remote_gw"] == "127.0.0.2"
+
+
+def test_socket_is_group_accessible_only(daemon):
+    mode = stat.S_IMODE(os.stat(daemon.socket).st_mode)
+    assert mode == 0o660
+    assert (daemon.dir / "state" / "ikecore.pid").read_text().strip() == str(daemon.process.pid)
+
+
+@pytest.mark.parametrize("line,fragment", [
+    (b"not json\n", "malformed request (not JSON)"),
+    (b"[1, 2]\n", "expected a JSON object"),
+    (b'{"cmd": "explode"}\n', "unknown command 'explode'"),
+    (b'{"cmd": "up"}\n', "'up' needs a 'peer' string"),
+    (b'{"cmd": "delete", "id": 5}\n', "'delete' needs a 'id' string"),
+    (b'{"cmd": "log", "limit": -1}\n', "'limit' must be a non-negative integer"),
+    (b'{"cmd": "up", "peer": "nowhere"}\n', "unknown peer 'nowhere' (peers: hq, branch)"),
+    (b'{"cmd": "down", "peer": "nowhere"}\n', "unknown peer 'nowhere'"),
+    (b'{"cmd": "delete", "id": "sa-404"}\n', "unknown SA id 'sa-404'"),
+])
+def test_bad_requests_get_an_error_naming_the_problem(daemon, line, fragment):
+    bad, good = daemon.raw(line + b'{"cmd": "status"}\n', replies=2)
+    assert bad["ok"] is False and fragment in bad["error"]
+    assert good["ok"] is True                     # the same connection keeps working
+
+
+def test_up_delete_and_down(daemon):
+    reply = daemon.request({"cmd": "up", "peer": "branch"})
+    assert reply == {"ok": True, "result": {"initiated": ["branch-lan"]}}
+    status = daemon.request({"cmd": "status"})["result"]
+    branch = [sa for sa in status["ike_sas"] if sa["peer"] == "branch"][0]
+    child = [sa for sa in status["sas"] if sa["ike_sa"] == branch["id"]]
+    assert len(child) == 2 and all(sa["bytes"] == 0 for sa in child)
+    reply = daemon.request({"cmd": "delete", "id": child[0]["id"]})
+    assert reply == {"ok": True, "result": {"deleted": child[0]["id"]}}
+    kernel = daemon.request({"cmd": "kernel"})["result"]
+    assert child[0]["id"] not in [sa["id"] for sa in kernel["sas"]]
+    assert child[1]["id"] in [sa["id"] for sa in kernel["sas"]]
+    assert daemon.request({"cmd": "down", "peer": "branch"})["ok"]
+    kernel = daemon.request({"cmd": "kernel"})["result"]
+    assert not [sa for sa in kernel["sas"] if sa["connection"] == "branch-lan"]
+
+
+def test_udp_datagrams_reach_the_core_with_the_local_address(daemon):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(30)
+        for port in daemon.ports:
+            sock.sendto(b"ping", ("127.0.0.1", port))
+            data, sender = sock.recvfrom(100)
+            assert data == b"pong:127.0.0.1:%d" % port and sender == ("127.0.0.1", port)
+        sock.sendto(b"boom", ("127.0.0.1", daemon.ports[0]))
+        sock.sendto(b"ping", ("127.0.0.1", daemon.ports[0]))
+        assert sock.recvfrom(100)[0].startswith(b"pong")       # still serving after the bad one
+    counters = daemon.request({"cmd": "status"})["result"]["daemon"]
+    assert counters["rejected_datagrams"] == 1 and counters["datagrams_in"] >= 4
+    texts = [entry["text"] for entry in daemon.request({"cmd": "log", "limit": 50})["result"]]
+    assert any("dropped a datagram from 127.0.0.1" in text and "cannot parse" in text
+               for text in texts)
+
+
+def test_log_entries_have_time_level_peer_text(daemon):
+    entries = daemon.request({"cmd": "log", "limit": 1000})["result"]
+    assert entries and set(entries[0]) == {"time", "level", "peer", "text"}
+    established = [e for e in entries if e["text"].startswith("IKE SA") and e["peer"] == "hq"]
+    assert established and established[0]["level"] == "info"
+    assert abs(established[0]["time"] - time.time()) < 3600
+    assert len(daemon.request({"cmd": "log", "limit": 2})["result"]) == 2
+
+
+def test_timer_is_armed_from_the_core(daemon):
+    entries = daemon.request({"cmd": "log", "limit": 1000})["result"]
+    deadline = time.monotonic() + 30
+    while not any(e["text"] == "fake timer fired" for e in entries):
+        assert time.monotonic() < deadline, "the core's timer never fired"
+        time.sleep(0.1)
+        entries = daemon.request({"cmd": "log", "limit": 1000})["result"]
+
+
+def test_bad_reload_keeps_the_old_config_and_says_why(daemon):
+    good = daemon.config.read_text()
+    daemon.config.write_text(good.replace('remote_net = "10.2.0.0/16"',
+                                          'remote_net = "10.2.0.0/33"'))
+    try:
+        reply = daemon.request({"cmd": "reload"})
+        assert reply["ok"] is False
+        assert "ikecore.toml:22: connection[1].remote_net: " in reply["error"]
+        result = daemon.ikectl("reload")
+        assert result.returncode == 1 and "connection[1].remote_net" in result.stderr
+        # SIGHUP with the same bad file: logged, daemon alive, old config still there.
+        daemon.process.send_signal(signal.SIGHUP)
+        assert daemon.request({"cmd": "up", "peer": "branch"})["ok"]
+        errors = [e["text"] for e in daemon.request({"cmd": "log", "limit": 1000})["result"]
+                  if e["level"] == "error"]
+        assert any("configuration not reloaded" in text and "remote_net" in text
+                   for text in errors)
+    finally:
+        daemon.config.write_text(good)
+    reply = daemon.request({"cmd": "reload"})
+    assert reply == {"ok": True, "result": {"peers": ["hq", "branch"],
+                                            "connections": ["hq-lan", "branch-lan"]}}
+
+
+def test_ikectl_status_table_and_json(daemon):
+    result = daemon.ikectl("status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "IKE Security associations"
+    assert "Security associations" in lines
+    assert any("hq" in line and "Activated" in line and "127.0.0.2" in line for line in lines)
+    assert any("ESP" in line and "192.168.1.0/24 <-> 10.1.0.0/16" in line for line in lines)
+    result = daemon.ikectl("status", "--json")
+    assert result.returncode == 0 and set(json.loads(result.stdout)) >= {"ike_sas", "sas"}
+    result = daemon.ikectl("log", "-n", "3")
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 3
+
+
+def test_ikectl_reports_daemon_errors_with_exit_1(daemon):
+    result = daemon.ikectl("up", "nowhere")
+    assert result.returncode == 1 and "unknown peer 'nowhere'" in result.stderr
+    result = daemon.ikectl("delete", "sa-404")
+    assert result.returncode == 1 and "unknown SA id 'sa-404'" in result.stderr
+
+
+def test_ikectl_without_daemon(tmp_path):
+    path = str(tmp_path / "none.sock")
+    result = subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", path, "status"],
+                            env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "ikectl: ikecore is not running (no control socket at %s)" % path
+
+
+def test_bad_config_at_start_exits_2_with_the_error(tmp_path):
+    config = tmp_path / "ikecore.toml"
+    config.write_text(CONFIG.replace('act_as = "initiator"', 'act_as = "master"'))
+    result = subprocess.run([sys.executable, "-m", "ikecore", "--config", str(config),
+                             "--kernel=record", "--socket", str(tmp_path / "c.sock")],
+                            env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "ikecore: %s:4: peer[0].act_as: must be one of initiator, responder, both, got 'master'"
+        % config)
+
+
+def test_sigterm_stops_cleanly(tmp_path):
+    daemon = Daemon(tmp_path)
+    daemon.process.send_signal(signal.SIGTERM)
+    assert daemon.process.wait(timeout=30) == 0
+    assert not os.path.exists(daemon.socket)
+    assert not os.path.exists(tmp_path / "state" / "ikecore.pid")
+    stderr = daemon.process.stderr.read().decode()
+    assert "ikecore stopping" in stderr and "Traceback" not in stderr
