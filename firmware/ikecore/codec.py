@@ -143,6 +143,10 @@ class Attribute(_Struct):
     def is_basic(self):
         return isinstance(self.value, int) and self.value <= 0xFFFF
 
+    def __iter__(self):
+        # ikecore.proposals speaks [(type, value)]: `for t, v in transform.attributes` works.
+        return iter((self.type, self.value))
+
     def __eq__(self, other):
         if not isinstance(other, Attribute) or self.type != other.type:
             return False
@@ -167,9 +171,11 @@ class Transform(_Struct):
     )
 
     def __init__(self, number, transform_id, attributes=None):
+        """attributes: Attribute objects or (type, value) pairs (ikecore.proposals' form)."""
         self.number = number
         self.transform_id = transform_id
-        self.attributes = list(attributes or ())
+        self.attributes = [a if isinstance(a, Attribute) else Attribute(a[0], a[1])
+                           for a in (attributes or ())]
 
     def attribute(self, attr_type):
         """The first attribute of that type, or None."""

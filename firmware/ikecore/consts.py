@@ -92,62 +92,11 @@ KEY_IKE = 1
 ISAKMP_SPI_SIZE = 16               # CKY-I | CKY-R, in notifications/deletes about the IKE SA
 IPSEC_SPI_SIZE = 4
 
-# --- Phase 1 SA attribute classes (RFC 2409 Appendix A); B = basic (TV), V = variable ------------
-IKE_ATTR_ENCRYPTION_ALGORITHM = 1  # B
-IKE_ATTR_HASH_ALGORITHM = 2        # B
-IKE_ATTR_AUTHENTICATION_METHOD = 3  # B
-IKE_ATTR_GROUP_DESCRIPTION = 4     # B
-IKE_ATTR_GROUP_TYPE = 5            # B
-IKE_ATTR_GROUP_PRIME = 6           # V
-IKE_ATTR_GROUP_GENERATOR_ONE = 7   # V
-IKE_ATTR_GROUP_GENERATOR_TWO = 8   # V
-IKE_ATTR_GROUP_CURVE_A = 9         # V
-IKE_ATTR_GROUP_CURVE_B = 10        # V
-IKE_ATTR_LIFE_TYPE = 11            # B
-IKE_ATTR_LIFE_DURATION = 12        # V
-IKE_ATTR_PRF = 13                  # B
-IKE_ATTR_KEY_LENGTH = 14           # B
-IKE_ATTR_FIELD_SIZE = 15           # B
-IKE_ATTR_GROUP_ORDER = 16          # V
+# SA attribute classes (RFC 2409 App. A, RFC 2407 §4.5) and life types live in ikecore.proposals,
+# next to the algorithm values they carry.
 
-IKE_ATTR_NAMES = {
-    IKE_ATTR_ENCRYPTION_ALGORITHM: "Encryption Algorithm", IKE_ATTR_HASH_ALGORITHM: "Hash Algorithm",
-    IKE_ATTR_AUTHENTICATION_METHOD: "Authentication Method",
-    IKE_ATTR_GROUP_DESCRIPTION: "Group Description", IKE_ATTR_GROUP_TYPE: "Group Type",
-    IKE_ATTR_GROUP_PRIME: "Group Prime/Irreducible Polynomial",
-    IKE_ATTR_GROUP_GENERATOR_ONE: "Group Generator One",
-    IKE_ATTR_GROUP_GENERATOR_TWO: "Group Generator Two", IKE_ATTR_GROUP_CURVE_A: "Group Curve A",
-    IKE_ATTR_GROUP_CURVE_B: "Group Curve B", IKE_ATTR_LIFE_TYPE: "Life Type",
-    IKE_ATTR_LIFE_DURATION: "Life Duration", IKE_ATTR_PRF: "PRF", IKE_ATTR_KEY_LENGTH: "Key Length",
-    IKE_ATTR_FIELD_SIZE: "Field Size", IKE_ATTR_GROUP_ORDER: "Group Order",
-}
-
-# --- IPsec DOI SA attribute classes (RFC 2407 §4.5) ----------------------------------------------
-IPSEC_ATTR_SA_LIFE_TYPE = 1        # B
-IPSEC_ATTR_SA_LIFE_DURATION = 2    # V
-IPSEC_ATTR_GROUP_DESCRIPTION = 3   # B (PFS group)
-IPSEC_ATTR_ENCAPSULATION_MODE = 4  # B
-IPSEC_ATTR_AUTHENTICATION_ALGORITHM = 5  # B
-IPSEC_ATTR_KEY_LENGTH = 6          # B
-IPSEC_ATTR_KEY_ROUNDS = 7          # B
-IPSEC_ATTR_COMPRESS_DICTIONARY_SIZE = 8  # B
-IPSEC_ATTR_COMPRESS_PRIVATE_ALGORITHM = 9  # V
-
-IPSEC_ATTR_NAMES = {
-    IPSEC_ATTR_SA_LIFE_TYPE: "SA Life Type", IPSEC_ATTR_SA_LIFE_DURATION: "SA Life Duration",
-    IPSEC_ATTR_GROUP_DESCRIPTION: "Group Description",
-    IPSEC_ATTR_ENCAPSULATION_MODE: "Encapsulation Mode",
-    IPSEC_ATTR_AUTHENTICATION_ALGORITHM: "Authentication Algorithm",
-    IPSEC_ATTR_KEY_LENGTH: "Key Length", IPSEC_ATTR_KEY_ROUNDS: "Key Rounds",
-    IPSEC_ATTR_COMPRESS_DICTIONARY_SIZE: "Compress Dictionary Size",
-    IPSEC_ATTR_COMPRESS_PRIVATE_ALGORITHM: "Compress Private Algorithm",
-}
-
-# Life types: same numbers in phase 1 (RFC 2409 App. A) and the IPsec DOI (RFC 2407 §4.5).
-LIFE_TYPE_SECONDS = 1
-LIFE_TYPE_KILOBYTES = 2
-
-# Encapsulation modes (RFC 2407 §4.5, RFC 3947 §5.1, and the drafts' private-use numbers).
+# Encapsulation modes (RFC 2407 §4.5, RFC 3947 §5.1, and the drafts' private-use numbers);
+# ikecore.proposals repeats these for its attribute decoding.
 ENCAP_TUNNEL = 1
 ENCAP_TRANSPORT = 2
 ENCAP_UDP_TUNNEL = 3
