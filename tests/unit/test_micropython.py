@@ -1,0 +1,104 @@
+"""The portable core under a REAL MicroPython (the WebAssembly port, pinned in
+tests/micropython/package-lock.json, run by node): its answers must equal CPython's.
+
+`make test` installs node/npm (mk/micropython.mk) and runs `npm ci` there first."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from ikecore import codec, crypto, keymat, proposals
+from ikecore.crypto_cryptography import CryptographyProvider
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HARNESS = os.path.join(ROOT, "tests", "micropython")
+C = CryptographyProvider()
+H = bytes.fromhex
+
+
+def run_micropython(script, inputs, tmp_path):
+    """Run tests/micropython/SCRIPT under MicroPython with inputs as /input.json; -> RESULT dict."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed (make test installs it via mk/micropython.mk)")
+    if not os.path.isdir(os.path.join(HARNESS, "node_modules", "@micropython")):
+        pytest.fail("MicroPython WebAssembly is not installed: run `make micropython-harness`")
+    input_file = tmp_path / "input.json"
+    input_file.write_text(json.dumps(inputs))
+    proc = subprocess.run([node, os.path.join(HARNESS, "run.mjs"), os.path.join(HARNESS, script),
+                           str(input_file)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, "MicroPython run failed:\n%s\n%s" % (proc.stdout, proc.stderr)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    assert lines, "no RESULT line from MicroPython:\n%s\n%s" % (proc.stdout, proc.stderr)
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def core_run(tmp_path_factory):
+    """One MicroPython run of check_core.py (shared by the tests below: node start-up ~1 s)."""
+    dh_private, dh_public = C.dh_new("modp2048")
+    p = crypto.modp_prime("modp2048")
+    inputs = {
+        "psk": "correct horse battery staple",
+        "ni": "11" * 16 + "22" * 16, "nr": "33" * 20,
+        "cky_i": "0102030405060708", "cky_r": "a1a2a3a4a5a6a7a8",
+        "g_xi": "44" * 256, "g_xr": "55" * 256, "g_xy": "66" * 255 + "01",
+        "last_block": "77" * 16, "mid": 0x7F00AB01, "spi": "c1a2b3d4",
+        "dh_peer_public": dh_public.hex(),
+        "modexp_p": p.to_bytes(256, "big").hex(),
+        "exp256": C.random(32).hex(), "exp2048": C.random(256).hex(),
+    }
+    result = run_micropython("check_core.py", inputs, tmp_path_factory.mktemp("mp"))
+    return inputs, result, dh_private
+
+
+def test_codec_round_trips_under_micropython(core_run):
+    inputs, out, _ = core_run
+    assert out["codec_round_trip"] is True
+    assert out["codec_proposal"] == "aes128-sha256-modp2048"
+    # The bytes MicroPython encoded are what CPython encodes from the same objects.
+    ike = proposals.parse_ike("aes128-sha256-modp2048")
+    sa = codec.SaPayload([codec.Proposal(1, proposals.PROTO_ISAKMP, b"", [
+        codec.Transform(1, proposals.KEY_IKE, proposals.ike_attributes(ike, "psk", 28800))])])
+    msg = codec.Message(2, H(inputs["cky_i"]), bytes(8),
+                        payloads=[sa, codec.NoncePayload(H(inputs["ni"]))])
+    assert out["codec_wire"] == codec.encode_message(msg).hex()
+
+
+def test_keymat_under_micropython_equals_cpython(core_run):
+    i, out, _ = core_run
+    g = lambda name: H(i[name])   # noqa: E731
+    k = keymat.derive_phase1(C, "sha256", "aes128", "psk", g("g_xy"), g("ni"), g("nr"), g("cky_i"),
+                             g("cky_r"), g("g_xi"), g("g_xr"), psk=i["psk"].encode())
+    for name in ("skeyid", "skeyid_d", "skeyid_a", "skeyid_e", "enc_key", "iv"):
+        assert out[name] == getattr(k, name).hex(), name
+    assert out["hash_i"] == keymat.hash_i(C, "sha256", k.skeyid, g("g_xi"), g("g_xr"), g("cky_i"),
+                                          g("cky_r"), b"SAi_b", b"IDii_b").hex()
+    assert out["hash_r"] == keymat.hash_r(C, "sha256", k.skeyid, g("g_xi"), g("g_xr"), g("cky_i"),
+                                          g("cky_r"), b"SAi_b", b"IDir_b").hex()
+    assert out["phase2_iv"] == keymat.phase2_iv(C, "sha256", "aes128", g("last_block"), i["mid"]).hex()
+    assert out["qm_hash3"] == keymat.qm_hash3(C, "sha256", k.skeyid_a, i["mid"], g("ni"), g("nr")).hex()
+    assert out["keymat_pfs"] == keymat.keymat(C, "sha256", k.skeyid_d, 3, g("spi"), g("ni"), g("nr"),
+                                              48, g_qm_xy=g("g_xy")).hex()
+
+
+def test_modp2048_agrees_between_micropython_and_cryptography(core_run):
+    _, out, dh_private = core_run
+    assert len(H(out["dh_public"])) == 256
+    assert out["dh_shared"] == C.dh_shared("modp2048", dh_private, H(out["dh_public"])).hex()
+
+
+def test_modexp_timing_micropython_vs_cpython(core_run):
+    """A measurement, printed (pytest -s), never asserted on time: one 2048-bit modexp."""
+    i, out, _ = core_run
+    p = int(i["modexp_p"], 16)
+    for label, exp in (("256bit_exp", i["exp256"]), ("2048bit_exp", i["exp2048"])):
+        start = time.perf_counter()
+        value = pow(2, int(exp, 16), p)
+        cpython_ms = (time.perf_counter() - start) * 1000
+        assert out["modexp_%s_result" % label] == "%x" % value
+        print("\n2048-bit modexp, %s: MicroPython wasm %d ms, CPython %.2f ms"
+              % (label, out["modexp_%s_ms" % label], cpython_ms))
