@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import netns  # noqa: E402
 from charon import CHARON, Charon  # noqa: E402
+from ours import OurDaemon, daemon_available  # noqa: E402
 
 
 def _interop_skip_reason():
@@ -101,6 +102,19 @@ def charon_netlink(charon_slot, request):
     request.node.interop_logs = getattr(request.node, "interop_logs", []) + [charon]
     yield charon
     charon.terminate_all()
+
+
+@pytest.fixture
+def ours(lab, interop_workdir, request):
+    """Our daemon in namespace a (not started: tests call ours.start(peers, connections))."""
+    ok, reason = daemon_available()
+    if not ok:
+        pytest.skip("our daemon is not in this checkout yet: " + reason)
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:80]
+    daemon = OurDaemon(lab.a, os.path.join(interop_workdir, "ours-" + name))
+    request.node.interop_logs = getattr(request.node, "interop_logs", []) + [daemon]
+    yield daemon
+    daemon.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)
