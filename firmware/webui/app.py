@@ -1,4 +1,5 @@
 """The aiohttp application: routes, the login/CSRF gate, security headers, template rendering."""
+import asyncio
 import base64
 import os
 from urllib.parse import quote
@@ -52,10 +53,12 @@ class Context:
         self.sessions = auth.Sessions(**kwargs)
         self.limiter = auth.LoginLimiter(**kwargs)
         self.firewall_source = LogSource(options.firewall_log, options.logread)
+        self.settings_lock = asyncio.Lock()     # one read-modify-write of the config at a time
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
             autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.templates.globals.update(p=presentation)
+        self.templates.filters["zip_pairs"] = lambda items: [(x, x) for x in items]
 
 
 def ctx_of(request):

@@ -1,2 +1,178 @@
+"""/settings/peers ("VPN peer settings (IKE)") and /settings/connections ("VPN connection
+settings"): list, add, edit, delete.
+
+Saving: read the document, change one entry, ikecore.config.write_document_atomic (validates,
+then write + fsync + rename; on error the file is untouched), then `reload` on the control socket
+so the daemon applies it without dropping unaffected tunnels.
+"""
+import asyncio
+from urllib.parse import quote
+
+from aiohttp import web
+
+from webui import choices, forms
+from webui.app import ctx_of, redirect, render
+from webui.control import ControlError
+
+PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
+               "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
+               "key", "ca", "proposals.0", "proposals.1", "proposals.2", "lifetime_s", "nat_t",
+               "dpd.delay_s", "dpd.timeout_s")
+CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals.0",
+                     "proposals.1", "proposals.2", "pfs", "lifetime_s", "lifetime_kb")
+
+SECTIONS = {
+    # section key in the TOML document -> page facts
+    "peer": {"url": "/settings/peers", "title": "VPN peer settings (IKE)", "what": "peer",
+             "fields": PEER_FIELDS, "template": "peer_form.html", "to_entry": forms.peer_entry},
+    "connection": {"url": "/settings/connections", "title": "VPN connection settings",
+                   "what": "connection", "fields": CONNECTION_FIELDS,
+                   "template": "connection_form.html", "to_entry": forms.connection_entry},
+}
+
+
+def _config():
+    from ikecore import config     # the daemon's validator; imported late so the pages that
+    return config                  # do not edit settings never need it
+
+
+async def _in_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+def _lock(request):
+    return ctx_of(request).settings_lock
+
+
+async def _read(request):
+    """The document, or an error page when the file cannot be read/parsed."""
+    config = _config()
+    try:
+        return await _in_thread(config.read_document, ctx_of(request).options.config_path)
+    except config.ConfigError as exc:
+        raise web.HTTPInternalServerError(
+            text=render(request, "error.html", title="Configuration unreadable",
+                        message="The configuration cannot be read: %s" % exc).text,
+            content_type="text/html")
+
+
+def _find(entries, name):
+    for index, entry in enumerate(entries):
+        if entry.get("name") == name:
+            return index, entry
+    raise web.HTTPNotFound(text="no such entry: %s\n" % name)
+
+
+def _section_of(request):
+    return "peer" if request.path.startswith("/settings/peers") else "connection"
+
+
+async def list_page(request):
+    section = _section_of(request)
+    doc = await _read(request)
+    entries = doc.get(section, [])
+    return render(request, "settings_list.html", section=section, facts=SECTIONS[section],
+                  entries=entries, quote=quote)
+
+
+def _form_context(request, section, doc, values, errors, top_error=None, editing=None,
+                  has_secret=False, psk_typed=False):
+    return dict(section=section, facts=SECTIONS[section], values=values, errors=errors,
+                top_error=top_error, editing=editing, has_secret=has_secret,
+                psk_typed=psk_typed, choices=choices,
+                peer_names=[p.get("name") for p in doc.get("peer", [])])
+
+
+async def form_page(request):
+    section = _section_of(request)
+    doc = await _read(request)
+    name = request.match_info.get("name")
+    entry = _find(doc.get(section, []), name)[1] if name else {}
+    values = forms.form_values(entry)
+    if not name and section == "peer":
+        values.setdefault("nat_t", "on")
+    has_secret = bool(entry.get("psk") or entry.get("psk_file"))
+    return render(request, SECTIONS[section]["template"],
+                  **_form_context(request, section, doc, values, {}, editing=name,
+                                  has_secret=has_secret))
+
+
+async def form_submit(request):
+    section = _section_of(request)
+    facts = SECTIONS[section]
+    config = _config()
+    name = request.match_info.get("name")
+    form = await request.post()
+    async with _lock(request):
+        doc = await _read(request)
+        entries = doc.setdefault(section, [])
+        if name:
+            index, old = _find(entries, name)
+        else:
+            index, old = len(entries), None
+        entry, slots = facts["to_entry"](form, old)
+        if name:
+            entries[index] = entry
+        else:
+            entries.append(entry)
+        renamed = name and entry.get("name") != name
+        if section == "peer" and renamed:      # connections follow their peer's new name
+            for connection in doc.get("connection", []):
+                if connection.get("peer") == name:
+                    connection["peer"] = entry.get("name")
+        warnings = []
+        try:
+            await _in_thread(config.write_document_atomic, ctx_of(request).options.config_path,
+                             doc, warnings)
+        except config.ConfigError as exc:
+            field = forms.field_of_error(exc.key, section, index, slots, facts["fields"])
+            errors = {field: exc.message} if field else {}
+            top = None if field else (
+                "%s: %s" % (exc.key, exc.message) if exc.key else exc.message)
+            has_secret = bool(old and (old.get("psk") or old.get("psk_file")))
+            return render(request, facts["template"], status=400,
+                          **_form_context(request, section, doc, forms.submitted_values(form),
+                                          errors, top, editing=name, has_secret=has_secret,
+                                          psk_typed=bool(form.get("psk"))))
+    message = "Saved %s %s. %s" % (facts["what"], entry.get("name"),
+                                   await _reload(request))
+    if warnings:
+        message += " Warning: " + "; ".join(warnings)
+    raise redirect(facts["url"], message, request)
+
+
+async def _reload(request):
+    try:
+        await ctx_of(request).control.request("reload")
+    except ControlError as exc:
+        return "The daemon did not apply it yet: %s" % exc
+    return "The daemon applied the new configuration; unaffected tunnels stay up."
+
+
+async def delete(request):
+    section = _section_of(request)
+    facts = SECTIONS[section]
+    config = _config()
+    name = request.match_info["name"]
+    async with _lock(request):
+        doc = await _read(request)
+        index, _ = _find(doc.get(section, []), name)
+        del doc[section][index]
+        try:
+            await _in_thread(config.write_document_atomic, ctx_of(request).options.config_path,
+                             doc)
+        except config.ConfigError as exc:
+            raise redirect(facts["url"], "Cannot delete %s %s: %s" % (
+                facts["what"], name, exc.message), request)
+    raise redirect(facts["url"], "Deleted %s %s. %s" % (facts["what"], name,
+                                                       await _reload(request)), request)
+
+
 def add_routes(app):
-    pass
+    for base in ("/settings/peers", "/settings/connections"):
+        app.router.add_get(base, list_page)
+        app.router.add_get(base + "/new", form_page)
+        app.router.add_post(base + "/new", form_submit)
+        app.router.add_get(base + "/{name}", form_page)
+        app.router.add_post(base + "/{name}", form_submit)
+        app.router.add_post(base + "/{name}/delete", delete)

@@ -1,0 +1,36 @@
+"""Dropdown choices of the settings pages, taken from ikecore (never a list of our own), so the
+pages offer exactly what the daemon supports."""
+from ikecore import proposals, settings
+
+PHASE1_MODES = settings.PHASE1_MODES
+ACT_AS = settings.ACT_AS
+# The first entry of each dropdown is the value the daemon assumes when the key is absent.
+ACT_AS_TEXT = {"both": "Initiator and responder", "initiator": "Initiator",
+               "responder": "Responder"}
+ID_TYPES = settings.ID_TYPES
+AUTH_METHODS = settings.AUTH_METHODS
+AUTH_TEXT = {"psk": "Pre-shared key", "rsa": "Certificate (RSA)"}
+CHILD_PROTOCOLS = settings.CHILD_PROTOCOLS
+PROTOCOL_TEXT = {"esp": "ESP", "ah": "AH", "esp+ah": "ESP and AH"}
+
+
+def ike_proposals():
+    return ["%s-%s-%s" % (e, i, g) for e in proposals.ENCRYPTION for i in proposals.INTEGRITY
+            for g in proposals.GROUPS]
+
+
+def esp_proposals():
+    return ["%s-%s" % (e, i) for e in proposals.ENCRYPTION for i in proposals.INTEGRITY]
+
+
+def ah_proposals():
+    return list(proposals.INTEGRITY)
+
+
+def pfs_groups():
+    return ["none"] + list(proposals.GROUPS)
+
+
+def with_current(options, current):
+    """The choices plus the current value when the file holds one we do not list (an alias)."""
+    return options if not current or current in options else [current] + list(options)

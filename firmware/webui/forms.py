@@ -1,0 +1,150 @@
+"""Form fields <-> the TOML entries of the settings pages, and ConfigError.key -> form field.
+
+No validation happens here: values go into the document as typed (digits become integers, so a
+typed number is a TOML integer) and ikecore.config, the only validator, names what is wrong.
+Form field names are the entry's key paths: "local_id.value", "dpd.delay_s", "proposals.1".
+"""
+import copy
+import re
+
+PROPOSAL_SLOTS = 3
+INTEGER = re.compile(r"^[+-]?\d{1,18}$")
+FIELD_ALIASES = {"psk_file": "psk"}     # keys without a field of their own
+KEY_IN_SECTION = re.compile(r"^(?P<section>peer|connection)\[(?P<index>\d+)\](?:\.(?P<rest>.+))?$")
+
+
+def _value(text):
+    text = text.strip()
+    return int(text) if INTEGER.match(text) else text
+
+
+def _set(entry, key, text, required=False, number=False):
+    """Put a typed value in entry; an empty optional field removes the key (= the default)."""
+    text = (text or "").strip()
+    if text or required:
+        entry[key] = _value(text) if number else text
+    else:
+        entry.pop(key, None)
+
+
+def _proposals(form, entry):
+    """The filled proposal slots, in order; returns slot numbers of the kept ones (for errors)."""
+    chosen = [(slot, form.get("proposals.%d" % slot, "").strip()) for slot in range(PROPOSAL_SLOTS)]
+    kept = [(slot, name) for slot, name in chosen if name]
+    if kept:
+        entry["proposals"] = [name for _, name in kept]
+    else:
+        entry.pop("proposals", None)
+    return [slot for slot, _ in kept]
+
+
+def _identity(form, entry, key):
+    id_type = form.get(key + ".type", "").strip()
+    value = form.get(key + ".value", "").strip()
+    if id_type or value:
+        entry[key] = {"type": id_type, "value": value}
+    else:
+        entry.pop(key, None)
+
+
+def peer_entry(form, old):
+    """The [[peer]] table from the form; old is the entry being edited (or None).
+
+    Keys the form does not show (local_address, psk_file, ...) are kept. The PSK field is empty
+    unless the user types a new key: empty keeps the current psk / psk_file.
+    """
+    entry = copy.deepcopy(old) if old else {}
+    for key in ("name", "remote_gateway"):
+        _set(entry, key, form.get(key), required=True)
+    for key in ("phase1_mode", "act_as", "auth"):
+        _set(entry, key, form.get(key))
+    _identity(form, entry, "local_id")
+    _identity(form, entry, "remote_id")
+    if entry.get("auth", "psk") == "psk":
+        for key in ("cert", "key", "ca"):
+            entry.pop(key, None)
+        psk = form.get("psk", "")
+        if psk:
+            entry["psk"] = psk
+            entry.pop("psk_file", None)
+    else:
+        entry.pop("psk", None)
+        entry.pop("psk_file", None)
+        for key in ("cert", "key", "ca"):
+            _set(entry, key, form.get(key))
+    slots = _proposals(form, entry)
+    _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
+    entry["nat_t"] = form.get("nat_t") == "on"
+    dpd = dict(entry.get("dpd") or {})
+    _set(dpd, "delay_s", form.get("dpd.delay_s"), number=True)
+    _set(dpd, "timeout_s", form.get("dpd.timeout_s"), number=True)
+    if dpd:
+        entry["dpd"] = dpd
+    else:
+        entry.pop("dpd", None)
+    return entry, slots
+
+
+def connection_entry(form, old):
+    entry = copy.deepcopy(old) if old else {}
+    for key in ("name", "peer", "local_net", "remote_net"):
+        _set(entry, key, form.get(key), required=True)
+    _set(entry, "protocol", form.get("protocol"))
+    slots = _proposals(form, entry)
+    _set(entry, "pfs", form.get("pfs"))
+    _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
+    _set(entry, "lifetime_kb", form.get("lifetime_kb"), number=True)
+    return entry, slots
+
+
+def form_values(entry):
+    """Entry -> {field name: text} to fill the form. Never includes the PSK."""
+    values = {}
+    for key, value in (entry or {}).items():
+        if key in ("psk", "psk_file"):
+            continue
+        if key == "proposals" and isinstance(value, list):
+            for slot, name in enumerate(value[:PROPOSAL_SLOTS]):
+                values["proposals.%d" % slot] = str(name)
+        elif isinstance(value, dict):
+            for sub, subvalue in value.items():
+                values["%s.%s" % (key, sub)] = str(subvalue)
+        elif isinstance(value, bool):
+            values[key] = "on" if value else ""
+        else:
+            values[key] = str(value)
+    return values
+
+
+def submitted_values(form):
+    """What the user typed, to show again beside the errors (the PSK is never sent back)."""
+    return {key: value for key, value in form.items()
+            if key not in ("psk", "csrf_token") and isinstance(value, str)}
+
+
+def field_of_error(key, section, index, slots, fields):
+    """Map ConfigError.key ("peer[2].proposals[1]") to a form field name, or None when the
+    error is about another entry or the entry as a whole (then it is shown above the form)."""
+    match = KEY_IN_SECTION.match(key or "")
+    if not match or match.group("section") != section or int(match.group("index")) != index:
+        return None
+    rest = match.group("rest")
+    if not rest:
+        return None
+    rest = FIELD_ALIASES.get(rest, rest)
+    item = re.match(r"^proposals\[(\d+)\]", rest)
+    if item:
+        position = int(item.group(1))
+        return "proposals.%d" % (slots[position] if position < len(slots) else 0)
+    if rest == "proposals":
+        return "proposals.0"
+    field = rest.replace("[", ".").replace("]", "")
+    while field and field not in fields:
+        field = field.rpartition(".")[0]
+    if field:
+        return field
+    # A whole table ("local_id", "dpd"): its first field.
+    for name in fields:
+        if name.startswith(rest + "."):
+            return name
+    return None
