@@ -1,0 +1,129 @@
+"""Two ikecore daemons negotiate over a veth (real UDP 500, real processes, recording kernel).
+
+  a (10.99.0.1, act_as initiator) --- main mode, PSK, quick mode with PFS ---> b (10.99.0.2)
+"""
+import os
+import subprocess
+import sys
+
+from conftest import ADDRESS, ENV, wait_until
+
+PSK = "veth secret"
+NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
+
+
+def config(side, act_as, psk=PSK, proposals=("aes128-sha1-modp2048",), pfs="modp2048"):
+    other = "b" if side == "a" else "a"
+    return {
+        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
+        "peer": [{"name": other, "remote_gateway": ADDRESS[other],
+                  "local_address": ADDRESS[side], "act_as": act_as, "psk": psk,
+                  "proposals": list(proposals), "nat_t": True}],
+        "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
+                        "local_net": NETS[side], "remote_net": NETS[other],
+                        "proposals": ["aes128-sha1"], "pfs": pfs}],
+    }
+
+
+def activated(daemon):
+    status = daemon.status()
+    ike = [sa for sa in status["ike_sas"] if sa["status"] == "Activated"]
+    return status if ike and len(status["sas"]) >= 2 else None
+
+
+def bring_up(daemons):
+    daemons["b"].start(config("b", "responder"))
+    daemons["a"].start(config("a", "initiator"))
+    for side in ("a", "b"):
+        wait_until(lambda: activated(daemons[side]), "daemon %s to reach Activated" % side)
+
+
+def test_main_mode_psk_comes_up_and_sas_pair_up(daemons):
+    bring_up(daemons)
+    for side, role in (("a", "initiator"), ("b", "responder")):
+        result = daemons[side].ikectl("status", "--json")
+        assert result.returncode == 0, result.stderr
+        import json
+        status = json.loads(result.stdout)
+        (ike,) = status["ike_sas"]
+        other = "b" if side == "a" else "a"
+        assert (ike["status"], ike["state"], ike["mode"], ike["role"]) == (
+            "Activated", 9, "main", role)
+        assert ike["remote_gateway"] == ADDRESS[other] and ike["peer"] == other
+        assert ike["algorithm"] == "AES-CBC-128/HMAC-SHA1/MODP-2048"
+        assert sorted(sa["direction"] for sa in status["sas"]) == ["incoming", "outgoing"]
+        for sa in status["sas"]:
+            assert (sa["local_net"], sa["remote_net"]) == (NETS[side], NETS[other])
+            assert sa["protocol"] == "ESP" and sa["ike_sa"] == ike["id"]
+        human = daemons[side].ikectl("status")
+        assert human.returncode == 0 and "Activated" in human.stdout
+    # The recording backends hold four SAs: each side's outbound is the other's inbound,
+    # with the same SPI and the same keys.
+    kernel = {side: daemons[side].kernel_sas() for side in ("a", "b")}
+    assert len(kernel["a"]) + len(kernel["b"]) == 4
+    for sender, receiver in (("a", "b"), ("b", "a")):
+        (out,) = [sa for sa in kernel[sender] if sa["direction"] == "out"]
+        (into,) = [sa for sa in kernel[receiver] if sa["direction"] == "in"]
+        assert out["spi"] == into["spi"]
+        assert (out["src"], out["dst"]) == (into["src"], into["dst"]) == (
+            ADDRESS[sender], ADDRESS[receiver])
+        assert (out["encr"], out["encr_key"], out["integ"], out["integ_key"]) == (
+            into["encr"], into["encr_key"], into["integ"], into["integ_key"])
+        assert len(bytes.fromhex(out["encr_key"])) == 16
+
+
+def test_delete_from_ikectl_propagates_to_the_peer(daemons):
+    bring_up(daemons)
+    outgoing = [sa for sa in daemons["a"].status()["sas"] if sa["direction"] == "outgoing"][0]
+    spi = int(outgoing["spi"], 16)
+    result = daemons["a"].ikectl("delete", outgoing["id"])
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: spi not in [sa["spi"] for sa in daemons["b"].kernel_sas()],
+               "b to remove the SA a deleted")
+    wait_until(lambda: spi not in [sa["spi"] for sa in daemons["a"].kernel_sas()],
+               "a to remove the SA it deleted")
+    assert spi not in [int(sa["spi"], 16) for sa in daemons["b"].status()["sas"]]
+
+
+def test_bad_reload_keeps_the_tunnel_and_the_old_config(daemons):
+    bring_up(daemons)
+    before = daemons["a"].status()
+    good = open(daemons["a"].config_path).read()
+    with open(daemons["a"].config_path, "w") as handle:
+        handle.write(good.replace('act_as = "initiator"', 'act_as = "sometimes"'))
+    result = daemons["a"].ikectl("reload")
+    assert result.returncode == 1
+    assert "peer[0].act_as: must be one of initiator, responder, both" in result.stderr
+    assert "ikecore-a.toml:" in result.stderr
+    after = daemons["a"].status()
+    assert [sa["id"] for sa in after["ike_sas"]] == [sa["id"] for sa in before["ike_sas"]]
+    assert [sa["spi"] for sa in after["sas"]] == [sa["spi"] for sa in before["sas"]]
+    assert after["ike_sas"][0]["status"] == "Activated"
+    assert len(daemons["a"].kernel_sas()) == 2
+    # The old config is still the running one: its peer is still known.
+    assert daemons["a"].request({"cmd": "down", "peer": "sometimes"})["ok"] is False
+    log = daemons["a"].result({"cmd": "log", "limit": 1000})
+    assert any("configuration not reloaded" in e["text"] and e["level"] == "error" for e in log)
+
+
+def test_malformed_datagram_is_counted_logged_and_survived(daemons):
+    bring_up(daemons)
+    # From b's namespace: an ISAKMP header claiming more bytes than sent, then plain junk.
+    sender = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              "s.bind(('%s', 0)); "
+              "s.sendto(bytes(8) + bytes(8) + bytes([1, 0x10, 2, 0]) + bytes(4) "
+              "+ (9999).to_bytes(4, 'big'), ('%s', 500)); "
+              "s.sendto(b'junk', ('%s', 500))" % (ADDRESS["b"], ADDRESS["a"], ADDRESS["a"]))
+    subprocess.run(["ip", "netns", "exec", daemons["b"].netns, sys.executable, "-c", sender],
+                   env=ENV, check=True, timeout=60)
+
+    def counted():
+        status = daemons["a"].status()
+        return status if status["daemon"]["malformed_datagrams"] >= 2 else None
+    status = wait_until(counted, "a to count the malformed datagrams")
+    assert status["ike_sas"][0]["status"] == "Activated"
+    log = daemons["a"].result({"cmd": "log", "limit": 1000})
+    assert [e for e in log if "malformed" in e["text"].lower() and ADDRESS["b"] in e["text"]]
+    # Still serving: a fresh negotiation works after the junk.
+    daemons["a"].result({"cmd": "up", "peer": "b"})
+    wait_until(lambda: len(daemons["b"].status()["sas"]) >= 4, "a second SA pair after junk")
