@@ -1,0 +1,168 @@
+"""ikecore.driver in-process: events to the kernel backend, timer, counters, reload, stop."""
+import asyncio
+import socket
+
+import pytest
+
+from daemon_fake_core import FakeCore
+from ikecore import config
+from ikecore.driver import Driver, RequestError
+from ikecore.kernel import RecordingBackend
+from ikecore.log import VpnLog
+
+CONFIG = """\
+[[peer]]
+name = "hq"
+remote_gateway = "127.0.0.2"
+local_address = "127.0.0.1"
+act_as = "initiator"
+psk = "x"
+
+[[peer]]
+name = "quiet"
+remote_gateway = "127.0.0.3"
+local_address = "127.0.0.1"
+act_as = "responder"
+psk = "y"
+
+[[connection]]
+name = "hq-lan"
+peer = "hq"
+local_net = "192.168.1.0/24"
+remote_net = "10.1.0.0/16"
+
+[[connection]]
+name = "quiet-lan"
+peer = "quiet"
+local_net = "192.168.1.0/24"
+remote_net = "10.3.0.0/16"
+"""
+
+
+class CountingBackend(RecordingBackend):
+    """Records like --kernel=record, but reports traffic and can be told to fail."""
+
+    def __init__(self):
+        super().__init__()
+        self.fail_install = False
+
+    def install_sa(self, sa):
+        if self.fail_install:
+            raise OSError("No such process")
+        super().install_sa(sa)
+
+    def sa_stats(self):
+        return dict((key, {"bytes": 1000 + sa.spi, "packets": 7, "errored_packets": 1})
+                    for key, sa in self.sas.items())
+
+
+def free_ports():
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    for sock in socks:
+        sock.bind(("127.0.0.1", 0))
+    ports = tuple(sock.getsockname()[1] for sock in socks)
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+def run(test):
+    """Run test(driver, core, backend) inside a started driver; always stop it."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        settings = config.parse(CONFIG)
+        core = FakeCore(settings, None, loop.time())
+        backend = CountingBackend()
+        log = VpnLog(stderr=False, syslog=False)
+        driver = Driver(core, settings, backend, log, ports=free_ports(), loop=loop,
+                        config_path="unused", load_config=lambda path, warnings: config.parse(
+                            driver.next_config, warnings=warnings))
+        await driver.start()
+        try:
+            await test(driver, core, backend)
+        finally:
+            await driver.stop()
+        return driver, core, backend
+    return asyncio.run(main())
+
+
+def test_initiator_sas_and_policies_reach_the_backend_and_counters_merge():
+    async def test(driver, core, backend):
+        assert len(backend.sas) == 2
+        # Trap policies for the initiator's connection only; the SA's reqid (7) replaced ours.
+        assert list(backend.policies) == ["hq-lan"]
+        assert backend.policies["hq-lan"]["reqid"] == 7
+        assert backend.policies["hq-lan"]["local_gw"] == "192.0.2.1"
+        status = driver.status()
+        for sa in status["sas"]:
+            assert sa["bytes"] == 1000 + int(sa["spi"], 16)
+            assert (sa["packets"], sa["errored_packets"]) == (7, 1)
+        assert status["daemon"]["kernel_errors"] == 0
+    run(test)
+
+
+def test_delete_reaches_the_backend_and_unknown_ids_are_refused():
+    async def test(driver, core, backend):
+        ike_id = driver.status()["ike_sas"][0]["id"]
+        with pytest.raises(RequestError, match="unknown SA id 'nope'"):
+            driver.delete("nope")
+        driver.delete(ike_id)
+        assert backend.sas == {}
+        assert [entry[0] for entry in backend.history].count("delete_sa") == 2
+    run(test)
+
+
+def test_kernel_failures_are_logged_and_counted():
+    async def test(driver, core, backend):
+        backend.fail_install = True
+        with pytest.raises(RequestError, match="has no connections|unknown peer"):
+            driver.up("nobody")
+        driver.up("quiet")          # responder peers can still be brought up by hand
+        assert driver.status()["daemon"]["kernel_errors"] == 2
+        errors = [e["text"] for e in driver.log.newest() if e["level"] == "error"]
+        assert any("install SA" in text and "No such process" in text for text in errors)
+    run(test)
+
+
+def test_acquire_and_expire_callbacks_reach_the_core():
+    async def test(driver, core, backend):
+        backend.on_acquire("192.168.1.5", "10.1.2.3")
+        backend.on_expire("esp", 0x1001, "127.0.0.2", False)
+        texts = [e["text"] for e in driver.log.newest()]
+        assert "acquire 192.168.1.5 -> 10.1.2.3" in texts
+        assert "expire esp 0x1001 127.0.0.2 False" in texts
+    run(test)
+
+
+def test_the_one_timer_follows_the_core():
+    async def test(driver, core, backend):
+        assert driver.timer is not None and driver.timer_at == core.timer
+        await asyncio.sleep(0.3)
+        assert core.timer_fired == 1 and driver.timer is None
+    run(test)
+
+
+def test_reload_applies_a_good_file_and_keeps_the_old_on_error():
+    async def test(driver, core, backend):
+        driver.next_config = CONFIG.replace('remote_net = "10.3.0.0/16"', 'remote_net = "x"')
+        with pytest.raises(RequestError, match="connection\\[1\\].remote_net"):
+            driver.reload()
+        assert driver.settings is core.settings and "quiet-lan" in driver.settings.connections
+        # Drop hq's connection, make quiet an initiator with a new connection.
+        driver.next_config = CONFIG.replace('act_as = "responder"', 'act_as = "initiator"') \
+            .replace('name = "hq-lan"', 'name = "hq-lan2"').replace("10.1.0.0/16", "10.4.0.0/16")
+        result = driver.reload()
+        assert result["connections"] == ["hq-lan2", "quiet-lan"]
+        assert "hq-lan" not in backend.policies and "quiet-lan" in backend.policies
+        assert ("remove_policies", "hq-lan") in backend.history
+        assert sorted(sa["peer"] for sa in driver.status()["ike_sas"]) == ["hq", "hq", "quiet"]
+    run(test)
+
+
+def test_stop_brings_peers_down_and_flushes_the_kernel():
+    async def test(driver, core, backend):
+        pass
+    driver, core, backend = run(test)
+    assert core.ike_sas == {} and backend.sas == {} and backend.policies == {}
+    assert backend.history[-1] == ("flush", None)
+    assert driver.endpoints == {}
