@@ -49,28 +49,32 @@ def skeyid_e(crypto, prf, skeyid, skeyid_a_value, g_xy, cky_i, cky_r):
     return crypto.prf(prf, skeyid, skeyid_a_value + g_xy + cky_i + cky_r + b"\x02")
 
 
-def encryption_key(crypto, prf, skeyid_e_value, cipher):
-    """The ISAKMP SA's cipher key from SKEYID_e (RFC 2409 section 5.3 and Appendix B).
+def appendix_b_expand(crypto, prf, skeyid_e_value, length):
+    """RFC 2409 Appendix B: `length` bytes of cipher key from SKEYID_e.
 
-    If SKEYID_e is at least as long as the key, the key is its first bytes. Otherwise it is
-    expanded (Appendix B):
+    If SKEYID_e is at least that long, the key is its first bytes. Otherwise it is expanded:
         Ka = K1 | K2 | K3 | ...
         K1 = prf(SKEYID_e, 0)          (0 is one zero octet)
         K2 = prf(SKEYID_e, K1)
         K3 = prf(SKEYID_e, K2)
     and the key is the first bytes of Ka. (E.g. 3DES (24 bytes) with SHA-1 (20 bytes).)
     """
-    key_len = cipher_info(cipher)[0]
-    if len(skeyid_e_value) >= key_len:
-        return skeyid_e_value[:key_len]
+    if len(skeyid_e_value) >= length:
+        return skeyid_e_value[:length]
     blocks = []
     block = b"\x00"
     total = 0
-    while total < key_len:
+    while total < length:
         block = crypto.prf(prf, skeyid_e_value, block)
         blocks.append(block)
         total += len(block)
-    return b"".join(blocks)[:key_len]
+    return b"".join(blocks)[:length]
+
+
+def encryption_key(crypto, prf, skeyid_e_value, cipher):
+    """The ISAKMP SA's cipher key (RFC 2409 section 5.3): Appendix B applied to the cipher's
+    key length."""
+    return appendix_b_expand(crypto, prf, skeyid_e_value, cipher_info(cipher)[0])
 
 
 class Phase1Keys:
@@ -170,11 +174,17 @@ def keymat(crypto, prf, skeyid_d_value, protocol, spi, ni_b, nr_b, length, g_qm_
     if len(spi) != 4:
         raise CryptoError("an IPsec SPI is 4 bytes, got %d" % len(spi))
     seed = (g_qm_xy or b"") + bytes([protocol]) + bytes(spi) + ni_b + nr_b
+    return keymat_expand(crypto, prf, skeyid_d_value, seed, length)
+
+
+def keymat_expand(crypto, prf, key, seed, length):
+    """The section 5.5 expansion: K1 = prf(key, seed), Kn = prf(key, K(n-1) | seed); the first
+    `length` bytes of K1 | K2 | ... (always at least one PRF run, unlike Appendix B)."""
     blocks = []
     previous = b""
     total = 0
     while total < length:
-        previous = crypto.prf(prf, skeyid_d_value, previous + seed)
+        previous = crypto.prf(prf, key, previous + seed)
         blocks.append(previous)
         total += len(previous)
     return b"".join(blocks)[:length]
