@@ -226,3 +226,45 @@ def test_dn_text_and_der_round_trip():
 def test_base_provider_says_what_is_missing():
     with pytest.raises(CryptoError, match="cipher aes128 not available in the abstract"):
         crypto.CryptoProvider().encrypt("aes128", b"", b"", b"")
+
+
+# -- the portable MicroPython provider, run under CPython (whose hashlib has every hash) -------------
+from ikecore.crypto_micropython import MicroPythonProvider, STANDIN_CIPHER  # noqa: E402
+
+MP = MicroPythonProvider(standin_for=("aes128", "3des"))
+
+
+@pytest.mark.parametrize("source,alg,key,data,mac", HMAC_VECTORS)
+def test_micropython_hmac_known_answers(source, alg, key, data, mac):
+    assert MP.prf(alg, key, data).hex() == mac, source
+
+
+def test_micropython_hmac_long_key_is_hashed_first():
+    # RFC 4231 4.7: a 131-byte key (longer than SHA-256's block) is hashed before use.
+    key = b"\xaa" * 131
+    data = b"Test Using Larger Than Block-Size Key - Hash Key First"
+    assert MP.prf("sha256", key, data) == P.prf("sha256", key, data)
+    assert MP.prf("sha512", key, data) == P.prf("sha512", key, data)
+
+
+def test_micropython_modp_dh_interoperates_with_cryptography():
+    a, a_pub = MP.dh_new("modp1536")
+    b, b_pub = P.dh_new("modp1536")
+    assert MP.dh_shared("modp1536", a, b_pub) == P.dh_shared("modp1536", b, a_pub)
+    with pytest.raises(CryptoError, match="Diffie-Hellman ecp256 not available in the micropython"):
+        MP.dh_new("ecp256")
+    with pytest.raises(CryptoError, match="out of range"):
+        MP.dh_shared("modp1536", a, (1).to_bytes(192, "big"))
+
+
+def test_micropython_standin_cipher_is_opt_in_and_named():
+    data = bytes(range(48))
+    ct = MP.encrypt("aes128", bytes(16), bytes(16), data)
+    assert ct != data and MP.decrypt("aes128", bytes(16), bytes(16), ct) == data
+    assert MP.decrypt("3des", bytes(24), bytes(8), MP.encrypt("3des", bytes(24), bytes(8), data)) == data
+    with pytest.raises(CryptoError, match="cipher aes256 .*%s stand-in" % STANDIN_CIPHER):
+        MP.encrypt("aes256", bytes(32), bytes(16), data)
+    with pytest.raises(CryptoError, match="unknown cipher"):
+        MicroPythonProvider(standin_for=("rc4",))
+    with pytest.raises(CryptoError, match="signature rsa not available in the micropython"):
+        MP.sign("rsa", b"", b"")
