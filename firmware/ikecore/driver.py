@@ -170,6 +170,8 @@ class Driver:
 
     # --- inputs
     def datagram_received(self, data, local, remote):
+        if data == b"\xff" and local[1] == self.natt_port:
+            return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
         try:
             self.core.receive_datagram(data, local, remote, self.now())
@@ -183,15 +185,20 @@ class Driver:
     def _on_timer(self):
         self.timer = None
         self.timer_at = None
-        self.core.handle_timer(self.now())
-        self._pump()
+        self._feed("timer", self.core.handle_timer, self.now())
 
     def acquire(self, src_ip, dst_ip):
-        self.core.acquire(src_ip, dst_ip, self.now())
-        self._pump()
+        self._feed("acquire", self.core.acquire, src_ip, dst_ip, self.now())
 
     def expire(self, protocol, spi, dst, hard):
-        self.core.expire(protocol, spi, dst, hard, self.now())
+        self._feed("expire", self.core.expire, protocol, spi, dst, hard, self.now())
+
+    def _feed(self, what, method, *args):
+        """Hand one input to the core; a core bug is logged and the daemon keeps its timer."""
+        try:
+            method(*args)
+        except Exception as exc:
+            self.log.error("core failed on %s: %s: %s" % (what, type(exc).__name__, exc))
         self._pump()
 
     # --- the one place outputs are acted on
