@@ -149,7 +149,7 @@ async def _api_login(request):
     client = request.remote or "?"
     if ctx.limiter.locked_for(client):
         return False
-    ok, must_change = await request.app.loop.run_in_executor(
+    ok, must_change = await asyncio.get_running_loop().run_in_executor(
         None, ctx.passwords.check, password)
     if ok and not must_change:
         ctx.limiter.succeeded(client)

@@ -36,7 +36,10 @@ def parse_line(line):
     match = PREFIX.search(line)
     if match is None:
         return None
-    fields = dict(FIELD.findall(line[match.end():]))
+    fields = {}
+    for key, value in FIELD.findall(line[match.end():]):
+        # The first occurrence is the IP header's (LEN/ID repeat for UDP and ICMP).
+        fields.setdefault(key, value)
     stamp = SYSLOG_TIME.match(line)
     spi = fields.get("SPI")
     if spi:

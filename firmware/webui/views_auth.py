@@ -1,4 +1,6 @@
 """Login, logout and the (forced) password change."""
+import asyncio
+
 from aiohttp import web
 
 from webui import auth
@@ -39,7 +41,7 @@ async def login_submit(request):
                       default_password=not ctx.passwords.is_set(),
                       error="Too many failed logins from your address: wait %d seconds."
                             % (int(locked) + 1))
-    ok, must_change = await request.app.loop.run_in_executor(
+    ok, must_change = await asyncio.get_running_loop().run_in_executor(
         None, ctx.passwords.check, form.get("password", ""))
     if not ok:
         ctx.limiter.failed(client)
@@ -74,7 +76,7 @@ async def password_submit(request):
     ctx = ctx_of(request)
     session = request["session"]
     form = await request.post()
-    ok, _ = await request.app.loop.run_in_executor(
+    ok, _ = await asyncio.get_running_loop().run_in_executor(
         None, ctx.passwords.check, form.get("current", ""))
     error = None
     if not ok:
@@ -87,7 +89,7 @@ async def password_submit(request):
     if error:
         return render(request, "password.html", status=400, error=error,
                       forced=session.must_change)
-    await request.app.loop.run_in_executor(None, ctx.passwords.set, form["new"])
+    await asyncio.get_running_loop().run_in_executor(None, ctx.passwords.set, form["new"])
     session.must_change = False
     ctx.sessions.drop_all_logged_in(keep=session)
     raise redirect("/", "The password was changed.", request)

@@ -1,0 +1,202 @@
+"""The settings pages edit ikecore.toml through ikecore.config (the only validator): field errors
+beside the field with the file untouched, atomic save + reload, and a PSK never sent back."""
+import os
+import re
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "browser"))
+from fake_daemon import FakeDaemon  # noqa: E402
+from harness import Client, ThreadedWebui  # noqa: E402
+
+from ikecore import config  # noqa: E402
+from webui import auth  # noqa: E402
+from webui.app import Options  # noqa: E402
+
+PSK = "correct horse battery staple"
+CONFIG = """\
+[general]
+wan_interface = "eth0"
+lan_interface = "eth1"
+
+[[peer]]
+name = "branch"
+remote_gateway = "198.51.100.2"
+phase1_mode = "main"
+act_as = "both"
+local_id = { type = "ipv4", value = "203.0.113.1" }
+remote_id = { type = "ipv4", value = "198.51.100.2" }
+auth = "psk"
+psk = "%s"
+proposals = ["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"]
+lifetime_s = 28800
+nat_t = true
+dpd = { delay_s = 30, timeout_s = 120 }
+
+[[peer]]
+name = "hq"
+remote_gateway = "198.51.100.7"
+psk = "another secret key"
+
+[[connection]]
+name = "branch-lan"
+peer = "branch"
+local_net = "192.168.1.0/24"
+remote_net = "10.2.0.0/24"
+protocol = "esp"
+proposals = ["aes128-sha1", "aes256-sha256", "3des-md5"]
+pfs = "modp2048"
+lifetime_s = 3600
+lifetime_kb = 0
+""" % PSK
+
+PEER_FORM = {"name": "branch", "remote_gateway": "198.51.100.2", "phase1_mode": "main",
+             "act_as": "both", "local_id.type": "ipv4", "local_id.value": "203.0.113.1",
+             "remote_id.type": "ipv4", "remote_id.value": "198.51.100.2", "auth": "psk",
+             "psk": "", "proposals.0": "aes128-sha1-modp2048",
+             "proposals.1": "aes256-sha256-modp2048", "proposals.2": "3des-md5-modp1024",
+             "lifetime_s": "28800", "nat_t": "on", "dpd.delay_s": "30", "dpd.timeout_s": "120"}
+
+
+@pytest.fixture
+def env(tmp_path):
+    cfg = tmp_path / "ikecore.toml"
+    cfg.write_text(CONFIG)
+    os.chmod(str(cfg), 0o600)
+    socket_path = str(tmp_path / "control.sock")
+    fake = FakeDaemon(socket_path).start()
+    server = ThreadedWebui(Options(socket_path, str(tmp_path), str(cfg))).start()
+    auth.PasswordStore(str(tmp_path)).set("correct-password")
+    client = Client(server.port)
+    client.login("correct-password")
+    yield {"fake": fake, "client": client, "cfg": cfg}
+    server.stop()
+    fake.stop()
+
+
+def error_beside(html, field):
+    match = re.search(r'id="f-%s"[^>]*aria-invalid="true"[^>]*>.*?<span class="field-error" '
+                      r'id="error-%s" role="alert">(.*?)</span>' % (re.escape(field),
+                                                                     re.escape(field)),
+                      html, re.S)
+    return match and match.group(1)
+
+
+def test_pages_show_the_settings_but_never_a_psk(env):
+    c = env["client"]
+    for path in ("/settings/peers", "/settings/peers/branch", "/settings/peers/hq",
+                 "/settings/peers/new", "/settings/connections",
+                 "/settings/connections/branch-lan", "/settings/connections/new"):
+        page = c.get(path)
+        assert page.status == 200, path
+        assert PSK not in page.text and "another secret key" not in page.text, path
+    edit = c.get("/settings/peers/branch").text
+    assert "VPN peer settings (IKE)" in edit
+    for label in ("IKE phase1 mode", "Act as", "Local ID type", "Remote ID value",
+                  "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay"):
+        assert label in edit, label
+    assert '<option value="aggressive">' in edit and '<option value="3des-md5-modp1024" selected>' in edit
+    assert "A key is stored; leave empty to keep it." in edit
+    conn = c.get("/settings/connections/branch-lan").text
+    assert "VPN connection settings" in conn and '<option value="modp2048" selected>' in conn
+    assert '<option value="ah">AH</option>' in conn
+
+
+def test_bad_input_shows_the_error_beside_the_field_and_leaves_the_file(env):
+    c = env["client"]
+    before = env["cfg"].read_bytes()
+    cases = [
+        ({"remote_gateway": "198.51.100.300"}, "remote_gateway", "not an IPv4 address"),
+        ({"lifetime_s": "ten"}, "lifetime_s", "must be an integer"),
+        ({"dpd.timeout_s": "10"}, "dpd.timeout_s", "must be longer than delay_s"),
+        ({"local_id.type": "fqdn", "local_id.value": "not a domain!"}, "local_id.value",
+         "not a domain name"),
+        ({"proposals.1": "aes128-sha1-modp2048"}, "proposals.1", "listed twice"),
+        ({"name": "bad name"}, "name", "not a valid name"),
+    ]
+    for change, field, message in cases:
+        page = c.post("/settings/peers/branch", dict(PEER_FORM, psk=PSK, **change))
+        assert page.status == 400, change
+        assert message in (error_beside(page.text, field) or ""), (change, page.text[-3000:])
+        assert PSK not in page.text                       # not even the one just typed
+        assert env["cfg"].read_bytes() == before
+    bad_net = c.post("/settings/connections/branch-lan", {
+        "name": "branch-lan", "peer": "branch", "local_net": "192.168.1.0/24",
+        "remote_net": "192.168.1.0/25", "protocol": "esp", "proposals.0": "aes128-sha1",
+        "pfs": "none"})
+    assert "overlaps local_net" in (error_beside(bad_net.text, "remote_net") or "")
+    ah = c.post("/settings/connections/branch-lan", {
+        "name": "branch-lan", "peer": "branch", "local_net": "192.168.1.0/24",
+        "remote_net": "10.2.0.0/24", "protocol": "ah", "proposals.0": "aes128-sha1",
+        "pfs": "none"})
+    assert "AH does not encrypt" in (error_beside(ah.text, "proposals.0") or "")
+    assert env["cfg"].read_bytes() == before
+    assert "reload" not in env["fake"].commands()
+
+
+def test_save_writes_atomically_then_reloads_and_keeps_the_psk(env):
+    c = env["client"]
+    page = c.post("/settings/peers/branch", dict(PEER_FORM, phase1_mode="aggressive",
+                                                 **{"proposals.2": ""}))
+    assert page.status == 303 and page.header("location") == "/settings/peers"
+    assert env["fake"].commands()[-1] == "reload"
+    doc = config.read_document(str(env["cfg"]))
+    branch = doc["peer"][0]
+    assert branch["phase1_mode"] == "aggressive"
+    assert branch["psk"] == PSK                                    # empty field kept it
+    assert branch["proposals"] == ["aes128-sha1-modp2048", "aes256-sha256-modp2048"]
+    assert doc["peer"][1]["psk"] == "another secret key"          # the other peer untouched
+    assert os.stat(str(env["cfg"])).st_mode & 0o777 == 0o600
+    config.load(str(env["cfg"]))                                   # the daemon can read it
+    flash = c.get("/settings/peers").text
+    assert "Saved peer branch" in flash and "unaffected tunnels stay up" in flash
+    assert PSK not in flash
+
+
+def test_a_new_psk_replaces_the_old_one(env):
+    c = env["client"]
+    assert c.post("/settings/peers/branch", dict(PEER_FORM, psk="a brand new key")).status == 303
+    assert config.read_document(str(env["cfg"]))["peer"][0]["psk"] == "a brand new key"
+
+
+def test_add_rename_and_delete(env):
+    c = env["client"]
+    new = c.post("/settings/peers/new", {"name": "lab", "remote_gateway": "192.0.2.9",
+                                         "auth": "psk", "psk": "lab secret key",
+                                         "proposals.0": "aes256-sha256-modp2048"})
+    assert new.status == 303
+    conn = c.post("/settings/connections/new", {
+        "name": "lab-net", "peer": "lab", "local_net": "192.168.1.0/24",
+        "remote_net": "10.9.0.0/24", "protocol": "esp+ah", "proposals.0": "aes128-sha256",
+        "pfs": "none", "lifetime_s": "1800"})
+    assert conn.status == 303
+    renamed = c.post("/settings/peers/lab", {"name": "lab2", "remote_gateway": "192.0.2.9",
+                                             "auth": "psk",
+                                             "proposals.0": "aes256-sha256-modp2048"})
+    assert renamed.status == 303
+    doc = config.read_document(str(env["cfg"]))
+    assert doc["connection"][1] == {"name": "lab-net", "peer": "lab2",
+                                    "local_net": "192.168.1.0/24", "remote_net": "10.9.0.0/24",
+                                    "protocol": "esp+ah", "proposals": ["aes128-sha256"],
+                                    "pfs": "none", "lifetime_s": 1800}
+    # a peer still used by a connection cannot go; the message names the problem
+    refused = c.post("/settings/peers/lab2/delete", {"confirmed": "1"})
+    assert refused.status == 303
+    assert "Cannot delete peer lab2" in c.get("/settings/peers").text
+    assert c.post("/settings/connections/lab-net/delete", {"confirmed": "1"}).status == 303
+    assert c.post("/settings/peers/lab2/delete", {"confirmed": "1"}).status == 303
+    doc = config.read_document(str(env["cfg"]))
+    assert [p["name"] for p in doc["peer"]] == ["branch", "hq"]
+    assert [x["name"] for x in doc["connection"]] == ["branch-lan"]
+
+
+def test_settings_posts_need_the_csrf_token(env):
+    c = env["client"]
+    before = env["cfg"].read_bytes()
+    page = c.post("/settings/peers/branch", dict(PEER_FORM, phase1_mode="aggressive"),
+                  csrf=False)
+    assert page.status == 403
+    assert c.post("/settings/peers/hq/delete", {"confirmed": "1"}, csrf="nope").status == 403
+    assert env["cfg"].read_bytes() == before
