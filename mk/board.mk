@@ -1,0 +1,3 @@
+# Board area: tests/unit/test_board.py runs Buildroot's kconfig (make, gcc) on our defconfigs when a
+# Buildroot checkout is at hand, and the QEMU post-image script makes an ext4 data disk (e2fsprogs).
+APT_PACKAGES += make gcc e2fsprogs

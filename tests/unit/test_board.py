@@ -1,0 +1,273 @@
+"""The Buildroot BR2_EXTERNAL tree in board/: static checks, the board scripts run for real, and
+(when a Buildroot checkout is at hand) Buildroot itself accepting our defconfigs.
+
+A checkout is looked for in $BUILDROOT_DIR, then /tmp/buildroot. Without one, the checks that need
+Buildroot's package list and the `make ..._defconfig` step skip with a message saying so.
+"""
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BOARD = os.path.join(TOP, "board")
+DEFCONFIGS = sorted(name for name in os.listdir(os.path.join(BOARD, "configs"))
+                    if name.endswith("_defconfig"))
+FRAGMENTS = [os.path.join(BOARD, "kernel", name) for name in ("ikecore.fragment", "nanopi-r2s.fragment")]
+
+# What the daemon and the image cannot do without (the fragment may hold more).
+REQUIRED_KERNEL = ("NET", "INET", "IPV6", "XFRM", "XFRM_USER", "XFRM_STATISTICS", "INET_ESP",
+                   "INET_AH", "CRYPTO_AES", "CRYPTO_DES", "CRYPTO_CBC", "CRYPTO_HMAC", "CRYPTO_MD5",
+                   "CRYPTO_SHA1", "CRYPTO_SHA256", "CRYPTO_AUTHENC", "CRYPTO_ECHAINIV",
+                   "CRYPTO_DRBG_MENU", "NF_TABLES", "NF_TABLES_INET", "NFT_LOG", "NFT_CT",
+                   "VETH", "NET_NS", "VIRTIO_NET", "VIRTIO_BLK", "SQUASHFS", "EXT4_FS", "PACKET")
+REQUIRED_PACKAGES = ("BR2_PACKAGE_PYTHON3", "BR2_PACKAGE_PYTHON_IKECORE", "BR2_PACKAGE_IPROUTE2",
+                     "BR2_PACKAGE_NFTABLES")
+
+FRAGMENT_LINE = re.compile(r'^CONFIG_[A-Z0-9_]+=(y|m|n|-?\d+|0x[0-9a-fA-F]+|"[^"]*")$')
+NOT_SET_LINE = re.compile(r"^# CONFIG_[A-Z0-9_]+ is not set$")
+
+
+def read(*parts):
+    with open(os.path.join(BOARD, *parts)) as f:
+        return f.read()
+
+
+def fragment_options(path):
+    """{name: value} of a kernel fragment; "n" for "# CONFIG_X is not set". Fails on bad lines."""
+    options = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            where = "%s:%d" % (os.path.basename(path), number)
+            if not line.strip() or (line.startswith("#") and not line.startswith("# CONFIG_")):
+                continue
+            if NOT_SET_LINE.match(line):
+                name, value = line.split()[1][len("CONFIG_"):], "n"
+            else:
+                assert FRAGMENT_LINE.match(line), "%s: not a kernel config line: %r" % (where, line)
+                name, value = line[len("CONFIG_"):].split("=", 1)
+            assert name not in options, "%s: CONFIG_%s set twice" % (where, name)
+            options[name] = value
+    return options
+
+
+def defconfig_symbols(name):
+    """[(symbol, value)] of one of our defconfigs, "n" for "# X is not set"."""
+    symbols = []
+    for line in read("configs", name).splitlines():
+        if line.startswith("BR2_"):
+            symbol, value = line.split("=", 1)
+            symbols.append((symbol, value))
+        elif re.match(r"^# BR2_\w+ is not set$", line):
+            symbols.append((line.split()[1], "n"))
+        else:
+            assert not line.strip() or line.startswith("#"), "%s: bad line %r" % (name, line)
+    return symbols
+
+
+def expand(value):
+    """A defconfig path value as Buildroot sees it (our external path made absolute)."""
+    return value.strip('"').replace("$(BR2_EXTERNAL_IKECORE_PATH)", BOARD)
+
+
+def buildroot_dir():
+    for candidate in (os.environ.get("BUILDROOT_DIR"), "/tmp/buildroot"):
+        if candidate and os.path.isfile(os.path.join(candidate, "Config.in")) \
+                and os.path.isdir(os.path.join(candidate, "package")):
+            return candidate
+    return None
+
+
+def need_buildroot():
+    path = buildroot_dir()
+    if path is None:
+        pytest.skip("no Buildroot checkout: set BUILDROOT_DIR (or unpack one in /tmp/buildroot) to "
+                    "check the defconfigs against Buildroot's package list and `make *_defconfig`")
+    return path
+
+
+# --- the external tree --------------------------------------------------------------------------
+
+def test_external_desc_names_the_tree_ikecore():
+    fields = dict(line.split(":", 1) for line in read("external.desc").splitlines() if ":" in line)
+    assert fields["name"].strip() == "IKECORE"     # -> $(BR2_EXTERNAL_IKECORE_PATH)
+    assert fields["desc"].strip()
+
+
+def test_config_in_sources_every_package_and_external_mk_includes_them():
+    packages = sorted(os.listdir(os.path.join(BOARD, "package")))
+    assert "python-ikecore" in packages
+    config_in = read("Config.in")
+    for package in packages:
+        assert os.path.isfile(os.path.join(BOARD, "package", package, "Config.in")), package
+        assert os.path.isfile(os.path.join(BOARD, "package", package, package + ".mk")), package
+        assert 'source "$BR2_EXTERNAL_IKECORE_PATH/package/%s/Config.in"' % package in config_in
+    assert "$(BR2_EXTERNAL_IKECORE_PATH)/package/*/*.mk" in read("external.mk")
+
+
+def test_python_ikecore_mk_uses_the_python_package_infrastructure_on_firmware():
+    mk = read("package", "python-ikecore", "python-ikecore.mk")
+    variables = dict(re.findall(r"^(PYTHON_IKECORE_\w+) = (.*)$", mk, re.M))
+    assert variables["PYTHON_IKECORE_SITE"] == "$(BR2_EXTERNAL_IKECORE_PATH)/../firmware"
+    assert variables["PYTHON_IKECORE_SITE_METHOD"] == "local"
+    assert variables["PYTHON_IKECORE_SETUP_TYPE"] == "setuptools"
+    assert variables["PYTHON_IKECORE_VERSION"]
+    assert mk.rstrip().endswith("$(eval $(python-package))")
+    # every hook named is defined
+    for hook in re.findall(r"_HOOKS \+= (\w+)", mk):
+        assert "define %s\n" % hook in mk, hook
+    assert os.path.isdir(os.path.join(BOARD, "..", "firmware", "ikecore"))
+
+
+def test_pyproject_packages_the_daemon_and_the_web_ui():
+    import setuptools
+    with open(os.path.join(BOARD, "package", "python-ikecore", "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)
+    assert project["build-system"]["build-backend"] == "setuptools.build_meta"
+    find = project["tool"]["setuptools"]["packages"]["find"]
+    found = setuptools.find_packages(where=os.path.join(TOP, "firmware"), include=find["include"])
+    assert "ikecore" in found
+    if os.path.isfile(os.path.join(TOP, "firmware", "webui", "__init__.py")):
+        assert "webui" in found
+
+
+def test_ikectl_wrapper_runs_the_ctl_module():
+    path = os.path.join(BOARD, "package", "python-ikecore", "ikectl")
+    assert os.access(path, os.X_OK)
+    assert 'exec python3 -m ikecore.ctl "$@"' in read("package", "python-ikecore", "ikectl")
+
+
+# --- kernel fragments ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", FRAGMENTS, ids=os.path.basename)
+def test_kernel_fragment_is_well_formed(path):
+    assert fragment_options(path)
+
+
+def test_kernel_fragment_has_what_ipsec_and_the_image_need():
+    options = fragment_options(FRAGMENTS[0])
+    missing = [name for name in REQUIRED_KERNEL if options.get(name) != "y"]
+    assert not missing, "ikecore.fragment lacks =y for %s" % missing
+    assert options.get("INET_ESP_OFFLOAD") == "n"
+
+
+def test_kernel_fragment_names_exist_in_the_kernel_source():
+    """Against an unpacked Linux 6.1 tree (the offline build's cache) when there is one."""
+    roots = [os.environ.get("LINUX_SOURCE_DIR"),
+             os.path.join(os.environ.get("IKECORE_CACHE", "/var/cache/ikecore"), "kernel",
+                          "linux-source-6.1")]
+    root = next((r for r in roots if r and os.path.isfile(os.path.join(r, "Kconfig"))), None)
+    if root is None:
+        pytest.skip("no unpacked kernel source (LINUX_SOURCE_DIR or the offline build's cache); "
+                    "qemu/build_kernel.sh checks every fragment option when it configures")
+    found = subprocess.run(["grep", "-rhoE", "--include=Kconfig*", r"^\s*(menu)?config\s+[A-Z0-9_]+",
+                            root], capture_output=True, text=True).stdout
+    symbols = set(line.split()[-1] for line in found.splitlines())
+    for path in FRAGMENTS:
+        unknown = sorted(set(fragment_options(path)) - symbols)
+        assert not unknown, "%s: unknown kernel options %s" % (os.path.basename(path), unknown)
+
+
+# --- defconfigs ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", DEFCONFIGS)
+def test_defconfig_has_our_packages_fragment_and_existing_paths(name):
+    symbols = dict(defconfig_symbols(name))
+    for symbol in REQUIRED_PACKAGES:
+        assert symbols.get(symbol) == "y", "%s lacks %s=y" % (name, symbol)
+    fragments = expand(symbols["BR2_LINUX_KERNEL_CONFIG_FRAGMENT_FILES"]).split()
+    assert os.path.join(BOARD, "kernel", "ikecore.fragment") in fragments
+    assert expand(symbols["BR2_ROOTFS_OVERLAY"]) == os.path.join(BOARD, "..", "rootfs-overlay")
+    assert os.path.join(BOARD, "post-build.sh") in expand(symbols["BR2_ROOTFS_POST_BUILD_SCRIPT"]).split()
+    # every file of ours a defconfig names exists and scripts are executable
+    for symbol, value in symbols.items():
+        for word in expand(value).split():
+            if word.startswith(BOARD):
+                assert os.path.exists(word), "%s: %s names missing %s" % (name, symbol, word)
+                if word.endswith(".sh"):
+                    assert os.access(word, os.X_OK), "%s is not executable" % word
+
+
+@pytest.mark.parametrize("name", DEFCONFIGS)
+def test_defconfig_symbols_exist_in_buildroot(name):
+    root = need_buildroot()
+    found = subprocess.run(["grep", "-rhoE", "--include=Config.in*", r"^\s*(menu)?config\s+BR2_\w+",
+                            root, BOARD], capture_output=True, text=True).stdout
+    known = set(line.split()[-1] for line in found.splitlines())
+    unknown = [symbol for symbol, _ in defconfig_symbols(name) if symbol not in known]
+    assert not unknown, "%s: symbols Buildroot does not know: %s" % (name, unknown)
+
+
+@pytest.mark.parametrize("name", DEFCONFIGS)
+def test_buildroot_accepts_defconfig_and_keeps_our_options(name, tmp_path):
+    root = need_buildroot()
+    if not shutil.which("make") or not shutil.which("gcc"):
+        pytest.skip("make and gcc are needed to run Buildroot's kconfig")
+    out = tmp_path / "out"
+    result = subprocess.run(["make", "-s", "-C", root, "BR2_EXTERNAL=" + BOARD, "O=%s" % out, name],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
+    with open(out / ".config") as f:
+        final = f.read()
+    lost = []
+    for symbol, value in defconfig_symbols(name):
+        want = "# %s is not set" % symbol if value == "n" else "%s=%s" % (symbol, value)
+        if want not in final.splitlines():
+            lost.append(want)
+    assert not lost, "%s: Buildroot dropped %s" % (name, lost)
+
+
+# --- board scripts, run for real -----------------------------------------------------------------
+
+@pytest.mark.parametrize("script", ["post-build.sh", "qemu-aarch64-virt/post-image.sh"])
+def test_scripts_are_valid_sh(script):
+    path = os.path.join(BOARD, script)
+    assert os.access(path, os.X_OK)
+    subprocess.run(["sh", "-n", path], check=True)
+
+
+def test_post_build_fills_a_target_dir(tmp_path):
+    target = tmp_path / "target"
+    (target / "etc" / "init.d").mkdir(parents=True)
+    init = target / "etc" / "init.d" / "S50ikecore"
+    init.write_text("#!/bin/sh\n")
+    init.chmod(0o644)
+    subprocess.run([os.path.join(BOARD, "post-build.sh"), str(target)], check=True)
+    release = (target / "etc" / "ikecore-release").read_text()
+    assert "NAME=ikecore" in release and "VERSION=" in release
+    assert os.access(init, os.X_OK)
+    assert (target / "data").is_dir()
+    assert os.stat(target / "etc" / "ikecore").st_mode & 0o777 == 0o700
+
+
+def test_qemu_post_image_writes_a_data_disk_and_start_script(tmp_path):
+    mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
+    if not os.path.exists(mkfs):
+        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+    host = tmp_path / "host"
+    (host / "sbin").mkdir(parents=True)
+    (host / "sbin" / "mkfs.ext4").symlink_to(mkfs)
+    images = tmp_path / "images"
+    images.mkdir()
+    env = dict(os.environ, BINARIES_DIR=str(images), HOST_DIR=str(host))
+    subprocess.run([os.path.join(BOARD, "qemu-aarch64-virt", "post-image.sh")], check=True, env=env)
+    label = subprocess.run(["/sbin/e2label", str(images / "data.ext4")], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    assert label == "ikecore-data"
+    start = (images / "start-qemu.sh").read_text()
+    assert os.access(images / "start-qemu.sh", os.X_OK)
+    subprocess.run(["sh", "-n", str(images / "start-qemu.sh")], check=True)
+    assert "netdev=wan" in start and "netdev=lan" in start and "hostfwd=tcp:127.0.0.1:8080-" in start
+
+
+def test_r2s_genimage_keeps_upstream_boot_layout_and_adds_data_partition():
+    cfg = read("nanopi-r2s", "genimage.cfg")
+    assert re.search(r'image = "idbloader.img"\s+offset = 32K', cfg)
+    assert re.search(r'image = "u-boot.itb"\s+offset = 8M', cfg)
+    assert re.search(r'offset = 16M\s+image = "rootfs.ext4"', cfg)
+    assert 'image = "data.ext4"' in cfg and 'label = "ikecore-data"' in cfg
