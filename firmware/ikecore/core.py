@@ -1,0 +1,552 @@
+"""IkeCore: the sans-IO IKEv1 protocol core the driver feeds (modelled on aioquic).
+
+Bytes and time in, datagrams and events out. The core never reads a clock, opens a socket or
+touches the kernel: the driver calls receive_datagram / handle_timer / acquire / expire / initiate
+/ delete / down / reconfigure with `now`, then drains datagrams_to_send() and next_event() and
+re-arms one timer at get_timer(). status(now) is the page's data (DESIGN.md's shape).
+
+This file keeps the tables (IKE SAs, child SAs, what waits for phase 1) and the policy decisions
+(when to initiate, rekey, expire, tear down); the exchanges themselves live in phase1.py,
+quickmode.py and informational.py. Portable: MicroPython subset.
+"""
+
+from . import codec
+from . import consts as C
+from . import diagnosis
+from . import informational
+from . import phase1
+from . import quickmode
+from . import states
+from .events import DeleteChildSa, IkeSaChanged, InstallChildSa, Log
+from .proposals import ChildProposal
+
+NON_ESP_MARKER = b"\x00\x00\x00\x00"     # RFC 3948 section 2.2: IKE on port 4500
+NATT_KEEPALIVE = b"\xff"                 # RFC 3948 section 2.3
+REPLACED_IKE_KEEP_S = 30                 # a rekeyed IKE SA lingers this long, then is deleted
+ZERO_COOKIE = b"\x00" * 8
+
+
+class _ChildGroup:
+    """The SAs one quick mode made (in+out, times ESP/AH) and their life."""
+    __slots__ = ("ids", "connection", "peer", "initiator", "rekey_at", "expire_at", "replaced",
+                 "rekeying")
+
+    def __init__(self, ids, connection, peer, initiator, rekey_at, expire_at):
+        self.ids = ids
+        self.connection = connection
+        self.peer = peer
+        self.initiator = initiator
+        self.rekey_at = rekey_at
+        self.expire_at = expire_at
+        self.replaced = False
+        self.rekeying = False
+
+
+class IkeCore:
+    def __init__(self, settings, crypto, now=0.0):
+        self.settings = settings
+        self.crypto = crypto
+        self.ike_sas = {}            # id -> phase1.IkeSa, oldest first
+        self.children = {}           # id -> events.ChildSa
+        self.groups = []             # [_ChildGroup]
+        self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
+        self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0}
+        self._datagrams = []
+        self._events = []
+        self._next_ike = 1
+        self._next_child = 1
+        self._spis = set()
+        self._reqids = {}
+        self._malformed_seen = set()
+
+    # ===================================================================== driver interface
+    def datagrams_to_send(self):
+        out = self._datagrams
+        self._datagrams = []
+        return out
+
+    def next_event(self):
+        if self._events:
+            return self._events.pop(0)
+        return None
+
+    def get_timer(self):
+        deadlines = []
+        for sa in self.ike_sas.values():
+            deadlines.extend(sa.deadlines())
+        for group in self.groups:
+            if not group.replaced and not group.rekeying and group.rekey_at is not None:
+                deadlines.append(group.rekey_at)
+            deadlines.append(group.expire_at)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now):
+        for sa in list(self.ike_sas.values()):
+            if sa.id not in self.ike_sas:
+                continue
+            phase1.on_timer(sa, now)
+            for qm in list(sa.quick_modes.values()):
+                qm.on_timer(now)
+            if sa.dpd is not None and sa.established and sa.dpd.deadline() <= now:
+                if sa.dpd.on_timer(now):
+                    self._peer_dead(sa, now)
+                    continue
+            if sa.remove_at is not None and sa.remove_at <= now:
+                reason = "replaced by %s" % sa.rekeyed_by if sa.rekeyed_by else "negotiation failed"
+                self.remove_ike_sa(sa, now, reason, notify_peer=sa.established)
+                if not sa.machine.established:
+                    self._retry(sa.peer, now)
+                continue
+            if sa.expire_at is not None and sa.expire_at <= now:
+                self.remove_ike_sa(sa, now, "lifetime expired", notify_peer=True)
+                continue
+            if sa.rekey_at is not None and sa.rekey_at <= now:
+                sa.rekey_at = None
+                if sa.established and sa.rekeyed_by is None and sa.peer.act_as != "responder":
+                    self._rekey_ike(sa, now)
+        for group in list(self.groups):
+            if group.expire_at <= now:
+                self._delete_group(group, now, "lifetime expired", notify_peer=True)
+            elif (not group.replaced and not group.rekeying and group.rekey_at is not None
+                  and group.rekey_at <= now):
+                self._rekey_group(group, now)
+
+    def receive_datagram(self, data, local, remote, now):
+        self.counters["datagrams"] += 1
+        data = bytes(data)
+        if local[1] == C.NATT_PORT or remote[1] == C.NATT_PORT:
+            if data == NATT_KEEPALIVE:
+                return
+            if data[:4] != NON_ESP_MARKER:
+                return               # ESP-in-UDP is the kernel's, not ours
+            data = data[4:]
+        try:
+            header = codec.decode_header(data)
+        except codec.MalformedMessage as exc:
+            self.malformed(remote, exc, None)
+            return
+        sa = self._find(header)
+        if sa is None:
+            if header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE) and \
+                    header.rcookie == ZERO_COOKIE:
+                self._respond(header, data, local, remote, now)
+            else:
+                self.counters["unknown_sa"] += 1
+                self._log_once(remote, "unknown-sa", "warning",
+                               "ignored a %s message from %s for an unknown IKE SA" % (
+                                   C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
+            return
+        if remote[0] != sa.remote[0]:
+            return
+        sa.remote = remote
+        if header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE):
+            phase1.handle(sa, header, data, now)
+        elif header.exchange == C.EXCHANGE_INFORMATIONAL:
+            informational.receive(sa, header, data, now)
+        elif header.exchange == C.EXCHANGE_QUICK:
+            quickmode.receive(sa, header, data, now)
+        else:
+            self._log_once(remote, "exchange-%d" % header.exchange, "warning",
+                           "ignored an unsupported %s exchange from %s" % (
+                               C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
+            informational.send_notify(sa, C.UNSUPPORTED_EXCHANGE_TYPE, now)
+
+    def initiate(self, connection_name, now):
+        """ikectl up / act_as initiator at start: bring this connection's tunnel up."""
+        conn = self.settings.connections.get(connection_name)
+        if conn is None:
+            raise KeyError("no connection named %r" % (connection_name,))
+        peer = self.settings.peers[conn.peer]
+        if any(g for g in self.groups if g.connection == conn.name and not g.replaced):
+            return
+        sa = self._established_sa(peer.name)
+        if sa is not None:
+            if not any(qm for qm in sa.quick_modes.values()
+                       if qm.connection.name == conn.name and qm.initiator and not qm.done
+                       and not qm.failed):
+                self.start_quick_mode(sa, conn, now)
+            return
+        self._wait_for_phase1(peer, conn.name, [], now)
+
+    def acquire(self, src_ip, dst_ip, now):
+        """Kernel ACQUIRE: a packet src -> dst needs a tunnel we do not have yet."""
+        for conn in self.settings.connections.values():
+            try:
+                hit = (quickmode.net_contains(conn.local_net, src_ip)
+                       and quickmode.net_contains(conn.remote_net, dst_ip))
+            except ValueError:
+                hit = False
+            if hit:
+                peer = self.settings.peers[conn.peer]
+                if peer.act_as == "responder":
+                    self.emit(Log("info", peer.name, "traffic %s -> %s waits for %s to initiate "
+                                  "(act as responder)" % (src_ip, dst_ip, peer.remote_gateway)))
+                    return
+                self.initiate(conn.name, now)
+                return
+        self.emit(Log("warning", None, "kernel asked for a tunnel %s -> %s that no connection "
+                      "covers" % (src_ip, dst_ip)))
+
+    def expire(self, protocol, spi, dst, hard, now):
+        """Kernel soft/hard EXPIRE of one of our SAs (protocol "esp"/"ah", spi int)."""
+        for group in list(self.groups):
+            for cid in group.ids:
+                child = self.children.get(cid)
+                if child and child.protocol == protocol and child.spi == spi and child.dst == dst:
+                    if hard:
+                        self._delete_group(group, now, "hard lifetime reached", notify_peer=True)
+                    elif not group.replaced and not group.rekeying:
+                        self._rekey_group(group, now)
+                    return
+
+    def delete(self, sa_id, now):
+        """The page's Delete / ikectl delete: an IKE SA id or a child SA id."""
+        sa = self.ike_sas.get(sa_id)
+        if sa is not None:
+            self.remove_ike_sa(sa, now, "deleted by the administrator", notify_peer=True)
+            return True
+        for group in self.groups:
+            if sa_id in group.ids:
+                self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
+                return True
+        raise KeyError("no SA with id %r" % (sa_id,))
+
+    def down(self, peer_name, now):
+        """Tear down everything with this peer (deletes sent) and stop initiating to it."""
+        self.waiting.pop(peer_name, None)
+        for group in [g for g in self.groups if g.peer == peer_name]:
+            self._delete_group(group, now, "peer taken down", notify_peer=True)
+        for sa in [s for s in self.ike_sas.values() if s.peer.name == peer_name]:
+            self.remove_ike_sa(sa, now, "peer taken down", notify_peer=True)
+
+    def reconfigure(self, settings, now):
+        """New configuration: tunnels whose settings did not change stay up."""
+        old = self.settings
+        self.settings = settings
+        for name, peer in old.peers.items():
+            new = settings.peers.get(name)
+            if new is None or _fingerprint(new) != _fingerprint(peer):
+                self.settings = old
+                self.down(name, now)
+                self.settings = settings
+            else:
+                for sa in self.ike_sas.values():
+                    if sa.peer.name == name:
+                        sa.peer = new
+        for name, conn in old.connections.items():
+            new = settings.connections.get(name)
+            if new is None or _fingerprint(new) != _fingerprint(conn):
+                for group in [g for g in self.groups if g.connection == name]:
+                    self._delete_group(group, now, "connection reconfigured", notify_peer=True)
+                for queue in self.waiting.values():
+                    queue[:] = [w for w in queue if w[0] != name]
+
+    def status(self, now):
+        ike = []
+        for sa in self.ike_sas.values():
+            n = sa.machine.number
+            since = sa.established_at if sa.established_at is not None else sa.created
+            ike.append({
+                "id": sa.id, "peer": sa.peer.name, "remote_gateway": sa.remote[0],
+                "local_address": sa.local[0], "status": states.status_text(n), "state": n,
+                "mode": sa.mode, "role": sa.role, "algorithm": sa.algorithm_text(),
+                "auth": sa.auth, "elapsed_s": int(now - since), "lifetime_s": sa.lifetime_s,
+                "nat_t": sa.nat_t, "phase2_negotiations": sa.phase2_negotiations,
+                "last_error": sa.last_error})
+        sas = []
+        for child in self.children.values():
+            proposal = ChildProposal(child.encr, child.integ, protocol=child.protocol)
+            sas.append({
+                "id": child.id, "ike_sa": child.ike_sa, "destination": child.dst,
+                "direction": "incoming" if child.direction == "in" else "outgoing",
+                "spi": "0x%08x" % child.spi, "protocol": child.protocol.upper(),
+                "mode": child.mode, "algorithm": proposal.describe(child.protocol),
+                "local_net": child.local_net, "remote_net": child.remote_net,
+                "elapsed_s": int(now - child.created), "lifetime_s": child.lifetime_s,
+                "bytes": 0, "packets": 0, "errored_packets": 0})
+        return {"ike_sas": ike, "sas": sas}
+
+    # ===================================================================== for the exchanges
+    def emit(self, event):
+        self._events.append(event)
+
+    def send(self, data, local, remote):
+        if local[1] == C.NATT_PORT:
+            data = NON_ESP_MARKER + data
+        self._datagrams.append((data, local, remote))
+
+    def allocate_spi(self, protocol):
+        """A random inbound SPI, unique among ours, not in the reserved range 1-255."""
+        while True:
+            spi = self.crypto.random(4)
+            value = int.from_bytes(spi, "big")
+            if value >= 0x100 and (protocol, value) not in self._spis:
+                self._spis.add((protocol, value))
+                return spi
+
+    def new_child_id(self):
+        cid = "sa-%d" % self._next_child
+        self._next_child += 1
+        return cid
+
+    def reqid(self, connection_name):
+        if connection_name not in self._reqids:
+            self._reqids[connection_name] = len(self._reqids) + 1
+        return self._reqids[connection_name]
+
+    def malformed(self, remote, exc, sa):
+        """Count every malformed message, log it once per peer and reason kind, never crash. A
+        negotiation still in phase 1 hears PAYLOAD-MALFORMED (or the codec's notify) in clear,
+        once: RFC 2408 section 5 lets us tell the peer, and more would only help an attacker."""
+        self.counters["malformed"] += 1
+        reason = getattr(exc, "reason", str(exc))
+        notify = getattr(exc, "notify", C.PAYLOAD_MALFORMED)
+        self._log_once(remote, "malformed-%s" % C.name(C.NOTIFY_NAMES, notify), "warning",
+                       "malformed message from %s: %s" % (remote[0], reason))
+        if sa is not None and sa.keys is None and not getattr(sa, "told_malformed", False):
+            sa.told_malformed = True
+            informational.send_notify(sa, notify, None)
+
+    def ike_sa_by_spi(self, spi):
+        for sa in self.ike_sas.values():
+            if sa.spi() == spi:
+                return sa
+        return None
+
+    def start_quick_mode(self, sa, conn, now, replaces=None):
+        qm = quickmode.QuickMode(sa, conn, True, sa.new_message_id(), now, replaces)
+        sa.quick_modes[qm.mid] = qm
+        qm.start(now)
+        return qm
+
+    def ike_established(self, sa, initial_contact, now):
+        peer = sa.peer
+        if initial_contact:
+            # RFC 2407 4.6.3.3: the peer has no state from before: drop ours (no deletes sent).
+            for group in [g for g in self.groups if g.peer == peer.name]:
+                self._delete_group(group, now, "peer sent INITIAL-CONTACT", notify_peer=False)
+            for other in [s for s in self.ike_sas.values()
+                          if s.peer.name == peer.name and s is not sa]:
+                self.remove_ike_sa(other, now, "peer sent INITIAL-CONTACT", notify_peer=False)
+        if peer.dpd_delay_s and sa.peer_dpd:
+            sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
+        for old in self.ike_sas.values():
+            if old.rekeyed_by == sa.id:
+                old.remove_at = now + REPLACED_IKE_KEEP_S
+        queue = self.waiting.pop(peer.name, [])
+        for name, replaces in queue:
+            conn = self.settings.connections.get(name)
+            if conn is not None:
+                self.start_quick_mode(sa, conn, now, replaces)
+
+    def children_established(self, qm, children, now):
+        conn = qm.connection
+        for group in self.groups:
+            # The tunnel's older SAs age out at their own lifetime (the page shows 4 for a while).
+            if group.connection == conn.name and group.peer == qm.sa.peer.name:
+                group.replaced = True
+        margin = phase1.rekey_margin(qm.lifetime_s)
+        rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
+        group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,
+                            rekey_at, now + qm.lifetime_s)
+        self.groups.append(group)
+        for child in children:
+            self.children[child.id] = child
+            self.emit(InstallChildSa(child))
+
+    def quick_mode_failed(self, qm, now):
+        for group in self.groups:
+            if group.ids and group.ids[0] in qm.replaces:
+                group.rekeying = False
+
+    def peer_refused_quick_mode(self, sa, notify_type, now):
+        """An authenticated error notify on an established SA: it answers our latest pending
+        quick mode (IKEv1 notifies do not name the exchange they refuse)."""
+        pending = [qm for qm in sa.quick_modes.values()
+                   if qm.initiator and not qm.done and not qm.failed]
+        text = C.name(C.NOTIFY_NAMES, notify_type)
+        if not pending:
+            sa.log("warning", "peer %s reports %s" % (sa.remote[0], text))
+            return
+        qm = pending[-1]
+        qm.fail(diagnosis.cause_of_notify(notify_type, 2), "the peer answered %s" % text, now)
+
+    def peer_deleted_child(self, sa, protocol, spi, now):
+        for group in list(self.groups):
+            for cid in group.ids:
+                child = self.children.get(cid)
+                if (child and child.peer == sa.peer.name and child.protocol == protocol
+                        and child.direction == "out" and child.spi == spi):
+                    self._delete_group(group, now, "deleted by the peer", notify_peer=False)
+                    return
+
+    def remove_ike_sa(self, sa, now, reason, notify_peer):
+        if sa.id not in self.ike_sas:
+            return
+        if notify_peer and sa.established:
+            informational.send_delete_ike(sa, now)
+        sa.deleted = True
+        del self.ike_sas[sa.id]
+        heir = self._established_sa(sa.peer.name)
+        for child in self.children.values():
+            if child.ike_sa == sa.id and heir is not None:
+                child.ike_sa = heir.id
+        self.emit(Log("info", sa.peer.name, "IKE SA %s with %s removed: %s" % (
+            sa.id, sa.remote[0], reason)))
+        self.emit(IkeSaChanged(sa.id, "Idle", states.IDLE_NUMBER))
+
+    # ===================================================================== internals
+    def _log_once(self, remote, kind, level, text):
+        key = (remote[0], kind)
+        if key in self._malformed_seen:
+            return
+        self._malformed_seen.add(key)
+        self.emit(Log(level, self._peer_name(remote[0]), text))
+
+    def _peer_name(self, address):
+        for peer in self.settings.peers.values():
+            if peer.remote_gateway == address:
+                return peer.name
+        return None
+
+    def _find(self, header):
+        fallback = None
+        for sa in self.ike_sas.values():
+            if sa.icookie != header.icookie:
+                continue
+            if sa.rcookie == header.rcookie:
+                return sa
+            if header.rcookie == ZERO_COOKIE or sa.rcookie == ZERO_COOKIE:
+                fallback = sa
+        return fallback
+
+    def _new_ike(self, peer, mode, role, icookie, local, remote, now):
+        sa_id = "ike-%d" % self._next_ike
+        self._next_ike += 1
+        sa = phase1.IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
+        sa.initial_contact = self._established_sa(peer.name) is None
+        self.ike_sas[sa_id] = sa
+        return sa
+
+    def _respond(self, header, data, local, remote, now):
+        peer = None
+        for candidate in self.settings.peers.values():
+            if candidate.remote_gateway == remote[0]:
+                peer = candidate
+                break
+        if peer is None:
+            self._log_once(remote, "no-peer", "warning",
+                           "ignored IKE from %s: no peer configured for this address" % remote[0])
+            return
+        if peer.act_as == "initiator":
+            self._log_once(remote, "act-as", "warning",
+                           "ignored IKE from %s: peer %s acts as initiator only" % (
+                               remote[0], peer.name))
+            return
+        mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
+        sa = self._new_ike(peer, mode, states.RESPONDER, header.icookie, local, remote, now)
+        sa.rcookie = self.crypto.random(8)
+        sa.feed(states.RECEIVED, now)
+        sa.heard_from_peer = True
+        if mode != peer.phase1_mode:
+            sa.last_received = data
+            sa.fail("mode", "the peer started %s mode, we are set to %s mode" % (
+                mode, peer.phase1_mode), now)
+            phase1._notify_clear(sa, C.INVALID_EXCHANGE_TYPE)
+            return
+        phase1.handle(sa, header, data, now)
+
+    def _established_sa(self, peer_name):
+        """The newest established, not yet replaced IKE SA with this peer."""
+        found = None
+        for sa in self.ike_sas.values():
+            if sa.peer.name == peer_name and sa.established and sa.rekeyed_by is None:
+                found = sa
+        return found
+
+    def _negotiating_sa(self, peer_name):
+        for sa in self.ike_sas.values():
+            if sa.peer.name == peer_name and not sa.machine.established and not sa.failed:
+                return sa
+        return None
+
+    def _wait_for_phase1(self, peer, conn_name, replaces, now):
+        queue = self.waiting.setdefault(peer.name, [])
+        if not any(w[0] == conn_name for w in queue):
+            queue.append((conn_name, replaces))
+        if self._negotiating_sa(peer.name) is None:
+            self._start_ike(peer, now)
+
+    def _start_ike(self, peer, now):
+        local = (peer.local_address or "0.0.0.0", C.IKE_PORT)
+        remote = (peer.remote_gateway, C.IKE_PORT)
+        sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
+                           local, remote, now)
+        phase1.start(sa, now)
+        return sa
+
+    def _retry(self, peer, now):
+        """A failed phase 1 was cleared from the page: try again if something still waits."""
+        if self.waiting.get(peer.name) and peer.act_as != "responder" \
+                and peer.name in self.settings.peers and self._negotiating_sa(peer.name) is None:
+            self._start_ike(peer, now)
+
+    def _rekey_ike(self, old, now):
+        new = self._start_ike(old.peer, now)
+        new.initial_contact = False
+        old.rekeyed_by = new.id
+        old.log("info", "renewing IKE SA %s with %s as %s" % (old.id, old.remote[0], new.id))
+
+    def _rekey_group(self, group, now):
+        conn = self.settings.connections.get(group.connection)
+        peer = self.settings.peers.get(group.peer)
+        if conn is None or peer is None:
+            return
+        group.rekeying = True
+        sa = self._established_sa(peer.name)
+        if sa is not None:
+            self.start_quick_mode(sa, conn, now, replaces=list(group.ids))
+        elif peer.act_as != "responder":
+            self._wait_for_phase1(peer, conn.name, list(group.ids), now)
+
+    def _delete_group(self, group, now, reason, notify_peer):
+        if group not in self.groups:
+            return
+        self.groups.remove(group)
+        children = [self.children.pop(cid) for cid in group.ids if cid in self.children]
+        sa = self._established_sa(group.peer)
+        if notify_peer and sa is not None:
+            for proto, pid in (("esp", C.PROTO_IPSEC_ESP), ("ah", C.PROTO_IPSEC_AH)):
+                spis = [c.spi.to_bytes(4, "big") for c in children
+                        if c.protocol == proto and c.direction == "in"]
+                informational.send_delete_children(sa, pid, spis, now)
+        for child in children:
+            self._spis.discard((child.protocol, child.spi))
+            self.emit(DeleteChildSa(child, reason))
+        if children:
+            self.emit(Log("info", group.peer, "SAs of %s (%s) removed: %s" % (
+                group.connection, ", ".join("%s %s 0x%08x" % (c.protocol.upper(), c.direction, c.spi)
+                                            for c in children), reason)))
+
+    def _peer_dead(self, sa, now):
+        peer = sa.peer
+        sa.fail("dead_peer", "no R-U-THERE-ACK for %d s" % peer.dpd_timeout_s, now, keep=False)
+        conns = sorted(set(g.connection for g in self.groups if g.peer == peer.name))
+        for group in [g for g in self.groups if g.peer == peer.name]:
+            self._delete_group(group, now, "dead peer", notify_peer=False)
+        for other in [s for s in self.ike_sas.values() if s.peer.name == peer.name]:
+            self.remove_ike_sa(other, now, "dead peer", notify_peer=False)
+        if sa.initiator and peer.act_as != "responder":
+            for name in conns:
+                self._wait_for_phase1(peer, name, [], now)
+
+
+def _fingerprint(obj):
+    """The settings of a peer or connection as comparable text (proposals by name)."""
+    parts = []
+    for name in obj.__slots__:
+        value = getattr(obj, name)
+        if isinstance(value, list):
+            value = [getattr(v, "name", v) for v in value]
+        parts.append(repr(value))
+    return "|".join(parts)

@@ -1,0 +1,955 @@
+"""Phase 1: the IKE SA, main mode (6 messages) and aggressive mode (3), PSK authentication.
+
+RFC 2409 section 5 with pre-shared keys:
+
+  main mode                                    aggressive mode
+  HDR, SA                  -->                 HDR, SA, KE, Ni, IDii        -->
+                           <--  HDR, SA                    <--  HDR, SA, KE, Nr, IDir, HASH_R
+  HDR, KE, Ni              -->                 HDR*, HASH_I                 -->
+                           <--  HDR, KE, Nr
+  HDR*, IDii, HASH_I       -->
+                           <--  HDR*, IDir, HASH_R
+
+The IkeSa object also carries what the later exchanges of the same SA need (keys, IVs, message
+ids, the retransmission of our last message), so quickmode.py and informational.py work on it.
+Handlers are named for what they consume and produce (pluto style): main_inR1_outI2 consumes the
+responder's first message and sends our second. Every handler either moves the state machine
+(states.py) forward or leaves it where it stopped and records the diagnosis (diagnosis.py).
+Portable: no I/O, no clock; `now` is always passed in.
+"""
+
+from . import codec
+from . import consts as C
+from . import diagnosis
+from . import keymat
+from . import proposals
+from . import states
+from .crypto import CryptoError, cipher_info, hash_size
+from .events import IkeSaChanged, Log
+
+# Seconds to wait after each (re)transmission; after the last one we give up.
+RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
+# A failed negotiation stays on the page this long (so the state number and last_error are seen).
+FAILED_KEEP_S = 120
+# Rekey an SA this long before it expires: a tenth of the lifetime, at most 9 minutes (strongSwan's
+# default margin), at least one second.
+MAX_REKEY_MARGIN_S = 540
+
+DPD_VENDOR_ID = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")   # RFC 3706 section 7 (1.0)
+
+
+def rekey_margin(lifetime_s):
+    return max(1, min(lifetime_s // 10, MAX_REKEY_MARGIN_S))
+
+
+# -- addresses and identities ----------------------------------------------------------------------
+def ip_bytes(text):
+    """"192.0.2.1" -> 4 bytes; ValueError naming the text when it is not a dotted quad."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError("not an IPv4 address: %r" % (text,))
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError("not an IPv4 address: %r" % (text,))
+    for v in values:
+        if v < 0 or v > 255:
+            raise ValueError("not an IPv4 address: %r" % (text,))
+    return bytes(values)
+
+
+def ip_text(data):
+    return ".".join(str(b) for b in data)
+
+
+def identity_payload(crypto, identity):
+    """Our phase 1 ID payload for a settings.Identity."""
+    if identity.type == "ipv4":
+        return codec.IdPayload(C.ID_IPV4_ADDR, ip_bytes(identity.value))
+    if identity.type == "fqdn":
+        return codec.IdPayload(C.ID_FQDN, identity.value.encode())
+    if identity.type == "user_fqdn":
+        return codec.IdPayload(C.ID_USER_FQDN, identity.value.encode())
+    if identity.type == "dn":
+        return codec.IdPayload(C.ID_DER_ASN1_DN, crypto.dn_der(identity.value))
+    raise ValueError("unknown identity type %r" % (identity.type,))
+
+
+def identity_text(crypto, id_type, data):
+    """A received phase 1 ID as (our type name or the RFC name, text) for comparing and logging."""
+    try:
+        if id_type == C.ID_IPV4_ADDR and len(data) == 4:
+            return "ipv4", ip_text(data)
+        if id_type == C.ID_FQDN:
+            return "fqdn", bytes(data).decode()
+        if id_type == C.ID_USER_FQDN:
+            return "user_fqdn", bytes(data).decode()
+        if id_type == C.ID_DER_ASN1_DN:
+            return "dn", crypto.dn_text(data)
+    except (UnicodeError, CryptoError, ValueError):
+        pass
+    return C.name(C.ID_TYPE_NAMES, id_type), bytes(data).hex()
+
+
+def identity_matches(crypto, expected, id_type, data):
+    """Does the received ID equal the configured remote ID? None configured accepts any."""
+    if expected is None:
+        return True
+    kind, text = identity_text(crypto, id_type, data)
+    if kind != expected.type:
+        return False
+    if kind == "dn":
+        try:
+            return crypto.dn_text(crypto.dn_der(expected.value)) == text
+        except CryptoError:
+            return False
+    if kind in ("fqdn", "user_fqdn"):
+        return text.lower() == expected.value.lower()
+    return text == expected.value
+
+
+# -- raw payload chains ------------------------------------------------------------------------------
+def walk_chain(first_type, data):
+    """[(type, start, end)] of the generic payloads in data, and where the chain ends (anything
+    after is encryption padding). The hashes of RFC 2409 are computed over these raw bytes as
+    received, never over a re-encoding."""
+    chain = []
+    ptype = first_type
+    pos = 0
+    while ptype != C.PT_NONE:
+        if pos + 4 > len(data):
+            raise codec.MalformedMessage("payload %s header runs past the message"
+                                         % C.name(C.PAYLOAD_NAMES, ptype))
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 4 or pos + length > len(data):
+            raise codec.MalformedMessage("payload %s length %d runs past the message"
+                                         % (C.name(C.PAYLOAD_NAMES, ptype), length))
+        chain.append((ptype, pos, pos + length))
+        ptype = data[pos]
+        pos += length
+    return chain, pos
+
+
+class Received:
+    """One received message, decrypted and split: header, payload objects, raw payload bytes."""
+    __slots__ = ("header", "payloads", "raw", "plain", "chain", "encrypted", "data")
+
+    def __init__(self, header, plain, encrypted, data):
+        self.header = header
+        self.encrypted = encrypted
+        self.data = data
+        self.chain, end = walk_chain(header.next_payload, plain)
+        self.plain = plain[:end]
+        self.payloads = codec.decode_payloads(header.next_payload, self.plain) if end else []
+        self.raw = [plain[s:e] for _, s, e in self.chain]
+
+    def all(self, cls):
+        return [p for p in self.payloads if p.TYPE == cls.TYPE]
+
+    def one(self, cls):
+        found = self.all(cls)
+        return found[0] if found else None
+
+    def index_of(self, cls):
+        for i, p in enumerate(self.payloads):
+            if p.TYPE == cls.TYPE:
+                return i
+        return -1
+
+    def raw_after(self, index):
+        """The raw bytes of every payload after payload number index (generic headers included)."""
+        if index + 1 >= len(self.chain):
+            return b""
+        return self.plain[self.chain[index + 1][1]:]
+
+    def types(self):
+        return " ".join(C.name(C.PAYLOAD_NAMES, t) for t, _, _ in self.chain)
+
+
+class Retransmit:
+    """Our last message of one exchange that still waits for an answer, with its back-off."""
+    __slots__ = ("data", "attempt", "deadline")
+
+    def __init__(self, data, now):
+        self.data = data
+        self.attempt = 0
+        self.deadline = now + RETRANSMIT_DELAYS[0]
+
+
+class IkeSa:
+    """One ISAKMP SA (phase 1) with a peer, and the key material its later exchanges use."""
+
+    def __init__(self, core, sa_id, peer, mode, role, icookie, local, remote, now):
+        self.core = core
+        self.crypto = core.crypto
+        self.id = sa_id
+        self.peer = peer
+        self.machine = states.Machine(mode, role)
+        self.icookie = icookie
+        self.rcookie = b"\x00" * 8
+        self.local = local
+        self.remote = remote
+        self.created = now
+        self.established_at = None
+        self.last_change = now
+        # negotiated
+        self.proposal = None
+        self.lifetime_s = peer.lifetime_s
+        self.auth = peer.auth
+        self.nat_t = "none"
+        self.peer_dpd = False
+        # Diffie-Hellman, nonces, the initiator's SA body, keys
+        self.dh_private = None
+        self.ke_i = self.ke_r = None
+        self.ni = self.nr = None
+        self.sai_b = None
+        self.keys = None
+        self.cipher = self.prf = None
+        self.p1_iv = None          # phase 1 CBC chain: IV of the next phase 1 message
+        self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
+        self.used_mids = set()
+        # transport
+        self.pending = None        # Retransmit of our last phase 1 message that wants an answer
+        self.last_sent = None      # our last phase 1 message (resent when the peer repeats itself)
+        self.last_received = None  # the peer's last phase 1 message, raw (duplicate detection)
+        self.heard_from_peer = False
+        # life
+        self.failed = False
+        self.last_error = None
+        self.hint = None           # diagnosis suggested by an unauthenticated notify
+        self.remove_at = None
+        self.rekey_at = None
+        self.expire_at = None
+        self.rekeyed_by = None     # id of the IKE SA that replaced this one
+        self.deleted = False
+        self.phase2_negotiations = 0
+        self.quick_modes = {}      # message id -> quickmode.QuickMode
+        self.dpd = None            # informational.Dpd when DPD runs on this SA
+        self.initial_contact = False
+        self.dh_group = None
+
+    # -- descriptive ---------------------------------------------------------------------------------
+    @property
+    def mode(self):
+        return self.machine.mode
+
+    @property
+    def role(self):
+        return self.machine.role
+
+    @property
+    def established(self):
+        return self.machine.established and not self.deleted
+
+    @property
+    def initiator(self):
+        return self.machine.role == states.INITIATOR
+
+    def algorithm_text(self):
+        return self.proposal.describe() if self.proposal is not None else ""
+
+    def spi(self):
+        """The ISAKMP SA's SPI in notifies/deletes: CKY-I | CKY-R (RFC 2408 section 3.15)."""
+        return self.icookie + self.rcookie
+
+    def log(self, level, text):
+        self.core.emit(Log(level, self.peer.name, text))
+
+    def feed(self, inp, now):
+        """Move the negotiation state and tell the driver (page live update)."""
+        self.machine.feed(inp)
+        self.last_change = now
+        n = self.machine.number
+        self.core.emit(IkeSaChanged(self.id, states.status_text(n), n))
+
+    # -- failure ------------------------------------------------------------------------------------
+    def fail(self, cause, detail, now, phase=1, connection=None, keep=True):
+        """Record the diagnosis (one line, logged at error level); phase 1 failures also stop the
+        negotiation: no more retransmissions, the SA stays listed for a while with its state."""
+        line = diagnosis.line(cause, self.remote[0], detail, phase=phase, connection=connection,
+                              peer=self.peer)
+        self.last_error = line
+        self.log("error", line)
+        if phase == 1:
+            self.failed = True
+            self.pending = None
+            if keep:
+                self.remove_at = now + FAILED_KEEP_S
+        return line
+
+    def note_hint(self, cause, detail, now):
+        """An unauthenticated notify suggests why the peer refused us: show it as the probable
+        cause at once but keep retransmitting (it may be forged); give-up will confirm it."""
+        if self.hint == (cause, detail):
+            return
+        self.hint = (cause, detail)
+        line = diagnosis.line(cause, self.remote[0], detail, phase=1, peer=self.peer)
+        self.last_error = line
+        self.log("error", line)
+
+    # -- sending --------------------------------------------------------------------------------------
+    def send(self, data, now, wants_answer=True):
+        """Queue one phase 1 message; remember it for retransmission and duplicate answers."""
+        self.last_sent = data
+        self.pending = Retransmit(data, now) if wants_answer else None
+        self.core.send(data, self.local, self.remote)
+
+    def message(self, exchange, payloads, message_id=0, encrypt=False):
+        """Encode a message of this SA; encrypted with the IV of its exchange when asked."""
+        msg = codec.Message(exchange, self.icookie, self.rcookie, message_id=message_id,
+                            payloads=None if encrypt else payloads)
+        if not encrypt:
+            return codec.encode_message(msg)
+        first, plain = codec.encode_payloads(payloads)
+        msg.flags = C.FLAG_ENCRYPTION
+        return codec.encode_message(msg, body=self.encrypt(message_id, plain), first_payload=first)
+
+    # -- encryption (RFC 2409 Appendix B) -----------------------------------------------------------
+    def iv_for(self, message_id):
+        if message_id == 0:
+            return self.p1_iv
+        iv = self.exchange_ivs.get(message_id)
+        if iv is None:
+            # First message of a quick mode / informational exchange: hash(last phase 1 block | M-ID).
+            iv = keymat.phase2_iv(self.crypto, self.prf, self.cipher, self.p1_iv, message_id)
+        return iv
+
+    def set_iv(self, message_id, iv):
+        if message_id == 0:
+            self.p1_iv = iv
+        else:
+            self.exchange_ivs[message_id] = iv
+
+    def encrypt(self, message_id, plain):
+        block = cipher_info(self.cipher)[1]
+        # Pad with zero octets to the block size (no padding when already aligned): receivers
+        # find the end of the payload chain from the payload lengths.
+        if len(plain) % block:
+            plain = plain + b"\x00" * (block - len(plain) % block)
+        data = self.crypto.encrypt(self.cipher, self.keys.enc_key, self.iv_for(message_id), plain)
+        # The next message of this exchange chains on our last ciphertext block.
+        self.set_iv(message_id, data[-block:])
+        return data
+
+    def decrypt(self, message_id, data):
+        """-> (plain, IV after this message). The caller commits the IV with set_iv only when the
+        message proved valid, so a forged or corrupt message does not break the chain."""
+        block = cipher_info(self.cipher)[1]
+        if not data or len(data) % block:
+            raise codec.MalformedMessage("encrypted body of %d bytes is not a multiple of the "
+                                         "%d-byte cipher block" % (len(data), block))
+        plain = self.crypto.decrypt(self.cipher, self.keys.enc_key, self.iv_for(message_id), data)
+        return plain, data[-block:]
+
+    def open(self, header, data):
+        """Decrypt (when flagged) and split a received message of this SA -> (Received, next IV).
+        Raises codec.MalformedMessage when it does not parse."""
+        body = data[C.HEADER_LENGTH:header.length]
+        if header.flags & C.FLAG_ENCRYPTION:
+            if self.keys is None:
+                raise codec.MalformedMessage("encrypted message before keys were agreed")
+            plain, next_iv = self.decrypt(header.message_id, body)
+            return Received(header, plain, True, data), next_iv
+        return Received(header, body, False, data), None
+
+    # -- key derivation -----------------------------------------------------------------------------
+    def derive_keys(self):
+        """SKEYID... from the DH result and nonces (RFC 2409 section 5), then the first IV."""
+        g_xy = self.crypto.dh_shared(self.proposal.dh, self.dh_private, self.peer_ke())
+        self.dh_private = None          # forget x as soon as g^xy is known
+        self.cipher = self.proposal.encr
+        self.prf = self.proposal.integ
+        self.keys = keymat.derive_phase1(self.crypto, self.prf, self.cipher, self.auth, g_xy,
+                                         self.ni, self.nr, self.icookie, self.rcookie,
+                                         self.ke_i, self.ke_r, psk=self.peer.psk)
+        self.p1_iv = self.keys.iv
+
+    def peer_ke(self):
+        return self.ke_r if self.initiator else self.ke_i
+
+    def hash_i(self, idii_b):
+        return keymat.hash_i(self.crypto, self.prf, self.keys.skeyid, self.ke_i, self.ke_r,
+                             self.icookie, self.rcookie, self.sai_b, idii_b)
+
+    def hash_r(self, idir_b):
+        return keymat.hash_r(self.crypto, self.prf, self.keys.skeyid, self.ke_i, self.ke_r,
+                             self.icookie, self.rcookie, self.sai_b, idir_b)
+
+    def new_message_id(self):
+        """A random, non-zero message id not used before on this SA (RFC 2408 section 3.1)."""
+        while True:
+            mid = int.from_bytes(self.crypto.random(4), "big")
+            if mid and mid not in self.used_mids:
+                self.used_mids.add(mid)
+                return mid
+
+    # -- timers -------------------------------------------------------------------------------------
+    def deadlines(self):
+        found = []
+        for t in (self.pending.deadline if self.pending else None, self.remove_at,
+                  self.rekey_at, self.expire_at):
+            if t is not None:
+                found.append(t)
+        for qm in self.quick_modes.values():
+            d = qm.deadline()
+            if d is not None:
+                found.append(d)
+        if self.dpd is not None:
+            d = self.dpd.deadline()
+            if d is not None:
+                found.append(d)
+        return found
+
+
+# -- building blocks of the messages -----------------------------------------------------------
+def _sa_payload(sa):
+    """Our phase 1 offer: one ISAKMP proposal with one transform per configured IkeProposal."""
+    transforms = []
+    for number, p in enumerate(sa.peer.proposals[:3]):
+        attrs = proposals.ike_attributes(p, sa.auth, sa.peer.lifetime_s)
+        transforms.append(codec.Transform(number + 1, C.KEY_IKE,
+                                          [codec.Attribute(t, v) for t, v in attrs]))
+    return codec.SaPayload([codec.Proposal(1, C.PROTO_ISAKMP, b"", transforms)],
+                           doi=C.DOI_IPSEC, situation=C.SIT_IDENTITY_ONLY)
+
+
+def _vendor_payloads(sa):
+    # DPD (RFC 3706 section 7) is announced so the peer answers our R-U-THEREs.
+    # TODO(natt): NAT-T vendor IDs from natt.py once NAT-D handling lands (MM 3/4, AM).
+    return [codec.VendorPayload(DPD_VENDOR_ID)]
+
+
+def _note_vendor_ids(sa, received):
+    for vid in received.all(codec.VendorPayload):
+        if bytes(vid.data) == DPD_VENDOR_ID:
+            sa.peer_dpd = True
+
+
+def _natd_payloads(sa):
+    """NAT-D payloads for MM 3/4 and AM (RFC 3947 section 3.2). None yet: we do not announce
+    NAT-T, so a compliant peer sends none either."""
+    return []
+
+
+def _payload_body(payload):
+    """The body of one payload as it is encoded (generic header stripped): SAi_b, IDii_b..."""
+    _, data = codec.encode_payloads([payload])
+    return data[C.GENERIC_HEADER_LENGTH:]
+
+
+def _attributes(transform):
+    return [(a.type, a.value) for a in transform.attributes]
+
+
+def _single_isakmp_proposal(sa_payload):
+    """The phase 1 SA must hold exactly one ISAKMP proposal (RFC 2409 section 5)."""
+    props = [p for p in sa_payload.proposals if p.protocol == C.PROTO_ISAKMP]
+    if len(sa_payload.proposals) != 1 or len(props) != 1:
+        raise codec.MalformedMessage("phase 1 SA payload must carry one ISAKMP proposal")
+    return props[0]
+
+
+def _dh_start(sa):
+    sa.dh_private, public = sa.crypto.dh_new(sa.proposal.dh)
+    return public
+
+
+def _nonce(sa):
+    return sa.crypto.random(32)
+
+
+def _local_identity(sa):
+    ident = sa.peer.local_id
+    if ident is None:
+        from .settings import Identity
+        ident = Identity("ipv4", sa.local[0])
+    return ident
+
+
+def _initial_contact_payloads(sa):
+    """INITIAL-CONTACT (RFC 2407 section 4.6.3.3) when this is our first IKE SA with the peer,
+    so it can drop any state it still has from before we restarted."""
+    if not sa.initial_contact:
+        return []
+    return [codec.NotifyPayload(C.INITIAL_CONTACT, protocol=C.PROTO_ISAKMP, spi=sa.spi())]
+
+
+def _required(received, classes, what):
+    missing = [cls.__name__ for cls in classes if received.one(cls) is None]
+    if missing:
+        raise codec.MalformedMessage("%s lacks %s (has %s)" % (what, ", ".join(missing),
+                                                                received.types() or "nothing"))
+
+
+# -- the exchanges -----------------------------------------------------------------------------------
+def start(sa, now):
+    """Initiator: send the first message of main or aggressive mode."""
+    sa.feed(states.START, now)
+    if sa.mode == states.MAIN:
+        # HDR, SA -->
+        sa_payload = _sa_payload(sa)
+        sa.sai_b = _payload_body(sa_payload)
+        data = sa.message(C.EXCHANGE_MAIN, [sa_payload] + _vendor_payloads(sa))
+    else:
+        # HDR, SA, KE, Ni, IDii -->   (the group is fixed by our first proposal: aggressive mode
+        # cannot negotiate it, RFC 2409 section 5.4)
+        sa_payload = _sa_payload(sa)
+        sa.sai_b = _payload_body(sa_payload)
+        sa.proposal = sa.peer.proposals[0]
+        sa.ke_i = _dh_start(sa)
+        sa.ni = _nonce(sa)
+        sa.idi = identity_payload(sa.crypto, _local_identity(sa))
+        data = sa.message(C.EXCHANGE_AGGRESSIVE,
+                          [sa_payload, codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni), sa.idi]
+                          + _vendor_payloads(sa))
+    sa.send(data, now)
+    sa.feed(states.SENT, now)
+    sa.log("info", "initiating %s mode with %s (%s)" % (sa.mode, sa.remote[0],
+                                                         ", ".join(p.name for p in sa.peer.proposals)))
+
+
+def handle(sa, header, data, now):
+    """A phase 1 (main/aggressive) message for this SA. Duplicates are answered with our last
+    message; anything not expected in the current state is dropped (logged)."""
+    if sa.last_received == data:
+        if sa.last_sent is not None:
+            sa.core.send(sa.last_sent, sa.local, sa.remote)
+        return
+    if sa.failed and sa.remove_at is not None and not sa.machine.established:
+        # A stopped negotiation answers a repeated first message with the same refusal.
+        return
+    expected = C.EXCHANGE_MAIN if sa.mode == states.MAIN else C.EXCHANGE_AGGRESSIVE
+    if header.exchange != expected:
+        sa.fail("mode", "we use %s mode, the peer sent a %s message" % (
+            sa.mode, C.name(C.EXCHANGE_NAMES, header.exchange).lower()), now)
+        return
+    handler = _HANDLERS.get((sa.mode, sa.role, sa.machine.state))
+    if handler is None:
+        sa.log("warning", "ignored a %s message in state %s (%d)"
+               % (sa.mode, sa.machine.state, sa.machine.number))
+        return
+    sa.heard_from_peer = True
+    handler(sa, header, data, now)
+
+
+def _open_clear(sa, header, data, now, what):
+    """Split a cleartext phase 1 message, diagnosing a malformed one (we stay where we are)."""
+    try:
+        received, _ = sa.open(header, data)
+    except codec.MalformedMessage as exc:
+        sa.core.malformed(sa.remote, exc, sa)
+        return None
+    sa.last_received = data
+    return received
+
+
+# main mode, initiator ------------------------------------------------------------------------------
+def main_inR1_outI2(sa, header, data, now):
+    # <-- HDR, SA      then      HDR, KE, Ni [, NAT-D, NAT-D] -->
+    received = _open_clear(sa, header, data, now, "message 2")
+    if received is None:
+        return
+    sa_payload = received.one(codec.SaPayload)
+    if sa_payload is None:
+        sa.core.malformed(sa.remote, codec.MalformedMessage("message 2 has no SA payload"), sa)
+        return
+    sa.rcookie = header.rcookie
+    try:
+        proposal = _single_isakmp_proposal(sa_payload)
+    except codec.MalformedMessage as exc:
+        sa.core.malformed(sa.remote, exc, sa)
+        return
+    chosen = None
+    if len(proposal.transforms) == 1:
+        chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
+                                       _attributes(proposal.transforms[0]))
+    if chosen is None:
+        sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
+        return
+    _accept_transform(sa, chosen)
+    _note_vendor_ids(sa, received)
+    sa.feed(states.VALID, now)
+    sa.ke_i = _dh_start(sa)
+    sa.ni = _nonce(sa)
+    out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni)]
+                     + _natd_payloads(sa))
+    sa.send(out, now)
+    sa.feed(states.SENT, now)
+
+
+def main_inR2_outI3(sa, header, data, now):
+    # <-- HDR, KE, Nr    then    HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)] -->
+    received = _open_clear(sa, header, data, now, "message 4")
+    if received is None:
+        return
+    ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
+    if ke is None or nonce is None:
+        sa.core.malformed(sa.remote, codec.MalformedMessage("message 4 lacks KE or nonce"), sa)
+        return
+    sa.ke_r, sa.nr = bytes(ke.data), bytes(nonce.data)
+    try:
+        sa.derive_keys()
+    except CryptoError as exc:
+        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+        return
+    sa.feed(states.VALID, now)
+    sa.idi = identity_payload(sa.crypto, _local_identity(sa))
+    hash_i = sa.hash_i(_payload_body(sa.idi))
+    out = sa.message(C.EXCHANGE_MAIN, [sa.idi, codec.HashPayload(hash_i)]
+                     + _initial_contact_payloads(sa), encrypt=True)
+    sa.send(out, now)
+    sa.feed(states.SENT, now)
+
+
+def main_inR3(sa, header, data, now):
+    # <-- HDR*, IDir, HASH_R
+    if not header.flags & C.FLAG_ENCRYPTION:
+        sa.fail("psk", "message 6 arrived unencrypted", now)
+        return
+    received, next_iv = _open_encrypted(sa, header, data, now, 6)
+    if received is None:
+        return
+    if not _check_auth(sa, received, now, 6, responder_hash=True):
+        return
+    sa.set_iv(0, next_iv)
+    sa.last_received = data
+    sa.feed(states.VALID, now)
+    _established(sa, received, now)
+
+
+# main mode, responder ------------------------------------------------------------------------------
+def main_inI1_outR1(sa, header, data, now):
+    # <-- HDR, SA    then    HDR, SA -->   (the state became 1 when the core created this SA)
+    received = _open_clear(sa, header, data, now, "message 1")
+    if received is None:
+        return
+    if not _choose_transform(sa, received, now):
+        return
+    _note_vendor_ids(sa, received)
+    sa.feed(states.VALID, now)
+    out = sa.message(C.EXCHANGE_MAIN, [sa.chosen_sa] + _vendor_payloads(sa))
+    sa.send(out, now, wants_answer=False)
+    sa.feed(states.SENT, now)
+
+
+def main_inI2_outR2(sa, header, data, now):
+    # <-- HDR, KE, Ni    then    HDR, KE, Nr [, NAT-D, NAT-D] -->
+    received = _open_clear(sa, header, data, now, "message 3")
+    if received is None:
+        return
+    ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
+    if ke is None or nonce is None:
+        sa.core.malformed(sa.remote, codec.MalformedMessage("message 3 lacks KE or nonce"), sa)
+        return
+    sa.ke_i, sa.ni = bytes(ke.data), bytes(nonce.data)
+    sa.ke_r = _dh_start(sa)
+    sa.nr = _nonce(sa)
+    try:
+        sa.derive_keys()
+    except CryptoError as exc:
+        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+        return
+    sa.feed(states.VALID, now)
+    out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr)]
+                     + _natd_payloads(sa))
+    sa.send(out, now, wants_answer=False)
+    sa.feed(states.SENT, now)
+
+
+def main_inI3_outR3(sa, header, data, now):
+    # <-- HDR*, IDii, HASH_I    then    HDR*, IDir, HASH_R -->
+    if not header.flags & C.FLAG_ENCRYPTION:
+        _refuse_unencrypted(sa, 5, now)
+        return
+    received, next_iv = _open_encrypted(sa, header, data, now, 5)
+    if received is None:
+        return
+    if not _check_auth(sa, received, now, 5, responder_hash=False):
+        return
+    sa.set_iv(0, next_iv)
+    sa.last_received = data
+    sa.feed(states.VALID, now)
+    sa.idr = identity_payload(sa.crypto, _local_identity(sa))
+    hash_r = sa.hash_r(_payload_body(sa.idr))
+    out = sa.message(C.EXCHANGE_MAIN, [sa.idr, codec.HashPayload(hash_r)], encrypt=True)
+    sa.send(out, now, wants_answer=False)
+    sa.feed(states.SENT, now)
+    _established(sa, received, now)
+
+
+# aggressive mode -------------------------------------------------------------------------------------
+def aggr_inR1_outI2(sa, header, data, now):
+    # <-- HDR, SA, KE, Nr, IDir, HASH_R    then    HDR*, HASH_I [, N(INITIAL-CONTACT)] -->
+    received = _open_clear(sa, header, data, now, "message 2")
+    if received is None:
+        return
+    try:
+        _required(received, (codec.SaPayload, codec.KePayload, codec.NoncePayload,
+                             codec.IdPayload, codec.HashPayload), "aggressive mode message 2")
+        proposal = _single_isakmp_proposal(received.one(codec.SaPayload))
+    except codec.MalformedMessage as exc:
+        sa.core.malformed(sa.remote, exc, sa)
+        return
+    sa.rcookie = header.rcookie
+    chosen = None
+    if len(proposal.transforms) == 1:
+        chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
+                                       _attributes(proposal.transforms[0]))
+    if chosen is None or chosen.proposal != sa.proposal:
+        sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
+        return
+    _accept_transform(sa, chosen)
+    sa.ke_r = bytes(received.one(codec.KePayload).data)
+    sa.nr = bytes(received.one(codec.NoncePayload).data)
+    try:
+        sa.derive_keys()
+    except CryptoError as exc:
+        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+        return
+    if not _check_auth(sa, received, now, 2, responder_hash=True):
+        return
+    _note_vendor_ids(sa, received)
+    sa.feed(states.VALID, now)
+    hash_i = sa.hash_i(_payload_body(sa.idi))
+    # RFC 2409 shows the last aggressive mode message in clear; like Libreswan and strongSwan we
+    # encrypt it (both accept either), which also carries INITIAL-CONTACT protected.
+    out = sa.message(C.EXCHANGE_AGGRESSIVE, [codec.HashPayload(hash_i)]
+                     + _initial_contact_payloads(sa), encrypt=True)
+    sa.send(out, now, wants_answer=False)
+    sa.last_received = data
+    _established(sa, received, now)
+
+
+def aggr_inI1_outR1(sa, header, data, now):
+    # <-- HDR, SA, KE, Ni, IDii    then    HDR, SA, KE, Nr, IDir, HASH_R -->
+    received = _open_clear(sa, header, data, now, "message 1")
+    if received is None:
+        return
+    try:
+        _required(received, (codec.SaPayload, codec.KePayload, codec.NoncePayload,
+                             codec.IdPayload), "aggressive mode message 1")
+    except codec.MalformedMessage as exc:
+        sa.core.malformed(sa.remote, exc, sa)
+        return
+    if not _choose_transform(sa, received, now):
+        return
+    idi = received.one(codec.IdPayload)
+    if not identity_matches(sa.crypto, sa.peer.remote_id, idi.id_type, idi.data):
+        got = identity_text(sa.crypto, idi.id_type, idi.data)
+        sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
+            got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+        _notify_clear(sa, C.INVALID_ID_INFORMATION)
+        return
+    sa.ke_i = bytes(received.one(codec.KePayload).data)
+    sa.ni = bytes(received.one(codec.NoncePayload).data)
+    sa.ke_r = _dh_start(sa)
+    sa.nr = _nonce(sa)
+    try:
+        sa.derive_keys()
+    except CryptoError as exc:
+        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+        return
+    sa.peer_idi_b = _raw_body(received, received.index_of(codec.IdPayload))
+    _note_vendor_ids(sa, received)
+    sa.feed(states.VALID, now)
+    sa.idr = identity_payload(sa.crypto, _local_identity(sa))
+    hash_r = sa.hash_r(_payload_body(sa.idr))
+    out = sa.message(C.EXCHANGE_AGGRESSIVE,
+                     [sa.chosen_sa, codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr), sa.idr,
+                      codec.HashPayload(hash_r)] + _vendor_payloads(sa) + _natd_payloads(sa))
+    # The initiator's answer is the last message: we retransmit until it comes.
+    sa.send(out, now, wants_answer=True)
+    sa.feed(states.SENT, now)
+
+
+def aggr_inI2(sa, header, data, now):
+    # <-- HDR[*], HASH_I
+    if header.flags & C.FLAG_ENCRYPTION:
+        received, next_iv = _open_encrypted(sa, header, data, now, 3)
+        if received is None:
+            return
+    else:
+        received = _open_clear(sa, header, data, now, "message 3")
+        next_iv = None
+        if received is None:
+            return
+    hash_payload = received.one(codec.HashPayload)
+    if hash_payload is None or bytes(hash_payload.data) != sa.hash_i(sa.peer_idi_b):
+        _auth_failed(sa, 3, "its HASH_I did not verify", now)
+        return
+    if next_iv is not None:
+        sa.set_iv(0, next_iv)
+    sa.last_received = data
+    sa.pending = None
+    sa.feed(states.VALID, now)
+    _established(sa, received, now)
+
+
+# -- shared steps ----------------------------------------------------------------------------------
+def _accept_transform(sa, chosen):
+    sa.proposal = chosen.proposal
+    if chosen.lifetime_s:
+        sa.lifetime_s = min(chosen.lifetime_s, sa.peer.lifetime_s)
+
+
+def _choose_transform(sa, received, now):
+    """Responder: pick, by OUR preference, one offered transform; answer NO-PROPOSAL-CHOSEN when
+    none fits (the state stays at 1: "1st msg received")."""
+    sa_payload = received.one(codec.SaPayload)
+    try:
+        if sa_payload is None:
+            raise codec.MalformedMessage("message 1 has no SA payload")
+        proposal = _single_isakmp_proposal(sa_payload)
+    except codec.MalformedMessage as exc:
+        sa.core.malformed(sa.remote, exc, sa)
+        return False
+    sa.sai_b = _raw_body(received, received.index_of(codec.SaPayload))
+    offered = [_attributes(t) for t in proposal.transforms]
+    for ours in sa.peer.proposals:
+        match = proposals.match_ike([ours], sa.auth, offered)
+        if match is not None:
+            index, transform = match
+            _accept_transform(sa, transform)
+            picked = proposal.transforms[index]
+            # Answer with exactly the transform the peer offered (number and attributes).
+            sa.chosen_sa = codec.SaPayload(
+                [codec.Proposal(proposal.number, C.PROTO_ISAKMP, b"", [picked])],
+                doi=sa_payload.doi, situation=sa_payload.situation)
+            return True
+    kind, detail = proposals.explain_ike(sa.peer.proposals, sa.auth, offered)
+    sa.fail("auth_method" if kind == "auth" else "p1_algorithm", detail, now)
+    _notify_clear(sa, C.NO_PROPOSAL_CHOSEN)
+    return False
+
+
+def _raw_body(received, index):
+    return bytes(received.raw[index][C.GENERIC_HEADER_LENGTH:])
+
+
+def _open_encrypted(sa, header, data, now, number):
+    """Decrypt message `number` of phase 1. With pre-shared keys a wrong key shows exactly here:
+    the message does not decrypt to a valid payload chain."""
+    try:
+        received, next_iv = sa.open(header, data)
+        if not received.payloads:
+            raise codec.MalformedMessage("no payloads")
+    except (codec.MalformedMessage, CryptoError) as exc:
+        _auth_failed(sa, number, "message %d did not decrypt to valid payloads" % number, now,
+                     decrypt=True)
+        return None, None
+    return received, next_iv
+
+
+def _auth_failed(sa, number, detail, now, decrypt=False):
+    """Wrong pre-shared key (or certificate). The peer learns it from an unencrypted notify: with
+    different keys it could not read an encrypted one."""
+    cause = "psk" if sa.auth == "psk" else "cert"
+    if not sa.failed:
+        if not decrypt and "did not" not in detail:
+            detail = "message %d: %s" % (number, detail)
+        sa.fail(cause, detail, now)
+        _notify_clear(sa, C.PAYLOAD_MALFORMED if decrypt else C.INVALID_HASH_INFORMATION)
+
+
+def _check_auth(sa, received, now, number, responder_hash):
+    """HASH_I / HASH_R and the peer's ID (main mode 5/6, aggressive mode 2)."""
+    ident = received.one(codec.IdPayload)
+    hash_payload = received.one(codec.HashPayload)
+    if ident is None or hash_payload is None:
+        _auth_failed(sa, number, "message %d did not decrypt to valid payloads" % number, now,
+                     decrypt=True)
+        return False
+    id_b = _raw_body(received, received.index_of(codec.IdPayload))
+    expected = sa.hash_r(id_b) if responder_hash else sa.hash_i(id_b)
+    if bytes(hash_payload.data) != expected:
+        _auth_failed(sa, number, "its %s did not verify" % ("HASH_R" if responder_hash else "HASH_I"),
+                     now)
+        return False
+    if not identity_matches(sa.crypto, sa.peer.remote_id, ident.id_type, ident.data):
+        got = identity_text(sa.crypto, ident.id_type, ident.data)
+        sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
+            got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+        # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
+        from . import informational
+        informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
+        if sa.initiator:
+            informational.send_delete_ike(sa, now)
+        return False
+    return True
+
+
+def _refuse_unencrypted(sa, number, now):
+    sa.core.malformed(sa.remote, codec.MalformedMessage(
+        "message %d must be encrypted" % number), sa)
+
+
+def _notify_clear(sa, notify_type):
+    """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before the
+    SA is authenticated this is all we can send; the peer takes it as a hint only)."""
+    note = codec.NotifyPayload(notify_type, protocol=C.PROTO_ISAKMP, spi=sa.spi())
+    data = codec.encode_message(codec.Message(C.EXCHANGE_INFORMATIONAL, sa.icookie, sa.rcookie,
+                                              message_id=0, payloads=[note]))
+    sa.last_sent = data
+    sa.core.send(data, sa.local, sa.remote)
+
+
+def _established(sa, received, now):
+    """The IKE SA is up: timers, INITIAL-CONTACT, then the core starts queued quick modes."""
+    sa.pending = None if sa.mode == states.MAIN or sa.initiator else sa.pending
+    sa.pending = None
+    sa.feed(states.ESTABLISHED, now)
+    sa.established_at = now
+    sa.failed = False
+    sa.last_error = None
+    sa.hint = None
+    sa.remove_at = None
+    sa.expire_at = now + sa.lifetime_s
+    sa.rekey_at = now + sa.lifetime_s - rekey_margin(sa.lifetime_s)
+    if not sa.initiator:
+        # The initiator renews; we only do so when it did not, a little later.
+        sa.rekey_at = now + sa.lifetime_s - rekey_margin(sa.lifetime_s) // 2
+    contact = False
+    for note in received.all(codec.NotifyPayload):
+        if note.notify_type == C.INITIAL_CONTACT:
+            contact = True
+    sa.log("info", "IKE SA %s with %s established (%s mode, %s, %s, lifetime %d s)" % (
+        sa.id, sa.remote[0], sa.mode, sa.role, sa.algorithm_text(), sa.lifetime_s))
+    sa.core.ike_established(sa, contact, now)
+
+
+_HANDLERS = {
+    (states.MAIN, states.INITIATOR, "MI_1_SENT"): main_inR1_outI2,
+    (states.MAIN, states.INITIATOR, "MI_2_SENT"): main_inR2_outI3,
+    (states.MAIN, states.INITIATOR, "MI_3_SENT"): main_inR3,
+    (states.MAIN, states.RESPONDER, "MR_START"): main_inI1_outR1,
+    (states.MAIN, states.RESPONDER, "MR_1_SENT"): main_inI2_outR2,
+    (states.MAIN, states.RESPONDER, "MR_2_SENT"): main_inI3_outR3,
+    (states.AGGRESSIVE, states.INITIATOR, "AI_1_SENT"): aggr_inR1_outI2,
+    (states.AGGRESSIVE, states.RESPONDER, "AR_START"): aggr_inI1_outR1,
+    (states.AGGRESSIVE, states.RESPONDER, "AR_1_SENT"): aggr_inI2,
+}
+
+
+def on_timer(sa, now):
+    """Retransmit our last phase 1 message, or give up (the diagnosis says why)."""
+    pending = sa.pending
+    if pending is None or pending.deadline > now:
+        return
+    pending.attempt += 1
+    if pending.attempt >= len(RETRANSMIT_DELAYS):
+        sa.pending = None
+        n = sa.machine.number
+        if sa.hint is not None:
+            cause, detail = sa.hint
+            sa.fail(cause, detail, now)
+        elif not sa.heard_from_peer:
+            sa.fail("unreachable", "no answer to %d transmissions of message 1 in %d s" % (
+                len(RETRANSMIT_DELAYS), sum(RETRANSMIT_DELAYS)), now)
+        elif sa.mode == states.MAIN and sa.initiator and sa.machine.state == "MI_3_SENT":
+            sa.fail("psk", "the peer never answered message 5 (it could not decrypt it)", now)
+        else:
+            sa.fail("timeout", "no answer in state %s(%d) after %d transmissions" % (
+                states.status_text(n), n, len(RETRANSMIT_DELAYS)), now)
+        return
+    sa.core.send(pending.data, sa.local, sa.remote)
+    pending.deadline = now + RETRANSMIT_DELAYS[pending.attempt]
