@@ -1,0 +1,12 @@
+# Runs INSIDE MicroPython: import every portable module that run.mjs installed; print
+# "RESULT <json>" mapping module -> null (imported) or the error text.
+import json
+
+result = {}
+for name in json.loads(open("/installed.json").read()):
+    try:
+        __import__("ikecore." + name)
+        result[name] = None
+    except Exception as exc:           # report every failure, not just the first
+        result[name] = "%s: %s" % (type(exc).__name__, exc)
+print("RESULT " + json.dumps(result))
