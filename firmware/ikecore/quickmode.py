@@ -233,11 +233,11 @@ class QuickMode:
             return
         kind = None
         for t, v in attrs:
-            if t == C.IPSEC_ATTR_SA_LIFE_TYPE:
+            if t == proposals.P2_LIFE_TYPE:
                 kind = v
-            elif t == C.IPSEC_ATTR_SA_LIFE_DURATION and kind == C.LIFE_TYPE_SECONDS:
+            elif t == proposals.P2_LIFE_DURATION and kind == proposals.LIFE_SECONDS:
                 self.lifetime_s = min(self.lifetime_s, v)
-            elif t == C.IPSEC_ATTR_SA_LIFE_DURATION and kind == C.LIFE_TYPE_KILOBYTES:
+            elif t == proposals.P2_LIFE_DURATION and kind == proposals.LIFE_KILOBYTES:
                 self.lifetime_kb = min(self.lifetime_kb, v) if self.lifetime_kb else v
 
     # -- responder -------------------------------------------------------------------------------
@@ -422,11 +422,11 @@ def _proposal_of(conn, chosen):
 
 def _lifetime_attributes(conn):
     """The SA attributes of a RESPONDER-LIFETIME notify: life type + duration pairs."""
-    attrs = [codec.Attribute(C.IPSEC_ATTR_SA_LIFE_TYPE, C.LIFE_TYPE_SECONDS),
-             codec.Attribute(C.IPSEC_ATTR_SA_LIFE_DURATION, conn.lifetime_s)]
+    attrs = [codec.Attribute(proposals.P2_LIFE_TYPE, proposals.LIFE_SECONDS),
+             codec.Attribute(proposals.P2_LIFE_DURATION, conn.lifetime_s)]
     if conn.lifetime_kb:
-        attrs += [codec.Attribute(C.IPSEC_ATTR_SA_LIFE_TYPE, C.LIFE_TYPE_KILOBYTES),
-                  codec.Attribute(C.IPSEC_ATTR_SA_LIFE_DURATION, conn.lifetime_kb)]
+        attrs += [codec.Attribute(proposals.P2_LIFE_TYPE, proposals.LIFE_KILOBYTES),
+                  codec.Attribute(proposals.P2_LIFE_DURATION, conn.lifetime_kb)]
     out = []
     for a in attrs:
         if a.value <= 0xFFFF:

@@ -50,3 +50,160 @@ def test_main_mode_psk_then_quick_mode_esp(ike_link_factory):
         assert len(link.sas(name)) == 2
     _check_pairs(link)
     assert link.logs("A", "error") == [] and link.logs("B", "error") == []
+
+
+DESIGN_IKE = ["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"]
+DESIGN_CHILD = ["aes128-sha1", "aes256-sha256", "3des-md5"]
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+@pytest.mark.parametrize("initiator", ["A", "B"])
+def test_every_mode_and_role_reaches_activated(ike_link_factory, mode, initiator):
+    link = ike_link_factory(both={"mode": mode})
+    link.core(initiator).initiate("lan", link.clock.now)
+    link.flush()
+    responder = "B" if initiator == "A" else "A"
+    for name, role in ((initiator, "initiator"), (responder, "responder")):
+        (ike,) = link.ike(name)
+        assert (ike["status"], ike["state"], ike["mode"], ike["role"]) == ("Activated", 9, mode, role)
+    _check_pairs(link)
+    if mode == "aggressive":
+        # HDR, SA, KE, Ni, IDii -->  <-- HDR, SA, KE, Nr, IDir, HASH_R;  HDR*, HASH_I -->
+        assert _exchanges(link)[:3] == [(initiator, "AGGRESSIVE", False),
+                                        (responder, "AGGRESSIVE", False),
+                                        (initiator, "AGGRESSIVE", True)]
+
+
+@pytest.mark.parametrize("pick", range(3))
+def test_design_proposals_responder_picks_by_its_preference(ike_link_factory, pick):
+    """A offers the three example proposals; B accepts only one of them (phase 1 and 2)."""
+    link = ike_link_factory(
+        a_kwargs={"ike": DESIGN_IKE, "child": DESIGN_CHILD},
+        b_kwargs={"ike": [DESIGN_IKE[pick]], "child": [DESIGN_CHILD[pick]]})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    texts = ["AES-CBC-128/HMAC-SHA1/MODP-2048", "AES-CBC-256/HMAC-SHA2-256/MODP-2048",
+             "3DES-CBC/HMAC-MD5/MODP-1024"]
+    child_texts = ["AES-CBC-128/HMAC-SHA1-96", "AES-CBC-256/HMAC-SHA2-256-128",
+                   "3DES-CBC/HMAC-MD5-96"]
+    for name in "AB":
+        (ike,) = link.ike(name)
+        assert ike["state"] == 9 and ike["algorithm"] == texts[pick]
+        assert {s["algorithm"] for s in link.sas(name)} == {child_texts[pick]}
+    _check_pairs(link)
+
+
+def test_responder_prefers_its_own_order(ike_link_factory):
+    link = ike_link_factory(a_kwargs={"ike": DESIGN_IKE, "child": DESIGN_CHILD},
+                            b_kwargs={"ike": list(reversed(DESIGN_IKE)),
+                                      "child": list(reversed(DESIGN_CHILD))})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert link.ike("A")[0]["algorithm"] == "3DES-CBC/HMAC-MD5/MODP-1024"
+    assert {s["algorithm"] for s in link.sas("A")} == {"3DES-CBC/HMAC-MD5-96"}
+
+
+@pytest.mark.parametrize("pfs", [None, "modp1024", "ecp256"])
+@pytest.mark.parametrize("protocol,children", [("esp", ["aes128-sha1"]), ("ah", ["sha1"]),
+                                               ("esp+ah", ["aes128-sha256"])])
+def test_quick_mode_protocols_and_pfs(ike_link_factory, pfs, protocol, children):
+    link = ike_link_factory(both={"pfs": pfs, "protocol": protocol, "child": children})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    protos = ("esp", "ah") if protocol == "esp+ah" else (protocol,)
+    _check_pairs(link, protos)
+    quick1 = [d for who, d in link.trace if codec.decode_header(d).exchange == C.EXCHANGE_QUICK]
+    assert len(quick1) == 3
+    for s in link.installed("A"):
+        assert s.local_net == "192.168.1.0/24" and s.remote_net == "10.2.0.0/24"
+        assert s.mode == "tunnel" and s.lifetime_s == 3600
+        if s.protocol == "ah":
+            assert s.encr is None and s.encr_key is None
+    assert {s["protocol"] for s in link.sas("B")} == {p.upper() for p in protos}
+
+
+def test_several_quick_modes_per_ike_sa(ike_link_factory):
+    from ikecore.settings import Connection
+    from ikecore import proposals
+    extra_a = Connection("lan2", "peer", "192.168.7.0/24", "10.7.0.0/24",
+                         [proposals.parse_child("aes256-sha256")], pfs="modp1024")
+    extra_b = Connection("lan2", "peer", "10.7.0.0/24", "192.168.7.0/24",
+                         [proposals.parse_child("aes256-sha256")], pfs="modp1024")
+    host_a = Connection("host", "peer", "192.168.1.10/32", "10.2.0.20/32",
+                        [proposals.parse_child("aes128-sha1")])
+    host_b = Connection("host", "peer", "10.2.0.20/32", "192.168.1.10/32",
+                        [proposals.parse_child("aes128-sha1")])
+    link = ike_link_factory(a_kwargs={"extra_connections": [extra_a, host_a]},
+                            b_kwargs={"extra_connections": [extra_b, host_b]})
+    link.a.initiate("lan", link.clock.now)
+    link.a.initiate("lan2", link.clock.now)
+    link.flush()
+    link.b.initiate("host", link.clock.now)     # the responder of phase 1 starts a quick mode too
+    link.flush()
+    for name in "AB":
+        (ike,) = link.ike(name)
+        assert ike["phase2_negotiations"] == 3
+        assert len(link.sas(name)) == 6
+    nets = {(s["local_net"], s["remote_net"]) for s in link.sas("A")}
+    assert nets == {("192.168.1.0/24", "10.2.0.0/24"), ("192.168.7.0/24", "10.7.0.0/24"),
+                    ("192.168.1.10/32", "10.2.0.20/32")}
+    # /32 networks travel as ID_IPV4_ADDR, the others as ID_IPV4_ADDR_SUBNET (checked by the
+    # responder finding the right connection); a repeated "up" does nothing more.
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert len(link.sas("A")) == 6
+
+
+def test_acquire_starts_the_tunnel_and_spis_are_unique(ike_link_factory):
+    link = ike_link_factory()
+    link.a.acquire("192.168.1.5", "10.2.0.9", link.clock.now)
+    link.flush()
+    assert link.ike("A")[0]["state"] == 9
+    spis = [s.spi for s in link.installed("A") if s.direction == "in"]
+    assert all(spi >= 0x100 for spi in spis)
+    assert len(set(s.spi for s in link.installed("A"))) == 2
+
+
+def test_responder_only_does_not_initiate_on_acquire(ike_link_factory):
+    link = ike_link_factory(a_kwargs={"act_as": "responder"})
+    link.a.acquire("192.168.1.5", "10.2.0.9", link.clock.now)
+    link.flush()
+    assert link.trace == [] and link.ike("A") == []
+
+
+def test_initiator_only_refuses_to_respond(ike_link_factory):
+    link = ike_link_factory(b_kwargs={"act_as": "initiator"})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert link.ike("B") == []
+    assert link.ike("A")[0]["state"] == 3
+
+
+def test_responder_lifetime_shortens_the_initiators_sas(ike_link_factory):
+    link = ike_link_factory(a_kwargs={"child_lifetime_s": 7200}, b_kwargs={"child_lifetime_s": 1800})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert {s.lifetime_s for s in link.installed("A")} == {1800}
+    assert {s.lifetime_s for s in link.installed("B")} == {1800}
+
+
+def test_status_shape(ike_link_factory):
+    link = ike_link_factory()
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    link.step(12)
+    st = link.a.status(link.clock.now)
+    (ike,) = st["ike_sas"]
+    assert set(ike) == {"id", "peer", "remote_gateway", "local_address", "status", "state", "mode",
+                        "role", "algorithm", "auth", "elapsed_s", "lifetime_s", "nat_t",
+                        "phase2_negotiations", "last_error"}
+    assert ike["elapsed_s"] == 12 and ike["nat_t"] == "none" and ike["auth"] == "psk"
+    assert ike["remote_gateway"] == "198.51.100.2" and ike["lifetime_s"] == 28800
+    out = [s for s in st["sas"] if s["direction"] == "outgoing"][0]
+    assert set(out) == {"id", "ike_sa", "destination", "direction", "spi", "protocol", "mode",
+                        "algorithm", "local_net", "remote_net", "elapsed_s", "lifetime_s", "bytes",
+                        "packets", "errored_packets"}
+    assert out["destination"] == "198.51.100.2" and out["spi"].startswith("0x")
+    assert out["ike_sa"] == ike["id"] and out["elapsed_s"] == 12
+    inc = [s for s in st["sas"] if s["direction"] == "incoming"][0]
+    assert inc["destination"] == "192.0.2.1"
