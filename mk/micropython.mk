@@ -12,6 +12,9 @@ ifeq ($(shell command -v npm 2>/dev/null),)
 APT_PACKAGES += npm
 endif
 
+# tests/unit/test_crypto.py cross-checks our IKEv1 RSA signatures against the openssl command.
+APT_PACKAGES += openssl
+
 TEST_PREREQS += micropython-harness
 .PHONY: micropython-harness
 micropython-harness: $(MICROPYTHON_DIR)/node_modules/.stamp

@@ -268,3 +268,21 @@ def test_micropython_standin_cipher_is_opt_in_and_named():
         MicroPythonProvider(standin_for=("rc4",))
     with pytest.raises(CryptoError, match="signature rsa not available in the micropython"):
         MP.sign("rsa", b"", b"")
+
+
+def test_rsa_signature_equals_openssl_pkeyutl(pki, tmp_path):
+    """Cross-check with an independent implementation: `openssl pkeyutl -sign` without a digest
+    is PKCS#1 v1.5 type 1 over the raw input -- deterministic, so the bytes must be identical.
+    (openssl is installed by mk/micropython.mk's APT_PACKAGES.)"""
+    import shutil
+    import subprocess
+    openssl = shutil.which("openssl")
+    assert openssl, "the openssl command is missing (make deps installs it)"
+    key_file = tmp_path / "key.pem"
+    key_file.write_bytes(pki["key_pem"])
+    data = bytes(range(32))                                  # a SHA-256-sized HASH_I
+    (tmp_path / "hash").write_bytes(data)
+    proc = subprocess.run([openssl, "pkeyutl", "-sign", "-inkey", str(key_file), "-in",
+                           str(tmp_path / "hash"), "-pkeyopt", "rsa_padding_mode:pkcs1"],
+                          capture_output=True, check=True)
+    assert P.sign("rsa", pki["key_pem"], data) == proc.stdout
