@@ -29,6 +29,7 @@ P1_AUTH_METHOD = 3
 P1_GROUP = 4
 P1_LIFE_TYPE = 11
 P1_LIFE_DURATION = 12
+P1_PRF = 13                                  # nobody defines a PRF value: we refuse it
 P1_KEY_LENGTH = 14
 
 LIFE_SECONDS = 1                             # same values for phase 1 and phase 2 life types
@@ -118,8 +119,8 @@ def _encryption_name(value_index, value, key_bits):
     """Our cipher name for a (phase 1 or ESP) cipher value + key length, or None."""
     for name, row in ENCRYPTION.items():
         if row[value_index] == value:
-            if row[2] is None and key_bits is None:
-                return name
+            if row[2] is None and key_bits in (None, CIPHERS[name][0] * 8):
+                return name             # fixed-size key; tolerate a redundant Key Length
             # RFC 3602: AES needs the key length attribute; a peer omitting it means 128
             # (what Libreswan/strongSwan assume for this common interop slip).
             if row[2] is not None and (key_bits or 128) == row[2]:
@@ -349,6 +350,9 @@ def decode_ike_transform(attrs):
                          (P1_AUTH_METHOD, "authentication method"), (P1_GROUP, "group")):
         if needed not in values:
             return IkeTransform(None, auth, seconds, kilobytes, "no %s attribute" % what)
+    if P1_PRF in values:
+        return IkeTransform(None, auth, seconds, kilobytes,
+                            "unsupported PRF attribute %d" % values[P1_PRF])
     encr = _encryption_name(0, values[P1_ENCRYPTION], values.get(P1_KEY_LENGTH))
     integ = _P1_HASH_NAMES.get(values[P1_HASH])
     group = _GROUP_NAMES.get(values[P1_GROUP])

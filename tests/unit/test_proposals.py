@@ -173,3 +173,13 @@ def test_decode_child_transform_problems():
     assert "unsupported ESP transform 2" in P.decode_child_transform("esp", 2, [(5, 2)]).problem
     assert "unknown encapsulation mode 9" in P.decode_child_transform("esp", 12, [(4, 9), (5, 2)]).problem
     assert "disagrees" in P.decode_child_transform("ah", 3, [(5, 1)]).problem
+
+
+def test_decode_ike_transform_fixed_key_length_and_prf():
+    # 3DES with a redundant Key Length of 192 is still 3DES; 128 is nonsense.
+    assert P.decode_ike_transform([(1, 5), (14, 192), (2, 1), (3, 1), (4, 2)]).proposal == \
+        P.parse_ike("3des-md5-modp1024")
+    assert P.decode_ike_transform([(1, 5), (14, 128), (2, 1), (3, 1), (4, 2)]).proposal is None
+    assert "PRF" in P.decode_ike_transform([(1, 7), (2, 2), (3, 1), (4, 14), (13, 1)]).problem
+    # ESP 3DES the same way.
+    assert P.decode_child_transform("esp", 3, [(5, 1), (6, 192)]).encr == "3des"
