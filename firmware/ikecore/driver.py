@@ -256,7 +256,10 @@ class Driver:
 
     # --- policies
     def reqid_of(self, connection_name):
-        """The reqid tying a connection's policies to its SAs (stable while the daemon runs)."""
+        """The reqid tying a connection's policies to its SAs (stable while the daemon runs):
+        the core's when it hands them out (its ChildSa.reqid), else our own numbering."""
+        if hasattr(self.core, "reqid"):
+            return self.core.reqid(connection_name)
         if connection_name not in self.reqids:
             self.reqids[connection_name] = len(self.reqids) + 1
         return self.reqids[connection_name]
@@ -297,8 +300,16 @@ class Driver:
             if counters:
                 for name in ("bytes", "packets", "errored_packets"):
                     sa[name] = counters.get(name, 0)
-        result["daemon"] = dict(self.counters)
+        result["daemon"] = self.daemon_counters()
         return result
+
+    def daemon_counters(self):
+        """The driver's counters plus the core's (malformed / unknown-SA datagrams)."""
+        counters = dict(self.counters)
+        core_counters = getattr(self.core, "counters", None) or {}
+        counters["malformed_datagrams"] = core_counters.get("malformed", 0)
+        counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
+        return counters
 
     def up(self, name):
         if name in self.settings.peers:

@@ -124,6 +124,14 @@ def test_malformed_datagram_is_counted_logged_and_survived(daemons):
     assert status["ike_sas"][0]["status"] == "Activated"
     log = daemons["a"].result({"cmd": "log", "limit": 1000})
     assert [e for e in log if "malformed" in e["text"].lower() and ADDRESS["b"] in e["text"]]
-    # Still serving: a fresh negotiation works after the junk.
+    # Still serving: after the junk, a fresh quick mode replaces a deleted SA pair.
+    old = set(sa["spi"] for sa in daemons["a"].kernel_sas())
+    outgoing = [sa for sa in status["sas"] if sa["direction"] == "outgoing"][0]
+    daemons["a"].result({"cmd": "delete", "id": outgoing["id"]})
+    wait_until(lambda: not daemons["b"].kernel_sas(), "b to drop the deleted pair")
     daemons["a"].result({"cmd": "up", "peer": "b"})
-    wait_until(lambda: len(daemons["b"].status()["sas"]) >= 4, "a second SA pair after junk")
+
+    def fresh_pair(side):
+        sas = daemons[side].kernel_sas()
+        return len(sas) == 2 and not old & set(sa["spi"] for sa in sas)
+    wait_until(lambda: fresh_pair("a") and fresh_pair("b"), "a new SA pair after the junk")
