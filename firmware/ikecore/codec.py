@@ -728,6 +728,28 @@ def decode_payloads(first_type, data, allow_padding=True):
                  allow_padding)
 
 
+def payload_spans(first_type, data):
+    """[(type, start, end)] of each payload of a chain in data (generic header included) and the
+    offset where the chain ends (after it: encryption padding). RFC 2409's hashes are computed over
+    payload bytes as received (SAi_b, IDii_b, "the message after HASH(1)"); these are the offsets.
+    Only the generic headers are checked here: call decode_payloads for the contents."""
+    data = bytes(data)
+    spans = []
+    pos = 0
+    ptype = first_type
+    while ptype != C.PT_NONE:
+        where = _top_where(len(spans) + 1, ptype)
+        if len(data) - pos < C.GENERIC_HEADER_LENGTH:
+            _fail("%s header runs past the data (%d bytes left)" % (where, len(data) - pos))
+        length = _u16(data, pos + 2)
+        if length < C.GENERIC_HEADER_LENGTH or length > len(data) - pos:
+            _fail("%s length %d does not fit the %d bytes left" % (where, length, len(data) - pos))
+        spans.append((ptype, pos, pos + length))
+        ptype = data[pos]
+        pos += length
+    return spans, pos
+
+
 def decode_header(data):
     """Decode and check the 28-byte header of a datagram (also its length against the datagram)."""
     data = bytes(data)

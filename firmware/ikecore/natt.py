@@ -14,7 +14,7 @@ they are literals because MicroPython builds may lack MD5.
 """
 
 from ikecore import consts as C
-from ikecore.codec import MalformedMessage, NatDPayload, NatOaPayload
+from ikecore.codec import MalformedMessage, NatDPayload, NatOaPayload, VendorPayload
 
 # RFC 3948 §2.2: IKE on port 4500 starts with four zero bytes where ESP has its (non-zero) SPI.
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
@@ -268,6 +268,92 @@ def format_address(packed):
     if best_start < 0:
         return ":".join(text)
     return ":".join(text[:best_start]) + "::" + ":".join(text[best_start + best_len:])
+
+
+# --- one IKE SA's NAT-T negotiation ---------------------------------------------------------------
+
+class NattSession:
+    """What one IKE SA knows about NAT-T, in the order the exchange learns it (RFC 3947 §3-§5):
+
+      message 1 (I)  -> vendor_payloads(initiator=True): every variant's VID
+      message 1/2    <- note_vendor_ids(payloads): the best variant both sides speak, or none
+      message 2 (R)  -> vendor_payloads(initiator=False): only the chosen variant's VID
+      MM 3/4, AM 1-3 -> nat_d_payloads(hash_fn, ...) / process_nat_d(hash_fn, ...)
+      after MM 4     -> float_ports: from MM 5 (and for every later exchange and ESP) both sides use
+                        port 4500 with the non-ESP marker; the responder follows where MM 5 arrived
+      quick mode     -> encapsulation("tunnel"): the Encapsulation Mode attribute value;
+                        encap_ports(local, remote): ChildSa.encap for the kernel (ESP in UDP)
+      while up       -> send_keepalives: we are behind a NAT, send KEEPALIVE every
+                        KEEPALIVE_INTERVAL_S to keep the mapping open
+    hash_fn is the negotiated hash (known after the SA is chosen), bytes -> bytes.
+    """
+    __slots__ = ("enabled", "variant", "detection")
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled          # Peer.nat_t
+        self.variant = None             # NattVariant both sides speak, once known
+        self.detection = None           # NatDetection, once NAT-D arrived
+
+    def vendor_payloads(self, initiator):
+        if not self.enabled:
+            return []
+        if initiator:
+            return [VendorPayload(vid) for vid in vendor_ids()]
+        if self.variant is None:
+            return []
+        return [VendorPayload(self.variant.vid)]
+
+    def note_vendor_ids(self, payloads):
+        """Remember the best common variant from the peer's VendorPayloads (or raw VIDs)."""
+        if self.enabled:
+            variant = choose_variant(payloads)
+            if variant is not None:
+                self.variant = variant
+        return self.variant
+
+    def nat_d_payloads(self, hash_fn, icookie, rcookie, local, remote):
+        """The NAT-D payloads to add (none when NAT-T was not agreed). local/remote as the
+        datagram will travel: (our ip, port), (the peer's ip, port)."""
+        if self.variant is None:
+            return []
+        return nat_d_payloads(self.variant, hash_fn, icookie, rcookie, local, remote)
+
+    def process_nat_d(self, hash_fn, icookie, rcookie, payloads, local, remote):
+        """Judge the NAT-D payloads of a received message (all payloads may be passed; only
+        NatDPayloads count). local/remote as the datagram arrived. Returns the NatDetection."""
+        if self.variant is None:
+            return None
+        received = [p for p in payloads if isinstance(p, NatDPayload)]
+        self.detection = detect(hash_fn, icookie, rcookie, received, local, remote)
+        return self.detection
+
+    @property
+    def status(self):
+        """The page's nat_t: "none", "near end" or "far end"."""
+        return "none" if self.detection is None else self.detection.status
+
+    @property
+    def float_ports(self):
+        """Move IKE to port 4500 (RFC 3947 §4: when a NAT is between the peers)."""
+        return self.detection is not None and self.detection.nat
+
+    @property
+    def send_keepalives(self):
+        return self.detection is not None and self.detection.us_behind_nat
+
+    def encapsulation(self, mode="tunnel"):
+        """Quick mode's Encapsulation Mode value: UDP-encapsulated (in the variant's numbering)
+        when a NAT was found, the plain RFC 2407 value otherwise."""
+        if self.float_ports:
+            return self.variant.encapsulation(mode)
+        return C.ENCAP_TRANSPORT if mode == "transport" else C.ENCAP_TUNNEL
+
+    def encap_ports(self, local, remote):
+        """ChildSa.encap: (source port, destination port) of ESP-in-UDP for an SA sent from local
+        to remote (the ports IKE floated to), or None without a NAT."""
+        if not self.float_ports:
+            return None
+        return (local[1], remote[1])
 
 
 # --- port 4500 framing (RFC 3948 §2) ----------------------------------------------------------

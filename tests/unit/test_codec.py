@@ -417,3 +417,19 @@ def test_malformed_message_str_names_the_notify():
     with pytest.raises(MalformedMessage) as info:
         decode_message(patch(MM1, 162, u16(0)))
     assert str(info.value).endswith("(PAYLOAD-MALFORMED)")
+
+
+def test_payload_spans_give_the_raw_bytes_the_hashes_need():
+    from ikecore.codec import payload_spans
+    spans, end = payload_spans(C.PT_HASH, QM1_PLAIN)
+    assert [t for t, _, _ in spans] == [C.PT_HASH, C.PT_SA, C.PT_NONCE, C.PT_ID, C.PT_ID]
+    assert end == len(QM1_PLAIN) - 4                       # padding after the chain
+    _, sa_start, sa_end = spans[1]
+    assert QM1_PLAIN[sa_start + 4:sa_end] == encode_payload(decode_payloads(C.PT_HASH, QM1_PLAIN)[1])[4:]
+    assert payload_spans(C.PT_NONE, b"\x00" * 8) == ([], 0)
+    with pytest.raises(MalformedMessage):
+        payload_spans(C.PT_HASH, QM1_PLAIN[:30])
+    with pytest.raises(MalformedMessage):
+        payload_spans(C.PT_HASH, QM1_PLAIN[:2])
+    with pytest.raises(MalformedMessage):
+        payload_spans(C.PT_HASH, patch(QM1_PLAIN, 2, u16(3)))

@@ -11,7 +11,7 @@ from ikecore import consts as C
 from ikecore.codec import (
     Attribute, CertPayload, CrPayload, DeletePayload, HashPayload, IdPayload, KePayload,
     MalformedMessage, Message, NatDPayload, NatOaPayload, NoncePayload, NotifyPayload, Proposal,
-    SaPayload, SigPayload, Transform, VendorPayload, decode_message, decode_payloads, encode_message,
+    SaPayload, SigPayload, Transform, VendorPayload, decode_message, decode_payloads, encode_message, payload_spans,
 )
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -34,6 +34,11 @@ def check_datagram(data):
 
 
 def check_chain(first_type, data, allow_padding):
+    try:
+        spans, end = payload_spans(first_type, data)
+        assert end <= len(data) and all(s < e <= end for _, s, e in spans)
+    except MalformedMessage as err:
+        assert err.reason
     try:
         payloads = decode_payloads(first_type, data, allow_padding=allow_padding)
     except MalformedMessage as err:

@@ -213,3 +213,55 @@ def test_non_esp_marker_and_keepalives():
     for not_ike in (b"\xff", b"\xc1\xa2\xb3\xd4\x00\x00\x00\x01", b""):
         with pytest.raises(MalformedMessage):
             natt.strip_non_esp_marker(not_ike)
+
+
+# ---------------------------------------------------------------- a whole NAT-T negotiation
+
+def test_session_negotiates_across_a_nat():
+    """A behind a NAT (10.0.0.2 -> 203.0.113.5:1024) initiates main mode to B (198.51.100.2);
+    both speak NAT-T, B only the draft-03 variant."""
+    a, b = natt.NattSession(), natt.NattSession()
+    mm1_vids = a.vendor_payloads(initiator=True)
+    assert [v.data for v in mm1_vids] == natt.vendor_ids()
+    b_speaks = [v for v in mm1_vids if v.data != natt.VID_RFC3947]     # an older B
+    assert b.note_vendor_ids(b_speaks) is natt.DRAFT_03
+    mm2_vids = b.vendor_payloads(initiator=False)
+    assert [v.data for v in mm2_vids] == [natt.VID_DRAFT_03]
+    assert a.note_vendor_ids(mm2_vids + [VendorPayload(vendor.VID_DPD)]) is natt.DRAFT_03
+
+    # MM3 (A -> B) and MM4 (B -> A) carry NAT-D, through the codec, across the NAT.
+    mm3 = Message(C.EXCHANGE_MAIN, ICKY, RCKY, payloads=[KePayload(b"k"), NoncePayload(b"n" * 16)]
+                  + a.nat_d_payloads(sha1, ICKY, RCKY, local=A_INSIDE, remote=B))
+    got = decode_message(encode_message(mm3)).payloads
+    assert [p.wire_type() for p in got[2:]] == [130, 130]
+    assert b.process_nat_d(sha1, ICKY, RCKY, got, local=B, remote=A_OUTSIDE).status == "far end"
+    mm4 = b.nat_d_payloads(sha1, ICKY, RCKY, local=B, remote=A_OUTSIDE)
+    assert a.process_nat_d(sha1, ICKY, RCKY, mm4, local=A_INSIDE, remote=B).status == "near end"
+
+    assert (a.status, b.status) == ("near end", "far end")
+    assert a.float_ports and b.float_ports
+    assert a.send_keepalives and not b.send_keepalives
+    assert a.encapsulation("tunnel") == C.ENCAP_UDP_TUNNEL_DRAFT
+    assert b.encapsulation("transport") == C.ENCAP_UDP_TRANSPORT_DRAFT
+    assert a.encap_ports(("10.0.0.2", 4500), ("198.51.100.2", 4500)) == (4500, 4500)
+    assert b.encap_ports(("198.51.100.2", 4500), ("203.0.113.5", 4501)) == (4500, 4501)
+
+
+def test_session_without_nat_or_without_nat_t():
+    a, b = natt.NattSession(), natt.NattSession(enabled=False)
+    assert b.vendor_payloads(initiator=True) == [] and b.note_vendor_ids(natt.vendor_ids()) is None
+    assert a.note_vendor_ids([VendorPayload(vendor.VID_DPD)]) is None
+    assert a.vendor_payloads(initiator=False) == []
+    assert a.nat_d_payloads(sha1, ICKY, RCKY, A_INSIDE, B) == []
+    assert a.process_nat_d(sha1, ICKY, RCKY, [], A_INSIDE, B) is None
+    assert (a.status, a.float_ports, a.send_keepalives) == ("none", False, False)
+    assert a.encapsulation() == C.ENCAP_TUNNEL and a.encapsulation("transport") == C.ENCAP_TRANSPORT
+    assert a.encap_ports(A_INSIDE, B) is None
+    # NAT-T agreed (RFC 3947), no NAT on the path: stay on port 500, plain tunnel mode.
+    c, d = natt.NattSession(), natt.NattSession()
+    d.note_vendor_ids(c.vendor_payloads(initiator=True))
+    c.note_vendor_ids(d.vendor_payloads(initiator=False))
+    here, there = ("192.0.2.1", 500), ("198.51.100.2", 500)
+    d.process_nat_d(sha1, ICKY, RCKY, c.nat_d_payloads(sha1, ICKY, RCKY, here, there), there, here)
+    assert d.variant is natt.RFC3947 and d.status == "none" and not d.float_ports
+    assert d.encapsulation() == C.ENCAP_TUNNEL
