@@ -132,8 +132,9 @@ async def gate(request, handler):
         if path in API_PATHS and await _api_login(request):
             return await handler(request)
         if path in API_PATHS or request.method != "GET":
-            raise web.HTTPUnauthorized(text="login required\n",
-                                       headers={"WWW-Authenticate": 'Basic realm="ikecore"'})
+            # No WWW-Authenticate challenge: a browser would pop up its own password dialog
+            # (also for the status page's polling); scrapers send Basic credentials unasked.
+            raise web.HTTPUnauthorized(text="login required\n")
         raise web.HTTPSeeOther("/login?next=" + quote(request.path_qs, safe="/"))
     if session.must_change and path not in ("/password", "/logout"):
         raise web.HTTPSeeOther("/password")
