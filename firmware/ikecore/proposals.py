@@ -13,14 +13,15 @@ RFC 3602, HMAC-SHA-2: RFC 4868, UDP encapsulation modes: RFC 3947 and the NAT-T 
 Algorithm names are the ones `ikecore.crypto` providers take.
 """
 
+from . import consts as C
 from .crypto import CIPHERS
 
-# -- ISAKMP protocol ids (RFC 2407 section 4.4.1) -----------------------------------------------
-PROTO_ISAKMP = 1
-PROTO_AH = 2
-PROTO_ESP = 3
+# -- ISAKMP protocol ids (RFC 2407 section 4.4.1; the numbers live in consts) --------------------
+PROTO_ISAKMP = C.PROTO_ISAKMP
+PROTO_AH = C.PROTO_IPSEC_AH
+PROTO_ESP = C.PROTO_IPSEC_ESP
 PROTOCOL_IDS = {"ah": PROTO_AH, "esp": PROTO_ESP}
-KEY_IKE = 1                                  # the one ISAKMP transform id (RFC 2407 4.4.2)
+KEY_IKE = C.KEY_IKE                          # the one ISAKMP transform id (RFC 2407 4.4.2)
 
 # -- phase 1 attribute types (RFC 2409 Appendix A) ----------------------------------------------
 P1_ENCRYPTION = 1
@@ -44,13 +45,13 @@ P2_AUTH_ALG = 5
 P2_KEY_LENGTH = 6
 
 # Encapsulation mode values: RFC 2407, RFC 3947 (UDP-Encapsulated-*), and the NAT-T drafts'
-# private-use numbers that strongSwan/Libreswan still send to draft-only peers.
-ENCAP_TUNNEL = 1
-ENCAP_TRANSPORT = 2
-ENCAP_UDP_TUNNEL = 3
-ENCAP_UDP_TRANSPORT = 4
-ENCAP_UDP_TUNNEL_DRAFT = 61443
-ENCAP_UDP_TRANSPORT_DRAFT = 61444
+# private-use numbers that strongSwan/Libreswan still send to draft-only peers (numbers: consts).
+ENCAP_TUNNEL = C.ENCAP_TUNNEL
+ENCAP_TRANSPORT = C.ENCAP_TRANSPORT
+ENCAP_UDP_TUNNEL = C.ENCAP_UDP_TUNNEL
+ENCAP_UDP_TRANSPORT = C.ENCAP_UDP_TRANSPORT
+ENCAP_UDP_TUNNEL_DRAFT = C.ENCAP_UDP_TUNNEL_DRAFT
+ENCAP_UDP_TRANSPORT_DRAFT = C.ENCAP_UDP_TRANSPORT_DRAFT
 _ENCAP_DECODE = {
     ENCAP_TUNNEL: ("tunnel", False), ENCAP_TRANSPORT: ("transport", False),
     ENCAP_UDP_TUNNEL: ("tunnel", True), ENCAP_UDP_TRANSPORT: ("transport", True),
