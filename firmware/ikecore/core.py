@@ -366,7 +366,14 @@ class IkeCore:
                    if qm.initiator and not qm.done and not qm.failed]
         text = C.name(C.NOTIFY_NAMES, notify_type)
         if not pending:
-            sa.log("warning", "peer %s reports %s" % (sa.remote[0], text))
+            if notify_type in diagnosis.PHASE1_NOTIFY_CAUSES:
+                # The peer rejected the phase 1 we completed (e.g. our ID in its last check).
+                line = diagnosis.line(diagnosis.cause_of_notify(notify_type, 1), sa.remote[0],
+                                      "the peer refused the IKE SA with %s" % text)
+                sa.last_error = line
+                sa.log("error", line)
+            else:
+                sa.log("warning", "peer %s reports %s" % (sa.remote[0], text))
             return
         qm = pending[-1]
         qm.fail(diagnosis.cause_of_notify(notify_type, 2), "the peer answered %s" % text, now)

@@ -609,10 +609,14 @@ def main_inR3(sa, header, data, now):
     received, next_iv = _open_encrypted(sa, header, data, now, 6)
     if received is None:
         return
-    if not _check_auth(sa, received, now, 6, responder_hash=True):
+    if not _check_hash(sa, received, now, 6, responder_hash=True):
         return
+    # Decrypted and authenticated: this is now the last phase 1 block, whatever the ID says
+    # (a refusal below is encrypted with an IV derived from it, as the peer will expect).
     sa.set_iv(0, next_iv)
     sa.last_received = data
+    if not _check_id(sa, received, now):
+        return
     sa.feed(states.VALID, now)
     _established(sa, received, now)
 
@@ -664,10 +668,12 @@ def main_inI3_outR3(sa, header, data, now):
     received, next_iv = _open_encrypted(sa, header, data, now, 5)
     if received is None:
         return
-    if not _check_auth(sa, received, now, 5, responder_hash=False):
+    if not _check_hash(sa, received, now, 5, responder_hash=False):
         return
     sa.set_iv(0, next_iv)
     sa.last_received = data
+    if not _check_id(sa, received, now):
+        return
     sa.feed(states.VALID, now)
     sa.idr = identity_payload(sa.crypto, _local_identity(sa))
     hash_r = sa.hash_r(_payload_body(sa.idr))
@@ -706,7 +712,10 @@ def aggr_inR1_outI2(sa, header, data, now):
     except CryptoError as exc:
         sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
         return
-    if not _check_auth(sa, received, now, 2, responder_hash=True):
+    if not _check_hash(sa, received, now, 2, responder_hash=True):
+        return
+    sa.last_received = data
+    if not _check_id(sa, received, now):
         return
     _note_vendor_ids(sa, received)
     sa.feed(states.VALID, now)
@@ -775,7 +784,7 @@ def aggr_inI2(sa, header, data, now):
             return
     hash_payload = received.one(codec.HashPayload)
     if hash_payload is None or bytes(hash_payload.data) != sa.hash_i(sa.peer_idi_b):
-        _auth_failed(sa, 3, "its HASH_I did not verify", now)
+        _auth_failed(sa, "message 3: its HASH_I did not verify", now)
         return
     if next_iv is not None:
         sa.set_iv(0, next_iv)
@@ -834,48 +843,54 @@ def _open_encrypted(sa, header, data, now, number):
         if not received.payloads:
             raise codec.MalformedMessage("no payloads")
     except (codec.MalformedMessage, CryptoError) as exc:
-        _auth_failed(sa, number, "message %d did not decrypt to valid payloads" % number, now,
+        _auth_failed(sa, "message %d did not decrypt to valid payloads" % number, now,
                      decrypt=True)
         return None, None
     return received, next_iv
 
 
-def _auth_failed(sa, number, detail, now, decrypt=False):
+def _auth_failed(sa, detail, now, decrypt=False):
     """Wrong pre-shared key (or certificate). The peer learns it from an unencrypted notify: with
     different keys it could not read an encrypted one."""
     cause = "psk" if sa.auth == "psk" else "cert"
     if not sa.failed:
-        if not decrypt and "did not" not in detail:
-            detail = "message %d: %s" % (number, detail)
         sa.fail(cause, detail, now)
         _notify_clear(sa, C.PAYLOAD_MALFORMED if decrypt else C.INVALID_HASH_INFORMATION)
 
 
-def _check_auth(sa, received, now, number, responder_hash):
-    """HASH_I / HASH_R and the peer's ID (main mode 5/6, aggressive mode 2)."""
+def _check_hash(sa, received, now, number, responder_hash):
+    """HASH_I / HASH_R of main mode 5/6 or aggressive mode 2: proves both sides hold the same
+    pre-shared key (it enters SKEYID)."""
     ident = received.one(codec.IdPayload)
     hash_payload = received.one(codec.HashPayload)
     if ident is None or hash_payload is None:
-        _auth_failed(sa, number, "message %d did not decrypt to valid payloads" % number, now,
-                     decrypt=True)
+        _auth_failed(sa, "message %d did not decrypt to valid payloads" % number, now, decrypt=True)
         return False
     id_b = _raw_body(received, received.index_of(codec.IdPayload))
     expected = sa.hash_r(id_b) if responder_hash else sa.hash_i(id_b)
     if bytes(hash_payload.data) != expected:
-        _auth_failed(sa, number, "its %s did not verify" % ("HASH_R" if responder_hash else "HASH_I"),
-                     now)
+        _auth_failed(sa, "message %d: its %s did not verify" % (
+            number, "HASH_R" if responder_hash else "HASH_I"), now)
         return False
-    if not identity_matches(sa.crypto, sa.peer.remote_id, ident.id_type, ident.data):
-        got = identity_text(sa.crypto, ident.id_type, ident.data)
-        sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
-            got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+    return True
+
+
+def _check_id(sa, received, now):
+    """The peer's (authenticated) ID against the configured remote ID."""
+    ident = received.one(codec.IdPayload)
+    if identity_matches(sa.crypto, sa.peer.remote_id, ident.id_type, ident.data):
+        return True
+    got = identity_text(sa.crypto, ident.id_type, ident.data)
+    sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
+        got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+    if sa.keys is not None:
         # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
         from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
-        if sa.initiator:
+        if sa.machine.number >= 3 and sa.initiator:
+            # The responder already considers the SA up: take it down on its side too.
             informational.send_delete_ike(sa, now)
-        return False
-    return True
+    return False
 
 
 def _refuse_unencrypted(sa, number, now):
@@ -895,7 +910,6 @@ def _notify_clear(sa, notify_type):
 
 def _established(sa, received, now):
     """The IKE SA is up: timers, INITIAL-CONTACT, then the core starts queued quick modes."""
-    sa.pending = None if sa.mode == states.MAIN or sa.initiator else sa.pending
     sa.pending = None
     sa.feed(states.ESTABLISHED, now)
     sa.established_at = now
