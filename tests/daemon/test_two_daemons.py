@@ -2,11 +2,11 @@
 
   a (10.99.0.1, act_as initiator) --- main mode, PSK, quick mode with PFS ---> b (10.99.0.2)
 """
-import os
+import json
 import subprocess
 import sys
 
-from conftest import ADDRESS, ENV, wait_until
+from daemon_harness import ADDRESS, ENV, wait_until
 
 PSK = "veth secret"
 NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
@@ -43,7 +43,6 @@ def test_main_mode_psk_comes_up_and_sas_pair_up(daemons):
     for side, role in (("a", "initiator"), ("b", "responder")):
         result = daemons[side].ikectl("status", "--json")
         assert result.returncode == 0, result.stderr
-        import json
         status = json.loads(result.stdout)
         (ike,) = status["ike_sas"]
         other = "b" if side == "a" else "a"
