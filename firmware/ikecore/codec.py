@@ -88,6 +88,7 @@ class _Struct:
     FIELDS = ()
     LAYOUT = ()
     MIN_LENGTH = C.GENERIC_HEADER_LENGTH
+    KEEPS_WIRE_TYPE = False         # NAT-D/NAT-OA remember which number (RFC or draft) they came as
 
     def __eq__(self, other):
         if type(self) is not type(other):
@@ -187,12 +188,13 @@ class Transform(_Struct):
 
 class _Chain:
     """How a nested chain is spelled: its member class, the next-payload number linking its items,
-    the word used in error messages, and whether an empty chain is allowed."""
+    the word used in error messages."""
 
     def __init__(self, cls, link_type, word):
         self.cls = cls
         self.link_type = link_type
         self.word = word
+        self.lookup = {link_type: cls}
 
 
 _TRANSFORMS = _Chain(Transform, C.PT_TRANSFORM, "transform")
@@ -299,6 +301,7 @@ class NatDPayload(_DataPayload):
     """RFC 3947 §3.2: HASH(CKY-I | CKY-R | IP | Port). payload_type is PT_NAT_D, or
     PT_NAT_D_DRAFT (130) with the draft-02/03 peers."""
     TYPE = C.PT_NAT_D
+    KEEPS_WIRE_TYPE = True
     FIELDS = ("data", "payload_type")
     LAYOUT = ((REST, "data", (1, None)),)
 
@@ -418,6 +421,7 @@ class DeletePayload(Payload):
 class NatOaPayload(Payload):
     """payload_type is PT_NAT_OA, or PT_NAT_OA_DRAFT (131) with the draft-02/03 peers."""
     TYPE = C.PT_NAT_OA
+    KEEPS_WIRE_TYPE = True
     FIELDS = ("id_type", "data", "payload_type")
     LAYOUT = (
         (U8, "id_type", None),
@@ -535,15 +539,27 @@ def _u32(data, pos):
     return (data[pos] << 24) | (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
 
 
-def _decode_attributes(body, pos, where):
+def _where(loc):
+    """Text naming a location for error messages, built only when something is wrong.
+    loc = (parent loc or None, word, index, payload type or None)."""
+    parent, word, index, ptype = loc
+    text = "%s %d" % (word, index)
+    if word == "payload" and ptype is not None:
+        text += " (%s)" % C.name(C.PAYLOAD_NAMES, ptype)
+    if parent is not None:
+        text = _where(parent) + " " + text
+    return text
+
+
+def _decode_attributes(body, pos, loc):
     attrs = []
     end = len(body)
     index = 0
     while pos < end:
         index += 1
-        label = "%s attribute %d" % (where, index)
         if end - pos < 4:
-            _fail("%s truncated: %d bytes left, an attribute needs 4" % (label, end - pos))
+            _fail("%s attribute %d truncated: %d bytes left, an attribute needs 4"
+                  % (_where(loc), index, end - pos))
         word = _u16(body, pos)
         if word & 0x8000:                       # AF=1: type/value (TV), value in the length field
             attrs.append(Attribute(word & 0x7FFF, _u16(body, pos + 2)))
@@ -552,15 +568,16 @@ def _decode_attributes(body, pos, where):
         length = _u16(body, pos + 2)
         pos += 4
         if length > end - pos:
-            _fail("%s (type %d) length %d overruns its transform by %d bytes"
-                  % (label, word, length, length - (end - pos)))
+            _fail("%s attribute %d (type %d) length %d overruns its transform by %d bytes"
+                  % (_where(loc), index, word, length, length - (end - pos)))
         attrs.append(Attribute(word, body[pos:pos + length]))
         pos += length
     return attrs
 
 
-def _decode_struct(cls, body, where):
-    """Walk cls.LAYOUT over body (the bytes after the generic header); return the object."""
+def _decode_struct(cls, body, loc):
+    """Walk cls.LAYOUT over body (the bytes after the generic header); return the object.
+    The caller has checked len(body) against the layout's fixed part (cls.MIN_LENGTH)."""
     values = {}
     sizes = {}
     counts = {}
@@ -582,7 +599,8 @@ def _decode_struct(cls, body, where):
             count = field[2]
             for i in range(pos, pos + count):
                 if body[i]:
-                    _fail("%s %s field is not zero (%s)" % (where, name, _hex(body[pos:pos + count])))
+                    _fail("%s %s field is not zero (%s)"
+                          % (_where(loc), name, _hex(body[pos:pos + count])))
             pos += count
             continue
         elif kind == SIZE8 or kind == ELEM_SIZE8:
@@ -600,30 +618,30 @@ def _decode_struct(cls, body, where):
         elif kind == SIZED:
             size = sizes[name]
             if size > end - pos:
-                _fail("%s %s size %d exceeds the %d bytes left" % (where, name, size, end - pos))
+                _fail("%s %s size %d exceeds the %d bytes left" % (_where(loc), name, size, end - pos))
             value = body[pos:pos + size]
             pos += size
         elif kind == SPI_LIST:
             size = sizes[name]
             count = counts[name]
             if size == 0 or count == 0:
-                _fail("%s has %d SPIs of %d bytes: nothing to name" % (where, count, size),
+                _fail("%s has %d SPIs of %d bytes: nothing to name" % (_where(loc), count, size),
                       C.INVALID_SPI)
             if size * count != end - pos:
                 _fail("%s %d SPIs of %d bytes need %d bytes, %d are left"
-                      % (where, count, size, size * count, end - pos))
+                      % (_where(loc), count, size, size * count, end - pos))
             value = [body[i:i + size] for i in range(pos, end, size)]
             pos = end
         elif kind == CHAIN:
             chain = field[2]
-            value = _decode_nested(chain, body[pos:], where)
+            value = _decode_nested(chain, body[pos:], loc)
             pos = end
             expected = counts.get(name)
             if expected is not None and expected != len(value):
-                _fail("%s announces %d %ss but holds %d" % (where, expected, chain.word, len(value)),
-                      C.BAD_PROPOSAL_SYNTAX)
+                _fail("%s announces %d %ss but holds %d"
+                      % (_where(loc), expected, chain.word, len(value)), C.BAD_PROPOSAL_SYNTAX)
         elif kind == ATTRIBUTES:
-            value = _decode_attributes(body, pos, where)
+            value = _decode_attributes(body, pos, loc)
             pos = end
         else:                                   # REST
             limits = field[2]
@@ -632,23 +650,24 @@ def _decode_struct(cls, body, where):
             if limits is not None:
                 low, high = limits
                 if len(value) < low or (high is not None and len(value) > high):
-                    _fail("%s %s of %d bytes outside %d..%s" % (where, name, len(value), low,
-                                                                  high if high is not None else "any"))
+                    _fail("%s %s of %d bytes outside %d..%s"
+                          % (_where(loc), name, len(value), low, "any" if high is None else high))
         if len(field) > 3:
             allowed, notify = field[3]
             if value not in allowed:
                 _fail("%s %s %d not supported (expected %s)"
-                      % (where, name, value, " or ".join(str(v) for v in allowed)), notify)
+                      % (_where(loc), name, value, " or ".join(str(v) for v in allowed)), notify)
         values[name] = value
     return cls(**values)
 
 
-def _walk(data, first_type, lookup, where_of, bad_type, padding_ok):
+def _walk(data, first_type, lookup, parent, word, bad_type, padding_ok):
     """Walk a chain of generic-header structures (RFC 2408 §3.2) starting with first_type.
 
-    lookup maps a type number to its class; where_of(index, type) names an item for messages;
-    bad_type(index, type) raises for a type that may not appear here. Returns the objects;
-    bytes after the last item are an error unless padding_ok (decrypted payloads are padded).
+    lookup maps a type number to its class; parent/word name the items in messages ("payload 2",
+    "payload 1 (SA) proposal 3"); bad_type(index, type) raises for a type that may not appear
+    here. Returns the objects; bytes after the last item are an error unless padding_ok
+    (decrypted payloads are followed by padding).
     """
     items = []
     pos = 0
@@ -660,32 +679,33 @@ def _walk(data, first_type, lookup, where_of, bad_type, padding_ok):
         cls = lookup.get(ptype)
         if cls is None:
             bad_type(index, ptype)
-        where = where_of(index, ptype)
+        loc = (parent, word, index, ptype)
         left = end - pos
         if left < C.GENERIC_HEADER_LENGTH:
             if left == 0:
-                _fail("%s missing: the data ends after %d bytes" % (where, pos))
-            _fail("%s truncated: %d bytes left, a payload header needs 4" % (where, left))
+                _fail("%s missing: the data ends after %d bytes" % (_where(loc), pos))
+            _fail("%s truncated: %d bytes left, a payload header needs 4" % (_where(loc), left))
         next_type = data[pos]
         if data[pos + 1]:
-            _fail("%s RESERVED byte is %d, not zero" % (where, data[pos + 1]))
-        length = _u16(data, pos + 2)
+            _fail("%s RESERVED byte is %d, not zero" % (_where(loc), data[pos + 1]))
+        length = (data[pos + 2] << 8) | data[pos + 3]
         if length < C.GENERIC_HEADER_LENGTH:
-            _fail("%s length %d shorter than its 4-byte header" % (where, length))
+            _fail("%s length %d shorter than its 4-byte header" % (_where(loc), length))
         if length > left:
             _fail("%s length %d runs %d bytes past the end of the data"
-                  % (where, length, length - left))
+                  % (_where(loc), length, length - left))
         if length < cls.MIN_LENGTH:
-            _fail("%s length %d shorter than its %d-byte minimum" % (where, length, cls.MIN_LENGTH))
-        item = _decode_struct(cls, data[pos + 4:pos + length], where)
-        if cls.FIELDS and "payload_type" in cls.FIELDS:
+            _fail("%s length %d shorter than its %d-byte minimum"
+                  % (_where(loc), length, cls.MIN_LENGTH))
+        item = _decode_struct(cls, data[pos + 4:pos + length], loc)
+        if cls.KEEPS_WIRE_TYPE:
             item.payload_type = ptype
         items.append(item)
         pos += length
         ptype = next_type
     if pos != end and not padding_ok:
-        _fail("%d bytes of trailing garbage after %s" % (end - pos, where_of(index, None)
-                                                          if index else "the header"))
+        after = _where((parent, word, index, None)) if index else "the header"
+        _fail("%d bytes of trailing garbage after %s" % (end - pos, after))
     return items
 
 
@@ -693,25 +713,15 @@ def _decode_nested(chain, data, parent):
     """Proposals inside an SA, transforms inside a proposal: the first item is implied by the
     parent, each links to the next with chain.link_type, the last with NONE, and they fill it."""
     link = chain.link_type
-    word = chain.word
-
-    def where_of(index, ptype):
-        return "%s %s %d" % (parent, word, index)
 
     def bad_type(index, ptype):
         _fail("%s %s %d is linked with next payload %d, expected %d (%s) or 0"
-              % (parent, word, index - 1, ptype, link, C.name(C.PAYLOAD_NAMES, link)),
+              % (_where(parent), chain.word, index - 1, ptype, link, C.name(C.PAYLOAD_NAMES, link)),
               C.BAD_PROPOSAL_SYNTAX)
 
     if not data:
-        _fail("%s holds no %s" % (parent, word), C.BAD_PROPOSAL_SYNTAX)
-    return _walk(data, link, {link: chain.cls}, where_of, bad_type, False)
-
-
-def _top_where(index, ptype):
-    if ptype is None:
-        return "payload %d" % index
-    return "payload %d (%s)" % (index, C.name(C.PAYLOAD_NAMES, ptype))
+        _fail("%s holds no %s" % (_where(parent), chain.word), C.BAD_PROPOSAL_SYNTAX)
+    return _walk(data, link, chain.lookup, parent, chain.word, bad_type, False)
 
 
 def _top_bad_type(index, ptype):
@@ -724,7 +734,7 @@ def _top_bad_type(index, ptype):
 def decode_payloads(first_type, data, allow_padding=True):
     """Decode a chain of payloads starting with first_type. After decryption the chain is followed
     by padding (RFC 2408 §3.1), which is ignored; pass allow_padding=False to reject it."""
-    return _walk(bytes(data), first_type, PAYLOAD_CLASSES, _top_where, _top_bad_type,
+    return _walk(bytes(data), first_type, PAYLOAD_CLASSES, None, "payload", _top_bad_type,
                  allow_padding)
 
 
@@ -738,7 +748,7 @@ def payload_spans(first_type, data):
     pos = 0
     ptype = first_type
     while ptype != C.PT_NONE:
-        where = _top_where(len(spans) + 1, ptype)
+        where = _where((None, "payload", len(spans) + 1, ptype))
         if len(data) - pos < C.GENERIC_HEADER_LENGTH:
             _fail("%s header runs past the data (%d bytes left)" % (where, len(data) - pos))
         length = _u16(data, pos + 2)
@@ -811,92 +821,93 @@ def decode_message(data):
 
 # ============================== encoding ======================================================
 
-def _check_uint(value, bits, where):
+def _check_uint(value, bits, owner, name):
+    """value if it is an int that fits `bits` unsigned bits; the error names owner.name."""
     if not isinstance(value, int) or value < 0 or value >> bits:
-        raise ValueError("%s: %r does not fit in %d unsigned bits" % (where, value, bits))
+        if not isinstance(owner, str):
+            owner = type(owner).__name__
+        raise ValueError("%s.%s: %r does not fit in %d unsigned bits" % (owner, name, value, bits))
     return value
 
 
-def _uint_bytes(value, where):
+def _uint_bytes(value):
     """A TLV attribute's number: 4 bytes up to 2**32, else as many as it needs."""
-    _check_uint(value, 512, where)
     size = 4
     while value >> (8 * size):
         size += 1
     return value.to_bytes(size, "big")
 
 
-def _encode_attribute(attr, where):
-    _check_uint(attr.type, 15, where + " type")
+def _encode_attribute(attr):
+    _check_uint(attr.type, 15, attr, "type")
     value = attr.value
     if isinstance(value, int):
         if 0 <= value <= 0xFFFF:
             return struct.pack(">HH", 0x8000 | attr.type, value)
-        value = _uint_bytes(value, where)
+        value = _uint_bytes(_check_uint(value, 512, attr, "value"))
     value = bytes(value)
-    _check_uint(len(value), 16, where + " length")
+    _check_uint(len(value), 16, attr, "value length")
     return struct.pack(">HH", attr.type, len(value)) + value
 
 
-def _encode_chain(items, link_type, where):
+def _encode_chain(items, link_type):
     out = []
     last = len(items) - 1
     for index, item in enumerate(items):
         next_type = C.PT_NONE if index == last else link_type
-        out.append(_with_header(next_type, _encode_struct(item, where), where))
+        out.append(_with_header(next_type, _encode_struct(item), item))
     return b"".join(out)
 
 
-def _with_header(next_type, body, where):
+def _with_header(next_type, body, owner):
     length = C.GENERIC_HEADER_LENGTH + len(body)
     if length > 0xFFFF:
-        raise ValueError("%s: %d bytes do not fit a payload length" % (where, length))
+        raise ValueError("%s: %d bytes do not fit a payload length" % (type(owner).__name__, length))
     return struct.pack(">BBH", next_type, 0, length) + body
 
 
-def _encode_struct(obj, where):
-    where = "%s.%s" % (where, type(obj).__name__) if where else type(obj).__name__
+def _encode_struct(obj):
+    """Walk obj.LAYOUT and return the body bytes (after the generic header)."""
     out = []
     for field in obj.LAYOUT:
         kind = field[0]
         name = field[1]
-        label = "%s.%s" % (where, name)
         if kind == U8:
-            out.append(bytes((_check_uint(getattr(obj, name), 8, label),)))
+            out.append(bytes((_check_uint(getattr(obj, name), 8, obj, name),)))
         elif kind == U16:
-            out.append(struct.pack(">H", _check_uint(getattr(obj, name), 16, label)))
+            out.append(struct.pack(">H", _check_uint(getattr(obj, name), 16, obj, name)))
         elif kind == U32:
-            out.append(struct.pack(">I", _check_uint(getattr(obj, name), 32, label)))
+            out.append(struct.pack(">I", _check_uint(getattr(obj, name), 32, obj, name)))
         elif kind == ZERO:
             out.append(bytes(field[2]))
         elif kind == SIZE8:
-            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, label),)))
+            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, obj, name),)))
         elif kind == ELEM_SIZE8:
             items = getattr(obj, field[2])
             size = len(items[0]) if items else 0
             for item in items:
                 if len(item) != size:
-                    raise ValueError("%s: SPIs of different sizes" % label)
-            out.append(bytes((_check_uint(size, 8, label),)))
+                    raise ValueError("%s.%s: SPIs of different sizes" % (type(obj).__name__, field[2]))
+            out.append(bytes((_check_uint(size, 8, obj, name),)))
         elif kind == COUNT8:
-            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, label),)))
+            out.append(bytes((_check_uint(len(getattr(obj, field[2])), 8, obj, name),)))
         elif kind == COUNT16:
-            out.append(struct.pack(">H", _check_uint(len(getattr(obj, field[2])), 16, label)))
+            out.append(struct.pack(">H", _check_uint(len(getattr(obj, field[2])), 16, obj, name)))
         elif kind == SIZED or kind == REST:
             out.append(bytes(getattr(obj, name)))
         elif kind == SPI_LIST:
             out.extend(bytes(s) for s in getattr(obj, name))
         elif kind == CHAIN:
-            out.append(_encode_chain(getattr(obj, name), field[2].link_type, label))
+            out.append(_encode_chain(getattr(obj, name), field[2].link_type))
         elif kind == ATTRIBUTES:
             for attr in getattr(obj, name):
-                out.append(_encode_attribute(attr, label))
+                out.append(_encode_attribute(attr))
     return b"".join(out)
 
 
 def encode_payload(payload, next_type=C.PT_NONE):
     """One payload with its generic header."""
-    return _with_header(next_type, _encode_struct(payload, ""), type(payload).__name__)
+    return _with_header(next_type, _encode_struct(payload), payload)
 
 
 def encode_payloads(payloads):
@@ -926,9 +937,9 @@ def encode_message(message, body=None, first_payload=None):
         raise ValueError("encode_message: cookies must be 8 bytes")
     length = C.HEADER_LENGTH + len(body)
     header = struct.pack(_HEADER_FORMAT, message.icookie, message.rcookie,
-                         _check_uint(first_payload, 8, "Message.first_payload"),
-                         message.version, _check_uint(message.exchange, 8, "Message.exchange"),
-                         _check_uint(flags, 8, "Message.flags"),
-                         _check_uint(message.message_id, 32, "Message.message_id"),
-                         _check_uint(length, 32, "Message.length"))
+                         _check_uint(first_payload, 8, message, "first_payload"),
+                         message.version, _check_uint(message.exchange, 8, message, "exchange"),
+                         _check_uint(flags, 8, message, "flags"),
+                         _check_uint(message.message_id, 32, message, "message_id"),
+                         _check_uint(length, 32, message, "length"))
     return header + bytes(body)
