@@ -89,7 +89,9 @@ async def form_page(request):
     name = request.match_info.get("name")
     entry = _find(doc.get(section, []), name)[1] if name else {}
     values = forms.form_values(entry)
-    if not name and section == "peer":
+    if section == "peer":
+        # An unchecked box sends nothing, so the box must show the daemon's default (NAT-T on,
+        # DESIGN.md) when the file leaves nat_t out, or saving would silently turn it off.
         values.setdefault("nat_t", "on")
     has_secret = bool(entry.get("psk") or entry.get("psk_file"))
     return render(request, SECTIONS[section]["template"],

@@ -95,10 +95,12 @@ def test_pages_show_the_settings_but_never_a_psk(env):
     edit = c.get("/settings/peers/branch").text
     assert "VPN peer settings (IKE)" in edit
     for label in ("IKE phase1 mode", "Act as", "Local ID type", "Remote ID value",
-                  "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay"):
+                  "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay", "DPD timeout"):
         assert label in edit, label
     assert '<option value="aggressive">' in edit and '<option value="3des-md5-modp1024" selected>' in edit
     assert "A key is stored; leave empty to keep it." in edit
+    # hq leaves nat_t out (default on): its box must be ticked or a save would turn NAT-T off
+    assert re.search(r'id="f-nat_t" name="nat_t" checked', c.get("/settings/peers/hq").text)
     conn = c.get("/settings/connections/branch-lan").text
     assert "VPN connection settings" in conn and '<option value="modp2048" selected>' in conn
     assert '<option value="ah">AH</option>' in conn

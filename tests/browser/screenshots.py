@@ -1,0 +1,74 @@
+"""Regenerate the README's screenshots of the web UI: python3 tests/browser/screenshots.py DIR
+
+Status page (tunnels up, one negotiating, one failing with its diagnosis), the VPN and firewall
+logs, and a peer settings page with a validation error, at desktop and phone widths. Uses the
+same fake daemon and headless Chromium as the browser tests.
+"""
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
+
+import browser  # noqa: E402
+from scenario import Scenario  # noqa: E402
+
+PASSWORD = "screenshot-password"
+DESKTOP = (1280, False)
+PHONE = (390, True)
+
+
+def capture(driver, path, width, mobile):
+    """The whole page at this CSS width (the viewport grows to the document's height)."""
+    metrics = {"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": mobile}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    height = driver.execute_script("return document.documentElement.scrollHeight;")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", dict(metrics, height=height))
+    driver.save_screenshot(path)
+    print("wrote", path, "(%dx%d)" % (width, height))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    out = os.path.abspath(argv[0] if argv else "docs/screenshots")
+    problem = browser.missing()
+    if problem:
+        sys.exit("screenshots: " + problem)
+    os.makedirs(out, exist_ok=True)
+    from webui import auth
+    with tempfile.TemporaryDirectory() as tmp:
+        scene = Scenario(tmp)
+        auth.PasswordStore(scene.state_dir).set(PASSWORD)
+        b = browser.Browser()
+        d = b.driver
+        try:
+            d.get(scene.url + "/login")
+            d.find_element("css selector", "#password").send_keys(PASSWORD)
+            d.find_element("css selector", "form button[type=submit]").click()
+            d.get(scene.url + "/")
+            d.execute_script("document.getElementById('negotiation-states').open = true;")
+            capture(d, os.path.join(out, "status.png"), *DESKTOP)
+            d.execute_script("document.getElementById('negotiation-states').open = false;")
+            capture(d, os.path.join(out, "status-phone.png"), *PHONE)
+            d.get(scene.url + "/log/vpn")
+            capture(d, os.path.join(out, "log-vpn.png"), *DESKTOP)
+            d.get(scene.url + "/log/firewall")
+            capture(d, os.path.join(out, "log-firewall.png"), *DESKTOP)
+            capture(d, os.path.join(out, "log-firewall-phone.png"), *PHONE)
+            d.get(scene.url + "/settings/peers/branch")
+            gateway = d.find_element("css selector", "#f-remote_gateway")
+            gateway.clear()
+            gateway.send_keys("198.51.100.256")
+            d.find_element("css selector", "#peer-form button[type=submit]").click()
+            d.find_element("css selector", "#error-remote_gateway")
+            capture(d, os.path.join(out, "settings-peer.png"), *DESKTOP)
+            capture(d, os.path.join(out, "settings-peer-phone.png"), *PHONE)
+        finally:
+            b.quit()
+            scene.stop()
+
+
+if __name__ == "__main__":
+    main()
