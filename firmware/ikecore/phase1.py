@@ -887,7 +887,7 @@ def _check_id(sa, received, now):
         # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
         from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
-        if sa.machine.number >= 3 and sa.initiator:
+        if sa.mode == states.MAIN and sa.initiator:
             # The responder already considers the SA up: take it down on its side too.
             informational.send_delete_ike(sa, now)
     return False
