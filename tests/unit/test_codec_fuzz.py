@@ -86,7 +86,7 @@ message = st.builds(Message, st.sampled_from(sorted(C.EXCHANGE_NAMES)), cookie,
                     st.lists(payload, max_size=6))
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=120)
 @given(message)
 def test_valid_messages_round_trip(msg):
     data = encode_message(msg)
@@ -146,39 +146,46 @@ def test_random_body_behind_a_valid_header(base, body, first, flags):
     check_datagram(bytes(data))
 
 
-@FUZZ
-@given(seed, st.lists(st.integers(0, 8 * 600), min_size=1, max_size=4))
-def test_bit_flips(base, bits):
-    data = bytearray(base)
-    for bit in bits:
-        bit %= 8 * len(data)
-        data[bit // 8] ^= 1 << (bit % 8)
-    check_datagram(bytes(data))
+# One mutation of a datagram: (kind, position, argument). Positions are taken modulo the length.
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 8 * 600), st.just(None)),
+    st.tuples(st.just("truncate"), st.integers(0, 600), st.just(None)),
+    st.tuples(st.just("insert"), st.integers(0, 600), st.binary(min_size=1, max_size=16)),
+    st.tuples(st.just("delete"), st.integers(0, 600), st.integers(1, 16)),
+    # any 16-bit word of the body may be a length field: overwrite one with any value
+    st.tuples(st.just("word"), st.integers(0, 600), st.integers(0, 0xFFFF)),
+)
 
 
-@FUZZ
-@given(seed, st.integers(0, 600))
-def test_truncations(base, cut):
-    check_datagram(base[:cut % (len(base) + 1)])
+def mutate(data, kind, where, arg):
+    data = bytearray(data)
+    if kind == "flip" and data:
+        where %= 8 * len(data)
+        data[where // 8] ^= 1 << (where % 8)
+    elif kind == "truncate":
+        del data[where % (len(data) + 1):]
+    elif kind == "insert":
+        where %= len(data) + 1
+        data[where:where] = arg
+    elif kind == "delete" and data:
+        where %= len(data)
+        del data[where:where + arg]
+    elif kind == "word" and len(data) > C.HEADER_LENGTH + 2:
+        where = C.HEADER_LENGTH + where % (len(data) - C.HEADER_LENGTH - 1)
+        data[where:where + 2] = arg.to_bytes(2, "big")
+    return data
 
 
-@FUZZ
-@given(seed, st.integers(0, 600), st.binary(min_size=1, max_size=16), st.booleans())
-def test_insertions_with_and_without_fixed_header_length(base, where, extra, fix_length):
-    where %= len(base) + 1
-    data = bytearray(base[:where] + extra + base[where:])
+@settings(FUZZ, max_examples=600)
+@given(seed, st.lists(mutation, min_size=1, max_size=3), st.booleans())
+def test_mutations_of_valid_messages(base, mutations, fix_length):
+    # Bit flips, truncations, insertions, deletions and overwritten length fields; with
+    # fix_length the header length is made to agree, so the payload checks are the ones tested.
+    data = base
+    for kind, where, arg in mutations:
+        data = mutate(data, kind, where, arg)
     if fix_length and len(data) >= C.HEADER_LENGTH:
         data[24:28] = len(data).to_bytes(4, "big")
-    check_datagram(bytes(data))
-
-
-@FUZZ
-@given(seed, st.integers(C.HEADER_LENGTH, 600), st.integers(0, 0xFFFF))
-def test_overwritten_length_fields(base, where, value):
-    # Any 16-bit word of the body may be a length field: overwrite one with any value.
-    where = C.HEADER_LENGTH + (where - C.HEADER_LENGTH) % max(1, len(base) - C.HEADER_LENGTH - 1)
-    data = bytearray(base)
-    data[where:where + 2] = value.to_bytes(2, "big")
     check_datagram(bytes(data))
 
 
