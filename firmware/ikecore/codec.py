@@ -28,7 +28,7 @@ class MalformedMessage(Exception):
     """
 
     def __init__(self, reason, notify=C.PAYLOAD_MALFORMED, header=None):
-        Exception.__init__(self, reason)
+        super().__init__(reason)        # (MicroPython has no Exception.__init__ to call directly)
         self.reason = reason
         self.notify = notify
         self.header = header
