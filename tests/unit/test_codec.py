@@ -433,3 +433,111 @@ def test_payload_spans_give_the_raw_bytes_the_hashes_need():
         payload_spans(C.PT_HASH, QM1_PLAIN[:2])
     with pytest.raises(MalformedMessage):
         payload_spans(C.PT_HASH, patch(QM1_PLAIN, 2, u16(3)))
+
+
+# ---------------------------------------------------------------- the same answers under MicroPython
+
+# Runs inside the real MicroPython (tests/micropython/run.mjs, the WebAssembly port make test
+# installs): decodes every datagram it is given and reports what CPython reports below.
+MICROPYTHON_SCRIPT = r'''
+import json
+from ikecore import codec, natt, vendor
+import hashlib
+IN = json.loads(open("/input.json").read())
+results = []
+for text in IN["datagrams"]:
+    data = bytes.fromhex(text)
+    try:
+        m = codec.decode_message(data)
+        if m.body is None:
+            again = codec.encode_message(m)
+        else:
+            again = codec.encode_message(m, body=m.body, first_payload=m.first_payload)
+        results.append(["ok", again == data, repr(m)])
+    except codec.MalformedMessage as err:
+        results.append(["malformed", err.notify, err.reason])
+sha256 = lambda data: hashlib.sha256(data).digest()
+extras = [natt.nat_d_hash(sha256, b"\x01" * 8, b"\x02" * 8, ip, port).hex()
+          for ip, port in IN["addresses"]]
+extras += [natt.format_address(natt.pack_address(ip)) for ip, _ in IN["addresses"]]
+extras += [vendor.describe(bytes.fromhex(v)) for v in IN["vids"]]
+extras += [natt.classify_4500(bytes.fromhex(d)) for d in IN["port4500"]]
+print("RESULT " + json.dumps({"results": results, "extras": extras}))
+'''
+
+
+def _datagram_corpus():
+    """MM1, each malformed variant above, and 300 seeded mutations of MM1 and an encrypted one."""
+    import random
+    rnd = random.Random(2408)
+    bases = [MM1, encode_message(Message(C.EXCHANGE_AGGRESSIVE, b"\x01" * 8, b"\x02" * 8,
+                                         payloads=EVERY_PAYLOAD)),
+             encode_message(Message(C.EXCHANGE_QUICK, b"\x01" * 8, b"\x02" * 8, 7), body=b"\xee" * 32,
+                            first_payload=C.PT_HASH)]
+    corpus = list(bases) + [MM1[:27], patch(MM1, 17, b"\x20"), patch(MM1, 82, u16(5)),
+                            patch(MM1, 160, b"\x63"), patch(MM1, 47, b"\x04"), MM1 + b"\x00"]
+    for _ in range(300):
+        data = bytearray(rnd.choice(bases))
+        for _ in range(rnd.randrange(1, 4)):
+            where = rnd.randrange(len(data))
+            data[where] = rnd.randrange(256) if rnd.random() < 0.7 else data[where] ^ 0x80
+        if rnd.random() < 0.5:
+            data[24:28] = len(data).to_bytes(4, "big")
+        corpus.append(bytes(data))
+    return corpus
+
+
+def _cpython_answers(corpus, inputs):
+    import hashlib
+    from ikecore import natt, vendor
+    results = []
+    for data in corpus:
+        try:
+            m = decode_message(data)
+            again = encode_message(m) if m.body is None else encode_message(
+                m, body=m.body, first_payload=m.first_payload)
+            results.append(["ok", again == data, repr(m)])
+        except MalformedMessage as err:
+            results.append(["malformed", err.notify, err.reason])
+    sha256 = lambda data: hashlib.sha256(data).digest()  # noqa: E731
+    extras = [natt.nat_d_hash(sha256, b"\x01" * 8, b"\x02" * 8, ip, port).hex()
+              for ip, port in inputs["addresses"]]
+    extras += [natt.format_address(natt.pack_address(ip)) for ip, _ in inputs["addresses"]]
+    extras += [vendor.describe(bytes.fromhex(v)) for v in inputs["vids"]]
+    extras += [natt.classify_4500(bytes.fromhex(d)) for d in inputs["port4500"]]
+    return {"results": results, "extras": extras}
+
+
+def test_codec_natt_vendor_give_the_same_answers_under_micropython(tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+    from ikecore import natt, vendor
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    harness = os.path.join(root, "tests", "micropython")
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(harness, "node_modules", "@micropython")):
+        pytest.fail("MicroPython harness missing: `make micropython-harness` (make test runs it)")
+    corpus = _datagram_corpus()
+    inputs = {"datagrams": [d.hex() for d in corpus],
+              "addresses": [["192.0.2.1", 500], ["2001:db8::1", 4500], ["::ffff:10.0.0.1", 1],
+                            ["fe80:0:0:0:1:0:0:0", 65535]],
+              "vids": [v.hex() for v in vendor.vendor_ids_to_send()] + [
+                  b"OE-Libreswan-4.10".hex(), vendor.VID_XAUTH.hex(), "0102"],
+              "port4500": ["ff", "00000000" + MM1.hex(), "c1a2b3d400000001", "0000"]}
+    (tmp_path / "input.json").write_text(json.dumps(inputs))
+    (tmp_path / "script.py").write_text(MICROPYTHON_SCRIPT)
+    proc = subprocess.run([node, os.path.join(harness, "run.mjs"), str(tmp_path / "script.py"),
+                           str(tmp_path / "input.json")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
+    micropython = json.loads(line[len("RESULT "):])
+    cpython = _cpython_answers(corpus, inputs)
+    assert micropython["extras"] == cpython["extras"]
+    for index, (mp, cp) in enumerate(zip(micropython["results"], cpython["results"])):
+        assert mp == cp, "datagram %d: MicroPython %r, CPython %r" % (index, mp, cp)
+    assert len(micropython["results"]) == len(corpus)
+    kinds = [r[0] for r in cpython["results"]]
+    assert kinds.count("ok") >= 50 and kinds.count("malformed") >= 50   # both paths exercised
+    assert natt.VID_RFC3947.hex() in inputs["vids"]
