@@ -1,0 +1,20 @@
+# The offline arm64 firmware image (qemu/) and its QEMU launchers.
+#   make image   build output/images/ (kernel cached machine-wide in $(IKECORE_CACHE); seconds when unchanged)
+#   make qemu    boot the built image; LAN status page on http://127.0.0.1:8080/ (Ctrl-A X quits)
+#   make run     image + qemu
+APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev \
+                cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring
+TEST_PREREQS += image
+BENCH_PREREQS += image
+
+IKECORE_CACHE ?= /var/cache/ikecore
+export IKECORE_CACHE
+
+.PHONY: image qemu run
+image: $(CACHE)/apt.stamp
+	@python3 qemu/build_image.py --out $(TOP)/output
+
+qemu:
+	@python3 qemu/run.py --images $(TOP)/output/images --data $(TOP)/output/data.img
+
+run: image qemu

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Assemble the offline arm64 firmware image in output/images/.
+
+    python3 qemu/build_image.py [--out output] [--initramfs-too]
+
+Parts: the kernel (qemu/build_kernel.sh, cached machine-wide), a root filesystem from Debian bookworm
+arm64 packages (qemu/packages.txt, unpacked, trimmed), rootfs-overlay/ and firmware/ (byte-compiled on
+the host), packed as squashfs (zstd) for virtio-blk; a blank data disk template; a bare
+busybox initramfs for the boot benchmark; manifest.json + manifest.txt (sizes, package versions).
+Every input is hashed: when nothing changed the build stops after a few seconds.
+Runs with the host's python3 (3.11: the same bytecode magic as the guest's CPython 3.11).
+"""
+import argparse
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpio  # noqa: E402
+import debs  # noqa: E402
+import rootfs  # noqa: E402
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("IKECORE_CACHE", "/var/cache/ikecore")
+GUEST_PYTHON_MAGIC = b"\xa7\r\r\n"   # CPython 3.11 (3495): .pyc compiled here load in the guest
+DATA_DISK_MB = 64
+
+
+def log(msg):
+    print(f">> {msg}", flush=True)
+
+
+def tree_digest(h, path):
+    """Feed names, modes and contents of every file under path into the hash."""
+    if not os.path.exists(path):
+        h.update(b"<absent>" + path.encode())
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", ".pytest_cache"))
+        for name in sorted(filenames):
+            if name.endswith(".pyc"):
+                continue
+            p = os.path.join(dirpath, name)
+            h.update(os.path.relpath(p, TOP).encode())
+            if os.path.islink(p):
+                h.update(b"->" + os.readlink(p).encode())
+            else:
+                h.update(oct(os.stat(p).st_mode).encode())
+                with open(p, "rb") as f:
+                    h.update(hashlib.sha256(f.read()).digest())
+
+
+def build_kernel(images):
+    out = os.path.join(images, "Image")
+    subprocess.run([os.path.join(TOP, "qemu", "build_kernel.sh"), out], check=True)
+    return out
+
+
+def check_host_python():
+    if importlib.util.MAGIC_NUMBER != GUEST_PYTHON_MAGIC:
+        sys.exit(f"build_image: host python {sys.version.split()[0]} writes bytecode magic "
+                 f"{importlib.util.MAGIC_NUMBER!r}; the guest's CPython 3.11 needs {GUEST_PYTHON_MAGIC!r}. "
+                 "Run this script with python3.11.")
+
+
+def mksquashfs(staging, out):
+    tmp = out + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    subprocess.run(["mksquashfs", staging, tmp, "-comp", "zstd", "-Xcompression-level", "19",
+                    "-b", "256K", "-noappend", "-all-root", "-no-xattrs", "-quiet",
+                    "-processors", str(os.cpu_count() or 1)], check=True, stdout=subprocess.DEVNULL)
+    os.replace(tmp, out)
+
+
+def make_initramfs(staging, out, compressor):
+    buf = io.BytesIO()
+    cpio.write_newc(buf, staging)
+    cmd = {"zstd": ["zstd", "-19", "-T0", "-q", "-c"], "gzip": ["gzip", "-9", "-n", "-c"]}[compressor]
+    data = subprocess.run(cmd, input=buf.getvalue(), capture_output=True, check=True).stdout
+    with open(out, "wb") as f:
+        f.write(data)
+
+
+def make_bare_initramfs(busybox_deb, out, workdir):
+    """kernel + busybox only: /init prints a marker and powers off (baseline of bench_boot)."""
+    root = os.path.join(workdir, "bare")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    debs.unpack(busybox_deb, root)
+    keep = os.path.join(root, "bin", "busybox")
+    for entry in os.listdir(root):
+        if entry != "bin":
+            shutil.rmtree(os.path.join(root, entry))
+    with open(os.path.join(root, "init"), "w") as f:
+        f.write("#!/bin/busybox sh\n/bin/busybox echo IKECORE-BARE-READY\n/bin/busybox poweroff -f\n")
+    os.chmod(os.path.join(root, "init"), 0o755)
+    assert os.path.exists(keep)
+    make_initramfs(root, out, "gzip")
+
+
+def make_data_template(out):
+    """A blank ext4 disk: `make run` copies it once to output/data.img (kept across runs)."""
+    tmp = out + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "ikecore-data", "-E", "root_owner=0:0", "-O", "^has_journal",
+                    tmp, f"{DATA_DISK_MB}M"], check=True)
+    subprocess.run(["tune2fs", "-O", "has_journal", "-J", "size=4", tmp], check=True, stdout=subprocess.DEVNULL)
+    os.replace(tmp, out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(TOP, "output"))
+    ap.add_argument("--initramfs-too", action="store_true",
+                    help="also write rootfs.cpio.zst/.gz (to measure initramfs against squashfs)")
+    ap.add_argument("--force", action="store_true", help="rebuild the root filesystem even if unchanged")
+    args = ap.parse_args()
+    check_host_python()
+    t0 = time.monotonic()
+    images = os.path.join(args.out, "images")
+    work = os.path.join(args.out, "build")
+    os.makedirs(images, exist_ok=True)
+    os.makedirs(work, exist_ok=True)
+
+    log("kernel")
+    kernel = build_kernel(images)
+
+    log("packages: resolving Debian bookworm arm64 dependencies")
+    wanted = debs.read_list(os.path.join(TOP, "qemu", "packages.txt"))
+    excludes = debs.read_list(os.path.join(TOP, "qemu", "packages.exclude"))
+    packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
+    log(f"packages: {len(packages)} to unpack")
+
+    h = hashlib.sha256()
+    h.update(json.dumps([(n, v) for n, v, _ in packages]).encode())
+    for part in ("qemu", "rootfs-overlay", "firmware"):
+        tree_digest(h, os.path.join(TOP, part))
+    h.update(sys.version.encode())
+    key = h.hexdigest()[:16]
+    rootfs_img = os.path.join(images, "rootfs.squashfs")
+    stamp = os.path.join(work, "rootfs.key")
+    outputs = [rootfs_img, os.path.join(images, "manifest.json"), os.path.join(images, "bare-initramfs.cpio.gz"),
+               os.path.join(images, "data-template.img")]
+    if (not args.force and not args.initramfs_too and os.path.exists(stamp)
+            and open(stamp).read() == key and all(map(os.path.exists, outputs))):
+        rootfs.update_manifest_kernel(images, kernel)
+        log(f"root filesystem unchanged ({key}); image ready in {time.monotonic() - t0:.1f} s")
+        return 0
+
+    staging = os.path.join(work, "rootfs")
+    log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
+    owners = rootfs.assemble(staging, packages, TOP)
+    log("root filesystem: checking every ELF's NEEDED libraries are present")
+    rootfs.check_needed(staging)
+
+    log("root filesystem: mksquashfs (zstd)")
+    mksquashfs(staging, rootfs_img)
+    if args.initramfs_too:
+        for comp, ext in (("zstd", "zst"), ("gzip", "gz")):
+            log(f"root filesystem: initramfs ({comp}) for comparison")
+            make_initramfs(staging, os.path.join(images, f"rootfs.cpio.{ext}"), comp)
+    log("bare busybox initramfs (boot benchmark baseline)")
+    bb = next(p for n, _, p in packages if n == "busybox-static")
+    make_bare_initramfs(bb, os.path.join(images, "bare-initramfs.cpio.gz"), work)
+    log("data disk template")
+    make_data_template(os.path.join(images, "data-template.img"))
+
+    log("manifest")
+    rootfs.write_manifest(images, staging, kernel, rootfs_img, packages, owners)
+    with open(stamp, "w") as f:
+        f.write(key)
+    log(f"image ready in {time.monotonic() - t0:.0f} s: {images}")
+    print(open(os.path.join(images, "manifest.txt")).read().split("\n\n")[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Root filesystem staging: unpack packages, merge /usr, trim, busybox links, overlay, firmware,
+bytecode, library check, manifest."""
+import fnmatch
+import gzip
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import debs
+
+# Trimmed after unpacking: documentation, locales, headers, glibc's gconv (19 MB, we only use UTF-8),
+# and the parts of CPython the firmware never imports.
+TRIM = [
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
+    "usr/share/bug", "usr/share/bash-completion", "usr/share/zsh", "usr/share/gdb", "usr/share/menu",
+    "usr/share/pixmaps", "usr/share/applications", "usr/share/doc-base", "usr/share/python3",
+    "usr/share/binfmts", "usr/include", "usr/lib/aarch64-linux-gnu/gconv",
+    "usr/lib/aarch64-linux-gnu/pkgconfig", "usr/lib/aarch64-linux-gnu/*.a", "usr/lib/aarch64-linux-gnu/audit",
+    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
+    "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data",
+    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/turtle.py", "usr/lib/python3.11/venv",
+    "usr/lib/python3.11/config-3.11-aarch64-linux-gnu", "usr/lib/python3.11/unittest/test",
+    "usr/lib/python3.11/ctypes/test", "usr/lib/python3.11/sqlite3/test", "usr/lib/python3.11/tomllib/test",
+    "usr/lib/python3.11/lib-dynload/_test*", "usr/lib/python3.11/lib-dynload/_ctypes_test*",
+    "usr/lib/python3.11/lib-dynload/xxlimited*", "usr/lib/python3.11/lib-dynload/_xxtestfuzz*",
+    "usr/lib/python3.11/lib-dynload/_tkinter*", "usr/lib/python3/dist-packages/*/tests",
+    "usr/bin/pydoc*", "usr/bin/pygettext*", "usr/bin/2to3*", "usr/bin/idle*", "var/*",
+    # CPython modules for terminals and old databases (and with them readline, ncurses, Berkeley DB,
+    # NIS/Sun RPC/Kerberos libraries); iproute2's tc plugins and arpd (Berkeley DB); OpenSSL engines
+    "usr/lib/python3.11/lib-dynload/nis.*", "usr/lib/python3.11/lib-dynload/_dbm.*",
+    "usr/lib/python3.11/lib-dynload/readline.*", "usr/lib/python3.11/lib-dynload/_curses*",
+    "usr/lib/python3.11/curses", "usr/lib/python3.11/dbm/ndbm.py",
+    "usr/lib/aarch64-linux-gnu/tc", "usr/sbin/arpd", "usr/lib/aarch64-linux-gnu/engines-3",
+]
+LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
+MERGED = ("bin", "sbin", "lib")       # Debian's merged /usr: /bin -> usr/bin ...
+SITE = "usr/lib/python3/dist-packages"
+
+
+class BuildError(Exception):
+    pass
+
+
+def guest_path(member):
+    """Path of a packaged file in the merged-/usr tree ('./bin/ip' -> 'usr/bin/ip')."""
+    p = member.lstrip("./")
+    top = p.split("/", 1)[0]
+    return "usr/" + p if top in MERGED else p
+
+
+def _merge_dir(src, dst):
+    for name in os.listdir(src):
+        s, d = os.path.join(src, name), os.path.join(dst, name)
+        if os.path.isdir(s) and not os.path.islink(s) and os.path.isdir(d) and not os.path.islink(d):
+            _merge_dir(s, d)
+        elif os.path.lexists(d):
+            if os.path.islink(s) or os.path.isdir(s):   # usually a compat symlink; the real one wins
+                continue
+            raise BuildError(f"usr-merge conflict: {s} and {d} both exist")
+        else:
+            os.rename(s, d)
+    shutil.rmtree(src)
+
+
+def usr_merge(staging):
+    for top in MERGED:
+        src = os.path.join(staging, top)
+        dst = os.path.join(staging, "usr", top)
+        os.makedirs(dst, exist_ok=True)
+        if os.path.isdir(src) and not os.path.islink(src):
+            _merge_dir(src, dst)
+        if not os.path.lexists(src):
+            os.symlink("usr/" + top, src)
+
+
+def trim(staging):
+    for pattern in TRIM:
+        for rel in _glob(staging, pattern):
+            p = os.path.join(staging, rel)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p)
+            else:
+                os.remove(p)
+
+
+def _glob(root, pattern):
+    parts = pattern.split("/")
+    found = [""]
+    for part in parts:
+        nxt = []
+        for base in found:
+            d = os.path.join(root, base)
+            if not os.path.isdir(d):
+                continue
+            names = os.listdir(d) if any(c in part for c in "*?[") else ([part] if os.path.lexists(os.path.join(d, part)) else [])
+            nxt += [os.path.join(base, n) for n in names if fnmatch.fnmatch(n, part)]
+        found = nxt
+    return found
+
+
+def busybox_links(staging):
+    """Symlink every applet of busybox that no real package provides (iproute2's ip stays)."""
+    r = subprocess.run(["busybox", "--list-full"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError("host busybox (busybox-static) is needed to list the applets: make deps")
+    for applet in r.stdout.split():
+        rel = guest_path(applet)
+        if rel.endswith("/linuxrc") or rel == "linuxrc":
+            continue
+        p = os.path.join(staging, rel)
+        if not os.path.lexists(p):
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            os.symlink("/bin/busybox", p)
+
+
+def copy_tree(src, dst, skip=()):
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and os.path.normpath(os.path.join(rel, d)) not in skip]
+        os.makedirs(os.path.join(dst, rel), exist_ok=True)
+        for name in filenames:
+            if name.endswith(".pyc"):
+                continue
+            s = os.path.join(dirpath, name)
+            d = os.path.normpath(os.path.join(dst, rel, name))
+            if os.path.lexists(d):
+                os.remove(d)
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+            else:
+                shutil.copy2(s, d)
+
+
+def install_overlay(staging, top):
+    """rootfs-overlay/ over the tree. /etc/ikecore (the daemon's defaults) becomes the factory
+    defaults under /usr/share/ikecore/factory and /etc/ikecore links to the data partition,
+    where S10data copies missing files from the factory set at boot."""
+    copy_tree(os.path.join(top, "rootfs-overlay"), staging)
+    etc_ike = os.path.join(staging, "etc", "ikecore")
+    factory = os.path.join(staging, "usr", "share", "ikecore", "factory")
+    os.makedirs(os.path.dirname(factory), exist_ok=True)
+    if os.path.isdir(etc_ike) and not os.path.islink(etc_ike):
+        shutil.move(etc_ike, factory)
+    else:
+        os.makedirs(factory, exist_ok=True)
+    os.symlink("/data/ikecore", etc_ike)
+    for d in ("proc", "sys", "dev", "run", "tmp", "data", "var", "root", "mnt"):
+        os.makedirs(os.path.join(staging, d), exist_ok=True)
+    os.chmod(os.path.join(staging, "tmp"), 0o1777)
+
+
+def install_firmware(staging, top):
+    """Every package under firmware/ (a directory with __init__.py) into dist-packages."""
+    installed = []
+    fw = os.path.join(top, "firmware")
+    for name in sorted(os.listdir(fw)) if os.path.isdir(fw) else []:
+        src = os.path.join(fw, name)
+        if os.path.isfile(os.path.join(src, "__init__.py")):
+            copy_tree(src, os.path.join(staging, SITE, name), skip=("tests",))
+            installed.append(name)
+    return installed
+
+
+def byte_compile(staging):
+    py = os.path.join(staging, "usr", "bin", "python3")
+    if not os.path.lexists(py):
+        os.symlink("python3.11", py)
+    dirs = [os.path.join(staging, "usr/lib/python3.11"), os.path.join(staging, SITE)]
+    r = subprocess.run(["python3", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                        "-s", staging, "-p", "/", *dirs], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError("byte-compiling failed:\n" + (r.stdout + r.stderr)[-3000:])
+
+
+def assemble(staging, packages, top):
+    """Build the tree; returns {guest path: package name} for the manifest."""
+    if os.path.exists(staging):
+        shutil.rmtree(staging)
+    os.makedirs(staging)
+    owners = {}
+    for name, _ver, path in packages:
+        listing = subprocess.run(["dpkg-deb", "-c", path], capture_output=True, text=True, check=True).stdout
+        for line in listing.splitlines():
+            member = line.split(None, 5)[-1].split(" -> ")[0]
+            owners.setdefault(guest_path(member), name)
+        debs.unpack(path, staging)
+    usr_merge(staging)
+    trim(staging)
+    busybox_links(staging)
+    install_overlay(staging, top)
+    fw = install_firmware(staging, top)
+    for p in fw:
+        owners[f"{SITE}/{p}"] = "firmware"
+    byte_compile(staging)
+    return owners
+
+
+def _readelf():
+    return shutil.which("aarch64-linux-gnu-readelf") or shutil.which("readelf")
+
+
+def check_needed(staging):
+    """Every shared library an ELF file names in NEEDED must be in the tree."""
+    have = set()
+    for d in LIB_DIRS:
+        full = os.path.join(staging, d)
+        if os.path.isdir(full):
+            have.update(os.listdir(full))
+    elves = []
+    for dirpath, _dirs, files in os.walk(staging):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p) or not os.path.isfile(p):
+                continue
+            with open(p, "rb") as f:
+                if f.read(4) == b"\x7fELF":
+                    elves.append(p)
+    readelf = _readelf()
+    missing = []
+    for i in range(0, len(elves), 200):
+        out = subprocess.run([readelf, "-dW", *elves[i:i + 200]], capture_output=True, text=True).stdout
+        current = None
+        for line in out.splitlines():
+            m = re.match(r"^File: (.*)$", line)
+            if m:
+                current = m.group(1)
+                continue
+            m = re.search(r"\(NEEDED\)\s+Shared library: \[(.+)\]", line)
+            if m and m.group(1) not in have:
+                missing.append((os.path.relpath(current or "?", staging), m.group(1)))
+    if missing:
+        lines = "\n".join(f"  {f} needs {lib}" for f, lib in missing[:40])
+        raise BuildError(f"{len(missing)} missing shared libraries (drop it from qemu/packages.exclude "
+                         f"or add its package to qemu/packages.txt):\n{lines}")
+    return len(elves)
+
+
+def _owner(rel, owners):
+    """Which package (or 'firmware', 'rootfs-overlay') a file in the tree belongs to; a .pyc
+    belongs to the owner of its .py."""
+    if "/__pycache__/" in rel:
+        d, f = rel.split("/__pycache__/")
+        rel = d + "/" + f.split(".")[0] + ".py"
+    if rel in owners:
+        return owners[rel]
+    parts = rel.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        if owners.get("/".join(parts[:i])) == "firmware":
+            return "firmware"
+    return "rootfs-overlay"
+
+
+def write_manifest(images, staging, kernel, rootfs_img, packages, owners):
+    sizes = {}
+    blobs = {}
+    for dirpath, _dirs, files in os.walk(staging):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            if os.path.islink(p):
+                continue
+            rel = os.path.relpath(p, staging)
+            o = _owner(rel, owners)
+            sizes[o] = sizes.get(o, 0) + os.path.getsize(p)
+            blobs.setdefault(o, []).append(p)
+    # each part's share of the squashfs: its content compressed alone (zstd -12), scaled to the real size
+    est = {}
+    for o, files in blobs.items():
+        data = b"".join(open(f, "rb").read() for f in sorted(files))
+        est[o] = len(subprocess.run(["zstd", "-12", "-q", "-c"], input=data, capture_output=True, check=True).stdout)
+    rootfs_bytes = os.path.getsize(rootfs_img)
+    scale = rootfs_bytes / max(1, sum(est.values()))
+    versions = {n: v for n, v, _ in packages}
+    parts = []
+    for o in sorted(sizes, key=lambda k: -est[k]):
+        parts.append({"name": o, "version": versions.get(o, ""), "unpacked_bytes": sizes[o],
+                      "compressed_bytes": int(est[o] * scale)})
+    manifest = {
+        "kernel": _kernel_entry(kernel),
+        "rootfs": {"file": os.path.basename(rootfs_img), "format": "squashfs (zstd, 256 KiB blocks) on virtio-blk",
+                   "bytes": rootfs_bytes, "unpacked_bytes": sum(sizes.values())},
+        "packages": [{"name": n, "version": v} for n, v, _ in packages],
+        "parts": parts,
+    }
+    _write(images, manifest)
+
+
+def _kernel_entry(kernel):
+    data = open(kernel, "rb").read()
+    config = open(kernel + ".config").read() if os.path.exists(kernel + ".config") else ""
+    m = re.search(r"Linux/arm64 (\S+) Kernel Configuration", config)
+    return {"file": os.path.basename(kernel), "bytes": len(data),
+            "gzip_bytes": len(gzip.compress(data, 9, mtime=0)), "version": m.group(1) if m else ""}
+
+
+def update_manifest_kernel(images, kernel):
+    path = os.path.join(images, "manifest.json")
+    manifest = json.load(open(path))
+    manifest["kernel"] = _kernel_entry(kernel)
+    _write(images, manifest)
+
+
+def _write(images, manifest):
+    k, r = manifest["kernel"], manifest["rootfs"]
+    manifest["total_compressed_bytes"] = k["gzip_bytes"] + r["bytes"]
+    with open(os.path.join(images, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    mib = 1024 * 1024
+    lines = [f"kernel   {k['file']:<18} {k['bytes'] / mib:7.2f} MiB ({k['gzip_bytes'] / mib:.2f} MiB gzip)  Linux {k['version']}",
+             f"rootfs   {r['file']:<18} {r['bytes'] / mib:7.2f} MiB  ({r['unpacked_bytes'] / mib:.1f} MiB unpacked; {r['format']})",
+             f"total    compressed kernel + root filesystem: {manifest['total_compressed_bytes'] / mib:.2f} MiB",
+             "", f"{'part':<32} {'version':<28} {'unpacked':>10} {'compressed':>11}"]
+    for p in manifest["parts"]:
+        lines.append(f"{p['name']:<32} {p['version']:<28} {p['unpacked_bytes'] / 1024:8.0f} K {p['compressed_bytes'] / 1024:9.0f} K")
+    with open(os.path.join(images, "manifest.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")

@@ -1,0 +1,34 @@
+"""Boot the firmware image once per test session and share it (tests/qemu/).
+
+The image comes from `make image` (a prerequisite of `make test`). Console logs are kept in the
+session's temporary directory; a failed boot fails the fixture with the console tail."""
+import os
+import sys
+
+import pytest
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(TOP, "qemu"))
+
+from router import Router, default_images, new_data_disk  # noqa: E402
+
+IMAGES = os.environ.get("IKECORE_IMAGES", default_images())
+
+
+def images_or_skip():
+    missing = [p for p in ("Image", "rootfs.squashfs", "data-template.img")
+               if not os.path.exists(os.path.join(IMAGES, p))]
+    if missing:
+        pytest.skip(f"no firmware image in {IMAGES} (missing {', '.join(missing)}): run `make image`")
+    return IMAGES
+
+
+@pytest.fixture(scope="session")
+def router(tmp_path_factory):
+    images = images_or_skip()
+    work = tmp_path_factory.mktemp("router")
+    r = Router(images, new_data_disk(images, str(work / "data.img")), name="router",
+               log_path=str(work / "console.log"))
+    r.start(timeout=300)
+    yield r
+    r.stop()

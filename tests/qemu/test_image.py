@@ -1,0 +1,148 @@
+"""The booted firmware image: services, firewall, LAN page, kernel IPsec data plane, persistence.
+Everything runs in the real guest (arm64 under QEMU) through its serial console."""
+import re
+import secrets
+import urllib.request
+
+import pytest
+
+
+def test_init_services_run(router):
+    ps = router.check("ps -o pid,user,args")
+    assert "syslogd -C" in ps, ps
+    assert "klogd" in ps, ps
+    assert "ikecore-respawn webui" in ps, ps
+    has_webui = router.run("test -f /usr/lib/python3/dist-packages/webui/__main__.py").status == 0
+    assert ("python3 -m webui" if has_webui else "httpd -f -p 192.168.1.1:80") in ps, ps
+    if router.run("test -f /usr/lib/python3/dist-packages/ikecore/__main__.py").status == 0:
+        assert "ikecore-respawn ikecore" in ps, ps
+        assert "python3 -m ikecore --config /etc/ikecore/ikecore.toml --kernel=xfrm" in ps, ps
+    # the syslog ring answers
+    router.check("logger -t imagetest hello-ring")
+    assert "imagetest: hello-ring" in router.check("logread")
+
+
+def test_web_ui_runs_unprivileged(router):
+    ps = router.check("ps -o user,args")
+    line = next(l for l in ps.splitlines() if "python3 -m webui" in l or "httpd -f" in l)
+    assert not line.split()[0] == "root", line
+
+
+def test_daemons_are_restarted_when_they_die(router):
+    loop = router.check("cat /run/webui-respawn.pid").strip()
+    children = f"ps -o pid,ppid | awk '$2 == {loop} {{print $1}}'"
+    child = router.check(children).split()[0]
+    router.check(f"kill -9 {child}")
+    router.check(f"i=0; while [ $i -lt 60 ]; do c=$({children}); "
+                 f"[ -n \"$c\" ] && [ \"$c\" != {child} ] && exit 0; sleep 0.5; i=$((i+1)); done; exit 1",
+                 timeout=60)
+    assert "webui exited with status" in router.check("logread | grep respawn")
+    router.wait_http(timeout=120)
+
+
+def test_nftables_ruleset_loaded(router):
+    rules = router.check("nft list ruleset")
+    assert "table inet filter" in rules
+    assert re.search(r"udp dport \{ 500, 4500 \}", rules), rules
+    assert 'log prefix "fw:eth0:in:drop "' in rules
+    assert "masquerade" in rules
+
+
+def test_lan_page_answers_through_forward(router):
+    status, body = router.wait_http(router.lan_url, timeout=120)
+    assert status == 200
+    assert "<html" in body.lower()
+
+
+def test_wan_address_does_not_serve_page(router):
+    router.wait_http(router.lan_url, timeout=120)      # the server is up (on the LAN)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(router.wan_url, timeout=5).read()
+    # the firewall dropped it, and said so in the syslog ring with the documented prefix
+    router.check("i=0; until logread | grep -q 'fw:eth0:in:drop .*DPT=80 '; do "
+                 "i=$((i+1)); [ $i -gt 20 ] && exit 1; sleep 0.5; done", timeout=30)
+
+
+def test_kernel_accepts_esp_and_ah_sas(router):
+    k = lambda n: "0x" + secrets.token_hex(n)  # noqa: E731
+    out = router.check(f"""
+set -e
+ip netns add satest
+ip -n satest xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x1001 mode tunnel \
+    enc 'cbc(aes)' {k(16)} auth-trunc 'hmac(sha1)' {k(20)} 96
+ip -n satest xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x1002 mode tunnel \
+    enc 'cbc(des3_ede)' {k(24)} auth-trunc 'hmac(md5)' {k(16)} 96
+ip -n satest xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi 0x1003 mode tunnel \
+    enc 'cbc(aes)' {k(32)} auth-trunc 'hmac(sha256)' {k(32)} 128
+ip -n satest xfrm state add src 198.51.100.1 dst 198.51.100.2 proto ah spi 0x2001 mode tunnel \
+    auth-trunc 'hmac(sha256)' {k(32)} 128
+ip -n satest xfrm state list
+ip netns del satest
+""")
+    for spi in ("0x00001001", "0x00001002", "0x00001003", "0x00002001"):
+        assert f"spi {spi}" in out, out
+    assert "proto ah" in out and "proto esp" in out
+
+
+ESP_TUNNEL = """
+set -e
+ka=0x{ka}; kb=0x{kb}; aa=0x{aa}; ab=0x{ab}
+ip netns add espa
+ip netns add espb
+ip link add va netns espa type veth peer name vb netns espb
+for ns in espa espb; do ip -n $ns link set lo up; done
+ip -n espa addr add 10.99.0.1/24 dev va
+ip -n espb addr add 10.99.0.2/24 dev vb
+ip -n espa link set va up
+ip -n espb link set vb up
+ip -n espa addr add 172.16.1.1/32 dev lo
+ip -n espb addr add 172.16.2.1/32 dev lo
+ip -n espa route add 172.16.2.0/24 dev va src 172.16.1.1
+ip -n espb route add 172.16.1.0/24 dev vb src 172.16.2.1
+for ns in espa espb; do
+  ip -n $ns xfrm state add src 10.99.0.1 dst 10.99.0.2 proto esp spi 0xa1 mode tunnel reqid 1 \
+      enc 'cbc(aes)' $ka auth-trunc 'hmac(sha1)' $aa 96
+  ip -n $ns xfrm state add src 10.99.0.2 dst 10.99.0.1 proto esp spi 0xb1 mode tunnel reqid 1 \
+      enc 'cbc(aes)' $kb auth-trunc 'hmac(sha1)' $ab 96
+done
+ip -n espa xfrm policy add src 172.16.1.0/24 dst 172.16.2.0/24 dir out \
+    tmpl src 10.99.0.1 dst 10.99.0.2 proto esp mode tunnel reqid 1
+ip -n espa xfrm policy add src 172.16.2.0/24 dst 172.16.1.0/24 dir in \
+    tmpl src 10.99.0.2 dst 10.99.0.1 proto esp mode tunnel reqid 1
+ip -n espb xfrm policy add src 172.16.2.0/24 dst 172.16.1.0/24 dir out \
+    tmpl src 10.99.0.2 dst 10.99.0.1 proto esp mode tunnel reqid 1
+ip -n espb xfrm policy add src 172.16.1.0/24 dst 172.16.2.0/24 dir in \
+    tmpl src 10.99.0.1 dst 10.99.0.2 proto esp mode tunnel reqid 1
+ip netns exec espb tcpdump -n -l -c 3 -i vb esp > /tmp/esp.cap 2>/dev/null &
+sleep 2
+ip netns exec espa ping -c 3 -W 3 172.16.2.1
+wait
+echo "--- capture"; cat /tmp/esp.cap
+echo "--- states"; ip -n espa -s xfrm state list
+ip netns del espa
+ip netns del espb
+"""
+
+
+def test_ping_through_manually_keyed_esp_tunnel(router):
+    keys = {n: secrets.token_hex(16 if n[0] == "k" else 20) for n in ("ka", "kb", "aa", "ab")}
+    out = router.check(ESP_TUNNEL.format(**keys), timeout=90)
+    assert "3 packets transmitted, 3 packets received" in out, out
+    capture = out.split("--- capture")[1].split("--- states")[0]
+    assert len(re.findall(r"10\.99\.0\.\d > 10\.99\.0\.\d: ESP\(spi=0x000000(a1|b1)", capture)) == 3, out
+    states = out.split("--- states")[1]
+    # the outbound SA of espa (spi 0xa1) and the inbound one (0xb1) each counted the 3 pings
+    for spi in ("0x000000a1", "0x000000b1"):
+        block = states.split(f"spi {spi}")[1]
+        packets = int(re.search(r"lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)", block).group(2))
+        assert packets >= 3, states
+
+
+def test_setting_survives_reboot(router):
+    """Last in this module: it reboots the shared router."""
+    token = secrets.token_hex(8)
+    router.check(f"echo {token} > /data/ikecore/imagetest.setting && sync")
+    router.reboot(timeout=300)
+    assert router.check("cat /etc/ikecore/imagetest.setting").strip() == token
+    router.check("rm /data/ikecore/imagetest.setting")
+    router.wait_http(router.lan_url, timeout=120)
