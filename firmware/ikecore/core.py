@@ -138,6 +138,14 @@ class IkeCore:
             return
         if remote[0] != sa.remote[0]:
             return
+        if (sa.failed and not sa.initiator and header.rcookie == ZERO_COOKIE
+                and data != sa.reply_to and data != sa.last_received
+                and header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE)):
+            # We refused a first message with these cookies and now a different one comes (the
+            # peer changed its settings, or the refused one was forged): start over.
+            self.remove_ike_sa(sa, now, "superseded by a new first message", notify_peer=False)
+            self._respond(header, data, local, remote, now)
+            return
         sa.remote = remote
         if header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE):
             phase1.handle(sa, header, data, now)

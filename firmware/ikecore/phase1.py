@@ -212,6 +212,8 @@ class IkeSa:
         self.pending = None        # Retransmit of our last phase 1 message that wants an answer
         self.last_sent = None      # our last phase 1 message (resent when the peer repeats itself)
         self.last_received = None  # the peer's last phase 1 message, raw (duplicate detection)
+        self.current_input = None  # the message being handled (what our next message answers)
+        self.reply_to = None       # the peer message our last_sent answered
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -291,6 +293,7 @@ class IkeSa:
     def send(self, data, now, wants_answer=True):
         """Queue one phase 1 message; remember it for retransmission and duplicate answers."""
         self.last_sent = data
+        self.reply_to = self.current_input
         self.pending = Retransmit(data, now) if wants_answer else None
         self.core.send(data, self.local, self.remote)
 
@@ -511,8 +514,11 @@ def start(sa, now):
 def handle(sa, header, data, now):
     """A phase 1 (main/aggressive) message for this SA. Duplicates are answered with our last
     message; anything not expected in the current state is dropped (logged)."""
-    if sa.last_received == data:
-        if sa.last_sent is not None:
+    if data == sa.reply_to or data == sa.last_received:
+        # A repeat: the peer missed our answer to it (answer again), or it repeats a message
+        # we did not answer (our last message went earlier and is retransmitted by its timer;
+        # answering here would make two ends echo each other forever).
+        if data == sa.reply_to and sa.last_sent is not None:
             sa.core.send(sa.last_sent, sa.local, sa.remote)
         return
     if sa.failed and sa.remove_at is not None and not sa.machine.established:
@@ -529,6 +535,7 @@ def handle(sa, header, data, now):
                % (sa.mode, sa.machine.state, sa.machine.number))
         return
     sa.heard_from_peer = True
+    sa.current_input = data
     handler(sa, header, data, now)
 
 
@@ -850,12 +857,21 @@ def _open_encrypted(sa, header, data, now, number):
 
 
 def _auth_failed(sa, detail, now, decrypt=False):
-    """Wrong pre-shared key (or certificate). The peer learns it from an unencrypted notify: with
-    different keys it could not read an encrypted one."""
+    """Wrong pre-shared key (or certificate) - or a message damaged on the way, which looks the
+    same. The diagnosis is shown and logged once, and the peer hears an unencrypted notify (with
+    different keys it could not read an encrypted one), but the negotiation stays open: a good
+    copy of the message (a retransmission) still completes it, so one forged datagram cannot
+    kill it. The initiator's give-up, or the cleanup of the responder's SA, ends it."""
     cause = "psk" if sa.auth == "psk" else "cert"
-    if not sa.failed:
-        sa.fail(cause, detail, now)
-        _notify_clear(sa, C.PAYLOAD_MALFORMED if decrypt else C.INVALID_HASH_INFORMATION)
+    sa.hint = (cause, detail)
+    line = diagnosis.line(cause, sa.remote[0], detail, phase=1, peer=sa.peer)
+    if sa.last_error != line:
+        sa.last_error = line
+        sa.log("error", line)
+        _notify_clear(sa, C.PAYLOAD_MALFORMED if decrypt else C.INVALID_HASH_INFORMATION,
+                      remember=False)
+    if sa.remove_at is None and not sa.initiator:
+        sa.remove_at = now + FAILED_KEEP_S
 
 
 def _check_hash(sa, received, now, number, responder_hash):
@@ -898,13 +914,16 @@ def _refuse_unencrypted(sa, number, now):
         "message %d must be encrypted" % number), sa)
 
 
-def _notify_clear(sa, notify_type):
+def _notify_clear(sa, notify_type, remember=True):
     """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before the
     SA is authenticated this is all we can send; the peer takes it as a hint only)."""
     note = codec.NotifyPayload(notify_type, protocol=C.PROTO_ISAKMP, spi=sa.spi())
     data = codec.encode_message(codec.Message(C.EXCHANGE_INFORMATIONAL, sa.icookie, sa.rcookie,
                                               message_id=0, payloads=[note]))
-    sa.last_sent = data
+    if remember:
+        # Our answer to the refused message: a repeat of it gets the same refusal.
+        sa.last_sent = data
+        sa.reply_to = sa.current_input
     sa.core.send(data, sa.local, sa.remote)
 
 

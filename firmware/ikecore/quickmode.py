@@ -103,6 +103,8 @@ class QuickMode:
         self.pending = None
         self.last_sent = None
         self.last_received = None
+        self.current_input = None           # the peer message being handled
+        self.reply_to = None                # the peer message our last_sent answered
         self.done = False
         self.failed = False
         self.forget_at = None
@@ -127,6 +129,7 @@ class QuickMode:
         data = self.sa.message(C.EXCHANGE_QUICK, [codec.HashPayload(hash_value)] + payloads_after_hash,
                                message_id=self.mid, encrypt=True)
         self.last_sent = data
+        self.reply_to = self.current_input
         self.pending = Retransmit(data, now) if wants_answer else None
         self.sa.core.send(data, self.sa.local, self.sa.remote)
 
@@ -489,8 +492,9 @@ def receive(sa, header, data, now):
             C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED), sa)
         return
     qm = sa.quick_modes.get(mid)
-    if qm is not None and qm.last_received == data:
-        if qm.last_sent is not None:
+    if qm is not None and (data == qm.reply_to or data == qm.last_received):
+        # Answer a repeat only if our last message answered it (see phase1.handle).
+        if data == qm.reply_to and qm.last_sent is not None:
             core.send(qm.last_sent, sa.local, sa.remote)
         return
     if qm is not None and (qm.failed or (qm.done and not qm.initiator)):
@@ -503,6 +507,8 @@ def receive(sa, header, data, now):
         return
     if sa.dpd is not None:
         sa.dpd.activity(now)
+    if qm is not None:
+        qm.current_input = data
     if qm is None:
         _new_request(sa, received, next_iv, now)
         return
@@ -545,6 +551,7 @@ def _new_request(sa, received, next_iv, now):
         sa.fail("network", detail, now, phase=2)
         return
     qm = QuickMode(sa, conn, False, mid, now)
+    qm.current_input = received.data
     ids = received.all(codec.IdPayload)
     qm.id_ci, qm.id_cr = ids[0], ids[1]
     sa.quick_modes[mid] = qm
