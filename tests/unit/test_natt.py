@@ -4,8 +4,13 @@ for each side of a simulated NAT."""
 
 import hashlib
 import ipaddress
+import json
+import os
 import random
+import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -265,3 +270,134 @@ def test_session_without_nat_or_without_nat_t():
     d.process_nat_d(sha1, ICKY, RCKY, c.nat_d_payloads(sha1, ICKY, RCKY, here, there), there, here)
     assert d.variant is natt.RFC3947 and d.status == "none" and not d.float_ports
     assert d.encapsulation() == C.ENCAP_TUNNEL
+
+
+# ---------------------------------------------------------------- against a real strongSwan
+
+# Runs inside namespace a as a minimal main mode responder: receives charon's message 1, answers
+# message 2 (charon's first transform, the RFC 3947 VID), receives message 3 and prints all bytes.
+RESPONDER = r'''
+import json, os, socket, sys
+from ikecore import codec, natt
+from ikecore import consts as C
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind((sys.argv[1], 500))
+sock.settimeout(20)
+print("READY", flush=True)
+mm1, peer = sock.recvfrom(65535)
+m1 = codec.decode_message(mm1)
+rcookie = os.urandom(8)
+chosen = m1.payloads[0].proposals[0]
+sa = codec.SaPayload([codec.Proposal(1, C.PROTO_ISAKMP, b"", [chosen.transforms[0]])])
+mm2 = codec.encode_message(codec.Message(C.EXCHANGE_MAIN, m1.icookie, rcookie,
+                                         payloads=[sa, codec.VendorPayload(natt.VID_RFC3947)]))
+sock.sendto(mm2, peer)
+while True:
+    mm3, peer = sock.recvfrom(65535)
+    if mm3[8:16] == rcookie:
+        break
+print("RESULT " + json.dumps({"mm1": mm1.hex(), "mm3": mm3.hex(), "peer": list(peer),
+                              "local": [sys.argv[1], 500]}), flush=True)
+'''
+
+
+def _interop_modules():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.join(root, "tests", "interop"))
+    import charon
+    import netns
+    if not os.path.exists(charon.CHARON) or not shutil.which("swanctl"):
+        pytest.skip("strongSwan charon/swanctl not installed (make deps installs them)")
+    ok, reason = netns.can_create_netns()
+    if not ok:
+        pytest.skip("cannot create network namespaces here: " + reason)
+    return root, charon, netns
+
+
+@pytest.fixture(scope="module")
+def charon_exchanges(tmp_path_factory):
+    """charon (namespace b) initiates main mode twice to our scripted responder (namespace a):
+    once plainly and once with encap=yes (charon then fakes NAT-D to force UDP encapsulation).
+    -> {"plain": result, "encap": result}, result = the responder's bytes and addresses."""
+    root, charon_mod, netns = _interop_modules()
+    work = tmp_path_factory.mktemp("natt-charon")
+    script = work / "responder.py"
+    script.write_text(RESPONDER)
+    env = dict(os.environ, PYTHONPATH=os.path.join(root, "firmware"))
+    results = {}
+    with netns.Lab("nt") as lab:
+        charon = charon_mod.Charon(lab.b, str(work / "charon"), data_plane="netlink")
+        charon.start()
+        try:
+            for label, encap in (("plain", False), ("encap", True)):
+                child = charon_mod.Child("net", netns.NET_B, netns.NET_A, ["aes128-sha256"])
+                conn = charon_mod.Conn("natt-" + label, netns.WAN_B, netns.WAN_A,
+                                       ["aes128-sha256-modp2048"], "natt-test-psk", [child],
+                                       encap=encap)
+                charon.load([conn])
+                responder = subprocess.Popen(lab.a.exec_cmd([sys.executable, str(script), netns.WAN_A]),
+                                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True)
+                assert responder.stdout.readline().strip() == "READY"
+                initiator = subprocess.Popen(
+                    lab.b.exec_cmd(["swanctl", "--initiate", "--child", "net", "--timeout", "30",
+                                    "--uri", charon.uri]),
+                    env=charon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    out, err = responder.communicate(timeout=30)
+                finally:
+                    initiator.terminate()
+                    initiator.wait(timeout=10)
+                    charon.terminate_all()
+                lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
+                assert lines, "responder got no message 3:\n%s\n%s" % (err, charon.log_tail())
+                results[label] = json.loads(lines[0][len("RESULT "):])
+        finally:
+            charon.stop()
+    return results
+
+
+def _sha256(data):
+    return hashlib.sha256(data).digest()
+
+
+def test_charon_message_1_vendor_ids(charon_exchanges):
+    m1 = decode_message(bytes.fromhex(charon_exchanges["plain"]["mm1"]))
+    vids = m1.find_all(VendorPayload)
+    assert natt.choose_variant(vids) is natt.RFC3947
+    # charon 5.9 sends these (its draft-03/-02 entries are receive-only); nothing is unknown.
+    names = [vendor.describe(v) for v in vids]
+    for wanted in ("NAT-T RFC 3947", "NAT-T draft-ietf-ipsec-nat-t-ike-02\\n", "DPD (RFC 3706)",
+                   "XAUTH", "IKE fragmentation"):
+        assert wanted in names, names
+    assert not [n for n in names if n.startswith("unknown")], names
+    assert natt.choose_variant([v for v in vids if v.data != natt.VID_RFC3947]) is natt.DRAFT_02N
+
+
+def test_charon_nat_d_hashes_equal_ours_without_nat(charon_exchanges):
+    run = charon_exchanges["plain"]
+    m3 = decode_message(bytes.fromhex(run["mm3"]))
+    nat_d = m3.find_all(NatDPayload)
+    assert [p.payload_type for p in nat_d] == [C.PT_NAT_D, C.PT_NAT_D]   # RFC numbering, as agreed
+    local, remote = tuple(run["local"]), tuple(run["peer"])
+    # charon's hashes (with the negotiated SHA-256) are exactly what natt computes for the
+    # addresses: first ours (the destination), then its own.
+    assert [p.data for p in nat_d] == natt.nat_d_hashes(_sha256, m3.icookie, m3.rcookie,
+                                                         local=remote, remote=local)
+    session = natt.NattSession()
+    session.note_vendor_ids(decode_message(bytes.fromhex(run["mm1"])).payloads)
+    session.process_nat_d(_sha256, m3.icookie, m3.rcookie, m3.payloads, local, remote)
+    assert (session.status, session.float_ports, session.send_keepalives) == ("none", False, False)
+
+
+def test_charon_faking_nat_d_makes_us_float(charon_exchanges):
+    run = charon_exchanges["encap"]
+    m3 = decode_message(bytes.fromhex(run["mm3"]))
+    session = natt.NattSession()
+    session.note_vendor_ids(decode_message(bytes.fromhex(run["mm1"])).payloads)
+    verdict = session.process_nat_d(_sha256, m3.icookie, m3.rcookie, m3.payloads,
+                                    tuple(run["local"]), tuple(run["peer"]))
+    # charon pretends to be behind a NAT (its own hash is faked): far end, UDP-encapsulated ESP.
+    assert verdict.peer_behind_nat and not verdict.us_behind_nat, verdict
+    assert session.status == "far end" and session.float_ports
+    assert session.encapsulation("tunnel") == C.ENCAP_UDP_TUNNEL
