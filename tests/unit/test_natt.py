@@ -361,6 +361,22 @@ def _sha256(data):
     return hashlib.sha256(data).digest()
 
 
+def test_charon_messages_decode_and_reencode_byte_for_byte(charon_exchanges):
+    for run in charon_exchanges.values():
+        for key in ("mm1", "mm3"):
+            data = bytes.fromhex(run[key])
+            assert encode_message(decode_message(data)) == data
+    m1 = decode_message(bytes.fromhex(charon_exchanges["plain"]["mm1"]))
+    (proposal,) = m1.payloads[0].proposals
+    assert proposal.protocol == C.PROTO_ISAKMP and proposal.transforms
+    attrs = dict(proposal.transforms[0].attributes)
+    assert attrs[1] == 7 and attrs[14] == 128 and attrs[2] == 4 and attrs[4] == 14  # aes128 sha256 modp2048
+    m3 = decode_message(bytes.fromhex(charon_exchanges["plain"]["mm3"]))
+    assert [type(p).__name__ for p in m3.payloads] == ["KePayload", "NoncePayload", "NatDPayload",
+                                                       "NatDPayload"]
+    assert len(m3.find(KePayload).data) == 256
+
+
 def test_charon_message_1_vendor_ids(charon_exchanges):
     m1 = decode_message(bytes.fromhex(charon_exchanges["plain"]["mm1"]))
     vids = m1.find_all(VendorPayload)
