@@ -147,6 +147,8 @@ class IkeCore:
             self._respond(header, data, local, remote, now)
             return
         sa.remote = remote
+        if local[1] == C.NATT_PORT:
+            sa.local = local       # the peer floated to 4500 (RFC 3947 section 4): follow it
         if header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE):
             phase1.handle(sa, header, data, now)
         elif header.exchange == C.EXCHANGE_INFORMATIONAL:
@@ -281,6 +283,10 @@ class IkeCore:
     def send(self, data, local, remote):
         if local[1] == C.NATT_PORT:
             data = NON_ESP_MARKER + data
+        self._datagrams.append((data, local, remote))
+
+    def send_raw(self, data, local, remote):
+        """A datagram without the non-ESP marker (NAT keepalives)."""
         self._datagrams.append((data, local, remote))
 
     def allocate_spi(self, protocol):

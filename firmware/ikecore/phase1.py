@@ -22,8 +22,10 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import keymat
+from . import natt
 from . import proposals
 from . import states
+from . import vendor
 from .crypto import CryptoError, cipher_info, hash_size
 from .events import IkeSaChanged, Log
 
@@ -35,7 +37,7 @@ FAILED_KEEP_S = 120
 # default margin), at least one second.
 MAX_REKEY_MARGIN_S = 540
 
-DPD_VENDOR_ID = bytes.fromhex("afcad71368a1f1c96b8696fc77570100")   # RFC 3706 section 7 (1.0)
+KEEPALIVE_INTERVAL_S = natt.KEEPALIVE_INTERVAL_S
 
 
 def rekey_margin(lifetime_s):
@@ -196,7 +198,8 @@ class IkeSa:
         self.proposal = None
         self.lifetime_s = peer.lifetime_s
         self.auth = peer.auth
-        self.nat_t = "none"
+        self.natt = natt.NattSession(bool(peer.nat_t))
+        self.keepalive_at = None
         self.peer_dpd = False
         # Diffie-Hellman, nonces, the initiator's SA body, keys
         self.dh_private = None
@@ -242,6 +245,10 @@ class IkeSa:
     @property
     def established(self):
         return self.machine.established and not self.deleted
+
+    @property
+    def nat_t(self):
+        return self.natt.status
 
     @property
     def initiator(self):
@@ -390,7 +397,7 @@ class IkeSa:
     def deadlines(self):
         found = []
         for t in (self.pending.deadline if self.pending else None, self.remove_at,
-                  self.rekey_at, self.expire_at):
+                  self.rekey_at, self.expire_at, self.keepalive_at):
             if t is not None:
                 found.append(t)
         for qm in self.quick_modes.values():
@@ -417,21 +424,45 @@ def _sa_payload(sa):
 
 
 def _vendor_payloads(sa):
-    # DPD (RFC 3706 section 7) is announced so the peer answers our R-U-THEREs.
-    # TODO(natt): NAT-T vendor IDs from natt.py once NAT-D handling lands (MM 3/4, AM).
-    return [codec.VendorPayload(DPD_VENDOR_ID)]
+    """DPD (RFC 3706 section 7) so the peer answers our R-U-THEREs, and NAT-T (RFC 3947): every
+    variant from the initiator, the chosen one back from the responder."""
+    vids = [codec.VendorPayload(vendor.VID_DPD)] if sa.peer.dpd_delay_s else []
+    return vids + sa.natt.vendor_payloads(sa.initiator)
 
 
 def _note_vendor_ids(sa, received):
-    for vid in received.all(codec.VendorPayload):
-        if bytes(vid.data) == DPD_VENDOR_ID:
-            sa.peer_dpd = True
+    vids = received.all(codec.VendorPayload)
+    if vendor.has(vids, vendor.VID_DPD):
+        sa.peer_dpd = True
+    sa.natt.note_vendor_ids(vids)
+
+
+def _hash_fn(sa):
+    alg = sa.proposal.integ
+    return lambda data: sa.crypto.hash(alg, data)
 
 
 def _natd_payloads(sa):
-    """NAT-D payloads for MM 3/4 and AM (RFC 3947 section 3.2). None yet: we do not announce
-    NAT-T, so a compliant peer sends none either."""
-    return []
+    """NAT-D payloads (RFC 3947 section 3.2) for MM 3/4 and aggressive mode 2/3, when both sides
+    announced NAT-T: the hash of the peer's address and port, then of ours."""
+    return sa.natt.nat_d_payloads(_hash_fn(sa), sa.icookie, sa.rcookie, sa.local, sa.remote)
+
+
+def _process_natd(sa, received):
+    """The peer's NAT-D hashes against the addresses this datagram travelled with."""
+    verdict = sa.natt.process_nat_d(_hash_fn(sa), sa.icookie, sa.rcookie, received.payloads,
+                                    sa.local, sa.remote)
+    if verdict is not None and verdict.nat:
+        sa.log("info", "NAT-T: NAT detected at the %s (%s)" % (
+            verdict.status, sa.natt.variant.name))
+
+
+def _float(sa):
+    """RFC 3947 section 4: with a NAT on the path, IKE moves to port 4500 (non-ESP marker)
+    from main mode message 5 / aggressive mode message 3 on, and ESP goes in UDP."""
+    if sa.natt.float_ports and sa.remote[1] != C.NATT_PORT:
+        sa.local = (sa.local[0], C.NATT_PORT)
+        sa.remote = (sa.remote[0], C.NATT_PORT)
 
 
 def _payload_body(payload):
@@ -599,7 +630,9 @@ def main_inR2_outI3(sa, header, data, now):
     except CryptoError as exc:
         sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
         return
+    _process_natd(sa, received)
     sa.feed(states.VALID, now)
+    _float(sa)
     sa.idi = identity_payload(sa.crypto, _local_identity(sa))
     hash_i = sa.hash_i(_payload_body(sa.idi))
     out = sa.message(C.EXCHANGE_MAIN, [sa.idi, codec.HashPayload(hash_i)]
@@ -653,6 +686,7 @@ def main_inI2_outR2(sa, header, data, now):
         sa.core.malformed(sa.remote, codec.MalformedMessage("message 3 lacks KE or nonce"), sa)
         return
     sa.ke_i, sa.ni = bytes(ke.data), bytes(nonce.data)
+    _process_natd(sa, received)
     sa.ke_r = _dh_start(sa)
     sa.nr = _nonce(sa)
     try:
@@ -725,11 +759,13 @@ def aggr_inR1_outI2(sa, header, data, now):
     if not _check_id(sa, received, now):
         return
     _note_vendor_ids(sa, received)
+    _process_natd(sa, received)
     sa.feed(states.VALID, now)
+    _float(sa)
     hash_i = sa.hash_i(_payload_body(sa.idi))
     # RFC 2409 shows the last aggressive mode message in clear; like Libreswan and strongSwan we
     # encrypt it (both accept either), which also carries INITIAL-CONTACT protected.
-    out = sa.message(C.EXCHANGE_AGGRESSIVE, [codec.HashPayload(hash_i)]
+    out = sa.message(C.EXCHANGE_AGGRESSIVE, [codec.HashPayload(hash_i)] + _natd_payloads(sa)
                      + _initial_contact_payloads(sa), encrypt=True)
     sa.send(out, now, wants_answer=False)
     sa.last_received = data
@@ -797,6 +833,7 @@ def aggr_inI2(sa, header, data, now):
         sa.set_iv(0, next_iv)
     sa.last_received = data
     sa.pending = None
+    _process_natd(sa, received)
     sa.feed(states.VALID, now)
     _established(sa, received, now)
 
@@ -937,6 +974,8 @@ def _established(sa, received, now):
     sa.hint = None
     sa.remove_at = None
     sa.expire_at = now + sa.lifetime_s
+    if sa.natt.send_keepalives:
+        sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     sa.rekey_at = now + sa.lifetime_s - rekey_margin(sa.lifetime_s)
     if not sa.initiator:
         # The initiator renews; we only do so when it did not, a little later.
@@ -964,7 +1003,11 @@ _HANDLERS = {
 
 
 def on_timer(sa, now):
-    """Retransmit our last phase 1 message, or give up (the diagnosis says why)."""
+    """Retransmit our last phase 1 message, or give up (the diagnosis says why); NAT keepalives."""
+    if sa.keepalive_at is not None and sa.keepalive_at <= now:
+        # RFC 3948 section 2.3: one 0xFF byte to port 4500 keeps our NAT mapping open.
+        sa.core.send_raw(natt.KEEPALIVE, sa.local, sa.remote)
+        sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     pending = sa.pending
     if pending is None or pending.deadline > now:
         return

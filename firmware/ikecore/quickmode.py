@@ -16,6 +16,7 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import keymat
+from . import natt
 from . import proposals
 from .crypto import CryptoError
 from .events import ChildSa, InstallChildSa
@@ -162,7 +163,7 @@ class QuickMode:
         for number, p in enumerate(conn.proposals[:3]):
             for proto in bundle(conn.protocol):
                 tid, attrs = proposals.child_transform(p, proto, conn.lifetime_s, conn.lifetime_kb,
-                                                       conn.pfs)
+                                                       conn.pfs, udp=_udp_encapsulation(self.sa))
                 result.append(codec.Proposal(number + 1, PROTOCOL_IDS[proto], self.my_spis[proto],
                                              [codec.Transform(1, tid, attrs)]))
         return result
@@ -383,7 +384,10 @@ class QuickMode:
                     local_net=conn.local_net, remote_net=conn.remote_net, mode="tunnel",
                     encr=t.encr if proto == "esp" else None, encr_key=encr_key if encr_len else None,
                     integ=t.integ, integ_key=integ_key, lifetime_s=self.lifetime_s,
-                    lifetime_kb=self.lifetime_kb, encap=None, reqid=sa.core.reqid(conn.name),
+                    lifetime_kb=self.lifetime_kb,
+                    encap=(sa.natt.encap_ports(sa.remote, sa.local) if direction == "in"
+                           else sa.natt.encap_ports(sa.local, sa.remote)),
+                    reqid=sa.core.reqid(conn.name),
                     created=now))
         sa.phase2_negotiations += 1
         sa.log("info", "quick mode %s with %s established: %s %s, SPIs in %s out %s, lifetime %d s" % (
@@ -406,6 +410,14 @@ class QuickMode:
             return
         if self.forget_at is not None and self.forget_at <= now:
             self.sa.quick_modes.pop(self.mid, None)
+
+
+def _udp_encapsulation(sa):
+    """Encapsulation Mode numbering for child_transform: None without a NAT, else the RFC's
+    or the drafts' UDP-encapsulated values, as the NAT-T variant agreed in phase 1 says."""
+    if not sa.natt.float_ports:
+        return None
+    return "rfc" if sa.natt.variant is natt.RFC3947 else "draft"
 
 
 class _ChildKeyView:

@@ -48,8 +48,10 @@ class IkeLink:
     (sender, index, data) -> bool) loses chosen datagrams. Every datagram is recorded in
     self.trace as (sender "A"/"B", data)."""
 
-    def __init__(self, settings_a, settings_b, clock=None):
+    def __init__(self, settings_a, settings_b, clock=None, nat_a=None):
         self.clock = clock or IkeClock()
+        # nat_a = (public ip, {A's port: public port}): A sits behind a NAT; B sees A there.
+        self.nat_a = nat_a
         self.crypto = CryptographyProvider()
         self.a = IkeCore(settings_a, self.crypto, self.clock.now)
         self.b = IkeCore(settings_b, self.crypto, self.clock.now)
@@ -72,9 +74,18 @@ class IkeLink:
                     moved = True
                     if drop is not None and drop(name, index, data):
                         continue
-                    assert remote[0] == dst
-                    other.receive_datagram(data, (dst, remote[1]), (src, local[1]),
-                                           self.clock.now)
+                    src_addr, dst_addr = (src, local[1]), (dst, remote[1])
+                    if self.nat_a is not None:
+                        public, ports = self.nat_a
+                        if name == "A":
+                            src_addr = (public, ports[local[1]])
+                        else:
+                            assert remote[0] == public
+                            back = dict((v, k) for k, v in ports.items())
+                            dst_addr = (GW_A, back[remote[1]])
+                    else:
+                        assert remote[0] == dst
+                    other.receive_datagram(data, dst_addr, src_addr, self.clock.now)
             self._drain()
             if not moved:
                 return
@@ -139,3 +150,16 @@ def ike_link_factory():
 @pytest.fixture
 def ike_identity():
     return Identity
+
+
+class _IkeKit:
+    """The helpers above for tests that build links by hand (a test module cannot import this
+    conftest reliably: several directories have one)."""
+    IkeLink = IkeLink
+    ike_settings = staticmethod(ike_settings)
+    GW_A, GW_B, NET_A, NET_B = GW_A, GW_B, NET_A, NET_B
+
+
+@pytest.fixture
+def ike_kit():
+    return _IkeKit

@@ -207,3 +207,40 @@ def test_status_shape(ike_link_factory):
     assert out["ike_sa"] == ike["id"] and out["elapsed_s"] == 12
     inc = [s for s in st["sas"] if s["direction"] == "incoming"][0]
     assert inc["destination"] == "192.0.2.1"
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_nat_traversal_floats_to_4500(ike_kit, mode):
+    """A behind a NAT (203.0.113.9): NAT-D finds it, IKE moves to 4500 and ESP goes in UDP."""
+    k = ike_kit
+    IkeLink, ike_settings, GW_A, GW_B, NET_A, NET_B = (k.IkeLink, k.ike_settings, k.GW_A, k.GW_B,
+                                                       k.NET_A, k.NET_B)
+    public = "203.0.113.9"
+    link = IkeLink(ike_settings(GW_A, GW_B, NET_A, NET_B, mode=mode),
+                   ike_settings(GW_B, public, NET_B, NET_A, mode=mode),
+                   nat_a=(public, {500: 40500, 4500: 44500}))
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert link.ike("A")[0]["nat_t"] == "near end" and link.ike("B")[0]["nat_t"] == "far end"
+    for name in "AB":
+        assert link.ike(name)[0]["state"] == 9
+    # main mode: messages 1-4 on 500, 5 on with the non-ESP marker; aggressive: 1-2, then 3
+    first_float = 4 if mode == "main" else 2
+    for who, data in link.trace[first_float:]:
+        assert data[:4] == b"\x00\x00\x00\x00"
+    for s in link.installed("A"):
+        assert s.encap == (4500, 4500)
+    b_out = [s for s in link.installed("B") if s.direction == "out"][0]
+    assert b_out.encap == (4500, 44500) and b_out.dst == public
+    mark = len(link.trace)
+    link.step(21)
+    assert ("A", b"\xff") in link.trace[mark:]         # keepalive from behind the NAT
+
+
+def test_no_nat_means_no_float(ike_link_factory):
+    link = ike_link_factory()
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert all(d[:4] != b"\x00\x00\x00\x00" for _, d in link.trace)
+    assert all(s.encap is None for s in link.installed("A"))
+    assert link.ike("A")[0]["nat_t"] == "none"
