@@ -1,7 +1,8 @@
-# Runs INSIDE MicroPython (node run.mjs handshake.py input.json): two IkeCore instances, the
-# unchanged portable core with the MicroPython crypto provider, do main mode + quick mode with
-# each other; datagrams are moved between them by hand. Prints "RESULT <json>" with what each
-# side installed and reported, for tests/unit/test_micropython.py to check.
+# Runs INSIDE MicroPython (node run.mjs handshake.py input.json): for each scenario of the input
+# (phase 1 mode, each side's PSK), two IkeCore instances -- the unchanged portable core with the
+# MicroPython crypto provider -- negotiate phase 1 + quick mode with each other; datagrams are
+# moved between them by hand. Prints "RESULT <json>": per scenario, the states each side went
+# through, the SAs it installed and its status(), for tests/unit/test_micropython.py to check.
 # Algorithms: what MicroPython can compute -- HMAC-SHA256, MODP-2048 (pow) and, for "aes128",
 # the TEST-ONLY-XOR-CBC stand-in (this build has no cipher module).
 import json
@@ -10,17 +11,17 @@ import time
 from ikecore import proposals
 from ikecore.core import IkeCore
 from ikecore.crypto_micropython import MicroPythonProvider
-from ikecore.events import InstallChildSa, IkeSaChanged
+from ikecore.events import IkeSaChanged, InstallChildSa, Log
 from ikecore.settings import Connection, Identity, Peer, Settings
 
 IN = json.loads(open("/input.json").read())
 A_ADDR, B_ADDR = "192.0.2.1", "192.0.2.2"
 
 
-def side(name, me, other, my_net, other_net, act_as):
+def side(name, me, other, my_net, other_net, act_as, psk, mode):
     peer = Peer(name="to-" + other, remote_gateway=other, local_address=me, act_as=act_as,
-                proposals=[proposals.parse_ike(IN["ike"])], auth="psk",
-                psk=IN["psk"].encode(), local_id=Identity("ipv4", me),
+                proposals=[proposals.parse_ike(IN["ike"])], auth="psk", phase1_mode=mode,
+                psk=psk.encode(), local_id=Identity("ipv4", me),
                 remote_id=Identity("ipv4", other), nat_t=False, dpd_delay_s=0)
     conn = Connection(name="net-" + other, peer=peer.name, local_net=my_net, remote_net=other_net,
                       proposals=[proposals.parse_child(IN["esp"], "esp")], protocol="esp",
@@ -29,33 +30,35 @@ def side(name, me, other, my_net, other_net, act_as):
     return IkeCore(settings, MicroPythonProvider(standin_for=("aes128",)), 0.0)
 
 
-a = side("a", A_ADDR, B_ADDR, "10.1.0.0/24", "10.2.0.0/24", "both")
-b = side("b", B_ADDR, A_ADDR, "10.2.0.0/24", "10.1.0.0/24", "responder")
-now = 1.0
-start = time.ticks_ms()
-a.initiate("net-" + B_ADDR, now)
-messages = 0
-events = {"a": [], "b": []}
-for _ in range(20):                          # main mode 6 + quick mode 3 messages need 9 hops
-    moved = False
-    for sender, receiver in ((a, b), (b, a)):
-        for data, local, remote in sender.datagrams_to_send():
-            receiver.receive_datagram(data, remote, local, now)
-            messages += 1
-            moved = True
-    for label, core in (("a", a), ("b", b)):
-        event = core.next_event()
-        while event is not None:
-            events[label].append(event)
+def run(mode, psk_a, psk_b):
+    """One negotiation; returns (a, b, events by side, messages moved, milliseconds)."""
+    a = side("a", A_ADDR, B_ADDR, "10.1.0.0/24", "10.2.0.0/24", "both", psk_a, mode)
+    b = side("b", B_ADDR, A_ADDR, "10.2.0.0/24", "10.1.0.0/24", "responder", psk_b, mode)
+    now = 1.0
+    start = time.ticks_ms()
+    a.initiate("net-" + B_ADDR, now)
+    messages = 0
+    events = {"a": [], "b": []}
+    for _ in range(20):                      # main mode 6 + quick mode 3 messages need 9 hops
+        moved = False
+        for sender, receiver in ((a, b), (b, a)):
+            for data, local, remote in sender.datagrams_to_send():
+                receiver.receive_datagram(data, remote, local, now)
+                messages += 1
+                moved = True
+        for label, core in (("a", a), ("b", b)):
             event = core.next_event()
-    if not moved:
-        break
-elapsed_ms = time.ticks_diff(time.ticks_ms(), start)
+            while event is not None:
+                events[label].append(event)
+                event = core.next_event()
+        if not moved:
+            break
+    return a, b, events, messages, time.ticks_diff(time.ticks_ms(), start), now
 
 
-def installed(label):
+def installed(events):
     out = []
-    for e in events[label]:
+    for e in events:
         if isinstance(e, InstallChildSa):
             sa = e.sa
             out.append({"direction": sa.direction, "spi": sa.spi.hex() if isinstance(sa.spi, bytes)
@@ -65,13 +68,23 @@ def installed(label):
     return out
 
 
-print("RESULT " + json.dumps({
-    "messages": messages,
-    "elapsed_ms": elapsed_ms,
-    "a_states": [e.state for e in events["a"] if isinstance(e, IkeSaChanged)],
-    "b_states": [e.state for e in events["b"] if isinstance(e, IkeSaChanged)],
-    "a_installed": installed("a"),
-    "b_installed": installed("b"),
-    "a_status": a.status(now),
-    "b_status": b.status(now),
-}))
+def summary(mode, psk_a, psk_b):
+    a, b, events, messages, elapsed_ms, now = run(mode, psk_a, psk_b)
+
+    def states(label):
+        return [e.state for e in events[label] if isinstance(e, IkeSaChanged)]
+    return {
+        "messages": messages,
+        "elapsed_ms": elapsed_ms,
+        "a_states": states("a"),
+        "b_states": states("b"),
+        "a_installed": installed(events["a"]),
+        "b_installed": installed(events["b"]),
+        "a_status": a.status(now),
+        "b_status": b.status(now),
+        "b_log": [e.text for e in events["b"] if isinstance(e, Log)],
+    }
+
+
+print("RESULT " + json.dumps(dict(
+    (s["name"], summary(s["mode"], s["psk_a"], s["psk_b"])) for s in IN["scenarios"])))

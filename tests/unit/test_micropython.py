@@ -111,22 +111,21 @@ def test_modexp_timing_micropython_vs_cpython(core_run):
               % (label, out["modexp_%s_ms" % label], cpython_ms))
 
 
-def test_two_peer_handshake_under_micropython(tmp_path):
-    """The goal of this harness: the SAME portable core, unchanged, negotiating main mode and
-    quick mode (PSK, HMAC-SHA256, MODP-2048 with PFS) between two IkeCore instances inside a real
-    MicroPython. Ciphers there are the TEST-ONLY-XOR-CBC stand-in (no cipher module in that
-    build); everything else -- codec, proposals, keymat, state machines -- is the daemon's code."""
+@pytest.fixture(scope="module")
+def handshakes(tmp_path_factory):
+    """One MicroPython run of handshake.py with three negotiations between two IkeCore instances."""
     if not os.path.exists(os.path.join(ROOT, "firmware", "ikecore", "core.py")):
         pytest.skip("ikecore/core.py does not exist yet")
-    out = run_micropython("handshake.py", {
+    return run_micropython("handshake.py", {
         "ike": "aes128-sha256-modp2048", "esp": "aes128-sha256", "pfs": "modp2048",
-        "psk": "correct horse battery staple"}, tmp_path)
-    print("\nMicroPython wasm: main mode + quick mode (PFS) between two cores: %d messages, %d ms"
-          % (out["messages"], out["elapsed_ms"]))
-    assert out["messages"] == 9                                  # 6 main mode + 3 quick mode
-    # The seed's negotiation states, main mode: initiator 1,3..8, responder 1..7, then Activated.
-    assert out["a_states"] == [1, 3, 4, 5, 6, 7, 8, 9]
-    assert out["b_states"] == [1, 2, 3, 4, 5, 6, 7, 9]
+        "scenarios": [
+            {"name": "main", "mode": "main", "psk_a": "correct horse", "psk_b": "correct horse"},
+            {"name": "aggressive", "mode": "aggressive", "psk_a": "battery", "psk_b": "battery"},
+            {"name": "wrong_psk", "mode": "main", "psk_a": "staple", "psk_b": "stable"},
+        ]}, tmp_path_factory.mktemp("hs"))
+
+
+def _check_tunnel(out):
     for label, role in (("a", "initiator"), ("b", "responder")):
         (ike,) = out[label + "_status"]["ike_sas"]
         assert (ike["status"], ike["state"], ike["role"]) == ("Activated", 9, role)
@@ -141,3 +140,35 @@ def test_two_peer_handshake_under_micropython(tmp_path):
             (in_sa["spi"], in_sa["encr_key"], in_sa["integ_key"])
         assert len(bytes.fromhex(out_sa["encr_key"])) == 16 and len(bytes.fromhex(out_sa["integ_key"])) == 32
     assert a["out"]["encr_key"] != a["in"]["encr_key"]          # each direction has its own keys
+
+
+def test_main_mode_and_quick_mode_under_micropython(handshakes):
+    """The goal of this harness: the SAME portable core, unchanged, negotiating main mode and
+    quick mode (PSK, HMAC-SHA256, MODP-2048 with PFS) between two IkeCore instances inside a real
+    MicroPython. Ciphers there are the TEST-ONLY-XOR-CBC stand-in (no cipher module in that
+    build); everything else -- codec, proposals, keymat, state machines -- is the daemon's code."""
+    out = handshakes["main"]
+    print("\nMicroPython wasm: main mode + quick mode (PFS) between two cores: %d messages, %d ms"
+          % (out["messages"], out["elapsed_ms"]))
+    assert out["messages"] == 9                                  # 6 main mode + 3 quick mode
+    # The seed's negotiation states, main mode: initiator 1,3..8, responder 1..7, then Activated.
+    assert out["a_states"] == [1, 3, 4, 5, 6, 7, 8, 9]
+    assert out["b_states"] == [1, 2, 3, 4, 5, 6, 7, 9]
+    _check_tunnel(out)
+
+
+def test_aggressive_mode_and_quick_mode_under_micropython(handshakes):
+    out = handshakes["aggressive"]
+    assert out["messages"] == 6                                  # 3 aggressive + 3 quick mode
+    assert out["a_states"] == [1, 3, 4, 9]                       # the seed's aggressive table
+    assert out["b_states"] == [1, 2, 3, 4, 9]
+    _check_tunnel(out)
+
+
+def test_wrong_psk_is_diagnosed_under_micropython(handshakes):
+    out = handshakes["wrong_psk"]
+    assert out["a_installed"] == [] and out["b_installed"] == []
+    for label in ("a", "b"):
+        (ike,) = out[label + "_status"]["ike_sas"]
+        assert ike["status"] != "Activated"
+        assert "pre-shared key mismatch" in ike["last_error"]
