@@ -162,7 +162,9 @@ def nat_d_hash(hash_fn, icookie, rcookie, ip, port):
 
 def nat_d_hashes(hash_fn, icookie, rcookie, local, remote):
     """The hashes to send, in order: first the peer's address (the packet's destination), then
-    ours (its source). local/remote: (ip, port)."""
+    ours (its source). local/remote: (ip, port). local must be the address the datagram really
+    leaves from: a wildcard ("0.0.0.0") hashes to something the peer cannot match, so both ends
+    would see a NAT that is not there."""
     return [nat_d_hash(hash_fn, icookie, rcookie, remote[0], remote[1]),
             nat_d_hash(hash_fn, icookie, rcookie, local[0], local[1])]
 
