@@ -16,6 +16,7 @@ endif
 APT_PACKAGES += openssl
 
 TEST_PREREQS += micropython-harness
+BENCH_PREREQS += micropython-harness
 .PHONY: micropython-harness
 micropython-harness: $(MICROPYTHON_DIR)/node_modules/.stamp
 
