@@ -112,7 +112,7 @@ def _invert(table, index):
 _P1_HASH_NAMES = _invert(INTEGRITY, 0)
 _P2_AUTH_NAMES = _invert(INTEGRITY, 1)
 _AH_NAMES = _invert(INTEGRITY, 2)
-_GROUP_NAMES = dict((row[0], name) for name, row in GROUPS.items())
+_GROUP_NAMES = _invert(GROUPS, 0)
 _AUTH_NAMES = dict((value, name) for name, value in AUTH_METHODS.items())
 
 
@@ -144,6 +144,9 @@ class IkeProposal:
         return (isinstance(other, IkeProposal) and self.encr == other.encr
                 and self.integ == other.integ and self.dh == other.dh)
 
+    def __hash__(self):
+        return hash((self.encr, self.integ, self.dh))
+
     def __repr__(self):
         return "IkeProposal(%r)" % self.name
 
@@ -165,6 +168,9 @@ class ChildProposal:
     def __eq__(self, other):
         return (isinstance(other, ChildProposal) and self.encr == other.encr
                 and self.integ == other.integ and self.protocol == other.protocol)
+
+    def __hash__(self):
+        return hash((self.encr, self.integ, self.protocol))
 
     def __repr__(self):
         return "ChildProposal(%r, %r)" % (self.name, self.protocol)

@@ -183,3 +183,8 @@ def test_decode_ike_transform_fixed_key_length_and_prf():
     assert "PRF" in P.decode_ike_transform([(1, 7), (2, 2), (3, 1), (4, 14), (13, 1)]).problem
     # ESP 3DES the same way.
     assert P.decode_child_transform("esp", 3, [(5, 1), (6, 192)]).encr == "3des"
+
+
+def test_proposals_are_hashable_values():
+    assert len({P.parse_ike("aes-sha-modp2048"), P.parse_ike("aes128-sha1-modp2048")}) == 1
+    assert len({P.parse_child("sha1", "ah"), P.parse_child("sha1", "ah"), P.parse_child("aes128-sha1")}) == 2
