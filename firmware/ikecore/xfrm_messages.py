@@ -13,7 +13,6 @@ bytes with an IPv4 address in the first 4.
 import importlib.util
 import ipaddress
 import socket
-import struct
 import sys
 
 

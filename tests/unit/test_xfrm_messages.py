@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from ikecore import xfrm_messages as m
 from ikecore import xfrm
+from ikecore import xfrm_messages as m
 from ikecore.events import ChildSa
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
