@@ -5,9 +5,13 @@ is simply reachable again on the next poll.
 """
 import asyncio
 import json
+import re
 
 REPLY_LIMIT = 64 * 1024 * 1024      # a status of thousands of SAs is a single (long) line
 TIMEOUT_S = 5.0
+# {"ok": true, "result": X} -> X without decoding it (the status of thousands of SAs is passed
+# to /api/status as the daemon wrote it; anything else falls back to decoding).
+OK_RESULT = re.compile(rb'^\{\s*"ok"\s*:\s*true\s*,\s*"result"\s*:\s*(\{.*\})\s*\}\s*$', re.S)
 
 
 class ControlError(Exception):
@@ -21,6 +25,9 @@ class ControlClient:
 
     async def request(self, cmd, **args):
         """Send {"cmd": cmd, **args}; return the reply's result or raise ControlError."""
+        return self._result(cmd, await self._ask(cmd, args))
+
+    async def _ask(self, cmd, args):
         message = dict(args, cmd=cmd)
         try:
             return await asyncio.wait_for(self._exchange(message), self.timeout_s)
@@ -42,12 +49,27 @@ class ControlClient:
         if not line:
             raise ControlError("the ikecore daemon closed the control socket without answering %r"
                                % message["cmd"])
-        reply = json.loads(line)
+        return line
+
+    def _result(self, cmd, line):
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            raise ControlError("the ikecore daemon's reply is not JSON: %s" % exc) from None
         if not isinstance(reply, dict) or "ok" not in reply:
             raise ControlError("unexpected reply from the ikecore daemon: %.200r" % (line,))
         if not reply["ok"]:
-            raise ControlError(str(reply.get("error") or "the daemon refused %r" % message["cmd"]))
+            raise ControlError(str(reply.get("error") or "the daemon refused %r" % cmd))
         return reply.get("result")
+
+    async def status_json(self):
+        """The status as JSON text, straight from the daemon's reply when it is a plain
+        {"ok": true, "result": {...}} line (no decode + re-encode of a big status)."""
+        line = await self._ask("status", {})
+        match = OK_RESULT.match(line)
+        if match:
+            return match.group(1).decode("utf-8")
+        return json.dumps(self._result("status", line), separators=(",", ":"))
 
     async def status(self):
         result = await self.request("status")

@@ -1,6 +1,4 @@
 """The status page (/), its JSON (/api/status), /metrics and the Delete action."""
-import json
-
 from aiohttp import web
 
 from webui import metrics
@@ -27,11 +25,11 @@ async def status_page(request):
 
 
 async def api_status(request):
-    status, error = await fetch_status(request)
-    if error:
-        return web.json_response({"error": error}, status=502)
-    return web.Response(text=json.dumps(status, separators=(",", ":")),
-                        content_type="application/json")
+    try:
+        text = await ctx_of(request).control.status_json()
+    except ControlError as exc:
+        return web.json_response({"error": str(exc)}, status=502)
+    return web.Response(text=text, content_type="application/json")
 
 
 async def metrics_page(request):

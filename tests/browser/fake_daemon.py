@@ -6,7 +6,6 @@ back which requests the web UI made. Runs its own asyncio loop in a thread so sy
 (urllib, selenium) can use it.
 """
 import asyncio
-import copy
 import json
 import threading
 
@@ -101,10 +100,11 @@ class FakeDaemon:
                     break
                 try:
                     request = json.loads(line)
-                    reply = self._answer(request)
+                    with self._lock:      # encoded under the lock: a consistent snapshot
+                        data = json.dumps(self._answer(request), separators=(",", ":"))
                 except (ValueError, KeyError, TypeError) as exc:
-                    reply = {"ok": False, "error": "bad request: %s" % exc}
-                writer.write(json.dumps(reply).encode() + b"\n")
+                    data = json.dumps({"ok": False, "error": "bad request: %s" % exc})
+                writer.write(data.encode() + b"\n")
                 await writer.drain()
         finally:
             writer.close()
@@ -114,18 +114,17 @@ class FakeDaemon:
         if self.fail_with:
             return {"ok": False, "error": self.fail_with}
         cmd = request["cmd"]
-        with self._lock:
-            if cmd == "status":
-                return {"ok": True, "result": copy.deepcopy(self.status)}
-            if cmd == "log":
-                limit = int(request.get("limit", 100))
-                return {"ok": True, "result": copy.deepcopy(self.log[-limit:])}
-            if cmd == "delete":
-                return self._delete(request["id"])
-            if cmd in ("up", "down"):
-                return {"ok": True, "result": None}
-            if cmd == "reload":
-                return {"ok": True, "result": "reloaded"}
+        if cmd == "status":
+            return {"ok": True, "result": self.status}
+        if cmd == "log":
+            limit = int(request.get("limit", 100))
+            return {"ok": True, "result": self.log[-limit:]}
+        if cmd == "delete":
+            return self._delete(request["id"])
+        if cmd in ("up", "down"):
+            return {"ok": True, "result": None}
+        if cmd == "reload":
+            return {"ok": True, "result": "reloaded"}
         return {"ok": False, "error": "unknown command %r" % cmd}
 
     def _delete(self, sa_id):

@@ -159,9 +159,10 @@ def test_5_refused_without_login_and_without_csrf_token(scene, chrome):
     # a form stripped of its CSRF token is refused and nothing is deleted
     deletes = scene.daemon.commands().count("delete")
     chrome.execute_script(
-        "var f = document.querySelector('#ike-ike-1 form');"
+        "var f = document.getElementById('delete-form');"
         "f.querySelector('input[name=csrf_token]').remove();"
-        "f.querySelector('input[name=confirmed]').value = '1'; f.submit();")
+        "f.querySelector('input[name=confirmed]').value = '1';"
+        "document.querySelector('#ike-ike-1 button').click();")
     wait(chrome, lambda d: "Refused" in d.find_element("tag name", "h1").text, "refused page")
     assert "CSRF" in chrome.page_source
     assert scene.daemon.commands().count("delete") == deletes

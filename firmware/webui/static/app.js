@@ -13,10 +13,25 @@
     var confirmed = form.querySelector("input[name=confirmed]");
     if (confirmed && confirmed.value === "1") return;
     event.preventDefault();
-    if (window.confirm(form.getAttribute("data-confirm") || "Are you sure?")) {
-      if (confirmed) confirmed.value = "1";
-      form.submit();
+    var button = event.submitter;
+    var question = (button && button.getAttribute("data-confirm")) ||
+      form.getAttribute("data-confirm") || "Are you sure?";
+    if (!window.confirm(question)) return;
+    // form.submit() sends no button: carry the pressed button's name=value (the SA id of the
+    // shared delete form) in a hidden field instead.
+    var carried = form.querySelector("input[data-from-button]");
+    if (carried) carried.remove();
+    if (button && button.name) {
+      carried = document.createElement("input");
+      carried.type = "hidden";
+      carried.name = button.name;
+      carried.value = button.value;
+      carried.setAttribute("data-from-button", "");
+      form.appendChild(carried);
     }
+    if (confirmed) confirmed.value = "1";
+    form.submit();
+    if (confirmed) confirmed.value = "0";     // the form data is taken; ask again next time
   });
 
   var NAT_T = {"none": "none", "far end": "Far end", "near end": "Near end"};
@@ -38,37 +53,22 @@
 
   function cell(row, label, value, className) {
     var td = document.createElement("td");
-    td.setAttribute("data-label", label);
     if (className) td.className = className;
     if (value !== undefined) td.textContent = value === null ? "" : String(value);
     row.appendChild(td);
     return td;
   }
 
-  function hidden(form, name, value) {
-    var input = document.createElement("input");
-    input.type = "hidden";
-    input.name = name;
-    input.value = value;
-    form.appendChild(input);
-  }
-
   function deleteButton(row, id, question) {
-    var td = cell(row, "Delete");
-    var form = document.createElement("form");
-    form.method = "post";
-    form.action = "/delete";
-    form.className = "inline confirm-form";
-    form.setAttribute("data-confirm", question);
-    hidden(form, "csrf_token", document.querySelector("meta[name=csrf-token]").content);
-    hidden(form, "id", id);
-    hidden(form, "confirmed", "0");
     var button = document.createElement("button");
     button.type = "submit";
+    button.setAttribute("form", "delete-form");
+    button.name = "id";
+    button.value = id;
     button.className = "danger small";
+    button.setAttribute("data-confirm", question);
     button.textContent = "Delete";
-    form.appendChild(button);
-    td.appendChild(form);
+    cell(row, "Delete").appendChild(button);
   }
 
   function ikeRow(ike) {
