@@ -2,12 +2,16 @@
 // portable ikecore modules installed in its filesystem.
 //
 //   node run.mjs SCRIPT.py [INPUT.json]
+//   node run.mjs --serve SCRIPT.py [INPUT.json]
 //
 // The portable modules listed in portable-modules.json are copied from firmware/ikecore/ into
 // /lib/ikecore/ (on MicroPython's sys.path). The package's own __init__.py is CPython-only (it
 // edits sys.path with os.path), so an empty one stands in. INPUT.json, if given, is copied to
 // /input.json for the script to read. Exit status: 0 when the script ran to the end, 1 when it
 // raised (the Python exception is printed on stderr).
+// --serve: after the script ran, each line read from stdin is passed to the script's function
+// step(line) and its result (a str) is written as one line to stdout -- a pipe through which a
+// CPython test talks to code living inside MicroPython. Ends at end of input.
 import fs from "fs";
 import path from "path";
 import { fileURLToPath } from "url";
@@ -15,7 +19,9 @@ import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const firmware = path.resolve(here, "..", "..", "firmware", "ikecore");
-const [script, input] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const serve = args[0] === "--serve";
+const [script, input] = serve ? args.slice(1) : args;
 if (!script) {
   console.error("usage: node run.mjs SCRIPT.py [INPUT.json]");
   process.exit(2);
@@ -42,10 +48,21 @@ for (const name of modules) {
 if (input) mp.FS.writeFile("/input.json", fs.readFileSync(input));
 mp.FS.writeFile("/installed.json", JSON.stringify(installed));
 
-try {
-  mp.runPython(fs.readFileSync(script, "utf8"));
-} catch (error) {
-  if (error.name !== "PythonError") throw error;
-  console.error(`MicroPython raised ${error.type}: ${error.message}`);
-  process.exit(1);
+function python(run) {
+  try {
+    return run();
+  } catch (error) {
+    if (error.name !== "PythonError") throw error;
+    console.error(`MicroPython raised ${error.type}: ${error.message}`);
+    process.exit(1);
+  }
+}
+
+python(() => mp.runPython(fs.readFileSync(script, "utf8")));
+if (serve) {
+  const step = mp.globals.get("step");
+  const readline = await import("readline");
+  for await (const line of readline.createInterface({ input: process.stdin })) {
+    process.stdout.write(python(() => step(line)) + "\n");
+  }
 }

@@ -172,3 +172,113 @@ def test_wrong_psk_is_diagnosed_under_micropython(handshakes):
         (ike,) = out[label + "_status"]["ike_sas"]
         assert ike["status"] != "Activated"
         assert "pre-shared key mismatch" in ike["last_error"]
+
+
+# -- one core in CPython, the other inside MicroPython, talking through node's stdin/stdout ----------
+class MicroPythonPeer:
+    """An IkeCore living inside MicroPython (tests/micropython/peer.py under run.mjs --serve)."""
+
+    def __init__(self, config, tmp_path):
+        node = shutil.which("node")
+        if node is None:
+            pytest.fail("node is not installed (make test installs it via mk/micropython.mk)")
+        config_file = tmp_path / "peer.json"
+        config_file.write_text(json.dumps(config))
+        self.proc = subprocess.Popen(
+            [node, os.path.join(HARNESS, "run.mjs"), "--serve", os.path.join(HARNESS, "peer.py"),
+             str(config_file)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.events = []
+
+    def request(self, **request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=60)
+            pytest.fail("the MicroPython peer died:\n%s" % self.proc.stderr.read())
+        reply = json.loads(line)
+        self.events.extend(reply["events"])
+        return reply
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def _cpython_core(me, other, act_as, mode, psk):
+    from ikecore.core import IkeCore
+    from ikecore.crypto_micropython import MicroPythonProvider
+    from ikecore.settings import Connection, Identity, Peer, Settings
+    peer = Peer(name="to-" + other, remote_gateway=other, local_address=me, act_as=act_as,
+                proposals=[proposals.parse_ike("aes128-sha256-modp2048")], auth="psk",
+                phase1_mode=mode, psk=psk, local_id=Identity("ipv4", me),
+                remote_id=Identity("ipv4", other), nat_t=False, dpd_delay_s=0)
+    conn = Connection(name="net-" + other, peer=peer.name, local_net="10.1.0.0/24",
+                      remote_net="10.2.0.0/24", proposals=[proposals.parse_child("aes128-sha256")],
+                      pfs="modp2048")
+    # The same portable provider as inside MicroPython (CPython's hashlib and pow, the same
+    # TEST-ONLY stand-in cipher), so the two sides can talk; the interpreters differ.
+    return IkeCore(Settings(peers={peer.name: peer}, connections={conn.name: conn}),
+                   MicroPythonProvider(standin_for=("aes128",)), 0.0)
+
+
+def _cross_interpreter_handshake(mode, cpython_initiates, tmp_path):
+    from ikecore.events import InstallChildSa
+    if not os.path.exists(os.path.join(ROOT, "firmware", "ikecore", "core.py")):
+        pytest.skip("ikecore/core.py does not exist yet")
+    ours = _cpython_core("192.0.2.1", "192.0.2.2", "both" if cpython_initiates else "responder",
+                         mode, b"shared secret")
+    theirs = MicroPythonPeer({
+        "me": "192.0.2.2", "other": "192.0.2.1", "mode": "main" if mode == "main" else mode,
+        "act_as": "responder" if cpython_initiates else "both", "psk": "shared secret",
+        "ike": ["aes128-sha256-modp2048"], "esp": ["aes128-sha256"], "pfs": "modp2048",
+        "local_net": "10.2.0.0/24", "remote_net": "10.1.0.0/24"}, tmp_path)
+    try:
+        now = 1.0
+        if cpython_initiates:
+            ours.initiate("net-192.0.2.2", now)
+            reply = {"datagrams": []}
+        else:
+            reply = theirs.request(initiate="net-192.0.2.1", now=now)
+        hops = 0
+        for _ in range(12):
+            for data, local, remote in reply["datagrams"]:
+                ours.receive_datagram(bytes.fromhex(data), tuple(remote), tuple(local), now)
+                hops += 1
+            outgoing = [[d.hex(), list(r), list(l)] for d, l, r in ours.datagrams_to_send()]
+            hops += len(outgoing)
+            reply = theirs.request(datagrams=outgoing, now=now)
+            if not outgoing and not reply["datagrams"]:
+                break
+        status = theirs.request(status=True, now=now)["status"]
+    finally:
+        theirs.close()
+    installed = []
+    event = ours.next_event()
+    while event is not None:
+        if isinstance(event, InstallChildSa):
+            installed.append(event.sa)
+        event = ours.next_event()
+    return ours.status(now), status, installed, theirs.events, hops
+
+
+@pytest.mark.parametrize("mode,cpython_initiates", [("main", True), ("aggressive", False)])
+def test_cpython_core_and_micropython_core_negotiate(mode, cpython_initiates, tmp_path):
+    """Wire compatibility ACROSS interpreters: symmetric bugs (both ends wrong the same way) pass
+    a MicroPython-only handshake; here one end is CPython's and one MicroPython's."""
+    ours, theirs, installed, their_events, hops = _cross_interpreter_handshake(
+        mode, cpython_initiates, tmp_path)
+    assert hops == (9 if mode == "main" else 6)
+    for status in (ours, theirs):
+        (ike,) = status["ike_sas"]
+        assert (ike["status"], ike["state"], ike["mode"]) == ("Activated", 9, mode)
+        assert len(status["sas"]) == 2
+    # Every SA CPython installed has its twin inside MicroPython with the same SPI and keys.
+    twins = [e for e in their_events if e.startswith("install ")]
+    assert len(installed) == len(twins) == 2
+    for sa in installed:
+        twin_direction = "in" if sa.direction == "out" else "out"
+        spi = sa.spi.hex() if isinstance(sa.spi, bytes) else sa.spi
+        assert "install esp %s spi=%s encr_key=%s integ_key=%s" % (
+            twin_direction, spi, sa.encr_key.hex(), sa.integ_key.hex()) in twins
