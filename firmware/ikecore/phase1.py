@@ -231,7 +231,9 @@ class IkeSa:
         self.quick_modes = {}      # message id -> quickmode.QuickMode
         self.dpd = None            # informational.Dpd when DPD runs on this SA
         self.initial_contact = False
-        self.dh_group = None
+        self.peer_cert = None      # the peer's certificate (DER) once it verified
+        self.peer_idi = None       # aggressive mode responder: the IDii payload of message 1
+        self.idi = self.idr = None
 
     # -- descriptive ---------------------------------------------------------------------------------
     @property
@@ -496,8 +498,27 @@ def _local_identity(sa):
     ident = sa.peer.local_id
     if ident is None:
         from .settings import Identity
-        ident = Identity("ipv4", sa.local[0])
+        if sa.auth == "rsa" and sa.peer.cert_der:
+            ident = Identity("dn", sa.crypto.cert_subject(sa.peer.cert_der))
+        else:
+            ident = Identity("ipv4", sa.local[0])
     return ident
+
+
+# -- authentication payloads: HASH for pre-shared keys, CERT + SIG for RSA (RFC 2409 5.1) -------
+def _auth_payloads(sa, hash_value):
+    """What proves our identity in MM 5/6 and AM 2/3."""
+    if sa.auth != "rsa":
+        return [codec.HashPayload(hash_value)]
+    return [codec.CertPayload(C.CERT_X509_SIGNATURE, sa.peer.cert_der),
+            codec.SigPayload(sa.crypto.sign("rsa", sa.peer.key_pem, hash_value))]
+
+
+def _cert_requests(sa):
+    """CR naming our CA (MM 3/4, AM 1/2), so the peer sends its certificate."""
+    if sa.auth != "rsa" or not sa.peer.ca_der:
+        return []
+    return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(sa.peer.ca_der))]
 
 
 def _initial_contact_payloads(sa):
@@ -535,7 +556,7 @@ def start(sa, now):
         sa.idi = identity_payload(sa.crypto, _local_identity(sa))
         data = sa.message(C.EXCHANGE_AGGRESSIVE,
                           [sa_payload, codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni), sa.idi]
-                          + _vendor_payloads(sa))
+                          + _cert_requests(sa) + _vendor_payloads(sa))
     sa.send(data, now)
     sa.feed(states.SENT, now)
     sa.log("info", "initiating %s mode with %s (%s)" % (sa.mode, sa.remote[0],
@@ -610,7 +631,7 @@ def main_inR1_outI2(sa, header, data, now):
     sa.ke_i = _dh_start(sa)
     sa.ni = _nonce(sa)
     out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni)]
-                     + _natd_payloads(sa))
+                     + _cert_requests(sa) + _natd_payloads(sa))
     sa.send(out, now)
     sa.feed(states.SENT, now)
 
@@ -635,7 +656,7 @@ def main_inR2_outI3(sa, header, data, now):
     _float(sa)
     sa.idi = identity_payload(sa.crypto, _local_identity(sa))
     hash_i = sa.hash_i(_payload_body(sa.idi))
-    out = sa.message(C.EXCHANGE_MAIN, [sa.idi, codec.HashPayload(hash_i)]
+    out = sa.message(C.EXCHANGE_MAIN, [sa.idi] + _auth_payloads(sa, hash_i)
                      + _initial_contact_payloads(sa), encrypt=True)
     sa.send(out, now)
     sa.feed(states.SENT, now)
@@ -649,11 +670,11 @@ def main_inR3(sa, header, data, now):
     received, next_iv = _open_encrypted(sa, header, data, now, 6)
     if received is None:
         return
+    # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
+    # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
+    sa.set_iv(0, next_iv)
     if not _check_hash(sa, received, now, 6, responder_hash=True):
         return
-    # Decrypted and authenticated: this is now the last phase 1 block, whatever the ID says
-    # (a refusal below is encrypted with an IV derived from it, as the peer will expect).
-    sa.set_iv(0, next_iv)
     sa.last_received = data
     if not _check_id(sa, received, now):
         return
@@ -696,7 +717,7 @@ def main_inI2_outR2(sa, header, data, now):
         return
     sa.feed(states.VALID, now)
     out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr)]
-                     + _natd_payloads(sa))
+                     + _cert_requests(sa) + _natd_payloads(sa))
     sa.send(out, now, wants_answer=False)
     sa.feed(states.SENT, now)
 
@@ -709,16 +730,16 @@ def main_inI3_outR3(sa, header, data, now):
     received, next_iv = _open_encrypted(sa, header, data, now, 5)
     if received is None:
         return
+    sa.set_iv(0, next_iv)
     if not _check_hash(sa, received, now, 5, responder_hash=False):
         return
-    sa.set_iv(0, next_iv)
     sa.last_received = data
     if not _check_id(sa, received, now):
         return
     sa.feed(states.VALID, now)
     sa.idr = identity_payload(sa.crypto, _local_identity(sa))
     hash_r = sa.hash_r(_payload_body(sa.idr))
-    out = sa.message(C.EXCHANGE_MAIN, [sa.idr, codec.HashPayload(hash_r)], encrypt=True)
+    out = sa.message(C.EXCHANGE_MAIN, [sa.idr] + _auth_payloads(sa, hash_r), encrypt=True)
     sa.send(out, now, wants_answer=False)
     sa.feed(states.SENT, now)
     _established(sa, received, now)
@@ -732,7 +753,7 @@ def aggr_inR1_outI2(sa, header, data, now):
         return
     try:
         _required(received, (codec.SaPayload, codec.KePayload, codec.NoncePayload,
-                             codec.IdPayload, codec.HashPayload), "aggressive mode message 2")
+                             codec.IdPayload), "aggressive mode message 2")
         proposal = _single_isakmp_proposal(received.one(codec.SaPayload))
     except codec.MalformedMessage as exc:
         sa.core.malformed(sa.remote, exc, sa)
@@ -765,7 +786,7 @@ def aggr_inR1_outI2(sa, header, data, now):
     hash_i = sa.hash_i(_payload_body(sa.idi))
     # RFC 2409 shows the last aggressive mode message in clear; like Libreswan and strongSwan we
     # encrypt it (both accept either), which also carries INITIAL-CONTACT protected.
-    out = sa.message(C.EXCHANGE_AGGRESSIVE, [codec.HashPayload(hash_i)] + _natd_payloads(sa)
+    out = sa.message(C.EXCHANGE_AGGRESSIVE, _auth_payloads(sa, hash_i) + _natd_payloads(sa)
                      + _initial_contact_payloads(sa), encrypt=True)
     sa.send(out, now, wants_answer=False)
     sa.last_received = data
@@ -802,13 +823,15 @@ def aggr_inI1_outR1(sa, header, data, now):
         sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
         return
     sa.peer_idi_b = _raw_body(received, received.index_of(codec.IdPayload))
+    sa.peer_idi = idi
     _note_vendor_ids(sa, received)
     sa.feed(states.VALID, now)
     sa.idr = identity_payload(sa.crypto, _local_identity(sa))
     hash_r = sa.hash_r(_payload_body(sa.idr))
     out = sa.message(C.EXCHANGE_AGGRESSIVE,
-                     [sa.chosen_sa, codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr), sa.idr,
-                      codec.HashPayload(hash_r)] + _vendor_payloads(sa) + _natd_payloads(sa))
+                     [sa.chosen_sa, codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr), sa.idr]
+                     + _auth_payloads(sa, hash_r) + _cert_requests(sa) + _vendor_payloads(sa)
+                     + _natd_payloads(sa))
     # The initiator's answer is the last message: we retransmit until it comes.
     sa.send(out, now, wants_answer=True)
     sa.feed(states.SENT, now)
@@ -825,12 +848,11 @@ def aggr_inI2(sa, header, data, now):
         next_iv = None
         if received is None:
             return
-    hash_payload = received.one(codec.HashPayload)
-    if hash_payload is None or bytes(hash_payload.data) != sa.hash_i(sa.peer_idi_b):
-        _auth_failed(sa, "message 3: its HASH_I did not verify", now)
-        return
     if next_iv is not None:
         sa.set_iv(0, next_iv)
+    if not _verify(sa, received, now, 3, sa.hash_i(sa.peer_idi_b), "HASH_I",
+                   received_id=sa.peer_idi):
+        return
     sa.last_received = data
     sa.pending = None
     _process_natd(sa, received)
@@ -912,20 +934,87 @@ def _auth_failed(sa, detail, now, decrypt=False):
 
 
 def _check_hash(sa, received, now, number, responder_hash):
-    """HASH_I / HASH_R of main mode 5/6 or aggressive mode 2: proves both sides hold the same
-    pre-shared key (it enters SKEYID)."""
+    """HASH_I / HASH_R of main mode 5/6 or aggressive mode 2 - or its signature. With pre-shared
+    keys this proves both sides hold the same key (it enters SKEYID)."""
     ident = received.one(codec.IdPayload)
-    hash_payload = received.one(codec.HashPayload)
-    if ident is None or hash_payload is None:
+    proof = received.one(codec.SigPayload if sa.auth == "rsa" else codec.HashPayload)
+    if ident is None or proof is None:
+        if sa.auth == "rsa" and ident is not None and received.one(codec.HashPayload) is not None:
+            sa.fail("auth_method", "we use certificates, the peer authenticated with a "
+                    "pre-shared key hash", now)
+            return False
         _auth_failed(sa, "message %d did not decrypt to valid payloads" % number, now, decrypt=True)
         return False
     id_b = _raw_body(received, received.index_of(codec.IdPayload))
     expected = sa.hash_r(id_b) if responder_hash else sa.hash_i(id_b)
-    if bytes(hash_payload.data) != expected:
-        _auth_failed(sa, "message %d: its %s did not verify" % (
-            number, "HASH_R" if responder_hash else "HASH_I"), now)
-        return False
+    return _verify(sa, received, now, number, expected,
+                   "HASH_R" if responder_hash else "HASH_I", received_id=ident)
+
+
+def _verify(sa, received, now, number, expected, what, received_id):
+    """PSK: the HASH payload equals what we computed. RSA: the peer's certificate is signed by
+    our CA, carries the ID the peer claims, and its key signed the hash."""
+    if sa.auth != "rsa":
+        proof = received.one(codec.HashPayload)
+        if proof is None or bytes(proof.data) != expected:
+            _auth_failed(sa, "message %d: its %s did not verify" % (number, what), now)
+            return False
+        return True
+    sig = received.one(codec.SigPayload)
+    cert = None
+    for c in received.all(codec.CertPayload):
+        if c.encoding == C.CERT_X509_SIGNATURE:
+            cert = bytes(c.data)
+            break
+    if sig is None:
+        return _cert_failed(sa, "message %d carries no signature" % number, now)
+    if cert is None:
+        return _cert_failed(sa, "the peer sent no certificate in message %d" % number, now,
+                            C.CERTIFICATE_UNAVAILABLE)
+    try:
+        problem = sa.crypto.cert_verify(cert, sa.peer.ca_der) if sa.peer.ca_der else \
+            "no CA is configured to check it against"
+        if problem is not None:
+            return _cert_failed(sa, "the peer's certificate %s: %s" % (
+                sa.crypto.cert_subject(cert), problem), now, C.INVALID_CERT_AUTHORITY)
+        bound = _id_in_certificate(sa, cert, received_id)
+        if bound is not None:
+            return _cert_failed(sa, bound, now, C.INVALID_ID_INFORMATION)
+        if not sa.crypto.verify(cert, expected, bytes(sig.data)):
+            return _cert_failed(sa, "the signature over %s in message %d does not verify with "
+                                "the certificate's key" % (what, number), now, C.INVALID_SIGNATURE)
+    except CryptoError as exc:
+        return _cert_failed(sa, "the peer's certificate cannot be used: %s" % exc, now,
+                            C.INVALID_CERTIFICATE)
+    sa.peer_cert = cert
     return True
+
+
+def _id_in_certificate(sa, cert, ident):
+    """None when the claimed ID is the certificate's subject or one of its alt names, else why
+    not (a certificate only vouches for the names it carries)."""
+    kind, text = identity_text(sa.crypto, ident.id_type, ident.data)
+    if kind == "dn":
+        if text == sa.crypto.cert_subject(cert):
+            return None
+    else:
+        wanted = {"ipv4": "ip", "fqdn": "dns", "user_fqdn": "email"}.get(kind)
+        for alt_kind, value in sa.crypto.cert_alt_names(cert):
+            if alt_kind == wanted and value.lower() == text.lower():
+                return None
+    return "the peer's ID %s %s is not in its certificate (%s)" % (
+        kind, text, sa.crypto.cert_subject(cert))
+
+
+def _cert_failed(sa, detail, now, notify_type=C.AUTHENTICATION_FAILED):
+    """A certificate problem is not a damaged datagram: it ends the negotiation. The keys agree
+    (no pre-shared key involved), so the refusal goes encrypted."""
+    sa.fail("cert", detail, now)
+    from . import informational
+    informational.send_notify(sa, notify_type, now)
+    if sa.mode == states.MAIN and sa.initiator:
+        informational.send_delete_ike(sa, now)     # the responder already counts it as up
+    return False
 
 
 def _check_id(sa, received, now):

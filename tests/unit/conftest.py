@@ -21,11 +21,13 @@ FAST_CHILD = ["aes128-sha1"]
 def ike_settings(local, remote, local_net, remote_net, mode="main", act_as="both", psk=b"secret",
                  ike=None, child=None, protocol="esp", pfs=None, lifetime_s=28800,
                  child_lifetime_s=3600, child_lifetime_kb=0, local_id=None, remote_id=None,
-                 dpd=(30, 120), extra_connections=()):
+                 dpd=(30, 120), extra_connections=(), auth="psk", cert_der=None, key_pem=None,
+                 ca_der=None, nat_t=True):
     peer = Peer("peer", remote, [proposals.parse_ike(p) for p in (ike or FAST_IKE)],
                 phase1_mode=mode, act_as=act_as, psk=psk, lifetime_s=lifetime_s,
                 local_address=local, local_id=local_id, remote_id=remote_id,
-                dpd_delay_s=dpd[0], dpd_timeout_s=dpd[1])
+                dpd_delay_s=dpd[0], dpd_timeout_s=dpd[1], auth=auth, cert_der=cert_der,
+                key_pem=key_pem, ca_der=ca_der, nat_t=nat_t)
     conn = Connection("lan", "peer", local_net, remote_net,
                       [proposals.parse_child(p, protocol) for p in (child or FAST_CHILD)],
                       protocol=protocol, pfs=pfs, lifetime_s=child_lifetime_s,
@@ -163,3 +165,71 @@ class _IkeKit:
 @pytest.fixture
 def ike_kit():
     return _IkeKit
+
+
+class _IkePki:
+    """A test CA, certificates for both gateways and a certificate from a foreign CA."""
+
+    def __init__(self):
+        import datetime
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        import ipaddress
+
+        def name(cn):
+            return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH"),
+                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ikecore test"),
+                              x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+        start = datetime.datetime(2024, 1, 1)
+        end = datetime.datetime(2034, 1, 1)
+
+        def key():
+            return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+        def build(subject, issuer, pub, signer, ca=False, sans=()):
+            b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                 .public_key(pub).serial_number(x509.random_serial_number())
+                 .not_valid_before(start).not_valid_after(end))
+            if ca:
+                b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            if sans:
+                b = b.add_extension(x509.SubjectAlternativeName(list(sans)), False)
+            return b.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+        def pem(k):
+            return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption())
+
+        ca_key, other_key = key(), key()
+        self.ca = build(name("Test CA"), name("Test CA"), ca_key.public_key(), ca_key, ca=True)
+        self.other_ca = build(name("Other CA"), name("Other CA"), other_key.public_key(),
+                              other_key, ca=True)
+        self.keys = {}
+        self.certs = {}
+        for label, ip, dns in (("A", GW_A, "a.example"), ("B", GW_B, "b.example")):
+            k = key()
+            self.keys[label] = pem(k)
+            self.certs[label] = build(name("gw-" + label.lower()), name("Test CA"), k.public_key(),
+                                      ca_key, sans=[x509.DNSName(dns),
+                                                    x509.IPAddress(ipaddress.ip_address(ip))])
+        k = key()
+        self.keys["foreign"] = pem(k)
+        self.certs["foreign"] = build(name("gw-a"), name("Other CA"), k.public_key(), other_key)
+
+    def side(self, label, ca=None):
+        """Settings kwargs for one side authenticating with its certificate."""
+        return {"auth": "rsa", "cert_der": self.certs[label], "key_pem": self.keys[label],
+                "ca_der": ca or self.ca}
+
+
+_PKI = []
+
+
+@pytest.fixture(scope="session")
+def ike_pki():
+    if not _PKI:
+        _PKI.append(_IkePki())
+    return _PKI[0]

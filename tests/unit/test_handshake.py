@@ -244,3 +244,21 @@ def test_no_nat_means_no_float(ike_link_factory):
     assert all(d[:4] != b"\x00\x00\x00\x00" for _, d in link.trace)
     assert all(s.encap is None for s in link.installed("A"))
     assert link.ike("A")[0]["nat_t"] == "none"
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+@pytest.mark.parametrize("initiator", ["A", "B"])
+def test_rsa_signatures_with_certificates(ike_link_factory, ike_pki, mode, initiator):
+    from ikecore.settings import Identity
+    link = ike_link_factory(
+        both={"mode": mode},
+        a_kwargs=dict(ike_pki.side("A"), remote_id=Identity("dn", "C=CH, O=ikecore test, CN=gw-b")),
+        b_kwargs=dict(ike_pki.side("B"), remote_id=Identity("fqdn", "a.example"),
+                      local_id=None))
+    link.a.settings.peers["peer"].local_id = Identity("fqdn", "a.example")
+    link.core(initiator).initiate("lan", link.clock.now)
+    link.flush()
+    for name in "AB":
+        (ike,) = link.ike(name)
+        assert (ike["state"], ike["auth"], ike["last_error"]) == (9, "rsa", None)
+    _check_pairs(link)

@@ -208,3 +208,38 @@ def test_network_mismatch(ike_link_factory, i):
                  "each side's local network")
     _assert_line(_one(link, i)["last_error"], "network mismatch", "INVALID-ID-INFORMATION")
     assert len(_errors(link, OTHER[i])) == 1
+
+
+# -- certificates -------------------------------------------------------------------------------
+@pytest.mark.parametrize("i", ["A", "B"])
+@pytest.mark.parametrize("bad", ["A", "B"])
+def test_certificate_from_a_foreign_ca(ike_link_factory, ike_pki, i, bad):
+    sides = {"A": ike_pki.side("A"), "B": ike_pki.side("B")}
+    sides[bad] = dict(sides[bad], cert_der=ike_pki.certs["foreign"], key_pem=ike_pki.keys["foreign"])
+    link = ike_link_factory(a_kwargs=sides["A"], b_kwargs=sides["B"])
+    _start(link, i)
+    checker = OTHER[bad]
+    # the checker stops where the peer's certificate arrived: MM 5 (responder) / MM 6 (initiator)
+    assert _one(link, checker)["state"] == (7 if checker == i else 5)
+    _assert_line(_one(link, checker)["last_error"], "certificate mismatch", "Other CA",
+                 "check the certificates")
+    other_errors = _errors(link, bad)
+    assert any("certificate mismatch" in e and "INVALID-CERT-AUTHORITY" in e for e in other_errors)
+
+
+def test_certificate_does_not_carry_the_claimed_id(ike_link_factory, ike_pki, ike_identity):
+    link = ike_link_factory(a_kwargs=dict(ike_pki.side("A"),
+                                          local_id=ike_identity("fqdn", "not-in-cert.example")),
+                            b_kwargs=ike_pki.side("B"))
+    _start(link, "A")
+    assert _one(link, "B")["state"] == 5
+    _assert_line(_one(link, "B")["last_error"], "certificate mismatch",
+                 "fqdn not-in-cert.example is not in its certificate")
+
+
+def test_certificates_against_a_psk_peer(ike_link_factory, ike_pki):
+    link = ike_link_factory(a_kwargs=ike_pki.side("A"))
+    _start(link, "A")
+    # the auth method is part of the phase 1 transform: no proposal matches
+    _assert_line(_one(link, "B")["last_error"], "authentication method mismatch")
+    assert _one(link, "B")["state"] == 1
