@@ -1,6 +1,6 @@
 """Web UI render time with many tunnels: GET / (the status page, server-rendered tables) and
 GET /api/status, end to end over HTTP on 127.0.0.1 and through a control socket serving n
-activated tunnels (2n SAs) from tests/browser/fake_daemon.
+activated tunnels (2n SAs) from tests/browser/webui_fake_daemon.py.
 
 Prints only (no assertions). Run: PYTHONPATH=firmware python tests/bench/bench_webui.py [-n N]
 `main(argv)` is what tests/bench/run_all.py calls; `render_times(n_tunnels)` returns
@@ -18,8 +18,8 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(TOP, "firmware"))
 sys.path.insert(0, os.path.join(TOP, "tests", "browser"))
 
-from fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
-from harness import Client, ThreadedWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
+from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 REPEAT = 5
 

@@ -12,8 +12,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
 
-import browser  # noqa: E402
-from scenario import Scenario  # noqa: E402
+import webui_browser as browser  # noqa: E402
+from webui_scenario import Scenario  # noqa: E402
 
 PASSWORD = "screenshot-password"
 DESKTOP = (1280, False)

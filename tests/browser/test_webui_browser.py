@@ -1,13 +1,13 @@
 """The web UI in a real headless Chromium (Debian's chromium + chromedriver, driven by selenium)
-against the real `python3 -m webui` process and a fake control socket (tests/browser/fake_daemon)."""
+against the real `python3 -m webui` process and a fake control socket (tests/browser/webui_fake_daemon.py)."""
 import os
 import re
 
 import pytest
 
-import browser
-from fake_daemon import sa_pair
-from scenario import PSK, Scenario
+import webui_browser as browser
+from webui_fake_daemon import sa_pair
+from webui_scenario import PSK, Scenario
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 

@@ -9,8 +9,8 @@ FIRMWARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "firmware")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "browser"))
-from fake_daemon import FakeDaemon  # noqa: E402
-from harness import Client, ProcessWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon  # noqa: E402
+from webui_harness import Client, ProcessWebui  # noqa: E402
 
 
 def run(args, stdin=""):

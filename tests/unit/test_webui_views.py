@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "browser"))
-from fake_daemon import FakeDaemon, ike_sa, sa_pair  # noqa: E402
-from harness import Client, ThreadedWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair  # noqa: E402
+from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth  # noqa: E402
 from webui.app import Options  # noqa: E402

@@ -3,8 +3,8 @@ fake daemon with a branch tunnel up, a tunnel negotiating and one failed with it
 VPN and firewall log lines, and the real `python3 -m webui` process in front of it."""
 import os
 
-from fake_daemon import FakeDaemon, ike_sa, sa_pair
-from harness import ProcessWebui
+from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair
+from webui_harness import ProcessWebui
 
 PSK = "correct horse battery staple"
 CONFIG = """\
