@@ -19,13 +19,18 @@ C = CryptographyProvider()
 H = bytes.fromhex
 
 
-def run_micropython(script, inputs, tmp_path):
-    """Run tests/micropython/SCRIPT under MicroPython with inputs as /input.json; -> RESULT dict."""
+def _node():
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is not installed (make test installs it via mk/micropython.mk)")
     if not os.path.isdir(os.path.join(HARNESS, "node_modules", "@micropython")):
         pytest.fail("MicroPython WebAssembly is not installed: run `make micropython-harness`")
+    return node
+
+
+def run_micropython(script, inputs, tmp_path):
+    """Run tests/micropython/SCRIPT under MicroPython with inputs as /input.json; -> RESULT dict."""
+    node = _node()
     input_file = tmp_path / "input.json"
     input_file.write_text(json.dumps(inputs))
     proc = subprocess.run([node, os.path.join(HARNESS, "run.mjs"), os.path.join(HARNESS, script),
@@ -179,9 +184,7 @@ class MicroPythonPeer:
     """An IkeCore living inside MicroPython (tests/micropython/peer.py under run.mjs --serve)."""
 
     def __init__(self, config, tmp_path):
-        node = shutil.which("node")
-        if node is None:
-            pytest.fail("node is not installed (make test installs it via mk/micropython.mk)")
+        node = _node()
         config_file = tmp_path / "peer.json"
         config_file.write_text(json.dumps(config))
         self.proc = subprocess.Popen(
@@ -230,7 +233,7 @@ def _cross_interpreter_handshake(mode, cpython_initiates, tmp_path):
     ours = _cpython_core("192.0.2.1", "192.0.2.2", "both" if cpython_initiates else "responder",
                          mode, b"shared secret")
     theirs = MicroPythonPeer({
-        "me": "192.0.2.2", "other": "192.0.2.1", "mode": "main" if mode == "main" else mode,
+        "me": "192.0.2.2", "other": "192.0.2.1", "mode": mode,
         "act_as": "responder" if cpython_initiates else "both", "psk": "shared secret",
         "ike": ["aes128-sha256-modp2048"], "esp": ["aes128-sha256"], "pfs": "modp2048",
         "local_net": "10.2.0.0/24", "remote_net": "10.1.0.0/24"}, tmp_path)
