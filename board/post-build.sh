@@ -1,6 +1,8 @@
 #!/bin/sh
 # Buildroot post-build script for every ikecore defconfig: $1 is the target directory.
 # Runs after the packages and the rootfs overlay are installed, before the filesystem images.
+# It gives the Buildroot root filesystem the same shape the offline build (qemu/rootfs.py) gives
+# its image, so rootfs-overlay's init scripts run unchanged on both.
 set -eu
 TARGET_DIR=${1:?usage: post-build.sh TARGET_DIR}
 BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -10,20 +12,34 @@ TOP=$(cd "$BOARD_DIR/.." && pwd)
 version=$(git -C "$TOP" describe --always --dirty 2>/dev/null || echo unknown)
 printf 'NAME=ikecore\nVERSION=%s\nBUILD=buildroot\n' "$version" > "$TARGET_DIR/etc/ikecore-release"
 
-# Init scripts from the overlay must be executable for busybox init's rcS to run them
-# (an overlay copied from a checkout without modes, e.g. a zip download, would lose the bits).
-for script in "$TARGET_DIR"/etc/init.d/S*; do
-	[ -f "$script" ] && chmod 0755 "$script"
+# The overlay's init scripts do the jobs of these Buildroot ones (syslogd -C ring in S02syslog,
+# sysctl and mounts in S01mount, WAN/LAN in S20network): two of each would fight.
+for duplicate in S01syslogd S02klogd S02sysctl S40network; do
+	rm -f "$TARGET_DIR/etc/init.d/$duplicate"
 done
 
-# State directories: the daemon's runtime dir is on tmpfs (/run); the web UI keeps its password
-# hash under /var/lib/webui (its home, created by the package's users table) and the data
-# partition is mounted on /data by the init scripts.
-install -d -m 0755 "$TARGET_DIR/data"
-install -d -m 0700 "$TARGET_DIR/etc/ikecore"
+# Init scripts must be executable for rcS to run them (a checkout without modes loses the bits).
+for script in "$TARGET_DIR"/etc/init.d/S* "$TARGET_DIR"/etc/init.d/rc?; do
+	if [ -f "$script" ]; then chmod 0755 "$script"; fi
+done
 
-# The daemon and the page import the firmware from site-packages; a leftover PYTHONPATH copy in
-# the overlay would shadow it with stale code.
-if [ -d "$TARGET_DIR/opt/ikecore/firmware" ]; then
-	echo "post-build: warning: $TARGET_DIR/opt/ikecore/firmware shadows the packaged firmware" >&2
+# /etc/ikecore holds the factory defaults in the overlay; on the router it is the data
+# partition's copy (S10data fills /data/ikecore from /usr/share/ikecore/factory at boot).
+if [ -d "$TARGET_DIR/etc/ikecore" ] && [ ! -L "$TARGET_DIR/etc/ikecore" ]; then
+	rm -rf "$TARGET_DIR/usr/share/ikecore/factory"
+	mkdir -p "$TARGET_DIR/usr/share/ikecore"
+	mv "$TARGET_DIR/etc/ikecore" "$TARGET_DIR/usr/share/ikecore/factory"
+fi
+mkdir -p "$TARGET_DIR/usr/share/ikecore/factory"
+ln -sfn /data/ikecore "$TARGET_DIR/etc/ikecore"
+for dir in data run tmp var root mnt; do
+	mkdir -p "$TARGET_DIR/$dir"
+done
+
+# The init scripts look for the firmware where Debian puts Python packages; Buildroot installs
+# them in site-packages. One link makes both layouts answer.
+site=$(cd "$TARGET_DIR/usr/lib" && ls -d python3.*/site-packages 2>/dev/null | head -n 1 || true)
+if [ -n "$site" ] && [ ! -e "$TARGET_DIR/usr/lib/python3/dist-packages" ]; then
+	mkdir -p "$TARGET_DIR/usr/lib/python3"
+	ln -s "../$site" "$TARGET_DIR/usr/lib/python3/dist-packages"
 fi

@@ -135,12 +135,6 @@ def test_pyproject_packages_the_daemon_and_the_web_ui():
         assert "webui" in found
 
 
-def test_ikectl_wrapper_runs_the_ctl_module():
-    path = os.path.join(BOARD, "package", "python-ikecore", "ikectl")
-    assert os.access(path, os.X_OK)
-    assert 'exec python3 -m ikecore.ctl "$@"' in read("package", "python-ikecore", "ikectl")
-
-
 # --- kernel fragments ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", FRAGMENTS, ids=os.path.basename)
@@ -224,25 +218,56 @@ def test_buildroot_accepts_defconfig_and_keeps_our_options(name, tmp_path):
 
 # --- board scripts, run for real -----------------------------------------------------------------
 
-@pytest.mark.parametrize("script", ["post-build.sh", "qemu-aarch64-virt/post-image.sh"])
+@pytest.mark.parametrize("script", ["post-build.sh", "nanopi-r2s/post-build.sh",
+                                    "qemu-aarch64-virt/post-image.sh"])
 def test_scripts_are_valid_sh(script):
     path = os.path.join(BOARD, script)
     assert os.access(path, os.X_OK)
     subprocess.run(["sh", "-n", path], check=True)
 
 
-def test_post_build_fills_a_target_dir(tmp_path):
+def make_target(tmp_path):
+    """A target directory as Buildroot leaves it before post-build: packages and the overlay."""
     target = tmp_path / "target"
-    (target / "etc" / "init.d").mkdir(parents=True)
-    init = target / "etc" / "init.d" / "S50ikecore"
-    init.write_text("#!/bin/sh\n")
-    init.chmod(0o644)
+    init = target / "etc" / "init.d"
+    init.mkdir(parents=True)
+    for name in ("S01syslogd", "S40network", "S20seedrng", "S40ikecore"):
+        (init / name).write_text("#!/bin/sh\n")
+        (init / name).chmod(0o644)
+    (target / "etc" / "ikecore").mkdir()
+    (target / "etc" / "ikecore" / "ikecore.toml").write_text("[general]\n")
+    (target / "etc" / "inittab").write_text("::sysinit:/etc/init.d/rcS\nttyAMA0::respawn:-/bin/sh\n")
+    (target / "usr" / "lib" / "python3.13" / "site-packages" / "ikecore").mkdir(parents=True)
+    return target
+
+
+def test_post_build_gives_the_offline_images_layout(tmp_path):
+    target = make_target(tmp_path)
     subprocess.run([os.path.join(BOARD, "post-build.sh"), str(target)], check=True)
     release = (target / "etc" / "ikecore-release").read_text()
     assert "NAME=ikecore" in release and "VERSION=" in release
-    assert os.access(init, os.X_OK)
+    init = target / "etc" / "init.d"
+    # Buildroot's syslogd/network scripts give way to the overlay's; the rest stay, executable
+    assert sorted(os.listdir(init)) == ["S20seedrng", "S40ikecore"]
+    assert all(os.access(init / name, os.X_OK) for name in os.listdir(init))
+    # /etc/ikecore -> the data partition; its overlay content becomes the factory defaults
+    assert os.readlink(target / "etc" / "ikecore") == "/data/ikecore"
+    assert (target / "usr" / "share" / "ikecore" / "factory" / "ikecore.toml").is_file()
     assert (target / "data").is_dir()
-    assert os.stat(target / "etc" / "ikecore").st_mode & 0o777 == 0o700
+    # the init scripts' Debian path reaches Buildroot's site-packages
+    assert (target / "usr" / "lib" / "python3" / "dist-packages" / "ikecore").is_dir()
+    # a second run (make rebuilds) changes nothing and does not fail
+    subprocess.run([os.path.join(BOARD, "post-build.sh"), str(target)], check=True)
+    assert os.readlink(target / "etc" / "ikecore") == "/data/ikecore"
+
+
+def test_r2s_post_build_boots_from_sd_with_data_partition_and_serial_shell(tmp_path):
+    target = make_target(tmp_path)
+    subprocess.run([os.path.join(BOARD, "nanopi-r2s", "post-build.sh"), str(target)], check=True)
+    extlinux = (target / "boot" / "extlinux" / "extlinux.conf").read_text()
+    assert "devicetree /boot/rk3328-nanopi-r2s.dtb" in extlinux
+    assert "root=/dev/mmcblk0p1" in extlinux and "ikecore.data=/dev/mmcblk0p2" in extlinux
+    assert "ttyS2::respawn:-/bin/sh" in (target / "etc" / "inittab").read_text()
 
 
 def test_qemu_post_image_writes_a_data_disk_and_start_script(tmp_path):

@@ -18,15 +18,7 @@ define PYTHON_IKECORE_ADD_PYPROJECT
 endef
 PYTHON_IKECORE_POST_RSYNC_HOOKS += PYTHON_IKECORE_ADD_PYPROJECT
 
-# ikectl is "python3 -m ikecore.ctl" (DESIGN.md); a two-line wrapper keeps it that way.
-define PYTHON_IKECORE_INSTALL_IKECTL
-	$(INSTALL) -m 0755 -D $(PYTHON_IKECORE_PKGDIR)/ikectl $(TARGET_DIR)/usr/bin/ikectl
-endef
-PYTHON_IKECORE_POST_INSTALL_TARGET_HOOKS += PYTHON_IKECORE_INSTALL_IKECTL
-
-# The web UI runs unprivileged (it only talks to the daemon's control socket).
-define PYTHON_IKECORE_USERS
-	webui -1 webui -1 * /var/lib/webui - - ikecore web UI
-endef
+# ikectl (/usr/bin/ikectl), the webui user and the init scripts come from rootfs-overlay/, the
+# same files the offline image uses.
 
 $(eval $(python-package))
