@@ -1,0 +1,125 @@
+"""The web UI in headless Chromium against two REAL ikecore daemons (`python3 -m ikecore
+--kernel=record`) negotiating over a veth between two network namespaces (tests/daemon's
+harness). The page watches daemon a through its control socket:
+
+  browser --HTTP--> python3 -m webui --control socket--> daemon a (10.99.0.1) <--IKE--> daemon b
+"""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "daemon"))
+import webui_browser as browser  # noqa: E402
+from daemon_harness import ADDRESS, daemons, netns_pair, wait_until  # noqa: E402,F401
+from webui_harness import ProcessWebui  # noqa: E402
+
+from webui import auth  # noqa: E402
+
+pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
+
+PSK = "veth secret for the web test"
+PASSWORD = "router-password-1"
+NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
+
+
+def config(side, act_as):
+    other = "b" if side == "a" else "a"
+    return {
+        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
+        "peer": [{"name": other, "remote_gateway": ADDRESS[other],
+                  "local_address": ADDRESS[side], "act_as": act_as, "psk": PSK,
+                  "proposals": ["aes128-sha1-modp2048"], "nat_t": True}],
+        "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
+                        "local_net": NETS[side], "remote_net": NETS[other],
+                        "proposals": ["aes128-sha1"], "pfs": "modp2048"}],
+    }
+
+
+@pytest.fixture
+def page(daemons, tmp_path):
+    daemons["b"].start(config("b", "responder"))
+    daemons["a"].start(config("a", "both"))          # waits for `up` (no traffic here)
+    state = tmp_path / "webui-state"
+    state.mkdir()
+    auth.PasswordStore(str(state)).set(PASSWORD)
+    server = ProcessWebui(daemons["a"].socket_path, str(state), daemons["a"].config_path).start()
+    b = browser.Browser()
+    driver = b.driver
+    driver.get(server.url + "/login")
+    driver.find_element("css selector", "#password").send_keys(PASSWORD)
+    driver.find_element("css selector", "form button[type=submit]").click()
+    wait_until(lambda: driver.current_url.rstrip("/") == server.url, "the status page")
+    yield driver, server
+    b.quit()
+    server.stop()
+
+
+def text_of(driver, selector):
+    found = driver.find_elements("css selector", selector)
+    return found[0].text if found else ""
+
+
+def test_real_tunnel_shows_live_deletes_and_renegotiates(daemons, page):
+    driver, server = page
+    assert text_of(driver, "#ike-sas-empty") == "No IKE security associations."
+    result = daemons["a"].ikectl("up", "b")
+    assert result.returncode == 0, result.stderr
+    # No reload: app.js polls /api/status and the real tunnel appears as Activated.
+    wait_until(lambda: "Activated" in text_of(driver, "#ike-sas tbody"), "Activated on the page")
+    row = text_of(driver, "#ike-sas tbody tr")
+    assert ADDRESS["b"] in row and "AES-CBC-128/HMAC-SHA1/MODP-2048" in row
+    status = daemons["a"].status()
+    outgoing = [sa for sa in status["sas"] if sa["direction"] == "outgoing"][0]
+    anchor = "sa-%x" % int(outgoing["spi"], 16)
+    wait_until(lambda: "Outgoing" in text_of(driver, "#" + anchor), "the outgoing SA row")
+
+    # Delete the outgoing SA from the page; the daemon deletes it at the peer too.
+    driver.find_element("css selector", "#%s button" % anchor).click()
+    wait_until(lambda: driver.switch_to.alert, "the confirmation dialog").accept()
+    wait_until(lambda: "Deleted" in text_of(driver, ".flash"), "the deleted message")
+    spi = int(outgoing["spi"], 16)
+    wait_until(lambda: spi not in [int(sa["spi"], 16) for sa in daemons["b"].status()["sas"]],
+               "b to drop the SA deleted on a's page")
+    wait_until(lambda: not driver.find_elements("css selector", "#" + anchor),
+               "the deleted SA to leave the page")
+    # Renegotiate (what traffic would trigger): a fresh pair shows up on the open page.
+    daemons["a"].result({"cmd": "up", "peer": "b"})
+    fresh = wait_until(lambda: [sa for sa in daemons["a"].status()["sas"]
+                                if sa["direction"] == "outgoing"], "a fresh SA pair")
+    wait_until(lambda: driver.find_elements("css selector",
+                                            "#sa-%x" % int(fresh[0]["spi"], 16)),
+               "the renegotiated SA on the page")
+
+    # The VPN log page shows the daemon's own log, newest first, SPIs linked to their SA.
+    driver.get(server.url + "/log/vpn")
+    links = driver.find_elements("css selector", "#vpn-log a.spi")
+    assert any(link.get_attribute("href").endswith("/#" + anchor) for link in links)
+
+
+def test_real_daemon_applies_a_settings_change_without_dropping_the_tunnel(daemons, page):
+    driver, server = page
+    daemons["a"].result({"cmd": "up", "peer": "b"})
+    wait_until(lambda: "Activated" in text_of(driver, "#ike-sas tbody"), "Activated on the page")
+    before = daemons["a"].status()
+    # Add an unrelated peer through the form: saved atomically, then `reload` on the daemon.
+    driver.get(server.url + "/settings/peers/new")
+    for field, value in (("name", "spare"), ("remote_gateway", "192.0.2.50"),
+                         ("psk", "spare peer key")):
+        driver.find_element("css selector", "#f-" + field).send_keys(value)
+    driver.find_element("css selector", "#peer-form button[type=submit]").click()
+    wait_until(lambda: "applied the new configuration" in text_of(driver, ".flash"),
+               "the daemon to accept the reload")
+    after = daemons["a"].status()
+    assert [i["id"] for i in after["ike_sas"]] == [i["id"] for i in before["ike_sas"]]
+    assert [s["spi"] for s in after["sas"]] == [s["spi"] for s in before["sas"]]
+    assert PSK not in driver.page_source
+    # The daemon refuses what its validator refuses; the page shows it beside the field.
+    driver.get(server.url + "/settings/connections/a-to-b")
+    net = driver.find_element("css selector", "#f-remote_net")
+    net.clear()
+    net.send_keys("192.168.10.128/25")
+    driver.find_element("css selector", "#connection-form button[type=submit]").click()
+    error = wait_until(lambda: text_of(driver, "#error-remote_net"), "the field error")
+    assert "overlaps local_net 192.168.10.0/24" in error
