@@ -166,3 +166,48 @@ def test_stop_brings_peers_down_and_flushes_the_kernel():
     assert core.ike_sas == {} and backend.sas == {} and backend.policies == {}
     assert backend.history[-1] == ("flush", None)
     assert driver.endpoints == {}
+
+
+def test_control_socket_mode_and_group(tmp_path):
+    import grp
+    import os
+    import stat as stat_module
+    from ikecore.control import ControlServer
+
+    group = grp.getgrgid(os.getgid()).gr_name
+
+    async def main():
+        server = ControlServer(driver=None, path=str(tmp_path / "sub" / "c.sock"), group=group)
+        await server.start()
+        info = os.stat(server.path)
+        await server.close()
+        return info
+    info = asyncio.run(main())
+    assert stat_module.S_IMODE(info.st_mode) == 0o660 and info.st_gid == os.getgid()
+    assert not (tmp_path / "sub" / "c.sock").exists()
+
+
+def test_vpn_log_ring_and_syslog(tmp_path, monkeypatch):
+    from ikecore import log as log_module
+    path = str(tmp_path / "dev-log")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(30)
+    monkeypatch.setattr(log_module, "SYSLOG_SOCKET", path)
+    monkeypatch.setattr(log_module, "RING_SIZE", 5)
+    clock = iter(range(100, 200)).__next__
+    vpn = log_module.VpnLog(level="info", stderr=False, syslog=True, clock=clock)
+    try:
+        vpn.warning("phase 1 failed: key mismatch", peer="branch")
+        # facility daemon (3) * 8 + warning (4) = <28>, then the tag.
+        assert listener.recv(1000) == b"<28>ikecore: [branch] phase 1 failed: key mismatch\x00"
+        vpn.debug("below the threshold")
+        for n in range(6):
+            vpn.info("line %d" % n)
+        assert [e["text"] for e in vpn.newest()] == ["line %d" % n for n in range(1, 6)]
+        assert vpn.newest(2) == [{"time": 105, "level": "info", "peer": None, "text": "line 4"},
+                                 {"time": 106, "level": "info", "peer": None, "text": "line 5"}]
+        assert vpn.newest(0) == []
+    finally:
+        vpn.close()
+        listener.close()
