@@ -8,7 +8,9 @@ xfrm_userpolicy_info 168, xfrm_user_tmpl 64 (checked in tests/unit/test_xfrm_mes
 the kernel, which rejects a message of the wrong size).
 
 Fields in network byte order (ports, SPIs) use ">H" / ">I"; addresses are xfrm_address_t, 16
-bytes with an IPv4 address in the first 4.
+bytes with an IPv4 address in the first 4. Works with pyroute2 0.7.2 (Debian bookworm: the
+offline image and the host tests) and 0.9.6 (Buildroot's package): only nlmsg_base's field and
+NLA machinery is used, which both share.
 """
 import importlib.util
 import ipaddress
