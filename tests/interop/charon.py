@@ -121,12 +121,16 @@ class Conn:
         return lines
 
 
-def swanctl_conf(conns):
-    """swanctl.conf text for these connections; one PSK secret per connection, bound to both IDs."""
+def swanctl_conf(conns, shared_psk=None):
+    """swanctl.conf text for these connections; one PSK secret per connection, bound to both IDs,
+    or (shared_psk) one secret bound to no ID, which charon uses for every peer (benchmark)."""
     lines = ["connections {"]
     for conn in conns:
         lines += conn.render()
     lines += ["}", "secrets {"]
+    if shared_psk is not None:
+        lines += ["  ike-any {", '    secret = "%s"' % shared_psk.replace('"', '\\"'), "  }", "}"]
+        return "\n".join(lines) + "\n"
     for i, conn in enumerate(conns):
         lines += ["  ike-%d {" % i,
                   "    id-local = %s" % (conn.local_id or conn.local_addr),
@@ -137,8 +141,18 @@ def swanctl_conf(conns):
     return "\n".join(lines) + "\n"
 
 
-def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retransmit_tries=2):
-    """strongswan.conf for one instance. Retransmissions are short so failure tests end quickly."""
+LOG_DETAILED = "default = 1\n      ike = 2\n      cfg = 2\n      knl = 2\n      net = 2\n      enc = 1"
+LOG_QUIET = "default = 0"       # the benchmark: logging every packet would slow charon down
+
+
+def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retransmit_tries=2,
+                    log_levels=LOG_DETAILED):
+    """strongswan.conf for one instance. Retransmissions are short so failure tests end quickly.
+
+    Note: kernel-libipsec routes the remote network into its TUN device with a source address
+    taken from local_ts; with no local address inside local_ts it refuses the CHILD_SA ("error
+    installing route with policy") and answers NO-PROPOSAL-CHOSEN, so every local_ts used with it
+    needs an address in the namespace (the lab puts one on lo)."""
     if data_plane not in CHARON_PLUGINS:
         raise ValueError("data_plane must be one of %s, not %r" % (sorted(CHARON_PLUGINS), data_plane))
     return """charon {
@@ -158,12 +172,7 @@ def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retr
       time_format = %%H:%%M:%%S
       append = no
       flush_line = yes
-      default = 1
-      ike = 2
-      cfg = 2
-      knl = 2
-      net = 2
-      enc = 1
+      %(levels)s
     }
   }
   syslog {
@@ -182,13 +191,14 @@ swanctl {
 }
 """ % {"plugins": CHARON_PLUGINS[data_plane], "aggr": "yes" if aggressive_psk else "no",
        "tries": retransmit_tries, "log": log_path, "vici": vici_socket,
-       "swanctl_plugins": SWANCTL_PLUGINS}
+       "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels}
 
 
 class Charon:
     """charon running in namespace `ns` (a netns.Namespace), files under `workdir`."""
 
-    def __init__(self, ns, workdir, data_plane="libipsec", aggressive_psk=True, retransmit_tries=2):
+    def __init__(self, ns, workdir, data_plane="libipsec", aggressive_psk=True, retransmit_tries=2,
+                 log_levels=LOG_DETAILED):
         self.ns = ns
         self.workdir = workdir
         self.data_plane = data_plane
@@ -200,7 +210,7 @@ class Charon:
         self.uri = "unix://" + self.vici
         with open(self.conf_path, "w") as f:
             f.write(strongswan_conf(self.vici, self.log_path, data_plane, aggressive_psk,
-                                    retransmit_tries))
+                                    retransmit_tries, log_levels))
         self.env = dict(os.environ, STRONGSWAN_CONF=self.conf_path)
         self.proc = None
 
@@ -271,10 +281,10 @@ class Charon:
                 " ".join(args), proc.returncode, proc.stdout, proc.stderr, self.log_tail()))
         return proc
 
-    def load(self, conns):
+    def load(self, conns, shared_psk=None):
         """Write swanctl.conf for `conns` and (re)load it: connections not in it are unloaded."""
         with open(self.swanctl_path, "w") as f:
-            f.write(swanctl_conf(conns))
+            f.write(swanctl_conf(conns, shared_psk))
         self.swanctl("--load-all", "--clear", "--noprompt", "--file", self.swanctl_path)
 
     def initiate(self, child, timeout_s=10, check=False):

@@ -104,14 +104,21 @@ def charon_netlink(charon_slot, request):
     charon.terminate_all()
 
 
+_ours_count = [0]
+
+
 @pytest.fixture
 def ours(lab, interop_workdir, request):
     """Our daemon in namespace a (not started: tests call ours.start(peers, connections))."""
     ok, reason = daemon_available()
     if not ok:
         pytest.skip("our daemon is not in this checkout yet: " + reason)
-    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:80]
-    daemon = OurDaemon(lab.a, os.path.join(interop_workdir, "ours-" + name))
+    # Short directory names: the control socket path must fit AF_UNIX's 108 bytes.
+    _ours_count[0] += 1
+    workdir = os.path.join(interop_workdir, "ours%d" % _ours_count[0])
+    daemon = OurDaemon(lab.a, workdir)
+    with open(os.path.join(workdir, "TEST"), "w") as f:
+        f.write(request.node.nodeid + "\n")
     request.node.interop_logs = getattr(request.node, "interop_logs", []) + [daemon]
     yield daemon
     daemon.stop()

@@ -60,7 +60,7 @@ def config_text(peers, connections, wan_interface="wan0", lan_interface="lo"):
 class OurDaemon:
     """`python3 -m ikecore --config FILE --kernel=record --socket PATH` inside namespace `ns`."""
 
-    def __init__(self, ns, workdir, name="ours"):
+    def __init__(self, ns, workdir, name="ours", log_level="debug"):
         self.ns = ns
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
@@ -68,6 +68,7 @@ class OurDaemon:
         self.socket_path = os.path.join(workdir, "control.sock")
         self.log_path = os.path.join(workdir, "daemon.log")
         self.name = name
+        self.log_level = log_level
         self.proc = None
         self.env = dict(os.environ, PYTHONPATH=FIRMWARE, PYTHONUNBUFFERED="1")
 
@@ -82,7 +83,7 @@ class OurDaemon:
         self.log_file = open(self.log_path, "w")
         cmd = self.ns.exec_cmd([sys.executable, "-m", "ikecore", "--config", self.config_path,
                                 "--kernel=record", "--socket", self.socket_path,
-                                "--no-syslog", "--log-level", "debug"] + list(extra_args))
+                                "--no-syslog", "--log-level", self.log_level] + list(extra_args))
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
@@ -122,7 +123,7 @@ class OurDaemon:
         return None
 
     # -- control socket -------------------------------------------------------------------------
-    def request(self, obj, timeout_s=10):
+    def request(self, obj, timeout_s=60):
         """One JSON request line, one JSON reply line; returns reply["result"] or raises."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout_s)
@@ -144,8 +145,9 @@ class OurDaemon:
 
     def ikectl_status(self):
         """The same data through the `ikectl status --json --socket PATH` command line."""
-        proc = subprocess.run([sys.executable, "-m", "ikecore.ctl", "status", "--json",
-                               "--socket", self.socket_path], env=self.env, cwd=REPO,
+        # (ikectl takes --socket before the command word)
+        proc = subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", self.socket_path,
+                               "status", "--json"], env=self.env, cwd=REPO,
                               capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise DaemonError("ikectl status failed (%d): %s%s" % (

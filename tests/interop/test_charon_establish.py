@@ -27,8 +27,9 @@ CHARON_IKE = {"legacy": ("3DES_CBC", None, "HMAC_MD5_96", "MODP_1024"),
               "modern": ("AES_CBC", "256", "HMAC_SHA2_256_128", "MODP_2048")}
 
 
-def _spi(text):
-    return int(str(text), 16)
+def _spi(value):
+    """SPIs as ints: the status says "0xc1a2b3d4", charon "c1a2b3d4", the kernel record an int."""
+    return value if isinstance(value, int) else int(str(value), 16)
 
 
 def _our_pair(status):
