@@ -25,7 +25,13 @@ REPEAT = 5
 
 
 def render_times(n_tunnels, repeat=REPEAT):
-    """Median seconds for GET / and GET /api/status with n_tunnels tunnels (2 SAs each)."""
+    """Median seconds for GET / and GET /api/status with n_tunnels tunnels (2 SAs each):
+    {"/": seconds, "/api/status": seconds}."""
+    return measure(n_tunnels, repeat)[0]
+
+
+def measure(n_tunnels, repeat=REPEAT):
+    """(render_times, {path: response bytes})."""
     from webui import auth
     from webui.app import Options
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,9 +53,8 @@ def render_times(n_tunnels, repeat=REPEAT):
                     if page.status != 200:
                         raise RuntimeError("GET %s answered %d" % (path, page.status))
                 times[path] = statistics.median(samples[1:])
-            times["bytes"] = {"/": len(client.get("/").body),
-                              "/api/status": len(client.get("/api/status").body)}
-            return times
+            sizes = {path: len(client.get(path).body) for path in times}
+            return times, sizes
         finally:
             server.stop()
             daemon.stop()
@@ -59,12 +64,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", "--tunnels", type=int, default=1000)
     args = parser.parse_args(argv)
-    times = render_times(args.tunnels)
+    times, sizes = measure(args.tunnels)
     print("webui: %d tunnels (%d IKE SAs, %d SAs), median of %d requests:"
           % (args.tunnels, args.tunnels, 2 * args.tunnels, REPEAT))
     for path in ("/", "/api/status"):
         print("  GET %-12s %7.1f ms  (%d bytes)" % (path, times[path] * 1000,
-                                                   times["bytes"][path]))
+                                                   sizes[path]))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from webui_scenario import PSK, Scenario
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
 PASSWORD = "router-password-1"
-WAIT_S = 15
+WAIT_S = 60          # generous for a loaded machine; waits end as soon as the page is right
 
 
 @pytest.fixture(scope="module")
