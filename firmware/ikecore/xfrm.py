@@ -256,8 +256,8 @@ class XfrmBackend(KernelBackend):
 
     # --- policies
     def install_policies(self, connection, local_gw, remote_gw, reqid):
-        family, remote, _ = m.pack_network(remote_gw)
-        local = m.pack_address(local_gw)[1] if local_gw else bytes(16)
+        family, remote = m.pack_address(remote_gw)
+        local = m.pack_address(local_gw)[1] if local_gw else bytes(16)   # kernel picks it
         protocols = {"esp": ["esp"], "ah": ["ah"], "esp+ah": ["esp", "ah"]}[connection.protocol]
         installed = []
         for direction, src_net, dst_net, tmpl_src, tmpl_dst in (
