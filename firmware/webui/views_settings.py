@@ -6,6 +6,7 @@ then write + fsync + rename; on error the file is untouched), then `reload` on t
 so the daemon applies it without dropping unaffected tunnels.
 """
 import asyncio
+import os
 from urllib.parse import quote
 
 from aiohttp import web
@@ -36,6 +37,12 @@ def _config():
     return config                  # do not edit settings never need it
 
 
+def _config_path(request):
+    # Through symlinks: the atomic rename must happen beside the real file (e.g. /etc/ikecore ->
+    # a writable data partition), never replace the link in a read-only directory.
+    return os.path.realpath(ctx_of(request).options.config_path)
+
+
 async def _in_thread(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
@@ -48,7 +55,7 @@ async def _read(request):
     """The document, or an error page when the file cannot be read/parsed."""
     config = _config()
     try:
-        return await _in_thread(config.read_document, ctx_of(request).options.config_path)
+        return await _in_thread(config.read_document, _config_path(request))
     except config.ConfigError as exc:
         raise web.HTTPInternalServerError(
             text=render(request, "error.html", title="Configuration unreadable",
@@ -124,7 +131,7 @@ async def form_submit(request):
                     connection["peer"] = entry.get("name")
         warnings = []
         try:
-            await _in_thread(config.write_document_atomic, ctx_of(request).options.config_path,
+            await _in_thread(config.write_document_atomic, _config_path(request),
                              doc, warnings)
         except config.ConfigError as exc:
             field = forms.field_of_error(exc.key, section, index, slots, facts["fields"])
@@ -161,7 +168,7 @@ async def delete(request):
         index, _ = _find(doc.get(section, []), name)
         del doc[section][index]
         try:
-            await _in_thread(config.write_document_atomic, ctx_of(request).options.config_path,
+            await _in_thread(config.write_document_atomic, _config_path(request),
                              doc)
         except config.ConfigError as exc:
             raise redirect(facts["url"], "Cannot delete %s %s: %s" % (

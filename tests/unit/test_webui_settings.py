@@ -202,3 +202,25 @@ def test_settings_posts_need_the_csrf_token(env):
     assert page.status == 403
     assert c.post("/settings/peers/hq/delete", {"confirmed": "1"}, csrf="nope").status == 403
     assert env["cfg"].read_bytes() == before
+
+
+def test_a_symlinked_config_is_saved_beside_the_real_file(tmp_path):
+    real_dir = tmp_path / "data"
+    real_dir.mkdir()
+    (real_dir / "ikecore.toml").write_text(CONFIG)
+    link = tmp_path / "etc-ikecore.toml"
+    link.symlink_to(real_dir / "ikecore.toml")
+    fake = FakeDaemon(str(tmp_path / "control.sock")).start()
+    server = ThreadedWebui(Options(str(tmp_path / "control.sock"), str(tmp_path),
+                                   str(link))).start()
+    try:
+        auth.PasswordStore(str(tmp_path)).set("correct-password")
+        client = Client(server.port)
+        client.login("correct-password")
+        saved = client.post("/settings/peers/branch", dict(PEER_FORM, phase1_mode="aggressive"))
+        assert saved.status == 303
+        assert link.is_symlink()
+        assert 'phase1_mode = "aggressive"' in (real_dir / "ikecore.toml").read_text()
+    finally:
+        server.stop()
+        fake.stop()
