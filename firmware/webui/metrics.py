@@ -1,4 +1,5 @@
 """/metrics: the status data in the Prometheus text exposition format (version 0.0.4)."""
+import re
 
 STATUSES = ("Activated", "Idle", "Negotiating")
 
@@ -56,4 +57,9 @@ def render(status, up=True):
                [(labels, int(sa.get(key) or 0)) for sa, labels in sa_labels])
     family("ikecore_sa_elapsed_seconds", "gauge", "Seconds since each SA was established.",
            [(labels, int(sa.get("elapsed_s") or 0)) for sa, labels in sa_labels])
+    # The daemon's own counters (datagrams received, malformed, ...), when it reports them.
+    for key, value in sorted((status.get("daemon") or {}).items()):
+        if type(value) is int and re.match(r"^[a-z][a-z0-9_]*$", key):
+            family("ikecore_daemon_%s_total" % key, "counter",
+                   "The daemon's %s counter." % key.replace("_", " "), [((), value)])
     return "\n".join(out) + "\n"

@@ -178,7 +178,9 @@ def test_api_status_is_the_daemons_status_data(env, client):
 
 
 def test_metrics_in_prometheus_text_format(env, client):
+    env["fake"].update(lambda s: s.update(daemon={"malformed_datagrams": 2, "note": "x"}))
     text = client.get("/metrics").text
+    assert "ikecore_daemon_malformed_datagrams_total 2" in text and "note" not in text
     assert 'ikecore_ike_sas{status="Activated"} 1' in text
     assert 'ikecore_ike_sas{status="Negotiating"} 1' in text
     assert 'ikecore_ike_sa_state{id="ike-2",peer="hq",remote_gateway="198.51.100.7"} 5' in text
