@@ -69,12 +69,12 @@ class Daemon:
         with open(self.config_path, "w") as handle:
             handle.write(tomli_w.dumps(doc))
 
-    def start(self, doc):
+    def start(self, doc, kernel="record"):
         self.write_config(doc)
         self.stderr = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, sys.executable, "-m", "ikecore",
-             "--config", self.config_path, "--kernel=record", "--socket", self.socket_path,
+             "--config", self.config_path, "--kernel=" + kernel, "--socket", self.socket_path,
              "--no-syslog", "--log-level", "debug"],
             env=ENV, stdout=subprocess.DEVNULL, stderr=self.stderr)
         wait_until(lambda: os.path.exists(self.socket_path) or self.process.poll() is not None,
@@ -114,6 +114,10 @@ class Daemon:
 
     def kernel_sas(self):
         return self.result({"cmd": "kernel"})["sas"]
+
+    def ip(self, *args):
+        """`ip -n <this namespace> args...` -> its output."""
+        return _run("ip", "-n", self.netns, *args)
 
     def stop(self):
         if self.process is not None and self.process.poll() is None:

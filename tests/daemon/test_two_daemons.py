@@ -134,3 +134,30 @@ def test_malformed_datagram_is_counted_logged_and_survived(daemons):
         sas = daemons[side].kernel_sas()
         return len(sas) == 2 and not old & set(sa["spi"] for sa in sas)
     wait_until(lambda: fresh_pair("a") and fresh_pair("b"), "a new SA pair after the junk")
+
+
+def test_act_as_both_waits_for_traffic_then_a_kernel_acquire_brings_the_tunnel_up(daemons):
+    # a runs on the real XFRM backend: its trap policies are real kernel policies, and a ping
+    # into the remote network makes the kernel send ACQUIRE. (Installing the negotiated SAs
+    # then fails on this host, which has no ESP: that is logged and counted, not fatal.)
+    a, b = daemons["a"], daemons["b"]
+    a.ip("addr", "add", "192.168.10.1/32", "dev", "lo")
+    a.ip("route", "add", NETS["b"], "via", ADDRESS["b"], "src", "192.168.10.1")
+    b.start(config("b", "responder"))
+    a.start(config("a", "both"), kernel="xfrm")
+    policies = a.ip("xfrm", "policy")
+    assert "src %s dst %s" % (NETS["a"], NETS["b"]) in policies and "dir out" in policies
+    assert a.status()["ike_sas"] == []                     # "both" does not start by itself
+    subprocess.run(["ip", "netns", "exec", a.netns, "ping", "-c", "1", "-W", "1",
+                    "192.168.20.1"], capture_output=True, timeout=60)
+    wait_until(lambda: activated(a), "the acquire to bring the tunnel up")
+    wait_until(lambda: len(b.kernel_sas()) == 2, "b to install the SA pair")
+    a.stop()
+    # A clean stop leaves none of our policies or SAs in the kernel, and tells the peer.
+    assert a.process.returncode == 0
+    assert a.ip("xfrm", "policy").strip() == ""
+    # The kernel's own larval state of the acquire (SPI 0) ages out by itself
+    # (net.core.xfrm_acq_expires); no negotiated SA may remain.
+    states = [line for line in a.ip("xfrm", "state").splitlines() if " spi " in line]
+    assert all("spi 0x00000000" in line for line in states), states
+    wait_until(lambda: b.status()["ike_sas"] == [], "b to hear the deletes")
