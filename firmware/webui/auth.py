@@ -28,19 +28,36 @@ class PasswordError(Exception):
     """A new password that cannot be used; the text says why."""
 
 
+PBKDF2_ITERATIONS = 200000
+
+
 def hash_password(password, salt=None, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P):
+    """"scrypt$N$r$p$salt$hash" (hex), or "pbkdf2-sha256$iterations$salt$hash" when this
+    Python's hashlib has no scrypt (a build without OpenSSL's KDFs)."""
     salt = salt if salt is not None else os.urandom(16)
+    if not hasattr(hashlib, "scrypt"):
+        return _pbkdf2(password, salt, PBKDF2_ITERATIONS)
     digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
                             maxmem=256 * 1024 * 1024, dklen=32)
     return "scrypt$%d$%d$%d$%s$%s" % (n, r, p, salt.hex(), digest.hex())
 
 
+def _pbkdf2(password, salt, iterations):
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations, 32)
+    return "pbkdf2-sha256$%d$%s$%s" % (iterations, salt.hex(), digest.hex())
+
+
 def verify_password(password, stored):
     try:
-        scheme, n, r, p, salt, digest = stored.strip().split("$")
-        if scheme != "scrypt":
+        parts = stored.strip().split("$")
+        if parts[0] == "scrypt" and len(parts) == 6:
+            _, n, r, p, salt, digest = parts
+            expected = hash_password(password, bytes.fromhex(salt), int(n), int(r), int(p))
+        elif parts[0] == "pbkdf2-sha256" and len(parts) == 4:
+            _, iterations, salt, digest = parts
+            expected = _pbkdf2(password, bytes.fromhex(salt), int(iterations))
+        else:
             return False
-        expected = hash_password(password, bytes.fromhex(salt), int(n), int(r), int(p))
     except ValueError:
         return False
     return hmac.compare_digest(expected.split("$")[-1], digest)
