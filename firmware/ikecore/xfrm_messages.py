@@ -34,6 +34,11 @@ def _import_pyroute2_netlink():
         package = importlib.util.module_from_spec(spec)
 
         def __getattr__(name):
+            # submodules ("from pyroute2 import config") are the import system's to load, and
+            # dunder probes by tools are not a reason to pay for the package's __init__
+            if (name.startswith("__") and name != "__version__") or \
+                    importlib.util.find_spec("pyroute2." + name) is not None:
+                raise AttributeError(name)
             del package.__dict__["__getattr__"]
             spec.loader.exec_module(package)
             return getattr(package, name)

@@ -297,7 +297,8 @@ def test_import_skips_pyroute2s_package_init_but_keeps_it_usable():
             "heavy = [n for n in sys.modules if n.startswith(('pyroute2.iproute', 'pyroute2.ndb',"
             " 'sqlite3'))]\n"
             "print('heavy', heavy)\n"
-            "from pyroute2 import IPRoute\n"
+            "import pyroute2.iproute\n"          # a submodule first, as other code may
+            "from pyroute2 import IPRoute, config\n"
             "from pyroute2.netlink import nlmsg\n"
             "import ikecore.xfrm_messages as m\n"
             "print('ok', IPRoute.__name__, m.nlmsg is nlmsg)\n")
