@@ -22,14 +22,16 @@ IP_FREEBIND = 15               # bind before the WAN address exists (boot, DHCP)
 UDP_ENCAP = 100                # <linux/udp.h>
 UDP_ENCAP_ESPINUDP = 2
 MAX_DATAGRAM = 65535
+IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the real sockets
 
 
 class UdpEndpoint:
     """One non-blocking UDP socket read through loop.add_reader (recvmsg for IP_PKTINFO)."""
 
-    def __init__(self, loop, address, port, on_datagram, encap=False):
+    def __init__(self, loop, address, port, on_datagram, encap=False, core_port=None):
         self.loop = loop
         self.port = port
+        self.core_port = core_port or port
         self.on_datagram = on_datagram
         self.encap_error = None
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -62,7 +64,7 @@ class UdpEndpoint:
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
                     local_ip = socket.inet_ntoa(value[8:12])     # ipi_addr: the header's dst
-            self.on_datagram(data, (local_ip, self.port), remote[:2])
+            self.on_datagram(data, (local_ip, self.core_port), remote[:2])
 
     def send(self, data, source_ip, remote):
         ancillary = []
@@ -153,7 +155,8 @@ class Driver:
             self.endpoints.pop(key).close()
         for address, port in sorted(wanted - set(self.endpoints)):
             endpoint = UdpEndpoint(self.loop, address, port, self.datagram_received,
-                                   encap=(port == self.natt_port))
+                                   encap=(port == self.natt_port),
+                                   core_port=IKE_PORT if port == self.ike_port else NATT_PORT)
             if endpoint.encap_error:
                 self.log.warning("UDP port %d: no ESP-in-UDP decapsulation (%s)"
                                  % (port, endpoint.encap_error))
@@ -161,6 +164,7 @@ class Driver:
 
     def _endpoint_for(self, local):
         address, port = local
+        port = {IKE_PORT: self.ike_port, NATT_PORT: self.natt_port}.get(port, port)
         endpoint = self.endpoints.get((address, port)) or self.endpoints.get(("0.0.0.0", port))
         if endpoint is None:
             for (bound, bound_port), candidate in self.endpoints.items():
@@ -170,7 +174,7 @@ class Driver:
 
     # --- inputs
     def datagram_received(self, data, local, remote):
-        if data == b"\xff" and local[1] == self.natt_port:
+        if data == b"\xff" and local[1] == NATT_PORT:
             return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
         try:
@@ -362,7 +366,10 @@ class Driver:
                 self._kernel("remove policies of %s" % name, self.backend.remove_policies,
                              connection)
                 del self.policies[name]
-        self._open_endpoints()
+        try:
+            self._open_endpoints()
+        except OSError as exc:     # the new config stays; the old sockets still serve
+            self.log.error("reload: cannot open the UDP sockets: %s" % exc)
         self._install_trap_policies()
         now = self.now()
         for name, connection in new.connections.items():
