@@ -1,5 +1,6 @@
 """`python3 -m ikecore --config FILE`: the IKEv1 daemon.
 
+`--check` only validates the file (init scripts, before a restart).
 Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 when the configuration is bad at start
 (the ConfigError text goes to stderr, so init scripts can show it), 1 when the daemon cannot
 start (port in use, no kernel backend). Imports are lazy: the image's CPU is slow and
@@ -28,6 +29,8 @@ def parse_args(argv):
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                         default="info")
     parser.add_argument("--no-syslog", action="store_true", help="log to stderr only")
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the configuration file (exit 0 or 2) and stop")
     # Test seam: a module:Class with IkeCore's interface (unit tests of the daemon shell).
     parser.add_argument("--core", default="ikecore.core:IkeCore", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -58,6 +61,12 @@ def main(argv=None):
     except config.ConfigError as exc:
         print("ikecore: %s" % exc, file=sys.stderr)
         return 2
+    if args.check:
+        for warning in warnings:
+            print("ikecore: warning: %s" % warning, file=sys.stderr)
+        print("%s: ok (%d peers, %d connections)"
+              % (args.config, len(settings.peers), len(settings.connections)))
+        return 0
     import asyncio
     return asyncio.run(_run(args, settings, warnings))
 

@@ -273,6 +273,18 @@ def test_bad_config_at_start_exits_2_with_the_error(tmp_path):
         % config)
 
 
+def test_check_only_validates(tmp_path):
+    config = tmp_path / "ikecore.toml"
+    config.write_text(CONFIG)
+    command = [sys.executable, "-m", "ikecore", "--config", str(config), "--check"]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (
+        0, "%s: ok (2 peers, 2 connections)" % config)
+    config.write_text(CONFIG.replace('psk = "y"', 'psk = 5'))
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and ":10: peer[1].psk: must be a string" in result.stderr
+
+
 def test_sigterm_stops_cleanly(tmp_path):
     daemon = Daemon(tmp_path)
     daemon.process.send_signal(signal.SIGTERM)
