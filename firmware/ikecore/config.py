@@ -368,6 +368,11 @@ class _Checker:
             peer = self.peer(("peer", i), entry)
             if peer.name in peers:
                 self.error(("peer", i, "name"), "a peer named %r already exists" % peer.name)
+            for other in peers.values():
+                # The core tells peers apart by their address when they talk to us first.
+                if other.remote_gateway == peer.remote_gateway:
+                    self.error(("peer", i, "remote_gateway"), "peer %r already uses gateway %s"
+                               % (other.name, peer.remote_gateway))
             peers[peer.name] = peer
         connections = {}
         for i, entry in enumerate(self.array(("connection",), doc.get("connection", []))):
@@ -376,11 +381,12 @@ class _Checker:
                 self.error(("connection", i, "name"),
                            "a connection named %r already exists" % connection.name)
             for other in connections.values():
-                if (other.peer, other.local_net, other.remote_net) == (
-                        connection.peer, connection.local_net, connection.remote_net):
+                # One kernel policy per pair of networks: a second one could never be used.
+                if (other.local_net, other.remote_net) == (
+                        connection.local_net, connection.remote_net):
                     self.error(("connection", i), "connection %r already tunnels %s <-> %s "
-                               "through peer %r" % (other.name, other.local_net,
-                                                    other.remote_net, other.peer))
+                               "(through peer %r)" % (other.name, other.local_net,
+                                                      other.remote_net, other.peer))
             connections[connection.name] = connection
         return S.Settings(peers=peers, connections=connections, **interfaces)
 

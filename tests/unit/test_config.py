@@ -198,6 +198,13 @@ BAD = [
      "remote_net = \"172.16.0.0/12\"\n\n[[connection]]  # <--\nname = \"d\"\npeer = \"branch\"\n"
      "local_net = \"10.0.0.0/8\"\nremote_net = \"172.16.0.0/12\"\n",
      "connection[1]", "already tunnels"),
+    (PEER + "\n[[peer]]\nname = \"other\"\nremote_gateway = \"198.51.100.2\"  # <--\npsk = \"y\"\n",
+     "peer[1].remote_gateway", "peer 'branch' already uses gateway 198.51.100.2"),
+    (PEER + "\n[[peer]]\nname = \"hq\"\nremote_gateway = \"192.0.2.1\"\npsk = \"y\"\n"
+     "\n[[connection]]\nname = \"c\"\npeer = \"branch\"\nlocal_net = \"10.0.0.0/8\"\n"
+     "remote_net = \"172.16.0.0/12\"\n\n[[connection]]  # <--\nname = \"d\"\npeer = \"hq\"\n"
+     "local_net = \"10.0.0.0/8\"\nremote_net = \"172.16.0.0/12\"\n",
+     "connection[1]", "connection 'c' already tunnels 10.0.0.0/8 <-> 172.16.0.0/12 (through peer 'branch')"),
     ("[[peer]]\nname = \"a\"\nremote_gateway = \"1.2.3.4\"\npsk = \"x\"\n[peer.dpd]\n"
      "delay_s = 10\ntimeout_s = \"1m\"  # <--\n", "peer[0].dpd.timeout_s", "must be an integer"),
     ("peer = 3  # <--\n", "peer", "[[peer]] tables"),
