@@ -73,7 +73,7 @@ def mksquashfs(staging, out):
     tmp = out + ".tmp"
     if os.path.exists(tmp):
         os.remove(tmp)
-    subprocess.run(["mksquashfs", staging, tmp, "-comp", "zstd", "-Xcompression-level", "19",
+    subprocess.run(["mksquashfs", staging, tmp, "-comp", "zstd", "-Xcompression-level", "15",
                     "-b", "256K", "-noappend", "-all-root", "-no-xattrs", "-quiet",
                     "-processors", str(os.cpu_count() or 1)], check=True, stdout=subprocess.DEVNULL)
     os.replace(tmp, out)

@@ -6,6 +6,8 @@ never touched. Packages are only unpacked (`dpkg-deb -x`); no maintainer script 
 binary ever runs.
 """
 import fnmatch
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -70,7 +72,7 @@ class AptCache:
         return r.stdout
 
     def update(self, force=False):
-        stamp = os.path.join(self.lists, ".updated")
+        stamp = os.path.join(self.root, "lists.updated")   # apt deletes strangers in lists/
         fresh = os.path.exists(stamp) and time.time() - os.path.getmtime(stamp) < LISTS_MAX_AGE_S
         if fresh and not force:
             return False
@@ -80,16 +82,15 @@ class AptCache:
         return True
 
     def resolve(self, packages):
-        """[(name, version, filename)] for packages and all their Depends/Pre-Depends."""
-        out = self._apt("install", "--print-uris", "-qq", "-y", *packages)
+        """[(name, version, filename)] for packages and all their Depends/Pre-Depends
+        (apt's simulated install against an empty dpkg status)."""
+        out = self._apt("install", "-s", "-y", *packages)
         result = []
         for line in out.splitlines():
-            m = re.match(r"^'(\S+)' (\S+) (\d+) ", line)
-            if not m:
-                continue
-            fname = m.group(2)
-            name, ver, _arch = fname[:-4].split("_")
-            result.append((name, urllib.parse.unquote(ver), fname))
+            m = re.match(r"^Inst (\S+) \((\S+) .*\[(\S+)\]\)", line)
+            if m:
+                name, ver, arch = m.groups()
+                result.append((name, ver, f"{name}_{ver.replace(':', '%3a')}_{arch}.deb"))
         if not result:
             raise DebError("apt resolved no packages (are the arm64 lists empty?)")
         return sorted(result)
@@ -103,9 +104,17 @@ class AptCache:
 
 
 def resolve_and_fetch(cache_dir, packages, excludes):
-    """Resolve, download; returns [(name, version, path)] without the excluded packages."""
+    """Resolve, download; returns [(name, version, path)] without the excluded packages.
+    The resolution is remembered per (package list, package lists' age): apt needs seconds."""
     apt = AptCache(cache_dir)
     updated = apt.update()
+    memo = os.path.join(apt.root, "resolved-" + hashlib.sha256(
+        (json.dumps(packages) + str(os.path.getmtime(os.path.join(apt.root, "lists.updated")))).encode()
+    ).hexdigest()[:16] + ".json")
+    if os.path.exists(memo):
+        cached = [tuple(x) for x in json.load(open(memo))]
+        if all(os.path.exists(os.path.join(apt.archives, f)) for _, _, f in cached):
+            return _without_excluded(cached, apt, packages, excludes)
     try:
         resolved = apt.resolve(packages)
         paths = apt.download(packages, resolved)
@@ -115,12 +124,18 @@ def resolve_and_fetch(cache_dir, packages, excludes):
         apt.update(force=True)          # lists older than the mirror: versions were superseded
         resolved = apt.resolve(packages)
         paths = apt.download(packages, resolved)
+    with open(memo, "w") as f:
+        json.dump(resolved, f)
+    return _without_excluded(resolved, apt, packages, excludes)
+
+
+def _without_excluded(resolved, apt, packages, excludes):
     wanted = set(packages)
     keep = []
-    for (name, ver, _), path in zip(resolved, paths):
+    for name, ver, fname in resolved:
         if name not in wanted and any(fnmatch.fnmatch(name, pat) for pat in excludes):
             continue
-        keep.append((name, ver, path))
+        keep.append((name, ver, os.path.join(apt.archives, fname)))
     return keep
 
 

@@ -10,7 +10,7 @@ import pytest
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(TOP, "qemu"))
 
-from router import Router, default_images, new_data_disk  # noqa: E402
+from router import Router, default_images  # noqa: E402
 
 IMAGES = os.environ.get("IKECORE_IMAGES", default_images())
 
@@ -27,8 +27,11 @@ def images_or_skip():
 def router(tmp_path_factory):
     images = images_or_skip()
     work = tmp_path_factory.mktemp("router")
-    r = Router(images, new_data_disk(images, str(work / "data.img")), name="router",
-               log_path=str(work / "console.log"))
+    # a blank data disk: the first boot must format it (test_image checks the one log line)
+    data = work / "data.img"
+    with open(data, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    r = Router(images, str(data), name="router", log_path=str(work / "console.log"))
     r.start(timeout=300)
     yield r
     r.stop()

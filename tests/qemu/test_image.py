@@ -138,11 +138,20 @@ def test_ping_through_manually_keyed_esp_tunnel(router):
         assert packets >= 3, states
 
 
+def test_blank_data_partition_formatted_with_one_log_line(router):
+    lines = [l for l in router.check("logread").splitlines() if " data: " in l]
+    assert len(lines) == 1, lines
+    assert "data partition /dev/vdb was blank: formatted it, settings reset to factory defaults" in lines[0]
+    assert " /data ext" in router.check("cat /proc/mounts")
+    assert router.run("test -f /etc/ikecore/ikecore.toml").status == 0
+
+
 def test_setting_survives_reboot(router):
     """Last in this module: it reboots the shared router."""
     token = secrets.token_hex(8)
     router.check(f"echo {token} > /data/ikecore/imagetest.setting && sync")
     router.reboot(timeout=300)
     assert router.check("cat /etc/ikecore/imagetest.setting").strip() == token
+    assert " data: " not in router.check("logread")       # mounted as is: no format, no fallback
     router.check("rm /data/ikecore/imagetest.setting")
     router.wait_http(router.lan_url, timeout=120)

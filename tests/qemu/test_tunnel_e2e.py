@@ -1,0 +1,312 @@
+"""LAN-to-LAN tunnels between two booted routers, carried by the guests' real kernel (XFRM, ESP/AH).
+
+Site A (LAN 10.1.0.0/24, WAN 192.0.2.1) and site B (LAN 10.2.0.0/24, WAN 192.0.2.2) are booted once
+for the module; each scenario rewrites both ikecore.toml files and restarts the daemons. Traffic
+comes from each site's LAN host (network namespace "lanhost" in its guest). A failing test prints
+both guests' VPN log, `ip xfrm state`/`policy` and `ikectl status`.
+"""
+import json
+import os
+import re
+
+import pytest
+
+from e2e import (DAEMON_PIDS, NAT_PUBLIC, Scenario, boot_sites, configure, nat_in_front_of, parse_ping, remove_nat,
+                 shell_quote, stop_sites)
+
+IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
+
+ESP = Scenario()                                     # main mode PSK, aes128-sha1, PFS modp2048
+AH = Scenario(protocol="ah", child_proposals=["sha256"])
+ESP_AH = Scenario(protocol="esp+ah", child_proposals=["aes256-sha256"])
+REKEY = Scenario(lifetime_s=60)                      # the shortest lifetime config.py accepts
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    for part in ("Image", "rootfs.squashfs", "data-template.img"):
+        if not os.path.exists(os.path.join(IMAGES, part)):
+            pytest.skip(f"no firmware image in {IMAGES} (missing {part}): run `make image`")
+    a, b = boot_sites(tmp_path_factory.mktemp("sites"), IMAGES)
+    a.scenario = b.scenario = None
+    yield a, b
+    stop_sites(a, b)
+
+
+@pytest.fixture(autouse=True)
+def diagnostics_on_failure(request, sites):
+    """After a failed test, both guests' VPN log and kernel SAs go to the terminal."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        text = "\n".join(s.diagnostics() for s in sites)
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n===== guests after {request.node.name} =====\n{text}\n", flush=True)
+        for s in sites:             # the next test starts from a clean configuration
+            s.scenario = None
+
+
+def tunnel(sites, scenario):
+    """Both sites on `scenario` (reconfigured only when it changed) and the tunnel up."""
+    a, b = sites
+    if a.scenario != scenario.key():
+        configure(a, b, scenario)
+    a.ping_until_up(b)
+    return a, b
+
+
+# IKE itself (UDP 500, NAT-T 4500 with the non-ESP marker, keepalives) may cross the WAN at any time
+# (DPD, rekeys): the seed's firewall notes expect it there. Everything else must be ESP/AH.
+IKE_LINE = re.compile(r"\.(500|4500|1500|1501) > [\d.]+\.(500|4500|1500|1501): "
+                      r"(isakmp|NONESP-encap|isakmp-nat-keep-alive)")
+
+
+def without_ike(lines):
+    return [l for l in lines if not IKE_LINE.search(l)]
+
+
+def one(items, what):
+    assert len(items) == 1, f"expected one {what}, got {items}"
+    return items[0]
+
+
+def test_ping_triggers_acquire_negotiates_and_passes(sites):
+    a, b = sites
+    configure(a, b, ESP)
+    assert a.status()["sas"] == [] and b.status()["sas"] == []
+    sent, received, seqs, out = a.ping(b.site["lan_host"], count=8, interval=1, wait_s=3)
+    assert sent == 8 and received >= 5, out
+    # only the first packets, sent while the SAs were negotiated, may be lost; then every one passes
+    assert seqs == list(range(seqs[0], 8)), out
+    for here, there, role in ((a, b, "initiator"), (b, a, "responder")):
+        ike = one(here.status()["ike_sas"], f"IKE SA on {here.name}")
+        assert (ike["status"], ike["state"], ike["role"], ike["remote_gateway"]) == \
+            ("Activated", 9, role, there.site["wan"]), ike
+        assert ike["nat_t"] == "none", ike
+        out_sa = one(here.sas("outgoing"), "outgoing SA")
+        in_sa = one(here.sas("incoming"), "incoming SA")
+        assert out_sa["protocol"] == in_sa["protocol"] == "ESP"
+        assert out_sa["destination"] == there.site["wan"] and in_sa["destination"] == here.site["wan"]
+        assert (out_sa["local_net"], out_sa["remote_net"]) == (here.site["lan_net"], there.site["lan_net"])
+    # the pair on A is the pair on B, crossed
+    assert {s["spi"] for s in a.sas()} == {s["spi"] for s in b.sas()}
+    # the kernel holds exactly those SAs
+    for s in (a, b):
+        xfrm = s.check("ip xfrm state")
+        assert sorted(re.findall(r"proto esp spi (0x[0-9a-f]+)", xfrm)) == \
+            sorted("0x%08x" % int(sa["spi"], 16) for sa in s.sas()), xfrm
+
+
+CAPTURE = ("tcpdump -n -l -i {iface} {filter} >/tmp/{name}.cap 2>/tmp/{name}.err & "
+           "echo $! >/tmp/{name}.pid; i=0; until grep -q listening /tmp/{name}.err; do "
+           "i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.2; done")
+
+
+def capture_start(site, name, iface, filter_=""):
+    site.check(CAPTURE.format(name=name, iface=iface, filter=filter_))
+
+
+def capture_stop(site, name):
+    """Stop the capture; return its lines."""
+    site.run(f"sleep 1; kill $(cat /tmp/{name}.pid); sleep 0.5")
+    return site.check(f"cat /tmp/{name}.cap; rm -f /tmp/{name}.*").splitlines()
+
+
+def test_wan_carries_only_esp_lan_shows_cleartext_icmp(sites):
+    a, b = tunnel(sites, ESP)
+    capture_start(a, "wan", "eth0", "ip")
+    capture_start(a, "lan", "lan0", "icmp")
+    try:
+        sent, received, _, out = a.ping(b.site["lan_host"], count=4, interval=0.5)
+    finally:
+        wan = capture_stop(a, "wan")
+        lan = capture_stop(a, "lan")
+    assert received == sent == 4, out
+    gateways = {f"{a.site['wan']} > {b.site['wan']}", f"{b.site['wan']} > {a.site['wan']}"}
+    esp = [l for l in wan if re.search(r"IP (\S+ > \S+): ESP\(spi=0x[0-9a-f]+,seq=0x[0-9a-f]+\)", l)]
+    assert len(esp) == 8, "\n".join(wan)                    # 4 requests out, 4 replies in
+    for line in esp:
+        assert re.search(r"IP (\S+ > \S+): ESP", line).group(1) in gateways, line
+    assert not [l for l in without_ike(wan) if l not in esp], "\n".join(wan)   # nothing else
+    assert not [l for l in wan if "ICMP" in l], "\n".join(wan)
+    requests = [l for l in lan if f"{a.site['lan_host']} > {b.site['lan_host']}: ICMP echo request" in l]
+    replies = [l for l in lan if f"{b.site['lan_host']} > {a.site['lan_host']}: ICMP echo reply" in l]
+    assert len(requests) == len(replies) == 4, "\n".join(lan)
+
+
+def test_sa_byte_counters_grow_by_what_was_sent(sites):
+    a, b = tunnel(sites, ESP)
+    before = {(s.name, sa["spi"]): sa for s in (a, b) for sa in s.sas()}
+    count, size = 10, 1000
+    sent, received, _, out = a.ping(b.site["lan_host"], count=count, size=size, interval=0.2)
+    assert sent == received == count, out
+    ip_packet = size + 8 + 20                       # ICMP payload + ICMP header + inner IP header
+    for s in (a, b):
+        for sa in s.sas():
+            old = before[(s.name, sa["spi"])]
+            grew_bytes, grew_packets = sa["bytes"] - old["bytes"], sa["packets"] - old["packets"]
+            assert grew_packets == count, (s.name, old, sa)
+            # the kernel counts the inner packet (+ the outer header on the way out)
+            assert count * ip_packet <= grew_bytes <= count * (ip_packet + 20), (s.name, old, sa)
+            assert sa["errored_packets"] == 0, sa
+
+
+INJECT_ESP = """
+import os, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ESP)
+for seq in range(1000000, 1000000 + {n}):
+    # a valid SPI and a sequence number ahead of the replay window, then garbage:
+    # IV (16) + "ciphertext" (64) + ICV (12) that cannot authenticate
+    s.sendto(struct.pack("!II", {spi}, seq) + os.urandom(16 + 64 + 12), ("{dst}", 0))
+print("sent", {n})
+"""
+
+
+def test_corrupted_esp_is_counted_and_dropped(sites):
+    a, b = tunnel(sites, ESP)
+    target = one(b.sas("incoming"), "incoming SA on B")
+    n = 5
+    capture_start(b, "lanb", "lan0")
+    try:
+        a.check("python3 -c " + shell_quote(INJECT_ESP.format(n=n, spi=int(target["spi"], 16), dst=b.site["wan"])))
+    finally:
+        lan = capture_stop(b, "lanb")
+    after = one([sa for sa in b.sas("incoming") if sa["spi"] == target["spi"]], "the same SA")
+    assert after["errored_packets"] - target["errored_packets"] == n, (target, after)
+    assert after["packets"] == target["packets"], (target, after)      # none was accepted
+    assert lan == [], lan                        # nothing reached B's LAN
+    # the tunnel is unharmed
+    sent, received, _, out = a.ping(b.site["lan_host"], count=3)
+    assert sent == received == 3, out
+
+
+def test_delete_removes_the_sa_on_both_ends_and_traffic_renegotiates(sites):
+    a, b = tunnel(sites, ESP)
+    victim = one(a.sas("outgoing"), "outgoing SA on A")
+    old_spis = {sa["spi"] for sa in a.sas()}
+    a.ikectl(f"delete {victim['id']}")
+    for s in (a, b):            # the peer got our Delete notify and dropped its pair too
+        s.check("i=0; while ip xfrm state | grep -q 'proto esp'; do i=$((i+1)); "
+                "[ $i -gt 50 ] && exit 1; sleep 0.2; done", timeout=30)
+        assert s.sas() == [], s.name
+    a.ping_until_up(b)
+    sent, received, _, out = a.ping(b.site["lan_host"], count=3)
+    assert sent == received == 3, out
+    new_spis = {sa["spi"] for sa in a.sas()}
+    assert len(new_spis) == 2 and not new_spis & old_spis, (old_spis, new_spis)
+    assert new_spis == {sa["spi"] for sa in b.sas()}
+
+
+def test_killed_daemon_is_restarted_and_the_tunnel_returns(sites):
+    a, b = tunnel(sites, ESP)
+    old_pid = a.daemon_pid()
+    a.check(f"kill -9 {old_pid}")
+    a.check(f"i=0; until p=$({DAEMON_PIDS}) && [ -n \"$p\" ] && [ \"$p\" != {old_pid} ]; do "
+            "i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.3; done", timeout=60)
+    a.wait_daemon()
+    assert "ikecore exited with status 137" in a.check("logread | grep respawn")
+    a.ping_until_up(b)
+    sent, received, _, out = a.ping(b.site["lan_host"], count=3)
+    assert sent == received == 3, out
+    ike = one([i for i in a.status()["ike_sas"] if i["status"] == "Activated"], "IKE SA on A")
+    assert ike["state"] == 9
+    assert len(a.sas()) == 2
+
+
+@pytest.mark.parametrize("scenario, proto_re", [(AH, r"AH\(spi="), (ESP_AH, r"AH\(spi=.*ESP\(spi=")],
+                         ids=["ah", "esp+ah"])
+def test_ah_and_esp_ah_tunnels_carry_traffic(sites, scenario, proto_re):
+    a, b = sites
+    configure(a, b, scenario)
+    a.ping_until_up(b)
+    capture_start(a, "wan", "eth0", "ip")
+    try:
+        sent, received, _, out = a.ping(b.site["lan_host"], count=3, interval=0.5)
+    finally:
+        wan = capture_stop(a, "wan")
+    assert sent == received == 3, out
+    data = [l for l in wan if re.search(proto_re, l)]
+    assert len(data) == 6 and data == without_ike(wan), "\n".join(wan)
+    protocols = sorted(sa["protocol"] for sa in a.sas())
+    expect = {"ah": ["AH", "AH"], "esp+ah": None}[scenario.protocol]
+    if expect:
+        assert protocols == expect, a.sas()
+    else:   # one bundle per direction, shown either as two rows (ESP + AH) or one "ESP+AH" row
+        assert set(protocols) <= {"ESP", "AH", "ESP+AH"} and "ESP" in "".join(protocols), a.sas()
+
+
+REKEY_WATCH = """
+import json, subprocess, time
+from ikecore.ctl import request
+seen = []
+end = time.time() + {seconds}
+while time.time() < end:
+    sas = request("/run/ikecore/control.sock", {{"cmd": "status"}})["result"]["sas"]
+    kernel = subprocess.run(["ip", "xfrm", "state"], capture_output=True, text=True).stdout
+    seen.append([len(sas), kernel.count("proto esp")])
+    time.sleep(0.5)
+print(json.dumps(seen))
+"""
+
+
+def test_short_lifetime_rekeys_under_continuous_ping_without_loss(sites):
+    """lifetime 60 s: the initiator rekeys at 54 s (margin = lifetime/10), the old pair expires at
+    60 s; meanwhile both pairs exist (4 SAs) and the ping never misses a packet."""
+    a, b = sites
+    configure(a, b, REKEY)
+    a.ping_until_up(b)
+    first = {sa["spi"] for sa in a.sas()}
+    negotiations = one(a.status()["ike_sas"], "IKE SA")["phase2_negotiations"]
+    count, interval = 160, 0.5                     # 80 s: past the rekey and the old pair's expiry
+    a.check(f"ip netns exec lanhost ping -c {count} -i {interval} -W 2 {b.site['lan_host']} "
+            ">/tmp/rekey.ping 2>&1 & echo $! >/tmp/rekey.pid")
+    watch = a.check("python3 -c " + shell_quote(REKEY_WATCH.format(seconds=count * interval + 2)),
+                    timeout=count * interval + 120)
+    a.check("i=0; while kill -0 $(cat /tmp/rekey.pid) 2>/dev/null; do i=$((i+1)); [ $i -gt 60 ] && exit 1; "
+            "sleep 1; done", timeout=90)
+    sent, received, seqs, out = parse_ping(a.check("cat /tmp/rekey.ping"))
+    samples = json.loads(watch.strip().splitlines()[-1])
+    assert max(n for n, _ in samples) == 4, samples         # the overlap: old and new pair shown
+    assert max(k for _, k in samples) == 4, samples         # ... and both in the kernel
+    assert samples[-1] == [2, 2], samples                   # the old pair is gone in the end
+    last = {sa["spi"] for sa in a.sas()}
+    assert len(last) == 2 and not last & first, (first, last)
+    assert last == {sa["spi"] for sa in b.sas()}
+    ike = one(a.status()["ike_sas"], "IKE SA")
+    assert ike["phase2_negotiations"] == negotiations + 1, ike
+    assert sent == received == count, out                   # zero loss across the rekey
+
+
+def test_nat_traversal_esp_in_udp_near_end_and_far_end(sites):
+    """A behind a masquerading NAT: NAT-D tells A "near end" and B "far end"; IKE floats to 4500
+    and the tunnel is ESP-in-UDP on the wire."""
+    a, b = sites
+    for s in (a, b):
+        s.stop_daemon()
+    a.scenario = b.scenario = None
+    nat_in_front_of(a, b)
+    try:
+        configure(a, b, ESP, a_behind_nat=True)
+        a.scenario = b.scenario = None              # the next scenario must reconfigure
+        a.ping_until_up(b)
+        capture_start(b, "wanb", "eth0", "ip")
+        try:
+            sent, received, _, out = a.ping(b.site["lan_host"], count=3, interval=0.5)
+        finally:
+            wan = capture_stop(b, "wanb")
+        assert sent == received == 3, out
+        assert one(a.status()["ike_sas"], "IKE SA on A")["nat_t"] == "near end"
+        assert one(b.status()["ike_sas"], "IKE SA on B")["nat_t"] == "far end"
+        # on B's wire: UDP-encapsulated ESP between B:4500 and the NAT's mapped port, nothing else
+        pattern = (rf"IP ({NAT_PUBLIC}\.1501 > {b.site['wan']}\.4500|"
+                   rf"{b.site['wan']}\.4500 > {NAT_PUBLIC}\.1501): UDP-encap: ESP\(spi=")
+        esp = [l for l in wan if re.search(pattern, l)]
+        assert len(esp) == 6 and esp == without_ike(wan), "\n".join(wan)
+        for s in (a, b):
+            assert "encap type espinudp" in s.check("ip xfrm state"), s.name
+    finally:
+        for s in (a, b):
+            s.stop_daemon()
+        remove_nat(a)
