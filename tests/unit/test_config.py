@@ -364,3 +364,48 @@ def test_load_names_a_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load(str(tmp_path / "nope.toml"))
     assert "nope.toml" in str(info.value) and "No such file" in str(info.value)
+
+
+def test_line_index_follows_toml_syntax_that_hides_keys():
+    text = '''\
+# [[peer]] in a comment is not a table
+[general]
+"wan_interface" = "eth0"   # a quoted key
+lan_interface = "eth1"
+
+[[peer]]
+name = "a"
+remote_gateway = "1.2.3.4"
+psk = """
+[[peer]] inside a multi-line string, "quoted" # not a comment
+"""
+dpd.delay_s = 10
+dpd.timeout_s = "x"
+'''
+    index = config._LineIndex(text)
+    assert index.line_of(("general", "wan_interface")) == 3
+    assert index.line_of(("general", "lan_interface")) == 4
+    assert index.line_of(("peer", 0)) == 6
+    assert ("peer", 1) not in index.lines
+    with pytest.raises(ConfigError) as info:
+        config.parse(text)
+    assert (info.value.key, info.value.line) == ("peer[0].dpd.timeout_s", 13)
+
+
+def test_line_index_counts_entries_of_nested_arrays_of_tables():
+    text = '''\
+[[peer]]
+name = "a"
+
+[[peer]]
+name = "b"
+x = [
+  { k = 1 },
+  { k = 2, j = 3 },
+]
+'''
+    index = config._LineIndex(text)
+    assert index.line_of(("peer", 1, "name")) == 5
+    assert index.line_of(("peer", 1, "x", 1)) == 8
+    assert index.line_of(("peer", 1, "x", 1, "j")) == 8
+    assert index.line_of(("peer", 1, "nothing", "here")) == 4
