@@ -63,11 +63,7 @@ def logged_in(driver, scene):
 
 
 def row_text(driver, row_id):
-    from selenium.common.exceptions import NoSuchElementException
-    try:
-        return by_css(driver, "#" + row_id).text
-    except NoSuchElementException:
-        return ""
+    return browser.text_of(driver, "#" + row_id)
 
 
 def test_1_login_with_the_forced_password_change(scene, chrome):
@@ -110,14 +106,13 @@ def test_3_delete_asks_then_the_sa_disappears_and_renegotiates(scene, chrome):
         ike["phase2_negotiations"] += 1
         status["sas"].extend(sa_pair(ike, 0xe0e00000, elapsed_s=0, bytes_=0))
     scene.daemon.on_delete = renegotiate
-    button = by_css(chrome, "#sa-c1a2b3d4 button")
-    button.click()
-    alert = wait(chrome, lambda d: d.switch_to.alert, "a confirmation dialog")
+    browser.click(chrome, "#sa-c1a2b3d4 button")
+    alert = browser.alert(chrome)
     assert alert.text == "Delete the ESP SA 0xc1a2b3d4?"
     alert.dismiss()
     assert "delete" not in scene.daemon.commands()
-    by_css(chrome, "#sa-c1a2b3d4 button").click()
-    wait(chrome, lambda d: d.switch_to.alert, "the dialog again").accept()
+    browser.click(chrome, "#sa-c1a2b3d4 button")
+    browser.alert(chrome).accept()
     wait(chrome, lambda d: "Deleted" in by_css(d, ".flash").text, "deleted message")
     assert {"cmd": "delete", "id": "sa-c1a2b3d4"} in scene.daemon.requests
     assert row_text(chrome, "sa-c1a2b3d4") == ""
@@ -185,13 +180,13 @@ def test_6_injected_script_in_a_peer_id_is_shown_as_text(scene, chrome):
     scene.daemon.log.append({"time": 1764090000.0, "level": "warning", "peer": injected,
                              "text": "unexpected ID " + injected})
     logged_in(chrome, scene)
-    assert injected in by_css(chrome, "#ike-ike-1 .peer").text       # server-rendered
+    assert injected in browser.text_of(chrome, "#ike-ike-1 .peer")           # server-rendered
     chrome.execute_script("window.renders = 0;"
                           "new MutationObserver(function(){window.renders++;})"
                           ".observe(document.getElementById('ike-sas'), {childList: true});")
     wait(chrome, lambda d: d.execute_script("return window.renders;") > 0, "a live re-render")
-    assert injected in by_css(chrome, "#ike-ike-1 .peer").text       # rendered by app.js
-    assert injected in by_css(chrome, "#ike-ike-3 .diagnosis").text
+    assert injected in browser.text_of(chrome, "#ike-ike-1 .peer")           # rendered by app.js
+    assert injected in browser.text_of(chrome, "#ike-ike-3 .diagnosis")
     chrome.get(scene.url + "/log/vpn")
     assert "unexpected ID " + injected in chrome.page_source.replace("&lt;", "<").replace(
         "&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')

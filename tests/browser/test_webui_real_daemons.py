@@ -56,29 +56,26 @@ def page(daemons, tmp_path):
     server.stop()
 
 
-def text_of(driver, selector):
-    found = driver.find_elements("css selector", selector)
-    return found[0].text if found else ""
-
-
 def test_real_tunnel_shows_live_deletes_and_renegotiates(daemons, page):
     driver, server = page
-    assert text_of(driver, "#ike-sas-empty") == "No IKE security associations."
+    assert browser.text_of(driver, "#ike-sas-empty") == "No IKE security associations."
     result = daemons["a"].ikectl("up", "b")
     assert result.returncode == 0, result.stderr
     # No reload: app.js polls /api/status and the real tunnel appears as Activated.
-    wait_until(lambda: "Activated" in text_of(driver, "#ike-sas tbody"), "Activated on the page")
-    row = text_of(driver, "#ike-sas tbody tr")
+    wait_until(lambda: "Activated" in browser.text_of(driver, "#ike-sas tbody"),
+               "Activated on the page")
+    row = browser.text_of(driver, "#ike-sas tbody tr")
     assert ADDRESS["b"] in row and "AES-CBC-128/HMAC-SHA1/MODP-2048" in row
     status = daemons["a"].status()
     outgoing = [sa for sa in status["sas"] if sa["direction"] == "outgoing"][0]
     anchor = "sa-%x" % int(outgoing["spi"], 16)
-    wait_until(lambda: "Outgoing" in text_of(driver, "#" + anchor), "the outgoing SA row")
+    wait_until(lambda: "Outgoing" in browser.text_of(driver, "#" + anchor),
+               "the outgoing SA row")
 
     # Delete the outgoing SA from the page; the daemon deletes it at the peer too.
-    driver.find_element("css selector", "#%s button" % anchor).click()
-    wait_until(lambda: driver.switch_to.alert, "the confirmation dialog").accept()
-    wait_until(lambda: "Deleted" in text_of(driver, ".flash"), "the deleted message")
+    browser.click(driver, "#%s button" % anchor)
+    browser.alert(driver).accept()
+    wait_until(lambda: "Deleted" in browser.text_of(driver, ".flash"), "the deleted message")
     spi = int(outgoing["spi"], 16)
     wait_until(lambda: spi not in [int(sa["spi"], 16) for sa in daemons["b"].status()["sas"]],
                "b to drop the SA deleted on a's page")
@@ -101,7 +98,8 @@ def test_real_tunnel_shows_live_deletes_and_renegotiates(daemons, page):
 def test_real_daemon_applies_a_settings_change_without_dropping_the_tunnel(daemons, page):
     driver, server = page
     daemons["a"].result({"cmd": "up", "peer": "b"})
-    wait_until(lambda: "Activated" in text_of(driver, "#ike-sas tbody"), "Activated on the page")
+    wait_until(lambda: "Activated" in browser.text_of(driver, "#ike-sas tbody"),
+               "Activated on the page")
     before = daemons["a"].status()
     # Add an unrelated peer through the form: saved atomically, then `reload` on the daemon.
     driver.get(server.url + "/settings/peers/new")
@@ -109,7 +107,7 @@ def test_real_daemon_applies_a_settings_change_without_dropping_the_tunnel(daemo
                          ("psk", "spare peer key")):
         driver.find_element("css selector", "#f-" + field).send_keys(value)
     driver.find_element("css selector", "#peer-form button[type=submit]").click()
-    wait_until(lambda: "applied the new configuration" in text_of(driver, ".flash"),
+    wait_until(lambda: "applied the new configuration" in browser.text_of(driver, ".flash"),
                "the daemon to accept the reload")
     after = daemons["a"].status()
     assert [i["id"] for i in after["ike_sas"]] == [i["id"] for i in before["ike_sas"]]
@@ -121,5 +119,5 @@ def test_real_daemon_applies_a_settings_change_without_dropping_the_tunnel(daemo
     net.clear()
     net.send_keys("192.168.10.128/25")
     driver.find_element("css selector", "#connection-form button[type=submit]").click()
-    error = wait_until(lambda: text_of(driver, "#error-remote_net"), "the field error")
+    error = wait_until(lambda: browser.text_of(driver, "#error-remote_net"), "the field error")
     assert "overlaps local_net 192.168.10.0/24" in error

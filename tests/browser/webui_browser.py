@@ -42,3 +42,35 @@ class Browser:
             self.driver.quit()
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def _retry_stale(action, selector):
+    # app.js replaces the status rows on every poll: an element just found may be gone a moment
+    # later; then look it up again.
+    from selenium.common.exceptions import StaleElementReferenceException
+    for _ in range(20):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError("%s kept being replaced while used" % selector)
+
+
+def text_of(driver, selector):
+    """Text of the first element matching selector, "" when there is none."""
+    def read():
+        found = driver.find_elements("css selector", selector)
+        return found[0].text if found else ""
+    return _retry_stale(read, selector)
+
+
+def click(driver, selector):
+    _retry_stale(lambda: driver.find_element("css selector", selector).click(), selector)
+
+
+def alert(driver, timeout=60):
+    """The JavaScript dialog once it is open (a confirm() of the page)."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        expected_conditions.alert_is_present(), "no dialog opened")
