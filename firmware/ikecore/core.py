@@ -465,12 +465,15 @@ class IkeCore:
                                remote[0], peer.name))
             return
         mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
-        sa = self._new_ike(peer, mode, states.RESPONDER, header.icookie, local, remote, now)
+        # The page shows our configured mode: with a mode mismatch the negotiation stops at
+        # "1st msg received" of that mode's table.
+        sa = self._new_ike(peer, peer.phase1_mode, states.RESPONDER, header.icookie, local,
+                           remote, now)
         sa.rcookie = self.crypto.random(8)
         sa.feed(states.RECEIVED, now)
         sa.heard_from_peer = True
         if mode != peer.phase1_mode:
-            sa.last_received = data
+            sa.last_received = sa.current_input = data
             sa.fail("mode", "the peer started %s mode, we are set to %s mode" % (
                 mode, peer.phase1_mode), now)
             phase1._notify_clear(sa, C.INVALID_EXCHANGE_TYPE)

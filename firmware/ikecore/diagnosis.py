@@ -27,6 +27,12 @@ CAUSES = {
     "id": ("probable ID mismatch",
            "check the local and remote ID (type and value) on both peers"),
     "psk": ("probable pre-shared key mismatch", "check the pre-shared key on both peers"),
+    # A peer that decrypted our last phase 1 message (so the key is right) and still refuses it
+    # with AUTHENTICATION-FAILED: strongSwan does this both when no configuration accepts our ID
+    # and when its configuration uses the other phase 1 mode. The wire cannot tell them apart.
+    "id_or_mode": ("probable ID or mode mismatch",
+                   "check the local and remote ID (type and value) and the IKE phase 1 mode "
+                   "(main or aggressive) on both peers"),
     "cert": ("probable certificate mismatch",
              "check the certificates, their CA and the remote ID on both peers"),
     "timeout": ("the negotiation stopped",
@@ -64,7 +70,7 @@ PHASE1_NOTIFY_CAUSES = {
     18: "id",                # INVALID-ID-INFORMATION
     16: "psk",               # PAYLOAD-MALFORMED (what a peer says when it cannot decrypt)
     23: "psk",               # INVALID-HASH-INFORMATION
-    24: "psk",               # AUTHENTICATION-FAILED
+    24: "id_or_mode",        # AUTHENTICATION-FAILED (the key decrypted fine: see CAUSES)
     25: "cert",              # INVALID-SIGNATURE
     20: "cert",              # INVALID-CERTIFICATE
     22: "cert",              # INVALID-CERT-AUTHORITY

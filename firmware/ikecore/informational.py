@@ -68,9 +68,13 @@ def receive(sa, header, data, now):
     try:
         received, _ = sa.open(header, data)
     except (codec.MalformedMessage, CryptoError) as exc:
-        # A wrong-keyed peer's protected notify cannot be read: say so, do not answer.
+        # A wrong-keyed peer's protected notify cannot be read: say so, do not answer. During
+        # phase 1 with a pre-shared key that is itself the evidence of a key mismatch.
         sa.log("warning", "an encrypted informational message from %s could not be read (%s)"
                % (sa.remote[0], exc))
+        if not sa.established and sa.auth == "psk":
+            sa.note_hint("psk", "the peer's encrypted notification did not decrypt with our key",
+                         now)
         return
     sa.exchange_ivs.pop(header.message_id, None)
     if received.index_of(codec.HashPayload) != 0:
@@ -82,6 +86,9 @@ def receive(sa, header, data, now):
     if bytes(received.payloads[0].data) != expected:
         sa.log("warning", "informational message from %s: HASH(1) did not verify, ignored"
                % sa.remote[0])
+        if not sa.established and sa.auth == "psk":
+            sa.note_hint("psk", "the HASH of the peer's encrypted notification did not verify "
+                         "with our key", now)
         return
     sa.heard_from_peer = True
     if sa.dpd is not None:
@@ -124,7 +131,7 @@ def _notify(sa, note, now, authenticated):
     if not sa.established:
         # A refusal of our phase 1 (or, authenticated, of the last phase 1 message).
         cause = diagnosis.cause_of_notify(t, 1)
-        if cause == "psk" and sa.auth != "psk":
+        if cause in ("psk", "id_or_mode") and sa.auth != "psk":
             cause = "cert"
         detail = "the peer answered with %s in state %d" % (text, sa.machine.number)
         if authenticated:

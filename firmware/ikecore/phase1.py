@@ -31,6 +31,14 @@ from .events import IkeSaChanged, Log
 
 # Seconds to wait after each (re)transmission; after the last one we give up.
 RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
+# After this many unanswered retransmissions of a key-dependent message, say "probable key
+# mismatch" (the page shows it within ~6 s instead of at give-up).
+SILENCE_HINT_AFTER = 2
+_SILENT_AFTER = {
+    "MI_3_SENT": "the peer answered messages 1-4 but not message 5, the first one encrypted "
+                 "with the key",
+    "AR_1_SENT": "the peer never sent message 3 after our HASH_R: it could not verify it",
+}
 # A failed negotiation stays on the page this long (so the state number and last_error are seen).
 FAILED_KEEP_S = 120
 # Rekey an SA this long before it expires: a tenth of the lifetime, at most 9 minutes (strongSwan's
@@ -1118,3 +1126,10 @@ def on_timer(sa, now):
         return
     sa.core.send(pending.data, sa.local, sa.remote)
     pending.deadline = now + RETRANSMIT_DELAYS[pending.attempt]
+    if pending.attempt >= SILENCE_HINT_AFTER and sa.hint is None and sa.heard_from_peer:
+        # The peer answered the cleartext messages but is silent since we sent the first one
+        # that depends on the pre-shared key: the classic sign of different keys (strongSwan
+        # drops a message 5 it cannot decrypt without a word). Keep trying; say it now.
+        story = _SILENT_AFTER.get(sa.machine.state)
+        if story is not None and sa.auth == "psk":
+            sa.note_hint("psk", story, now)
