@@ -444,6 +444,9 @@ class _Checker:
             secrets["psk"] = self.preshared_key(path, entry)
         else:
             secrets.update(self.certificates(path, entry))
+        if phase1_mode == "aggressive" and auth == "psk":
+            self.warn(path + ("phase1_mode",), "aggressive mode with a pre-shared key sends a "
+                      "hash of the key that can be guessed offline; prefer main mode")
         ike_proposals = self.proposal_list(path + ("proposals",), entry.get("proposals"),
                                            proposals.parse_ike, DEFAULT_IKE_PROPOSALS)
         lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 28800),

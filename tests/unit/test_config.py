@@ -409,3 +409,10 @@ x = [
     assert index.line_of(("peer", 1, "x", 1)) == 8
     assert index.line_of(("peer", 1, "x", 1, "j")) == 8
     assert index.line_of(("peer", 1, "nothing", "here")) == 4
+
+
+def test_aggressive_mode_with_psk_is_warned_about():
+    warnings = []
+    config.parse(PEER + 'phase1_mode = "aggressive"\n', warnings=warnings)
+    assert warnings == ["ikecore.toml:5: peer[0].phase1_mode: aggressive mode with a pre-shared "
+                        "key sends a hash of the key that can be guessed offline; prefer main mode"]
