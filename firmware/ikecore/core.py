@@ -359,6 +359,9 @@ class IkeCore:
             # The tunnel's older SAs age out at their own lifetime (the page shows 4 for a while).
             if group.connection == conn.name and group.peer == qm.sa.peer.name:
                 group.replaced = True
+        if qm.sa.error_connection == conn.name:
+            qm.sa.last_error = None        # that connection's tunnel works now
+            qm.sa.error_connection = None
         margin = phase1.rekey_margin(qm.lifetime_s)
         rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
         group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,

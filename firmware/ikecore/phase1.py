@@ -230,6 +230,7 @@ class IkeSa:
         self.failed = False
         self.last_error = None
         self.hint = None           # diagnosis suggested by an unauthenticated notify
+        self.error_connection = None   # the connection a phase 2 last_error is about
         self.remove_at = None
         self.rekey_at = None
         self.expire_at = None
@@ -288,6 +289,7 @@ class IkeSa:
         line = diagnosis.line(cause, self.remote[0], detail, phase=phase, connection=connection,
                               peer=self.peer)
         self.last_error = line
+        self.error_connection = connection
         self.log("error", line)
         if phase == 1:
             self.failed = True

@@ -243,3 +243,49 @@ def test_certificates_against_a_psk_peer(ike_link_factory, ike_pki):
     # the auth method is part of the phase 1 transform: no proposal matches
     _assert_line(_one(link, "B")["last_error"], "authentication method mismatch")
     assert _one(link, "B")["state"] == 1
+
+
+def test_silent_peer_after_message_5_is_named_within_seconds(ike_link_factory):
+    """strongSwan drops a message 5 it cannot decrypt without a word: after two unanswered
+    retransmissions (6 s) the page already says 'probable pre-shared key mismatch'."""
+    link = ike_link_factory(a_kwargs={"psk": b"one"}, b_kwargs={"psk": b"two"})
+    quiet_b = lambda who, n, d: who == "B" and n >= 2
+    link.a.initiate("lan", link.clock.now)
+    link.flush(drop=quiet_b)
+    assert link.ike("A")[0]["last_error"] is None
+    link.step(7, drop=quiet_b)
+    ike = link.ike("A")[0]
+    assert ike["state"] == 7
+    _assert_line(ike["last_error"], "pre-shared key mismatch", "not message 5")
+
+
+@pytest.mark.parametrize("mode,state", [("main", 7), ("aggressive", 3)])
+def test_authentication_failed_from_a_peer_that_read_our_message(ike_link_factory, mode, state):
+    """What charon answers when no configuration takes our ID, or its configuration uses the
+    other mode: AUTHENTICATION-FAILED after decrypting our message. Both causes are named."""
+    from ikecore import codec, consts as C
+    link = ike_link_factory(both={"mode": mode})
+    link.a.initiate("lan", link.clock.now)
+    # let B's answers through up to the message that A's state waits on
+    limit = 2 if mode == "main" else 0
+    link.flush(drop=lambda who, n, d: who == "B" and n >= limit)
+    (ike,) = link.ike("A")
+    assert ike["state"] == state
+    sa = link.a.ike_sas[ike["id"]]
+    note = codec.NotifyPayload(C.AUTHENTICATION_FAILED, protocol=C.PROTO_ISAKMP, spi=sa.spi())
+    data = codec.encode_message(codec.Message(C.EXCHANGE_INFORMATIONAL, sa.icookie, sa.rcookie,
+                                              payloads=[note]))
+    link.a.receive_datagram(data, ("192.0.2.1", 500), ("198.51.100.2", 500), link.clock.now)
+    _assert_line(link.ike("A")[0]["last_error"], "ID or mode mismatch", "AUTHENTICATION-FAILED",
+                 "check the local and remote ID", "phase 1 mode")
+    assert link.ike("A")[0]["state"] == state
+
+
+def test_phase2_error_clears_when_the_tunnel_comes_up(ike_link_factory):
+    link = ike_link_factory(a_kwargs={"pfs": "modp1024"})
+    _start(link, "A")
+    assert _one(link, "A")["last_error"] is not None
+    link.b.settings.connections["lan"].pfs = "modp1024"
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert _one(link, "A")["last_error"] is None and len(link.sas("A")) == 2
