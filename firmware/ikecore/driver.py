@@ -115,7 +115,11 @@ class Driver:
         now = self.now()
         for connection in self.settings.connections.values():
             if self.settings.peers[connection.peer].act_as == "initiator":
-                self.core.initiate(connection.name, now)
+                try:
+                    self.core.initiate(connection.name, now)
+                except Exception as exc:   # one connection's failure must not stop the rest
+                    self.log.error("cannot bring %s up: %s: %s"
+                                   % (connection.name, type(exc).__name__, exc))
         self._pump()
 
     async def stop(self):
