@@ -115,12 +115,15 @@ class Driver:
         now = self.now()
         for connection in self.settings.connections.values():
             if self.settings.peers[connection.peer].act_as == "initiator":
-                try:
-                    self.core.initiate(connection.name, now)
-                except Exception as exc:   # one connection's failure must not stop the rest
-                    self.log.error("cannot bring %s up: %s: %s"
-                                   % (connection.name, type(exc).__name__, exc))
+                self._initiate(connection.name, now)
         self._pump()
+
+    def _initiate(self, connection_name, now):
+        try:
+            self.core.initiate(connection_name, now)
+        except Exception as exc:           # one connection's failure must not stop the rest
+            self.log.error("cannot bring %s up: %s: %s"
+                           % (connection_name, type(exc).__name__, exc))
 
     async def stop(self):
         """Tell every peer we are going (deletes), then clear the kernel and close."""
@@ -378,7 +381,7 @@ class Driver:
         now = self.now()
         for name, connection in new.connections.items():
             if self._changed(old, new, name) and new.peers[connection.peer].act_as == "initiator":
-                self.core.initiate(name, now)
+                self._initiate(name, now)
         self._pump()
         self.log.info("configuration reloaded: %d peers, %d connections"
                       % (len(new.peers), len(new.connections)))
