@@ -81,6 +81,12 @@ class IkeCore:
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now):
+        try:
+            self._handle_timer(now)
+        except Exception as exc:           # noqa: BLE001 - one bad SA must not stop the others
+            self._internal_error("timer", "handling timers", exc)
+
+    def _handle_timer(self, now):
         for sa in list(self.ike_sas.values()):
             if sa.id not in self.ike_sas:
                 continue
@@ -112,7 +118,20 @@ class IkeCore:
                 self._rekey_group(group, now)
 
     def receive_datagram(self, data, local, remote, now):
+        """One UDP payload from remote (ip, port) to local (ip, port)."""
         self.counters["datagrams"] += 1
+        try:
+            self._receive(data, local, remote, now)
+        except Exception as exc:           # noqa: BLE001 - the core must survive any datagram
+            self._internal_error(remote[0], "handling a datagram from %s" % remote[0], exc)
+
+    def _internal_error(self, key, what, exc):
+        """A bug met by some input: count it, log it once, keep serving everyone else."""
+        self.counters["internal_errors"] = self.counters.get("internal_errors", 0) + 1
+        self._log_once((key, 0), "internal-%s" % type(exc).__name__, "error",
+                       "internal error while %s: %s: %s" % (what, type(exc).__name__, exc))
+
+    def _receive(self, data, local, remote, now):
         data = bytes(data)
         if local[1] == C.NATT_PORT or remote[1] == C.NATT_PORT:
             if data == NATT_KEEPALIVE:
