@@ -639,15 +639,18 @@ def write_document_atomic(path, doc, warnings=None):
     """Validate doc, then replace the file at path with it (write tmp, fsync, rename, fsync dir).
 
     On any validation error raises ConfigError and leaves the file untouched. Keeps the old
-    file's mode and owner (it may hold a psk); a new file is created 0600.
+    file's mode and owner (it may hold a psk); a new file is created 0600. A symlink is
+    followed: the file it points to is replaced and the link stays.
     """
     import tomli_w
     try:
         text = tomli_w.dumps(doc)
     except (TypeError, ValueError) as exc:
         raise ConfigError("cannot be written as TOML: %s" % exc, source=path) from None
-    directory = os.path.dirname(os.path.abspath(path))
-    result = parse(text, source=path, base_dir=directory, warnings=warnings)
+    source = path
+    path = os.path.realpath(path)     # a symlinked config: replace the file it points to
+    directory = os.path.dirname(path)
+    result = parse(text, source=source, base_dir=directory, warnings=warnings)
     try:
         old = os.stat(path)
         mode, owner = stat.S_IMODE(old.st_mode), (old.st_uid, old.st_gid)
@@ -671,7 +674,8 @@ def write_document_atomic(path, doc, warnings=None):
             os.unlink(tmp)
         except OSError:
             pass
-        raise ConfigError("cannot write configuration: %s" % exc.strerror, source=path) from None
+        raise ConfigError("cannot write configuration: %s" % exc.strerror,
+                          source=source) from None
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

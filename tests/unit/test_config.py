@@ -416,3 +416,16 @@ def test_aggressive_mode_with_psk_is_warned_about():
     config.parse(PEER + 'phase1_mode = "aggressive"\n', warnings=warnings)
     assert warnings == ["ikecore.toml:5: peer[0].phase1_mode: aggressive mode with a pre-shared "
                         "key sends a hash of the key that can be guessed offline; prefer main mode"]
+
+
+def test_write_document_atomic_follows_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "ikecore.toml").write_text(GOOD)
+    link = tmp_path / "ikecore.toml"
+    link.symlink_to(tmp_path / "real" / "ikecore.toml")
+    doc = config.read_document(str(link))
+    doc["general"]["wan_interface"] = "wan0"
+    config.write_document_atomic(str(link), doc)
+    assert link.is_symlink()
+    assert config.load(str(tmp_path / "real" / "ikecore.toml")).wan_interface == "wan0"
+    assert sorted(os.listdir(tmp_path / "real")) == ["ikecore.toml"]
