@@ -425,9 +425,14 @@ class IkeSa:
 
 # -- building blocks of the messages -----------------------------------------------------------
 def _sa_payload(sa):
-    """Our phase 1 offer: one ISAKMP proposal with one transform per configured IkeProposal."""
+    """Our phase 1 offer: one ISAKMP proposal with one transform per configured IkeProposal.
+    Aggressive mode sends its KE with the offer, so every transform must name that one group
+    (RFC 2409 section 5.4): the proposals with another group are left out."""
+    offer = sa.peer.proposals[:3]
+    if sa.mode == states.AGGRESSIVE:
+        offer = [p for p in offer if p.dh == offer[0].dh]
     transforms = []
-    for number, p in enumerate(sa.peer.proposals[:3]):
+    for number, p in enumerate(offer):
         attrs = proposals.ike_attributes(p, sa.auth, sa.peer.lifetime_s)
         transforms.append(codec.Transform(number + 1, C.KEY_IKE,
                                           [codec.Attribute(t, v) for t, v in attrs]))
@@ -890,7 +895,12 @@ def _choose_transform(sa, received, now):
         return False
     sa.sai_b = _raw_body(received, received.index_of(codec.SaPayload))
     offered = [_attributes(t) for t in proposal.transforms]
-    for ours in sa.peer.proposals:
+    ours_all = sa.peer.proposals
+    if sa.mode == states.AGGRESSIVE and offered:
+        # The KE in this message is for the group of the offer: only that group can be chosen.
+        first = proposals.decode_ike_transform(offered[0]).proposal
+        ours_all = [p for p in ours_all if first is not None and p.dh == first.dh]
+    for ours in ours_all:
         match = proposals.match_ike([ours], sa.auth, offered)
         if match is not None:
             index, transform = match

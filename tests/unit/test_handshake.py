@@ -262,3 +262,15 @@ def test_rsa_signatures_with_certificates(ike_link_factory, ike_pki, mode, initi
         (ike,) = link.ike(name)
         assert (ike["state"], ike["auth"], ike["last_error"]) == (9, "rsa", None)
     _check_pairs(link)
+
+
+def test_aggressive_mode_offers_only_the_group_of_its_key_exchange(ike_link_factory):
+    link = ike_link_factory(both={"mode": "aggressive"},
+                            a_kwargs={"ike": ["aes128-sha1-modp1024", "aes256-sha256-ecp256",
+                                              "3des-md5-modp1024"]},
+                            b_kwargs={"ike": ["aes256-sha256-ecp256", "3des-md5-modp1024"]})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    # B prefers the ECP-256 proposal, but A's KE is MODP-1024: B must pick 3DES-MD5-MODP1024
+    assert link.ike("B")[0]["algorithm"] == "3DES-CBC/HMAC-MD5/MODP-1024"
+    assert link.ike("A")[0]["state"] == 9
