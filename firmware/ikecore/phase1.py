@@ -778,7 +778,7 @@ def aggr_inR1_outI2(sa, header, data, now):
     if len(proposal.transforms) == 1:
         chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
                                        _attributes(proposal.transforms[0]))
-    if chosen is None or chosen.proposal != sa.proposal:
+    if chosen is None or chosen.proposal.dh != sa.proposal.dh:
         sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
         return
     _accept_transform(sa, chosen)
