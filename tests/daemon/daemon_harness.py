@@ -141,6 +141,8 @@ def netns_pair():
     names = {"a": tag + "a", "b": tag + "b"}
     try:
         for side, ns in names.items():
+            # A namespace left by a killed run with a recycled pid would make "add" fail.
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
             _run("ip", "netns", "add", ns)
             _run("ip", "-n", ns, "link", "set", "lo", "up")
         _run("ip", "-n", names["a"], "link", "add", "ika", "type", "veth", "peer", "name", "ikb",
