@@ -166,3 +166,16 @@ def test_act_as_both_waits_for_traffic_then_a_kernel_acquire_brings_the_tunnel_u
     states = [line for line in a.ip("xfrm", "state").splitlines() if " spi " in line]
     assert all("spi 0x00000000" in line for line in states), states
     wait_until(lambda: b.status()["ike_sas"] == [], "b to hear the deletes")
+
+
+def test_unreachable_peer_shows_negotiating_in_ikectl(daemons):
+    # Nobody listens on b: a's first main mode message goes unanswered (the seed's
+    # "remote peer couldn't be reached"): Negotiating(3), "1st msg sent".
+    daemons["a"].start(config("a", "initiator"))
+    status = wait_until(lambda: daemons["a"].status()["ike_sas"], "a to start negotiating")
+    assert (status[0]["status"], status[0]["state"]) == ("Negotiating", 3)
+    result = daemons["a"].ikectl("status")
+    assert result.returncode == 0
+    line = [text for text in result.stdout.splitlines() if text.startswith(status[0]["id"])][0]
+    assert "Negotiating(3)" in line and ADDRESS["b"] in line and "main/initiator" in line
+    assert daemons["a"].kernel_sas() == []
