@@ -179,3 +179,22 @@ def test_unreachable_peer_shows_negotiating_in_ikectl(daemons):
     line = [text for text in result.stdout.splitlines() if text.startswith(status[0]["id"])][0]
     assert "Negotiating(3)" in line and ADDRESS["b"] in line and "main/initiator" in line
     assert daemons["a"].kernel_sas() == []
+
+
+def test_key_mismatch_is_diagnosed_in_ikectl_and_the_vpn_log(daemons):
+    daemons["b"].start(config("b", "responder", psk="another secret"))
+    daemons["a"].start(config("a", "initiator"))
+
+    def diagnosed(daemon):
+        return [sa for sa in daemon.status()["ike_sas"]
+                if "pre-shared key mismatch" in (sa["last_error"] or "")]
+    wait_until(lambda: diagnosed(daemons["a"]) or diagnosed(daemons["b"]),
+               "a pre-shared key mismatch diagnosis")
+    for side in ("a", "b"):
+        for sa in diagnosed(daemons[side]):
+            assert sa["status"] != "Activated"
+            result = daemons[side].ikectl("status")
+            assert "%s: " % sa["id"] in result.stdout and "pre-shared key" in result.stdout
+            log = daemons[side].result({"cmd": "log", "limit": 1000})
+            assert [e for e in log if "pre-shared key mismatch" in e["text"]]
+    assert daemons["a"].kernel_sas() == [] and daemons["b"].kernel_sas() == []
