@@ -91,7 +91,7 @@ async def _run(args, settings, warnings):
         driver = Driver(core, settings, backend, log, config_path=args.config, ports=args.ports,
                         loop=loop, load_config=config.load)
         await driver.start()
-    except OSError as exc:
+    except (OSError, ImportError) as exc:
         print("ikecore: cannot start: %s" % exc, file=sys.stderr)
         return 1
     control = ControlServer(driver, args.socket or DEFAULT_SOCKET, group=args.socket_group)
