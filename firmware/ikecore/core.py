@@ -29,9 +29,10 @@ ZERO_COOKIE = b"\x00" * 8
 class _ChildGroup:
     """The SAs one quick mode made (in+out, times ESP/AH) and their life."""
     __slots__ = ("ids", "connection", "peer", "initiator", "rekey_at", "expire_at", "replaced",
-                 "rekeying")
+                 "rekeying", "created")
 
-    def __init__(self, ids, connection, peer, initiator, rekey_at, expire_at):
+    def __init__(self, ids, connection, peer, initiator, rekey_at, expire_at, created):
+        self.created = created
         self.ids = ids
         self.connection = connection
         self.peer = peer
@@ -355,11 +356,14 @@ class IkeCore:
     def ike_established(self, sa, initial_contact, now):
         peer = sa.peer
         if initial_contact:
-            # RFC 2407 4.6.3.3: the peer has no state from before: drop ours (no deletes sent).
-            for group in [g for g in self.groups if g.peer == peer.name]:
+            # RFC 2407 4.6.3.3: the peer has no state from before this negotiation began: drop
+            # ours from before then (no deletes sent). SAs that came up meanwhile stay: both
+            # sides may have initiated at once, each with INITIAL-CONTACT.
+            for group in [g for g in self.groups if g.peer == peer.name and g.created < sa.created]:
                 self._delete_group(group, now, "peer sent INITIAL-CONTACT", notify_peer=False)
             for other in [s for s in self.ike_sas.values()
-                          if s.peer.name == peer.name and s is not sa]:
+                          if s.peer.name == peer.name and s is not sa
+                          and s.established_at is not None and s.established_at < sa.created]:
                 self.remove_ike_sa(other, now, "peer sent INITIAL-CONTACT", notify_peer=False)
         if peer.dpd_delay_s and sa.peer_dpd:
             sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
@@ -384,7 +388,7 @@ class IkeCore:
         margin = phase1.rekey_margin(qm.lifetime_s)
         rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
         group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,
-                            rekey_at, now + qm.lifetime_s)
+                            rekey_at, now + qm.lifetime_s, now)
         self.groups.append(group)
         for child in children:
             self.children[child.id] = child

@@ -274,3 +274,19 @@ def test_aggressive_mode_offers_only_the_group_of_its_key_exchange(ike_link_fact
     # B prefers the ECP-256 proposal, but A's KE is MODP-1024: B must pick 3DES-MD5-MODP1024
     assert link.ike("B")[0]["algorithm"] == "3DES-CBC/HMAC-MD5/MODP-1024"
     assert link.ike("A")[0]["state"] == 9
+
+
+def test_both_sides_initiate_at_once(ike_link_factory):
+    """act as both: each side starts phase 1 before seeing the other's; both negotiations
+    complete and the tunnel works (the older pair ages out at its lifetime)."""
+    link = ike_link_factory()
+    link.a.initiate("lan", link.clock.now)
+    link.b.initiate("lan", link.clock.now)
+    link.flush()
+    for name in "AB":
+        states_ = sorted((s["role"], s["state"]) for s in link.ike(name))
+        assert states_ == [("initiator", 9), ("responder", 9)]
+        assert len(link.sas(name)) in (2, 4)
+    assert link.logs("A", "error") == [] and link.logs("B", "error") == []
+    link.step(3600)
+    assert len(link.sas("A")) == len(link.sas("B"))

@@ -184,6 +184,7 @@ def test_retransmission_back_off(ike_link_factory):
 def test_initial_contact_drops_the_peers_old_sas(ike_link_factory):
     link = ike_link_factory()
     _up(link)
+    link.step(100)
     # A "reboots": a fresh core with the same settings starts over
     from ikecore.core import IkeCore
     link.a = IkeCore(link.a.settings, link.crypto, link.clock.now)
