@@ -447,6 +447,8 @@ class IkeCore:
         key = (remote[0], kind)
         if key in self._malformed_seen:
             return
+        if len(self._malformed_seen) > 1000:
+            self._malformed_seen = set()     # bounded memory against spoofed sources
         self._malformed_seen.add(key)
         self.emit(Log(level, self._peer_name(remote[0]), text))
 

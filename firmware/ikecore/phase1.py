@@ -41,6 +41,9 @@ _SILENT_AFTER = {
 }
 # A failed negotiation stays on the page this long (so the state number and last_error are seen).
 FAILED_KEEP_S = 120
+# A responder does not retransmit in main mode: if the initiator stops, we stop waiting after the
+# initiator's own give-up time and a margin.
+RESPONDER_PATIENCE_S = 92
 # Rekey an SA this long before it expires: a tenth of the lifetime, at most 9 minutes (strongSwan's
 # default margin), at least one second.
 MAX_REKEY_MARGIN_S = 540
@@ -232,6 +235,7 @@ class IkeSa:
         self.hint = None           # diagnosis suggested by an unauthenticated notify
         self.error_connection = None   # the connection a phase 2 last_error is about
         self.remove_at = None
+        self.stall_at = now + RESPONDER_PATIENCE_S if role == states.RESPONDER else None
         self.rekey_at = None
         self.expire_at = None
         self.rekeyed_by = None     # id of the IKE SA that replaced this one
@@ -408,8 +412,9 @@ class IkeSa:
     # -- timers -------------------------------------------------------------------------------------
     def deadlines(self):
         found = []
+        stall = self.stall_at if not self.machine.established and not self.failed else None
         for t in (self.pending.deadline if self.pending else None, self.remove_at,
-                  self.rekey_at, self.expire_at, self.keepalive_at):
+                  self.rekey_at, self.expire_at, self.keepalive_at, stall):
             if t is not None:
                 found.append(t)
         for qm in self.quick_modes.values():
@@ -1117,6 +1122,16 @@ def on_timer(sa, now):
         # RFC 3948 section 2.3: one 0xFF byte to port 4500 keeps our NAT mapping open.
         sa.core.send_raw(natt.KEEPALIVE, sa.local, sa.remote)
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
+    if (sa.stall_at is not None and sa.stall_at <= now and not sa.machine.established
+            and not sa.failed):
+        # The initiator stopped half way: say where (its hint, if it gave one) and clean up.
+        n = sa.machine.number
+        if sa.hint is not None:
+            sa.fail(sa.hint[0], sa.hint[1], now)
+        else:
+            sa.fail("timeout", "the initiator did not continue after state %s(%d)" % (
+                states.status_text(n), n), now)
+        return
     pending = sa.pending
     if pending is None or pending.deadline > now:
         return

@@ -289,3 +289,17 @@ def test_phase2_error_clears_when_the_tunnel_comes_up(ike_link_factory):
     link.a.initiate("lan", link.clock.now)
     link.flush()
     assert _one(link, "A")["last_error"] is None and len(link.sas("A")) == 2
+
+
+def test_responder_gives_up_on_a_stalled_initiator(ike_link_factory):
+    link = ike_link_factory()
+    link.a.initiate("lan", link.clock.now)
+    # A's message 3 and everything after it is lost: B sits at "1st msg sent" (3)
+    link.flush(drop=lambda who, n, d: who == "A" and n >= 1)
+    assert _one(link, "B")["state"] == 3
+    link.step(100, drop=lambda who, n, d: who == "A" and n >= 1)
+    ike = _one(link, "B")
+    assert ike["state"] == 3
+    _assert_line(ike["last_error"], "did not continue after state Negotiating(3)")
+    link.step(130, drop=lambda who, n, d: True)
+    assert link.ike("B") == []
