@@ -597,6 +597,10 @@ def handle(sa, header, data, now):
         # A stopped negotiation answers a repeated first message with the same refusal.
         return
     expected = C.EXCHANGE_MAIN if sa.mode == states.MAIN else C.EXCHANGE_AGGRESSIVE
+    if header.exchange != expected and sa.machine.established:
+        sa.log("warning", "ignored a %s message for the established IKE SA %s" % (
+            C.name(C.EXCHANGE_NAMES, header.exchange), sa.id))
+        return
     if header.exchange != expected:
         sa.fail("mode", "we use %s mode, the peer sent a %s message" % (
             sa.mode, C.name(C.EXCHANGE_NAMES, header.exchange).lower()), now)
@@ -611,7 +615,7 @@ def handle(sa, header, data, now):
     handler(sa, header, data, now)
 
 
-def _open_clear(sa, header, data, now, what):
+def _open_clear(sa, header, data, now, what=None):
     """Split a cleartext phase 1 message, diagnosing a malformed one (we stay where we are)."""
     try:
         received, _ = sa.open(header, data)
