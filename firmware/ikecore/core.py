@@ -48,6 +48,7 @@ class IkeCore:
         self.settings = settings
         self.crypto = crypto
         self.ike_sas = {}            # id -> phase1.IkeSa, oldest first
+        self._by_icookie = {}        # initiator cookie -> [IkeSa] (finding an SA per datagram)
         self.children = {}           # id -> events.ChildSa
         self.groups = []             # [_ChildGroup]
         self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
@@ -434,6 +435,11 @@ class IkeCore:
             informational.send_delete_ike(sa, now)
         sa.deleted = True
         del self.ike_sas[sa.id]
+        same = self._by_icookie.get(sa.icookie, [])
+        if sa in same:
+            same.remove(sa)
+        if not same:
+            self._by_icookie.pop(sa.icookie, None)
         heir = self._established_sa(sa.peer.name)
         for child in self.children.values():
             if child.ike_sa == sa.id and heir is not None:
@@ -460,9 +466,7 @@ class IkeCore:
 
     def _find(self, header):
         fallback = None
-        for sa in self.ike_sas.values():
-            if sa.icookie != header.icookie:
-                continue
+        for sa in self._by_icookie.get(header.icookie, ()):
             if sa.rcookie == header.rcookie:
                 return sa
             if header.rcookie == ZERO_COOKIE or sa.rcookie == ZERO_COOKIE:
@@ -475,6 +479,7 @@ class IkeCore:
         sa = phase1.IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
         sa.initial_contact = self._established_sa(peer.name) is None
         self.ike_sas[sa_id] = sa
+        self._by_icookie.setdefault(icookie, []).append(sa)
         return sa
 
     def _respond(self, header, data, local, remote, now):
