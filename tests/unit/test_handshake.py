@@ -290,3 +290,13 @@ def test_both_sides_initiate_at_once(ike_link_factory):
     assert link.logs("A", "error") == [] and link.logs("B", "error") == []
     link.step(3600)
     assert len(link.sas("A")) == len(link.sas("B"))
+
+
+def test_volume_lifetime_reaches_the_sas(ike_link_factory):
+    link = ike_link_factory(a_kwargs={"child_lifetime_kb": 500000},
+                            b_kwargs={"child_lifetime_kb": 100000})
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    # B shortens the volume lifetime (RESPONDER-LIFETIME with kilobytes), A adopts it
+    assert {s.lifetime_kb for s in link.installed("B")} == {100000}
+    assert {s.lifetime_kb for s in link.installed("A")} == {100000}

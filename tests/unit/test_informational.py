@@ -311,3 +311,26 @@ def test_bit_flips_in_every_message_never_crash(ike_link_factory, mode):
             receiver.datagrams_to_send()
             while receiver.next_event() is not None:
                 pass
+
+
+def test_malformed_phase1_message_answered_once_in_clear(ike_link_factory):
+    from ikecore import codec as _codec
+    link = ike_link_factory()
+    link.a.initiate("lan", link.clock.now)
+    link.flush(drop=lambda who, n, d: who == "A" and n >= 1)      # B waits for message 3
+    (ike,) = link.ike("B")
+    sa = link.b.ike_sas[ike["id"]]
+    # HDR, KE(truncated length) -->  <-- HDR, N(PAYLOAD-MALFORMED), once
+    bad = bytearray(_codec.encode_message(_codec.Message(
+        C.EXCHANGE_MAIN, sa.icookie, sa.rcookie, payloads=[_codec.KePayload(b"x" * 128),
+                                                           _codec.NoncePayload(b"n" * 32)])))
+    bad[30:32] = (9999).to_bytes(2, "big")
+    for _ in range(3):
+        link.b.receive_datagram(bytes(bad), ("198.51.100.2", 500), ("192.0.2.1", 500),
+                                link.clock.now)
+    out = link.b.datagrams_to_send()
+    assert len(out) == 1
+    message = _codec.decode_message(out[0][0])
+    assert message.exchange == C.EXCHANGE_INFORMATIONAL and not message.flags
+    assert message.payloads[0].notify_type == C.PAYLOAD_MALFORMED
+    assert link.b.counters["malformed"] == 3 and link.ike("B")[0]["state"] == 3
