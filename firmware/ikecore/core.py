@@ -560,6 +560,8 @@ class IkeCore:
         if conn is None or peer is None:
             return
         group.rekeying = True
+        if peer.act_as == "responder" and not group.initiator:
+            return          # "act as responder": the peer renews; ours age out if it does not
         sa = self._established_sa(peer.name)
         if sa is not None:
             self.start_quick_mode(sa, conn, now, replaces=list(group.ids))
