@@ -168,6 +168,10 @@ class IkeCore:
             self._respond(header, data, local, remote, now)
             return
         sa.remote = remote
+        if sa.local[0] == "0.0.0.0" and local[0] != "0.0.0.0":
+            # No local_address configured: the peer's answer tells us which address it reached,
+            # in time for the NAT-D hashes (MM 3) and our ID (MM 5).
+            sa.local = (local[0], sa.local[1])
         if local[1] == C.NATT_PORT:
             sa.local = local       # the peer floated to 4500 (RFC 3947 section 4): follow it
         if header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE):

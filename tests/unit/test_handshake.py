@@ -300,3 +300,15 @@ def test_volume_lifetime_reaches_the_sas(ike_link_factory):
     # B shortens the volume lifetime (RESPONDER-LIFETIME with kilobytes), A adopts it
     assert {s.lifetime_kb for s in link.installed("B")} == {100000}
     assert {s.lifetime_kb for s in link.installed("A")} == {100000}
+
+
+def test_initiator_learns_its_address_when_none_is_configured(ike_kit):
+    k = ike_kit
+    sa_ = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B)
+    sa_.peers["peer"].local_address = None
+    link = k.IkeLink(sa_, k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A))
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert link.ike("A")[0]["state"] == 9 and link.ike("A")[0]["local_address"] == k.GW_A
+    assert link.ike("A")[0]["nat_t"] == "none"
+    assert {s.src for s in link.installed("A") if s.direction == "out"} == {k.GW_A}
