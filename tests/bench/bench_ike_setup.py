@@ -23,6 +23,7 @@ Prints only (no assertions). `main(argv)` is what tests/bench/run_all.py calls.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -203,7 +204,8 @@ def our_config(n, initiator):
         # "both" on the initiating side: nothing starts by itself, `up` starts the clock.
         peers.append(peer_entry("t%d" % i, remote, local, [IKE_PROPOSAL], PSK, mode="main",
                                 act_as="both" if initiator else "responder",
-                                local_id=("ipv4", local), remote_id=("ipv4", remote)))
+                                local_id=("ipv4", local), remote_id=("ipv4", remote),
+                                dpd=(0, 120)))     # DPD off, as charon's conns (dpd_delay 0)
         connections.append(connection_entry("c%d" % i, "t%d" % i, lnet, rnet, [CHILD_PROPOSAL],
                                             pfs=PFS))
     return peers, connections
@@ -300,6 +302,8 @@ def main(argv=None):
     parser.add_argument("--big", type=int, default=1000, help="tunnels for RSS/list (default 1000)")
     parser.add_argument("--skip-big", action="store_true", help="only the rate")
     args = parser.parse_args([] if argv is None else argv)
+    # SIGTERM (make's timeout, a CI stop) must still run the clean-up below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_ike_setup: terminated"))
 
     print("== bench_ike_setup: IKEv1 main mode PSK + quick mode (PFS), %s / %s-%s" % (
         IKE_PROPOSAL, CHILD_PROPOSAL, PFS))
