@@ -40,7 +40,12 @@ def main(argv=None):
             entry = getattr(module, "main", None)
             if entry is None:
                 raise RuntimeError("%s has no main()" % name)
-            entry()
+            saved_argv = sys.argv
+            sys.argv = [path]     # benchmarks parse sys.argv when called with no arguments
+            try:
+                entry()
+            finally:
+                sys.argv = saved_argv
         except (Exception, SystemExit) as exc:
             if isinstance(exc, SystemExit) and exc.code in (None, 0):
                 pass
