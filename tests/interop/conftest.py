@@ -46,8 +46,9 @@ def lab():
         pytest.skip(reason)
     lab = netns.Lab("ik")
     try:
-        lab.a.add_lan_address(netns.LAN_A + "/24")
-        lab.b.add_lan_address(netns.LAN_B + "/24")
+        for ns, addrs in ((lab.a, (netns.LAN_A, netns.LAN_A2)), (lab.b, (netns.LAN_B, netns.LAN_B2))):
+            for addr in addrs:
+                ns.add_lan_address(addr + "/24")
         yield lab
     finally:
         lab.close()

@@ -20,6 +20,9 @@ WAN_PREFIX = 24
 # The "LAN" behind each side (traffic selectors), its address on the namespace's loopback.
 LAN_A, NET_A = "10.1.0.1", "10.1.0.0/24"
 LAN_B, NET_B = "10.2.0.1", "10.2.0.0/24"
+# A second pair of networks: two connections (two quick modes) over one IKE SA.
+LAN_A2, NET_A2 = "10.1.1.1", "10.1.1.0/24"
+LAN_B2, NET_B2 = "10.2.1.1", "10.2.1.0/24"
 
 
 class NetnsError(RuntimeError):
