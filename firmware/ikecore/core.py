@@ -103,7 +103,7 @@ class IkeCore:
                 reason = "replaced by %s" % sa.rekeyed_by if sa.rekeyed_by else "negotiation failed"
                 self.remove_ike_sa(sa, now, reason, notify_peer=sa.established)
                 if not sa.machine.established:
-                    self._retry(sa.peer, now)
+                    self._retry(sa, now)
                 continue
             if sa.expire_at is not None and sa.expire_at <= now:
                 self.remove_ike_sa(sa, now, "lifetime expired", notify_peer=True)
@@ -546,11 +546,14 @@ class IkeCore:
         phase1.start(sa, now)
         return sa
 
-    def _retry(self, peer, now):
-        """A failed phase 1 was cleared from the page: try again if something still waits."""
+    def _retry(self, failed, now):
+        """A failed phase 1 was cleared from the page: try again if something still waits. The
+        new attempt shows the last failure until it has a verdict of its own."""
+        peer = failed.peer
         if self.waiting.get(peer.name) and peer.act_as != "responder" \
                 and peer.name in self.settings.peers and self._negotiating_sa(peer.name) is None:
-            self._start_ike(peer, now)
+            sa = self._start_ike(peer, now)
+            sa.last_error = failed.last_error
 
     def _rekey_ike(self, old, now):
         new = self._start_ike(old.peer, now)

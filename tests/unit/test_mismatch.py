@@ -303,3 +303,19 @@ def test_responder_gives_up_on_a_stalled_initiator(ike_link_factory):
     _assert_line(ike["last_error"], "did not continue after state Negotiating(3)")
     link.step(130, drop=lambda who, n, d: True)
     assert link.ike("B") == []
+
+
+def test_retry_after_failure_keeps_showing_the_last_diagnosis(ike_link_factory):
+    link = ike_link_factory()
+    lose_all = lambda who, n, d: True
+    link.a.initiate("lan", link.clock.now)
+    link.flush(drop=lose_all)
+    link.step(GIVE_UP, drop=lose_all)
+    first = _one(link, "A")
+    link.step(120, drop=lose_all)          # the failed SA is cleared, a new attempt starts
+    (again,) = link.ike("A")
+    assert again["id"] != first["id"] and again["state"] == 3
+    assert again["last_error"] == first["last_error"]
+    link.step(GIVE_UP + 200)               # the peer comes back: the next attempt succeeds
+    assert any(s["state"] == 9 for s in link.ike("A"))
+    assert [s["last_error"] for s in link.ike("A") if s["state"] == 9] == [None]
