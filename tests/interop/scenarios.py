@@ -74,7 +74,7 @@ def _strongswan_id(identity):
 def charon_conn(side, start_action="none"):
     """The swanctl connection for charon's side of the scenario."""
     proposal = side.child_proposal
-    if side.protocol == "ah":
+    if side.protocol == "ah" and "-" in proposal:
         proposal = proposal.split("-", 1)[1]           # AH has no cipher: "aes256-sha256" -> "sha256"
     if side.pfs:
         proposal += "-" + side.pfs

@@ -139,3 +139,27 @@ def test_we_initiate_charon_netlink_negotiates_quick_mode(ours, charon_netlink, 
     # ...and then fails to install it (expected on this host); the SPIs it tried are ours.
     assert "unable to add SAD entry with SPI %08x" % _spi(out["spi"]) in log
     assert "unable to add SAD entry with SPI %08x" % _spi(inc["spi"]) in log
+
+
+def test_we_initiate_ah_charon_netlink_negotiates_quick_mode(ours, charon_netlink):
+    """AH (integrity only, HMAC-SHA2-256) instead of ESP. kernel-libipsec has no AH, so charon's
+    half is read from its log (selected proposal, answer, failed SAD installs of our SPIs).
+    charon cannot negotiate ESP+AH bundles, so esp+ah is left to the unit tests."""
+    charon = charon_netlink
+    ah = {"protocol": "ah", "child_proposal": "sha256"}
+    our, their = scenario("main", "modern", pfs=True, ours=ah, theirs=ah)
+    charon.load([charon_conn(their)])
+    mark = charon.log_mark()
+    ours.start(*our_config(our, act_as="initiator"))
+    wait_settled(ours, lambda sa: sa.get("state") == 9, 20, "our IKE SA Activated (9)")
+    status = ours.wait_for(_has_pair, 20, "our SA pair")
+    assert sorted(sa["protocol"] for sa in status["sas"]) == ["AH", "AH"], status["sas"]
+    assert all("SHA2-256" in sa["algorithm"].upper() for sa in status["sas"]), status["sas"]
+    recorded = ours.kernel()["sas"]
+    assert sorted(r["protocol"] for r in recorded) == ["ah", "ah"], recorded
+    assert all(r["encr"] is None for r in recorded), recorded
+    log = charon.log_since(mark)
+    assert "selected proposal: AH:HMAC_SHA2_256_128" in log, "charon selected no AH proposal"
+    assert "generating QUICK_MODE response" in log
+    for sa in status["sas"]:
+        assert "unable to add SAD entry with SPI %08x" % _spi(sa["spi"]) in log
