@@ -407,11 +407,13 @@ class IkeCore:
     def peer_refused_quick_mode(self, sa, notify_type, now):
         """An authenticated error notify on an established SA: it answers our latest pending
         quick mode (IKEv1 notifies do not name the exchange they refuse)."""
-        pending = [qm for qm in sa.quick_modes.values()
-                   if qm.initiator and not qm.done and not qm.failed]
+        open_ = [qm for qm in sa.quick_modes.values() if not qm.done and not qm.failed]
+        # Ours first (the peer refuses our offer); else one we answered (it refuses our choice).
+        pending = [qm for qm in open_ if qm.initiator] or open_
         text = C.name(C.NOTIFY_NAMES, notify_type)
         if not pending:
-            if notify_type in diagnosis.PHASE1_NOTIFY_CAUSES:
+            if notify_type in diagnosis.PHASE1_NOTIFY_CAUSES and \
+                    notify_type != C.NO_PROPOSAL_CHOSEN:
                 # The peer rejected the phase 1 we completed (e.g. our ID in its last check).
                 line = diagnosis.line(diagnosis.cause_of_notify(notify_type, 1), sa.remote[0],
                                       "the peer refused the IKE SA with %s" % text)

@@ -198,10 +198,12 @@ class QuickMode:
         if answer:
             chosen = proposals.confirm_child(conn.proposals, conn.protocol, conn.pfs, answer)
         if chosen is None:
+            self._reject(next_iv, now)
             self.fail("p2_algorithm", "the peer chose a proposal we did not offer", now)
             return True
         ke = received.one(codec.KePayload)
         if (ke is None) != (conn.pfs is None):
+            self._reject(next_iv, now)
             self.fail("pfs", "we use PFS %s, the peer answered %s a key exchange" % (
                 conn.pfs or "none", "without" if ke is None else "with"), now)
             return True
@@ -228,6 +230,11 @@ class QuickMode:
         self.send([], h, now, wants_answer=False)
         self._complete(g_qm, now)
         return True
+
+    def _reject(self, next_iv, now):
+        """Tell the responder its answer is unacceptable, so it stops waiting for HASH(3)."""
+        from . import informational
+        informational.send_notify(self.sa, C.NO_PROPOSAL_CHOSEN, now)
 
     def _responder_lifetime(self, note):
         """RFC 2407 section 4.6.3.1: the responder shortened the lifetime; we adopt it."""
