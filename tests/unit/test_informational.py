@@ -334,3 +334,29 @@ def test_malformed_phase1_message_answered_once_in_clear(ike_link_factory):
     assert message.exchange == C.EXCHANGE_INFORMATIONAL and not message.flags
     assert message.payloads[0].notify_type == C.PAYLOAD_MALFORMED
     assert link.b.counters["malformed"] == 3 and link.ike("B")[0]["state"] == 3
+
+
+@pytest.mark.parametrize("exchange", [C.EXCHANGE_QUICK, C.EXCHANGE_INFORMATIONAL,
+                                      C.EXCHANGE_MAIN, C.EXCHANGE_TRANSACTION])
+def test_garbage_under_valid_cookies_is_handled_without_internal_errors(ike_link_factory, exchange):
+    from ikecore import codec as _codec
+    rnd = random.Random(exchange)
+    link = ike_link_factory()
+    _up(link)
+    (ike,) = link.ike("B")
+    sa = link.b.ike_sas[ike["id"]]
+    for n in range(60):
+        body = bytes(rnd.randrange(256) for _ in range(rnd.choice((0, 7, 16, 32, 48, 100))))
+        first = rnd.choice((C.PT_HASH, C.PT_SA, C.PT_NOTIFY, C.PT_DELETE, 99))
+        flags = rnd.choice((0, C.FLAG_ENCRYPTION))
+        mid = rnd.choice((0, 1, rnd.randrange(1 << 32)))
+        header = _codec.encode_message(_codec.Message(exchange, sa.icookie, sa.rcookie,
+                                                      message_id=mid), body=b"", first_payload=first)
+        data = bytearray(header + body)
+        data[19] = flags
+        data[24:28] = len(data).to_bytes(4, "big")
+        link.b.receive_datagram(bytes(data), ("198.51.100.2", 500), ("192.0.2.1", 500),
+                                link.clock.now)
+    assert link.b.counters.get("internal_errors", 0) == 0, link.logs("B")
+    link.flush()
+    assert link.ike("B")[0]["state"] == 9 and len(link.sas("B")) == 2
