@@ -75,12 +75,17 @@ def test_every_mode_and_role_reaches_activated(ike_link_factory, mode, initiator
 
 
 @pytest.mark.parametrize("pick", range(3))
-def test_design_proposals_responder_picks_by_its_preference(ike_link_factory, pick):
-    """A offers the three example proposals; B accepts only one of them (phase 1 and 2)."""
+@pytest.mark.parametrize("mode,initiator", [("main", "A"), ("main", "B"), ("aggressive", "B")])
+def test_design_proposals_responder_picks_by_its_preference(ike_link_factory, pick, mode,
+                                                            initiator):
+    """One side offers the three example proposals; the other accepts only one of them (phase 1
+    and 2). In aggressive mode only the single-proposal side can initiate for the MODP-1024 pick
+    (its KE fixes the group), so there B initiates."""
     link = ike_link_factory(
+        both={"mode": mode},
         a_kwargs={"ike": DESIGN_IKE, "child": DESIGN_CHILD},
         b_kwargs={"ike": [DESIGN_IKE[pick]], "child": [DESIGN_CHILD[pick]]})
-    link.a.initiate("lan", link.clock.now)
+    link.core(initiator).initiate("lan", link.clock.now)
     link.flush()
     texts = ["AES-CBC-128/HMAC-SHA1/MODP-2048", "AES-CBC-256/HMAC-SHA2-256/MODP-2048",
              "3DES-CBC/HMAC-MD5/MODP-1024"]
