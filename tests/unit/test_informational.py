@@ -360,3 +360,14 @@ def test_garbage_under_valid_cookies_is_handled_without_internal_errors(ike_link
     assert link.b.counters.get("internal_errors", 0) == 0, link.logs("B")
     link.flush()
     assert link.ike("B")[0]["state"] == 9 and len(link.sas("B")) == 2
+
+
+def test_reconfigure_without_the_peer_takes_it_down(ike_link_factory):
+    from ikecore.settings import Settings
+    link = ike_link_factory()
+    _up(link)
+    link.a.reconfigure(Settings(), link.clock.now)
+    link.flush()
+    for name in "AB":
+        assert link.ike(name) == [] and link.sas(name) == []
+    assert len(link.deleted("A")) == 2
