@@ -1,13 +1,13 @@
 """Runs INSIDE the booted guest (copied there by test_xfrm_backend.py): XfrmBackend against the
 guest's real kernel, which has ESP and AH.
 
-    python3 xfrm_guest.py SCENARIO      SCENARIO: esp | ah | esp+ah | natt | integrity | expire
+    python3 xfrm_guest.py SCENARIO...   SCENARIO: esp | ah | esp+ah | natt | integrity | expire
 
 Two network namespaces joined by a veth pair are the two gateways; each has a "LAN" address on
 its loopback. One XfrmBackend per side (its sockets opened inside that side's namespace with
 setns) installs the policies and an SA pair exactly as the daemon would after quick mode; a
-ping from LAN A to LAN B must pass, and the SA counters must show it. The result is printed as
-one line "RESULT {json}".
+ping from LAN A to LAN B must pass, and the SA counters must show it. The results are printed
+as one line "RESULT {json}", keyed by scenario.
 """
 import asyncio
 import ctypes
@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import traceback
 from contextlib import contextmanager
 
 from ikecore.events import ChildSa
@@ -27,7 +28,19 @@ HOST_A, NET_A = "10.1.0.1", "10.1.0.0/24"
 HOST_B, NET_B = "10.2.0.1", "10.2.0.0/24"
 NS_A, NS_B = "xfrma", "xfrmb"
 PINGS = 3
+NS_XFRM_STAT = "/proc/thread-self/net/xfrm_stat"    # per namespace: the calling thread's
 libc = ctypes.CDLL(None, use_errno=True)
+
+
+def iproute2_ip():
+    """iproute2's ip by full path: the shell would run busybox's applet, which has no netns/xfrm."""
+    for path in ("/sbin/ip", "/usr/sbin/ip", "/usr/bin/ip", "/bin/ip"):
+        if os.path.exists(path) and "busybox" not in os.path.realpath(path):
+            return path
+    raise SystemExit("iproute2's ip is not in this image")
+
+
+IP = iproute2_ip()
 
 
 def sh(cmd, check=True):
@@ -53,14 +66,14 @@ def inside(ns):
 
 def lab():
     for ns in (NS_A, NS_B):
-        sh("ip netns del %s" % ns, check=False)
-        sh("ip netns add %s && ip -n %s link set lo up" % (ns, ns))
-    sh("ip link add wa netns %s type veth peer name wb netns %s" % (NS_A, NS_B))
+        sh("%s netns del %s" % (IP, ns), check=False)
+        sh("{0} netns add {1} && {0} -n {1} link set lo up".format(IP, ns))
+    sh("%s link add wa netns %s type veth peer name wb netns %s" % (IP, NS_A, NS_B))
     for ns, dev, gw, host, other_net, other_gw in ((NS_A, "wa", GW_A, HOST_A, NET_B, GW_B),
                                                   (NS_B, "wb", GW_B, HOST_B, NET_A, GW_A)):
-        sh("ip -n %s addr add %s/24 dev %s && ip -n %s link set %s up" % (ns, gw, dev, ns, dev))
-        sh("ip -n %s addr add %s/32 dev lo" % (ns, host))
-        sh("ip -n %s route add %s via %s dev %s src %s" % (ns, other_net, other_gw, dev, host))
+        sh("{0} -n {1} addr add {2}/24 dev {3} && {0} -n {1} link set {3} up".format(IP, ns, gw, dev))
+        sh("%s -n %s addr add %s/32 dev lo" % (IP, ns, host))
+        sh("%s -n %s route add %s via %s dev %s src %s" % (IP, ns, other_net, other_gw, dev, host))
     with inside(NS_A):
         a = XfrmBackend()
     with inside(NS_B):
@@ -72,7 +85,7 @@ def teardown(a, b):
     a.close()
     b.close()
     for ns in (NS_A, NS_B):
-        sh("ip netns del %s" % ns, check=False)
+        sh("%s netns del %s" % (IP, ns), check=False)
 
 
 def key(n):
@@ -112,24 +125,35 @@ def install(a, b, protocol, **kw):
 
 
 def ping(count=PINGS):
-    return sh("ip netns exec %s ping -c %d -W 2 -I %s %s" % (NS_A, count, HOST_A, HOST_B),
+    return sh("%s netns exec %s ping -c %d -W 2 -I %s %s" % (IP, NS_A, count, HOST_A, HOST_B),
               check=False)
 
 
-def capture_start(expr):
-    """tcpdump on B's WAN side, returned once it listens."""
-    proc = subprocess.Popen("ip netns exec %s tcpdump -n -l -i wb %s" % (NS_B, expr), shell=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def capture_start(ns, dev, count):
+    """tcpdump of the next count IPv4 packets that ns sends out of dev (what goes on the wire,
+    not the decrypted packets the kernel re-injects on receive), returned once it listens.
+    (-Z root: Debian's tcpdump otherwise switches to a user "tcpdump" the image does not have.)"""
+    proc = subprocess.Popen("%s netns exec %s tcpdump -Z root -n -l -Q out -i %s -c %d ip"
+                            % (IP, ns, dev, count), shell=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    said = []
     for line in proc.stderr:
+        said.append(line)
         if "listening on" in line:
-            break
-    return proc
+            return proc
+    raise SystemExit("tcpdump did not start: " + "".join(said))
 
 
-def capture_stop(proc):
-    sh("sleep 1")
-    proc.terminate()
-    return proc.communicate()[0]
+def capture_wait(proc):
+    """The captured lines; a capture still short of its count after 20 s is cut off (and the
+    test then shows what it got)."""
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        sh("pkill -f 'tcpdump -Z root -n -l -Q out'", check=False)
+        out, _ = proc.communicate()
+    return out
 
 
 def stats(backend):
@@ -149,14 +173,14 @@ def scenario_tunnel(protocol, encap=None):
                     s.bind(("0.0.0.0", 4500))
                     udp.append(s)
         install(a, b, protocol, encap=encap)
-        cap = capture_start("-c 20 not arp")
+        captures = [capture_start(NS_A, "wa", PINGS), capture_start(NS_B, "wb", PINGS)]
         out = ping()
-        captured = capture_stop(cap)
+        captured = "".join(capture_wait(cap) for cap in captures)   # requests, then replies
         result = {"ping": out, "capture": captured, "a": stats(a), "b": stats(b),
                   "a_snapshot": a.snapshot(), "xfrm_stat": xfrm_stat()}
         a.flush()
         b.flush()
-        result["after_flush"] = sh("ip -n %s xfrm state; ip -n %s xfrm policy" % (NS_A, NS_A))
+        result["after_flush"] = sh("{0} -n {1} xfrm state; {0} -n {1} xfrm policy".format(IP, NS_A))
         for s in udp:
             s.close()
         return result
@@ -173,9 +197,12 @@ def scenario_integrity():
         wrong = dict(pairs["esp"]["ab"], integ_key=key(32))
         b.delete_sa(ChildSa(direction="in", **pairs["esp"]["ab"]))
         b.install_sa(ChildSa(direction="in", **wrong))
-        before = xfrm_stat()
+        with inside(NS_B):                      # the counters of B's namespace
+            before = xfrm_stat(NS_XFRM_STAT)
         out = ping()
-        return {"ping": out, "a": stats(a), "b": stats(b), "before": before, "after": xfrm_stat()}
+        with inside(NS_B):
+            after = xfrm_stat(NS_XFRM_STAT)
+        return {"ping": out, "a": stats(a), "b": stats(b), "before": before, "after": after}
     finally:
         teardown(a, b)
 
@@ -206,19 +233,24 @@ def scenario_expire():
         teardown(a, b)
 
 
+SCENARIOS = {"esp": lambda: scenario_tunnel("esp"), "ah": lambda: scenario_tunnel("ah"),
+             "esp+ah": lambda: scenario_tunnel("esp+ah"),
+             "natt": lambda: scenario_tunnel("esp", encap=(4500, 4500)),
+             "integrity": scenario_integrity, "expire": scenario_expire}
+
+
 def main():
-    name = sys.argv[1]
-    if name in ("esp", "ah", "esp+ah"):
-        result = scenario_tunnel(name)
-    elif name == "natt":
-        result = scenario_tunnel("esp", encap=(4500, 4500))
-    elif name == "integrity":
-        result = scenario_integrity()
-    elif name == "expire":
-        result = scenario_expire()
-    else:
-        raise SystemExit("unknown scenario %r" % name)
-    print("RESULT " + json.dumps(result, default=str))
+    """Every scenario named on the command line, in one process (Python starts slowly under
+    TCG); a failing scenario reports its traceback and the others still run."""
+    results = {}
+    for name in sys.argv[1:]:
+        if name not in SCENARIOS:
+            raise SystemExit("unknown scenario %r (known: %s)" % (name, ", ".join(SCENARIOS)))
+        try:
+            results[name] = SCENARIOS[name]()
+        except BaseException:
+            results[name] = {"error": traceback.format_exc()}
+    print("RESULT " + json.dumps(results, default=str))
 
 
 if __name__ == "__main__":
