@@ -146,9 +146,10 @@ def test_ike_rekey_shows_new_sa_then_removes_old(ike_link_factory):
 
 
 # -- retransmission and loss --------------------------------------------------------------------
-@pytest.mark.parametrize("lost", range(9))
-def test_any_single_lost_message_is_recovered(ike_link_factory, lost):
-    link = ike_link_factory()
+@pytest.mark.parametrize("mode,lost", [("main", n) for n in range(9)]
+                         + [("aggressive", n) for n in range(6)])
+def test_any_single_lost_message_is_recovered(ike_link_factory, mode, lost):
+    link = ike_link_factory(both={"mode": mode})
     order = []
 
     def drop(who, n, data):
