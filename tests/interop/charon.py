@@ -292,6 +292,16 @@ class Charon:
         return self.swanctl("--initiate", "--child", child, "--timeout", str(timeout_s),
                             check=check, timeout=timeout_s + 20)
 
+    def initiate_nowait(self, child):
+        """Queue the initiation of a child and return at once (vici `initiate` with timeout -1):
+        for exchanges meant to fail, where `swanctl --initiate` would sit out the retransmits."""
+        import vici
+        session = vici.Session(self.vici)
+        try:
+            session.initiate_async(child)
+        finally:
+            session.close()
+
     def terminate_all(self):
         for sa in self.list_sas():
             self.swanctl("--terminate", "--ike-id", sa["uniqueid"], "--timeout", "5", check=False)

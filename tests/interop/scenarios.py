@@ -99,7 +99,7 @@ def wait_settled(daemon, predicate, timeout_s, what):
     return status, our_ike_sa(status)
 
 
-def wait_failure_settled(daemon, timeout_s=25, quiet_s=1.5):
+def wait_failure_settled(daemon, timeout_s=25, quiet_s=1.0):
     """Wait until our IKE SA has a last_error and its state has not moved for quiet_s.
 
     A failure must not move the state (states.py), so the number we then read is where the
