@@ -84,10 +84,16 @@ def test_charon_dpd_is_answered(ours, charon_libipsec):
     _up(ours, charon_libipsec, dpd_delay="2s")
     _activated_with(ours, 2)
     mark = charon_libipsec.log_mark()
-    time.sleep(5)
-    log = charon_libipsec.log_since(mark)
-    assert re.search(r"generating INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD\) \]", log), log[-3000:]
-    assert re.search(r"parsed INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]", log), log[-3000:]
+    probe = re.compile(r"generating INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD\) \]")
+    answer = re.compile(r"parsed INFORMATIONAL_V1 request \d+ \[ HASH N\(DPD_ACK\) \]")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        log = charon_libipsec.log_since(mark)
+        if answer.search(log):
+            break
+        time.sleep(0.5)
+    assert probe.search(log), "charon sent no R-U-THERE:\n" + log[-3000:]
+    assert answer.search(log), "our R-U-THERE-ACK missing:\n" + log[-3000:]
     (ike,) = charon_libipsec.list_sas()
     assert ike["state"] == "ESTABLISHED" and _charon_children_in([ike])
     assert our_ike_sa(ours.status())["state"] == 9
