@@ -11,12 +11,14 @@ import re
 
 import pytest
 
+from ikecore.xfrm import REQID_BASE
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GUEST_SCRIPT = "/tmp/xfrm_guest.py"
 ICMP_PACKET = 84          # ping's default: 56 bytes of data + ICMP header + IP header
 
 
-SCENARIOS = ("esp", "ah", "esp+ah", "natt", "integrity", "expire")
+SCENARIOS = ("esp", "ah", "esp+ah", "natt", "integrity", "expire", "daemons")
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +120,23 @@ def test_soft_expiry_comes_before_hard_and_the_kernel_removes_the_sa(results):
         seen = [e[3] for e in result["events"] if e[:3] == ["esp", spi, dst]]
         assert seen == [False, True], result["events"]
     assert result["a"] == {}
+
+
+def test_two_daemons_negotiate_and_carry_traffic_through_xfrm(results):
+    """The whole path: a ping makes A's kernel ACQUIRE, the daemons negotiate main mode and
+    quick mode, XfrmBackend installs the negotiated SAs, the next pings pass and the status
+    shows the kernel's counters; stopping the daemons leaves no SA or policy behind."""
+    result = run_scenario(results, "daemons")
+    assert "3 packets transmitted, 3 packets received" in result["ping"], result
+    for side in ("status_a", "status_b"):
+        status = result[side]
+        [ike] = status["ike_sas"]
+        assert (ike["status"], ike["state"]) == ("Activated", 9), ike
+        assert sorted(sa["direction"] for sa in status["sas"]) == ["incoming", "outgoing"]
+        for sa in status["sas"]:
+            assert sa["protocol"] == "ESP" and sa["algorithm"] == "AES-CBC-128/HMAC-SHA2-256-128"
+            assert sa["packets"] == 3 and sa["bytes"] >= 3 * ICMP_PACKET, sa
+            assert sa["errored_packets"] == 0, sa
+    assert "reqid %d " % (REQID_BASE + 1) in result["states_a"], result["states_a"]
+    assert result["exit_codes"] == [0, 0], result["logs"]
+    assert result["after_stop"].strip() == "", result["after_stop"]

@@ -2,6 +2,7 @@
 guest's real kernel, which has ESP and AH.
 
     python3 xfrm_guest.py SCENARIO...   SCENARIO: esp | ah | esp+ah | natt | integrity | expire
+                                                  | daemons
 
 Two network namespaces joined by a veth pair are the two gateways; each has a "LAN" address on
 its loopback. One XfrmBackend per side (its sockets opened inside that side's namespace with
@@ -16,6 +17,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from contextlib import contextmanager
 
@@ -233,10 +235,104 @@ def scenario_expire():
         teardown(a, b)
 
 
+DAEMON_CONFIG = """
+[general]
+wan_interface = "{dev}"
+lan_interface = "lo"
+
+[[peer]]
+name = "other"
+remote_gateway = "{remote_gw}"
+local_address = "{local_gw}"
+psk = "xfrm guest test"
+proposals = ["aes128-sha1-modp2048"]
+
+[[connection]]
+name = "lans"
+peer = "other"
+local_net = "{local_net}"
+remote_net = "{remote_net}"
+protocol = "{protocol}"
+proposals = ["{child}"]
+pfs = "modp2048"
+"""
+
+
+def control(path, request):
+    """One request on a daemon's control socket (one JSON line each way)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(path)
+        s.sendall((json.dumps(request) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data)
+
+
+def poll(what, probe, limit=120):
+    deadline = time.monotonic() + limit
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise SystemExit("gave up waiting for " + what)
+        time.sleep(0.5)
+
+
+def scenario_daemons(protocol="esp", child="aes128-sha256"):
+    """Two ikecore daemons (--kernel=xfrm), one per gateway: the first ping makes A's kernel
+    ACQUIRE, the daemons negotiate, XfrmBackend installs what the core negotiated, and the next
+    pings pass; a stop removes every SA and policy of theirs."""
+    a, b = lab()
+    a.close()
+    b.close()
+    daemons = []
+    try:
+        sides = (("a", NS_A, "wa", GW_A, GW_B, NET_A, NET_B), ("b", NS_B, "wb", GW_B, GW_A, NET_B, NET_A))
+        for name, ns, dev, local_gw, remote_gw, local_net, remote_net in sides:
+            cfg = "/tmp/xfrm-%s.toml" % name
+            with open(cfg, "w") as f:
+                f.write(DAEMON_CONFIG.format(dev=dev, local_gw=local_gw, remote_gw=remote_gw,
+                                             local_net=local_net, remote_net=remote_net,
+                                             protocol=protocol, child=child))
+            sock = "/tmp/xfrm-%s.sock" % name
+            daemons.append((sock, subprocess.Popen(
+                [IP, "netns", "exec", ns, sys.executable, "-m", "ikecore", "--config", cfg,
+                 "--kernel=xfrm", "--socket", sock, "--no-syslog"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        for sock, _ in daemons:
+            poll("control socket " + sock, lambda: os.path.exists(sock))
+        trigger = ping(1)                      # dropped while the kernel waits for an SA
+        status = poll("the SAs", lambda: [sa for sa in control(daemons[0][0], {"cmd": "status"})
+                                          ["result"]["sas"]])
+        out = ping()
+        result = {"trigger": trigger, "ping": out,
+                  "status_a": control(daemons[0][0], {"cmd": "status"})["result"],
+                  "status_b": control(daemons[1][0], {"cmd": "status"})["result"],
+                  "states_a": sh("%s -n %s xfrm state" % (IP, NS_A)), "first_sas": status}
+    finally:
+        for _, proc in daemons:
+            proc.terminate()
+        logs = [proc.communicate(timeout=60)[0] for _, proc in daemons]
+        codes = [proc.returncode for _, proc in daemons]
+    result.update({"exit_codes": codes, "logs": logs,
+                   "after_stop": sh("{0} -n {1} xfrm state; {0} -n {1} xfrm policy; "
+                                    "{0} -n {2} xfrm state; {0} -n {2} xfrm policy"
+                                    .format(IP, NS_A, NS_B))})
+    teardown(a, b)
+    return result
+
+
 SCENARIOS = {"esp": lambda: scenario_tunnel("esp"), "ah": lambda: scenario_tunnel("ah"),
              "esp+ah": lambda: scenario_tunnel("esp+ah"),
              "natt": lambda: scenario_tunnel("esp", encap=(4500, 4500)),
-             "integrity": scenario_integrity, "expire": scenario_expire}
+             "integrity": scenario_integrity, "expire": scenario_expire,
+             "daemons": scenario_daemons}
 
 
 def main():
