@@ -18,7 +18,7 @@ GUEST_SCRIPT = "/tmp/xfrm_guest.py"
 ICMP_PACKET = 84          # ping's default: 56 bytes of data + ICMP header + IP header
 
 
-SCENARIOS = ("esp", "ah", "esp+ah", "natt", "integrity", "expire", "daemons")
+SCENARIOS = ("esp", "ah", "esp+ah", "natt", "integrity", "expire", "daemons", "daemons-esp+ah")
 
 
 @pytest.fixture(scope="module")
@@ -139,4 +139,17 @@ def test_two_daemons_negotiate_and_carry_traffic_through_xfrm(results):
             assert sa["errored_packets"] == 0, sa
     assert "reqid %d " % (REQID_BASE + 1) in result["states_a"], result["states_a"]
     assert result["exit_codes"] == [0, 0], result["logs"]
+    assert result["after_stop"].strip() == "", result["after_stop"]
+
+
+def test_two_daemons_with_an_esp_plus_ah_bundle(results):
+    result = run_scenario(results, "daemons-esp+ah")
+    assert "3 packets transmitted, 3 packets received" in result["ping"], result
+    sas = result["status_a"]["sas"]
+    assert sorted((sa["protocol"], sa["direction"]) for sa in sas) == [
+        ("AH", "incoming"), ("AH", "outgoing"), ("ESP", "incoming"), ("ESP", "outgoing")]
+    for sa in sas:
+        assert sa["packets"] == 3 and sa["errored_packets"] == 0, sa
+    # AH is applied to the ESP packet (transport mode over the ESP tunnel)
+    assert re.search(r"proto ah spi 0x\w+ reqid \d+ mode transport", result["states_a"]), result["states_a"]
     assert result["after_stop"].strip() == "", result["after_stop"]

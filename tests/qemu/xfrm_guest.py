@@ -332,7 +332,8 @@ SCENARIOS = {"esp": lambda: scenario_tunnel("esp"), "ah": lambda: scenario_tunne
              "esp+ah": lambda: scenario_tunnel("esp+ah"),
              "natt": lambda: scenario_tunnel("esp", encap=(4500, 4500)),
              "integrity": scenario_integrity, "expire": scenario_expire,
-             "daemons": scenario_daemons}
+             "daemons": scenario_daemons,
+             "daemons-esp+ah": lambda: scenario_daemons("esp+ah", "aes128-sha256")}
 
 
 def main():
