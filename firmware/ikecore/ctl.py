@@ -2,7 +2,7 @@
 
   ikectl status [--json]     IKE SAs then SAs, like the status page
   ikectl up PEER | down PEER | delete SA_ID | reload | log [-n N]
-  ikectl --socket PATH ...   (default /run/ikecore/control.sock)
+  --socket PATH (default /run/ikecore/control.sock) and --json go before or after the command
 Exit status 0 when the daemon said yes; 1 with the reason on stderr when it said no or is not
 running.
 """
@@ -111,20 +111,29 @@ def format_log(entries):
 
 
 def parse_args(argv):
+    """--socket and --json may stand before or after the command word (DESIGN.md writes
+    `ikectl status --json --socket S`). The copies on the subcommands default to SUPPRESS, so a
+    subcommand only overrides what the main parser set when the option is really given there."""
     parser = argparse.ArgumentParser(prog="ikectl", description="control the ikecore daemon")
     parser.add_argument("--socket", default=DEFAULT_SOCKET, help="control socket path")
+    parser.add_argument("--json", action="store_true", help="print the daemon's raw answer")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--socket", default=argparse.SUPPRESS, help="control socket path")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print the daemon's raw answer")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    status = commands.add_parser("status", help="IKE SAs and SAs")
-    status.add_argument("--json", action="store_true", help="the raw status data")
-    commands.add_parser("up", help="bring a peer's connections up").add_argument("peer")
-    commands.add_parser("down", help="delete a peer's SAs").add_argument("peer")
-    commands.add_parser("delete", help="delete one IKE SA or SA").add_argument("sa_id")
-    commands.add_parser("reload", help="re-read the configuration file")
-    log = commands.add_parser("log", help="the newest VPN log lines")
-    log.add_argument("-n", "--limit", type=int, default=100)
-    log.add_argument("--json", action="store_true")
-    kernel = commands.add_parser("kernel", help="what the kernel backend holds")
-    kernel.add_argument("--json", action="store_true")
+
+    def command(name, help):
+        return commands.add_parser(name, help=help, parents=[common])
+
+    command("status", "IKE SAs and SAs")
+    command("up", "bring a peer's connections up").add_argument("peer")
+    command("down", "delete a peer's SAs").add_argument("peer")
+    command("delete", "delete one IKE SA or SA").add_argument("sa_id")
+    command("reload", "re-read the configuration file")
+    command("log", "the newest VPN log lines").add_argument("-n", "--limit", type=int,
+                                                            default=100)
+    command("kernel", "what the kernel backend holds")
     return parser.parse_args(argv)
 
 
@@ -148,7 +157,7 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     result = reply.get("result")
-    if getattr(args, "json", False) or args.command == "kernel":
+    if args.json or args.command == "kernel":
         print(json.dumps(result, indent=2, sort_keys=True))
     elif args.command == "status":
         print(format_status(result))

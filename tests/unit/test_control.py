@@ -246,6 +246,25 @@ def test_ikectl_status_table_and_json(daemon):
     assert result.returncode == 0 and len(result.stdout.splitlines()) == 3
 
 
+def test_ikectl_options_after_the_command_word(daemon):
+    """DESIGN.md writes `ikectl status --json --socket S`: the options work after the command
+    word as well as before it (the socket here is only given after the command)."""
+    def ikectl(*args):
+        return subprocess.run([sys.executable, "-m", "ikecore.ctl"] + list(args), env=ENV,
+                              capture_output=True, text=True, timeout=60)
+
+    after = ikectl("status", "--json", "--socket", daemon.socket)
+    assert after.returncode == 0, after.stderr
+    before = ikectl("--json", "--socket", daemon.socket, "status")
+    assert before.returncode == 0, before.stderr
+    assert set(json.loads(after.stdout)) >= {"ike_sas", "sas"}
+    assert set(json.loads(before.stdout)) == set(json.loads(after.stdout))
+    result = ikectl("log", "-n", "2", "--socket", daemon.socket, "--json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == 2
+    result = ikectl("up", "nowhere", "--socket", daemon.socket)
+    assert result.returncode == 1 and "unknown peer 'nowhere'" in result.stderr
+
+
 def test_ikectl_reports_daemon_errors_with_exit_1(daemon):
     result = daemon.ikectl("up", "nowhere")
     assert result.returncode == 1 and "unknown peer 'nowhere'" in result.stderr
