@@ -106,9 +106,13 @@ def busybox_links(staging):
     r = subprocess.run(["busybox", "--list-full"], capture_output=True, text=True)
     if r.returncode != 0:
         raise BuildError("host busybox (busybox-static) is needed to list the applets: make deps")
+    real = set()
+    for d in ("usr/bin", "usr/sbin"):
+        real.update(os.listdir(os.path.join(staging, d)))
     for applet in r.stdout.split():
         rel = guest_path(applet)
-        if rel.endswith("/linuxrc") or rel == "linuxrc":
+        name = os.path.basename(rel)
+        if name == "linuxrc" or name in real:      # a real tool of that name wins wherever it is
             continue
         p = os.path.join(staging, rel)
         if not os.path.lexists(p):
@@ -207,6 +211,12 @@ def assemble(staging, packages, top):
     usr_merge(staging)
     trim(staging)
     busybox_links(staging)
+    # /bin/sh is dash, not busybox: Debian's busybox-static prefers its own applets to PATH
+    # (a busybox sh would run busybox `ip` instead of iproute2's, which has xfrm and netns)
+    sh = os.path.join(staging, "usr/bin/sh")
+    if os.path.lexists(sh):
+        os.remove(sh)
+    os.symlink("dash", sh)
     install_overlay(staging, top)
     fw = install_firmware(staging, top)
     for p in fw:

@@ -127,12 +127,13 @@ class Router:
     # -- lifecycle --------------------------------------------------------------------------
     def launch(self):
         """Start QEMU without waiting (start() waits for the boot)."""
-        self._buf.clear()
-        self._eof = False
-        self._log = open(self.log_path, "ab") if self.log_path else None
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(self.qemu_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, bufsize=0)
+        with self._cond:
+            self._buf.clear()
+            self._eof = False
+            self._log = open(self.log_path, "ab") if self.log_path else None
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(self.qemu_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, bufsize=0)
         threading.Thread(target=self._reader, args=(self.proc,), daemon=True).start()
 
     def start(self, timeout=180):
@@ -161,14 +162,17 @@ class Router:
             data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
             if not data:
                 break
-            if self._log:
-                self._log.write(data)
-                self._log.flush()
             with self._cond:
+                if proc is not self.proc:       # a previous boot's QEMU (reboot): ignore
+                    return
+                if self._log:
+                    self._log.write(data)
+                    self._log.flush()
                 self._buf += data
                 self._cond.notify_all()
         with self._cond:
-            self._eof = True
+            if proc is self.proc:
+                self._eof = True
             self._cond.notify_all()
 
     def _wait_for(self, predicate, timeout, what, start=0):
