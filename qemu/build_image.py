@@ -163,10 +163,13 @@ def main():
 
     log("root filesystem: mksquashfs (zstd)")
     mksquashfs(staging, rootfs_img)
-    if args.initramfs_too:
-        for comp, ext in (("zstd", "zst"), ("gzip", "gz")):
+    for comp, ext in (("zstd", "zst"), ("gzip", "gz")):
+        variant = os.path.join(images, f"rootfs.cpio.{ext}")
+        if args.initramfs_too:
             log(f"root filesystem: initramfs ({comp}) for comparison")
-            make_initramfs(staging, os.path.join(images, f"rootfs.cpio.{ext}"), comp)
+            make_initramfs(staging, variant, comp)
+        elif os.path.exists(variant):
+            os.remove(variant)      # never leave a stale variant for bench_boot to measure
     log("bare busybox initramfs (boot benchmark baseline)")
     bb = next(p for n, _, p in packages if n == "busybox-static")
     make_bare_initramfs(bb, os.path.join(images, "bare-initramfs.cpio.gz"), work)

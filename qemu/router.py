@@ -291,7 +291,8 @@ def start_pair(images=None, workdir="/tmp", timeout=240):
     routers = []
     for key, (local, remote), idx in (("a", (pa, pb), 1), ("b", (pb, pa), 2)):
         s = SITES[key]
-        cmdline = (f"ikecore.wan={s['wan']}/24 ikecore.lanhost={s['lan_router']}/24,{s['lan_host']}")
+        cmdline = (f"ikecore.hostname=site-{key} ikecore.wan={s['wan']}/24 "
+                   f"ikecore.lanhost={s['lan_router']}/24,{s['lan_host']}")
         r = Router(images, new_data_disk(images, os.path.join(workdir, f"data-{key}.img")),
                    name=f"site-{key}", wan=("udp", local, remote), cmdline=cmdline, mac_index=idx,
                    log_path=os.path.join(workdir, f"console-{key}.log"))
