@@ -1,67 +1,212 @@
 """The daemon's crypto provider, on the `cryptography` package (CPython only).
 
 Pinned to 38.0.4, the version Debian bookworm ships, so host tests run the image's code. Every
-primitive comes from the library; this file only adapts names, formats and errors to the
-`ikecore.crypto.CryptoProvider` interface.
-"""
-import os
+primitive comes from a library (OpenSSL underneath all of them); this file only adapts names,
+formats and errors to the `ikecore.crypto.CryptoProvider` interface.
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.backends.openssl import rsa as _openssl_rsa
-from cryptography.hazmat.primitives import hashes, hmac, serialization
-from cryptography.hazmat.primitives.asymmetric import dh, ec, padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.x509.oid import NameOID
+Cost matters here (docs/performance.md): the image's CPU is slow and a tunnel set-up is mostly
+crypto. So the hot path avoids `cryptography`'s OpenSSL backend object, whose import alone pulls
+in all of `cryptography.x509` (~0.3 s and ~10 MB RSS on the host, seconds in the guest):
+  * hash / PRF: the standard library's hashlib / hmac (OpenSSL's digests, one C call each);
+  * CBC: OpenSSL's EVP cipher calls through the cffi binding `cryptography` ships;
+  * MODP Diffie-Hellman: OpenSSL's constant-time BN_mod_exp_mont_consttime through the same
+    binding, with a short private exponent (RFC 3526 section 8) and the peer value checked for
+    1 < y < p-1 (`crypto.check_modp_public`). `cryptography`'s own dh.exchange() also runs
+    OpenSSL's full public-key check, one more 2048-bit exponentiation per exchange, which buys
+    nothing for these safe primes (below).
+x509, RSA and ECP use `cryptography`'s public API and are imported only when a peer needs them
+(certificates, an ECP group).
+"""
+import hashlib
+import hmac
+import os
 
 from . import crypto
 from .crypto import CryptoError
 
 _HASHES = {
-    "md5": hashes.MD5,
-    "sha1": hashes.SHA1,
-    "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384,
-    "sha512": hashes.SHA512,
+    "md5": hashlib.md5,
+    "sha1": hashlib.sha1,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
 }
 
-_CURVES = {"ecp256": ec.SECP256R1, "ecp384": ec.SECP384R1}
+_EVP_CIPHERS = {
+    "3des": b"des-ede3-cbc",
+    "aes128": b"aes-128-cbc",
+    "aes192": b"aes-192-cbc",
+    "aes256": b"aes-256-cbc",
+}
 
-# Short attribute names in DN text, as strongSwan prints them (ordered as in the certificate).
+# Private exponent length in bits per MODP group. RFC 3526 section 8 estimates each group's
+# strength and asks for an exponent of at least twice that; we take the upper end of its ranges
+# (2048: 220-320, 3072: 260-420) and 256 bits for the smaller RFC 2409 / 3526 groups. The cost of
+# a modexp grows linearly with the exponent, so this is ~7x cheaper than a full-length one.
+_MODP_EXPONENT_BITS = {"modp768": 256, "modp1024": 256, "modp1536": 256, "modp2048": 320,
+                       "modp3072": 420}
+
+_CURVE_NAMES = {"ecp256": "SECP256R1", "ecp384": "SECP384R1"}
+
+# Short attribute names in DN text, as strongSwan prints them (ordered as in the certificate),
+# by dotted OID (filled in with cryptography's NameOID on first use: see _dn_tables()).
 _DN_NAMES = (
-    ("C", NameOID.COUNTRY_NAME),
-    ("ST", NameOID.STATE_OR_PROVINCE_NAME),
-    ("L", NameOID.LOCALITY_NAME),
-    ("O", NameOID.ORGANIZATION_NAME),
-    ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME),
-    ("CN", NameOID.COMMON_NAME),
-    ("E", NameOID.EMAIL_ADDRESS),
-    ("SN", NameOID.SURNAME),
-    ("G", NameOID.GIVEN_NAME),
-    ("serialNumber", NameOID.SERIAL_NUMBER),
-    ("DC", NameOID.DOMAIN_COMPONENT),
-    ("UID", NameOID.USER_ID),
-    ("T", NameOID.TITLE),
+    ("C", "2.5.4.6"),
+    ("ST", "2.5.4.8"),
+    ("L", "2.5.4.7"),
+    ("O", "2.5.4.10"),
+    ("OU", "2.5.4.11"),
+    ("CN", "2.5.4.3"),
+    ("E", "1.2.840.113549.1.9.1"),
+    ("SN", "2.5.4.4"),
+    ("G", "2.5.4.42"),
+    ("serialNumber", "2.5.4.5"),
+    ("DC", "0.9.2342.19200300.100.1.25"),
+    ("UID", "0.9.2342.19200300.100.1.1"),
+    ("T", "2.5.4.12"),
 )
-_DN_SHORT = dict((oid.dotted_string, short) for short, oid in _DN_NAMES)
+_DN_SHORT = dict((oid, short) for short, oid in _DN_NAMES)
 _DN_OID = dict((short.upper(), oid) for short, oid in _DN_NAMES)
-_DN_OID.update({"EMAILADDRESS": NameOID.EMAIL_ADDRESS, "S": NameOID.STATE_OR_PROVINCE_NAME})
+_DN_OID.update({"EMAILADDRESS": "1.2.840.113549.1.9.1", "S": "2.5.4.8"})
 
 
-def _hash_algorithm(alg):
-    cls = _HASHES.get(alg)
-    if cls is None:
+class _OpenSSL:
+    """The cffi binding `cryptography` ships (its `lib` and `ffi`), loaded on first use, plus
+    per-group Montgomery contexts (each prime's set-up done once, then only read)."""
+    lib = ffi = None
+    modp = {}           # group -> (BIGNUM p, BN_MONT_CTX)
+    evp = {}            # cipher name -> EVP_CIPHER*
+
+    @classmethod
+    def load(cls):
+        if cls.lib is None:
+            from cryptography.hazmat.bindings.openssl.binding import Binding
+            binding = Binding()
+            cls.ffi, cls.lib = binding.ffi, binding.lib
+        return cls.lib, cls.ffi
+
+
+def _hash_constructor(alg):
+    constructor = _HASHES.get(alg)
+    if constructor is None:
         raise CryptoError("unknown hash %r" % (alg,))
-    return cls()
+    return constructor
 
 
-def _cipher_algorithm(cipher, key):
-    if cipher == "3des":
-        return algorithms.TripleDES(key)
-    return algorithms.AES(key)
+def _cbc(cipher, key, iv, data, encrypt):
+    """CBC without padding, one EVP context per call (OpenSSL's EVP_CipherInit/Update/Final)."""
+    crypto.check_cbc_input(cipher, key, iv, data)
+    lib, ffi = _OpenSSL.load()
+    evp = _OpenSSL.evp.get(cipher)
+    if evp is None:
+        evp = lib.EVP_get_cipherbyname(_EVP_CIPHERS[cipher])
+        if evp == ffi.NULL:
+            raise CryptoError("OpenSSL has no %s" % _EVP_CIPHERS[cipher].decode())
+        _OpenSSL.evp[cipher] = evp
+    data = bytes(data)
+    ctx = lib.EVP_CIPHER_CTX_new()
+    if ctx == ffi.NULL:
+        raise CryptoError("out of memory for a %s context" % cipher)
+    try:
+        out = ffi.new("unsigned char[]", len(data) + 32)
+        written = ffi.new("int *")
+        ok = (lib.EVP_CipherInit_ex(ctx, evp, ffi.NULL, bytes(key), bytes(iv), int(encrypt)) == 1
+              and lib.EVP_CIPHER_CTX_set_padding(ctx, 0) == 1
+              and lib.EVP_CipherUpdate(ctx, out, written, data, len(data)) == 1)
+        total = written[0]
+        ok = ok and lib.EVP_CipherFinal_ex(ctx, out + total, written) == 1
+        if not ok:
+            lib.ERR_clear_error()
+            raise CryptoError("%s-cbc %s failed in OpenSSL"
+                              % (cipher, "encryption" if encrypt else "decryption"))
+        return ffi.buffer(out, total + written[0])[:]
+    finally:
+        lib.EVP_CIPHER_CTX_free(ctx)
+
+
+def _modp_context(group):
+    context = _OpenSSL.modp.get(group)
+    if context is None:
+        lib, ffi = _OpenSSL.load()
+        p = _bignum(crypto.int_to_bytes(crypto.modp_prime(group), crypto.group_info(group)[1]))
+        mont = ffi.gc(lib.BN_MONT_CTX_new(), lib.BN_MONT_CTX_free)
+        bn_ctx = lib.BN_CTX_new()
+        try:
+            if mont == ffi.NULL or bn_ctx == ffi.NULL or lib.BN_MONT_CTX_set(mont, p, bn_ctx) != 1:
+                raise CryptoError("cannot set up %s in OpenSSL" % group)
+        finally:
+            lib.BN_CTX_free(bn_ctx)
+        context = _OpenSSL.modp[group] = (p, mont)
+    return context
+
+
+def _bignum(data):
+    lib, ffi = _OpenSSL.lib, _OpenSSL.ffi
+    bn = lib.BN_bin2bn(data, len(data), ffi.NULL)
+    if bn == ffi.NULL:
+        raise CryptoError("out of memory for a big number")
+    return ffi.gc(bn, lib.BN_clear_free)
+
+
+def _modp_power(group, base, exponent):
+    """base^exponent mod p (base, exponent: big-endian bytes), left-padded to the prime's length.
+    Constant time in the exponent (the private value)."""
+    p, mont = _modp_context(group)
+    lib, ffi = _OpenSSL.lib, _OpenSSL.ffi
+    length = crypto.group_info(group)[1]
+    result = ffi.gc(lib.BN_new(), lib.BN_clear_free)
+    bn_ctx = lib.BN_CTX_new()
+    try:
+        if (result == ffi.NULL or bn_ctx == ffi.NULL or lib.BN_mod_exp_mont_consttime(
+                result, _bignum(base), _bignum(exponent), p, bn_ctx, mont) != 1):
+            lib.ERR_clear_error()
+            raise CryptoError("%s exponentiation failed in OpenSSL" % group)
+        out = ffi.new("unsigned char[]", length)          # zeroed: the left padding
+        lib.BN_bn2bin(result, out + (length - lib.BN_num_bytes(result)))
+        return ffi.buffer(out, length)[:]
+    finally:
+        lib.BN_CTX_free(bn_ctx)
+
+
+class ModpPrivateKey:
+    """Our MODP private value x (the dh_new handle). `exponent` is x as big-endian bytes."""
+    __slots__ = ("group", "exponent")
+
+    def __init__(self, group, exponent):
+        self.group = group
+        self.exponent = exponent
+
+    def __repr__(self):
+        return "<ModpPrivateKey %s>" % self.group       # never the secret
+
+
+def _modp_new(group):
+    bits = _MODP_EXPONENT_BITS[group]
+    x = bytearray(os.urandom((bits + 7) // 8))
+    x[0] = (x[0] & ((1 << (bits - 8 * (len(x) - 1))) - 1)) | (1 << (bits - 1 - 8 * (len(x) - 1)))
+    # ^ exactly `bits` long: top bit set, so x > 1 and the exponent has its full strength.
+    private = ModpPrivateKey(group, bytes(x))
+    return private, _modp_power(group, b"\x02", private.exponent)    # g = 2 (MODP_GENERATOR)
+
+
+def _modp_shared(group, private, peer_public):
+    # Validation: length and 1 < y < p-1. That is all a safe prime p = 2q + 1 needs: the only
+    # subgroups are {1}, {1, p-1}, the order-q subgroup and the whole group, so after excluding
+    # 1 and p-1 no peer value can confine g^xy to a small set. (OpenSSL's extra check, y^q = 1,
+    # only distinguishes the order-q subgroup from the full group and leaks at most one bit.)
+    crypto.check_modp_public(group, peer_public)
+    if not isinstance(private, ModpPrivateKey) or private.group != group:
+        raise CryptoError("private key is not a %s key of this provider" % group)
+    return _modp_power(group, peer_public, private.exponent)
+
+
+def _ec():
+    from cryptography.hazmat.primitives.asymmetric import ec
+    return ec
 
 
 def _load_cert(cert_der):
+    from cryptography import x509
     try:
         return x509.load_der_x509_certificate(bytes(cert_der))
     except ValueError as exc:
@@ -102,25 +247,21 @@ class CryptographyProvider(crypto.CryptoProvider):
         return os.urandom(n)
 
     def hash(self, alg, data):
-        digest = hashes.Hash(_hash_algorithm(alg))
-        digest.update(bytes(data))
-        return digest.finalize()
+        return _hash_constructor(alg)(bytes(data)).digest()
 
     def prf(self, alg, key, data):
-        mac = hmac.HMAC(bytes(key), _hash_algorithm(alg))
-        mac.update(bytes(data))
-        return mac.finalize()
+        _hash_constructor(alg)
+        return hmac.digest(bytes(key), bytes(data), alg)
 
     # -- Diffie-Hellman ------------------------------------------------------------------
     def dh_new(self, group):
         kind, length, _ = crypto.group_info(group)
         if kind == "modp":
-            numbers = dh.DHParameterNumbers(crypto.modp_prime(group), crypto.MODP_GENERATOR)
-            private = numbers.parameters().generate_private_key()
-            y = private.public_key().public_numbers().y
-            return private, crypto.int_to_bytes(y, length)
-        private = ec.generate_private_key(_CURVES[group]())
+            return _modp_new(group)
+        ec = _ec()
+        private = ec.generate_private_key(getattr(ec, _CURVE_NAMES[group])())
         # RFC 5903 section 7: x || y, each the field size, without the 0x04 point-format octet.
+        from cryptography.hazmat.primitives import serialization
         point = private.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
         return private, point[1:]
@@ -129,20 +270,14 @@ class CryptographyProvider(crypto.CryptoProvider):
         kind, length, _ = crypto.group_info(group)
         peer_public = bytes(peer_public)
         if kind == "modp":
-            y = crypto.check_modp_public(group, peer_public)
-            numbers = dh.DHParameterNumbers(crypto.modp_prime(group), crypto.MODP_GENERATOR)
-            try:
-                peer = dh.DHPublicNumbers(y, numbers).public_key()
-                # exchange() left-pads g^xy to the prime's length, as IKE needs.
-                return private.exchange(peer)
-            except ValueError as exc:
-                raise CryptoError("%s key exchange failed: %s" % (group, exc))
+            return _modp_shared(group, private, peer_public)
         if len(peer_public) != length:
             raise CryptoError("%s public value has %d bytes, expected %d"
                               % (group, len(peer_public), length))
+        ec = _ec()
         try:
             peer = ec.EllipticCurvePublicKey.from_encoded_point(
-                _CURVES[group](), b"\x04" + peer_public)   # rejects points not on the curve
+                getattr(ec, _CURVE_NAMES[group])(), b"\x04" + peer_public)   # rejects points off the curve
             # RFC 5903 section 7: the shared secret is the x coordinate of the product.
             return private.exchange(ec.ECDH(), peer)
         except ValueError as exc:
@@ -150,19 +285,18 @@ class CryptographyProvider(crypto.CryptoProvider):
 
     # -- CBC -----------------------------------------------------------------------------
     def encrypt(self, cipher, key, iv, data):
-        crypto.check_cbc_input(cipher, key, iv, data)
-        ctx = Cipher(_cipher_algorithm(cipher, bytes(key)), modes.CBC(bytes(iv))).encryptor()
-        return ctx.update(bytes(data)) + ctx.finalize()
+        return _cbc(cipher, key, iv, data, True)
 
     def decrypt(self, cipher, key, iv, data):
-        crypto.check_cbc_input(cipher, key, iv, data)
-        ctx = Cipher(_cipher_algorithm(cipher, bytes(key)), modes.CBC(bytes(iv))).decryptor()
-        return ctx.update(bytes(data)) + ctx.finalize()
+        return _cbc(cipher, key, iv, data, False)
 
     # -- RSA signatures ------------------------------------------------------------------
     def sign(self, alg, key_pem, data):
         if alg != "rsa":
             raise CryptoError("unknown signature algorithm %r" % (alg,))
+        from cryptography.hazmat.backends.openssl import rsa as _openssl_rsa
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
         try:
             key = serialization.load_pem_private_key(bytes(key_pem), password=None)
         except (ValueError, TypeError) as exc:
@@ -180,6 +314,8 @@ class CryptographyProvider(crypto.CryptoProvider):
             raise CryptoError("RSA signing failed: %s" % exc)
 
     def verify(self, cert_der, data, signature):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
         key = _load_cert(cert_der).public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise CryptoError("certificate key is not an RSA key")
@@ -198,6 +334,7 @@ class CryptographyProvider(crypto.CryptoProvider):
         return _load_cert(cert_der).subject.public_bytes()
 
     def cert_alt_names(self, cert_der):
+        from cryptography import x509
         cert = _load_cert(cert_der)
         try:
             ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -209,6 +346,9 @@ class CryptographyProvider(crypto.CryptoProvider):
         return names
 
     def cert_verify(self, cert_der, ca_der):
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        ec = _ec()
         cert = _load_cert(cert_der)
         ca = _load_cert(ca_der)
         if cert.issuer != ca.subject:
@@ -228,6 +368,7 @@ class CryptographyProvider(crypto.CryptoProvider):
         return None
 
     def cert_public_key(self, cert_der):
+        from cryptography.hazmat.primitives import serialization
         return _load_cert(cert_der).public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -238,6 +379,7 @@ class CryptographyProvider(crypto.CryptoProvider):
             raise CryptoError("malformed distinguished name: %s" % exc)
 
     def dn_der(self, text):
+        from cryptography import x509
         attributes = []
         for part in _split_dn(text):
             key, sep, value = part.partition("=")
@@ -245,7 +387,7 @@ class CryptographyProvider(crypto.CryptoProvider):
             if not sep or oid is None:
                 raise CryptoError("bad distinguished name part %r in %r" % (part, text))
             attributes.append(x509.RelativeDistinguishedName(
-                [x509.NameAttribute(oid, value.strip())]))
+                [x509.NameAttribute(x509.ObjectIdentifier(oid), value.strip())]))
         return x509.Name(attributes).public_bytes()
 
 

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ikecore import crypto
+from ikecore import crypto, crypto_cryptography
 from ikecore.crypto import CryptoError
 from ikecore.crypto_cryptography import CryptographyProvider
 
@@ -115,14 +115,75 @@ def test_dh_agreement_and_lengths(group):
     assert shared == P.dh_shared(group, b, a_pub)
 
 
-def test_modp_shared_secret_is_g_xy_by_definition():
-    # The provider's g^xy must be pow(peer, x, p), left-padded: compute it from the private number.
-    a, a_pub = P.dh_new("modp1024")
-    b, b_pub = P.dh_new("modp1024")
-    x = a.private_numbers().x
-    p = crypto.modp_prime("modp1024")
+@pytest.mark.parametrize("group", [g for g in sorted(crypto.DH_GROUPS) if g.startswith("modp")])
+def test_modp_values_are_g_x_and_g_xy_by_definition(group):
+    # Public value g^x and shared secret y^x mod p, left-padded, against Python's pow(); the
+    # private exponent is short per RFC 3526 section 8 but exactly its table length.
+    _, length, _ = crypto.DH_GROUPS[group]
+    a, a_pub = P.dh_new(group)
+    b, b_pub = P.dh_new(group)
+    x = int.from_bytes(a.exponent, "big")
+    assert x.bit_length() == crypto_cryptography._MODP_EXPONENT_BITS[group]
+    p = crypto.modp_prime(group)
     assert int.from_bytes(a_pub, "big") == pow(2, x, p)
-    assert P.dh_shared("modp1024", a, b_pub) == pow(int.from_bytes(b_pub, "big"), x, p).to_bytes(128, "big")
+    assert P.dh_shared(group, a, b_pub) == pow(int.from_bytes(b_pub, "big"), x, p).to_bytes(length, "big")
+    assert "exponent" not in repr(a) and a.exponent.hex() not in repr(a)
+
+
+def test_modp2048_known_answer_against_two_other_implementations():
+    """Fixed x and peer value: OpenSSL's constant-time modexp (our path) must give what Python's
+    pow() and cryptography's own dh.exchange() (with OpenSSL's full peer check) give."""
+    from cryptography.hazmat.primitives.asymmetric import dh
+    p = crypto.modp_prime("modp2048")
+    x = int(hashlib.sha512(b"ikecore dh kat x").hexdigest(), 16) >> (512 - 320)
+    peer_y = pow(2, int(hashlib.sha256(b"ikecore dh kat y").hexdigest(), 16), p)
+    ours = P.dh_shared("modp2048", crypto_cryptography.ModpPrivateKey("modp2048", x.to_bytes(40, "big")),
+                       peer_y.to_bytes(256, "big"))
+    assert ours == pow(peer_y, x, p).to_bytes(256, "big")
+    params = dh.DHParameterNumbers(p, 2)
+    theirs = dh.DHPrivateNumbers(x, dh.DHPublicNumbers(pow(2, x, p), params)).private_key()
+    assert ours == theirs.exchange(dh.DHPublicNumbers(peer_y, params).public_key())
+    # A value whose top byte is zero is still padded to 256 bytes (g^xy is hashed as is).
+    assert hashlib.sha256(ours).hexdigest() == hashlib.sha256(pow(peer_y, x, p).to_bytes(256, "big")).hexdigest()
+
+
+def test_modp_shared_refuses_a_foreign_private_handle():
+    a, _ = P.dh_new("modp1024")
+    _, b_pub = P.dh_new("modp2048")
+    with pytest.raises(CryptoError, match="not a modp2048 key"):
+        P.dh_shared("modp2048", a, b_pub)
+
+
+@pytest.mark.parametrize("cipher,openssl_name", [("3des", "des-ede3-cbc"), ("aes128", "aes-128-cbc"),
+                                                 ("aes192", "aes-192-cbc"), ("aes256", "aes-256-cbc")])
+def test_cbc_equals_openssl_enc(cipher, openssl_name):
+    """The EVP path against the `openssl enc` command (installed by mk/micropython.mk)."""
+    import shutil
+    import subprocess
+    key_len, block = crypto.CIPHERS[cipher]
+    key, iv = bytes(range(1, key_len + 1)), bytes(range(100, 100 + block))
+    data = bytes(range(7, 7 + 4 * block))
+    proc = subprocess.run([shutil.which("openssl") or "openssl", "enc", "-" + openssl_name, "-nopad",
+                           "-K", key.hex(), "-iv", iv.hex()], input=data, capture_output=True, check=True)
+    assert P.encrypt(cipher, key, iv, data) == proc.stdout
+    assert P.decrypt(cipher, key, iv, proc.stdout) == data
+
+
+def test_hot_path_does_not_import_x509_or_the_openssl_backend():
+    """Import cost: a PSK tunnel's crypto (MODP DH, CBC, HMAC) must not load cryptography.x509
+    or its OpenSSL backend object (~0.3 s, ~10 MB on the host; seconds in the guest)."""
+    import subprocess
+    import sys
+    code = ("import sys; from ikecore.crypto_cryptography import CryptographyProvider as C; p = C(); "
+            "a, pa = p.dh_new('modp2048'); b, pb = p.dh_new('modp2048'); "
+            "assert p.dh_shared('modp2048', a, pb) == p.dh_shared('modp2048', b, pa); "
+            "p.encrypt('aes128', bytes(16), bytes(16), bytes(32)); p.prf('sha256', b'k', b'd'); "
+            "print(sorted(m for m in sys.modules if m.startswith(('cryptography.x509', "
+            "'cryptography.hazmat.backends'))))")
+    import os
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(crypto.__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_ecp256_matches_rfc5903_vector():

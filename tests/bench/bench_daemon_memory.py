@@ -1,0 +1,193 @@
+"""Where a tunnel set-up's CPU and a tunnel's memory go, without sockets: two in-process IkeCores.
+
+The same workload as tests/bench/bench_ike_setup.py (main mode PSK, aes128-sha256-modp2048,
+quick mode ESP aes128-sha256 with PFS MODP-2048, one IKE SA per tunnel between its own pair of
+addresses), but both daemons' cores live in this process and datagrams are handed across
+directly, the way tests/unit/conftest.py's IkeLink does. So the numbers are the core + crypto
+provider alone: no asyncio, no kernel backend, no control socket.
+
+Prints (never asserts):
+  * CPU per tunnel (both ends together) and set-ups per second on one core;
+  * with --profile, the top functions by cumulative and own time (cProfile);
+  * bytes per tunnel held by the two cores after all N are up (tracemalloc: difference of
+    snapshots before/after), grouped by source line and by object type, so the core engineer
+    sees which objects dominate;
+  * RSS of this process before and after (a rough cross-check).
+
+    PYTHONPATH=firmware .venv/bin/python tests/bench/bench_daemon_memory.py [--tunnels 200]
+        [--profile] [--top 25]
+"""
+import argparse
+import cProfile
+import gc
+import io
+import os
+import pstats
+import sys
+import time
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
+
+from ikecore import config  # noqa: E402
+from ikecore.core import IkeCore  # noqa: E402
+from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
+
+IKE_PROPOSAL = "aes128-sha256-modp2048"
+CHILD_PROPOSAL = "aes128-sha256"
+PFS = "modp2048"
+
+
+def wan(side, i):
+    n = i + 1
+    return "10.%d.%d.%d" % (100 if side == "a" else 101, n // 250, n % 250 + 1)
+
+
+def net(side, i):
+    return "172.%d.%d.0/24" % ((16 if side == "a" else 24) + i // 256, i % 256)
+
+
+def config_toml(n, side):
+    """N peers + connections for one side, as TOML text (DESIGN.md's format)."""
+    other = "b" if side == "a" else "a"
+    lines = ['[general]', 'wan_interface = "wan0"', 'lan_interface = "lo"', '']
+    for i in range(n):
+        lines += ['[[peer]]', 'name = "t%d"' % i, 'remote_gateway = "%s"' % wan(other, i),
+                  'local_address = "%s"' % wan(side, i), 'phase1_mode = "main"',
+                  'act_as = "%s"' % ("both" if side == "a" else "responder"),
+                  'auth = "psk"', 'psk = "bench secret"', 'proposals = ["%s"]' % IKE_PROPOSAL,
+                  'lifetime_s = 28800', 'nat_t = true',
+                  'local_id = { type = "ipv4", value = "%s" }' % wan(side, i),
+                  'remote_id = { type = "ipv4", value = "%s" }' % wan(other, i),
+                  'dpd = { delay_s = 0, timeout_s = 120 }', '',
+                  '[[connection]]', 'name = "c%d"' % i, 'peer = "t%d"' % i,
+                  'local_net = "%s"' % net(side, i), 'remote_net = "%s"' % net(other, i),
+                  'protocol = "esp"', 'proposals = ["%s"]' % CHILD_PROPOSAL, 'pfs = "%s"' % PFS,
+                  'lifetime_s = 3600', 'lifetime_kb = 0', '']
+    return "\n".join(lines)
+
+
+class Pair:
+    """Two cores; `pump()` moves datagrams until both are quiet, draining their events."""
+
+    def __init__(self, n, now=1000.0):
+        self.now = now
+        crypto = CryptographyProvider()
+        self.a = IkeCore(config.parse(config_toml(n, "a")), crypto, now)
+        self.b = IkeCore(config.parse(config_toml(n, "b")), crypto, now)
+        self.datagrams = 0
+
+    def pump(self):
+        moved = True
+        while moved:
+            moved = False
+            for core, other in ((self.a, self.b), (self.b, self.a)):
+                for data, local, remote in core.datagrams_to_send():
+                    moved = True
+                    self.datagrams += 1
+                    other.receive_datagram(data, remote, local, self.now)
+                while core.next_event() is not None:
+                    pass
+            # the driver re-arms its timer after every batch: keep that cost in the picture
+            self.a.get_timer()
+            self.b.get_timer()
+
+    def up_count(self):
+        return sum(1 for sa in self.a.status(self.now)["ike_sas"] if sa["state"] == 9)
+
+
+def rss_kb():
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def set_up(pair, n):
+    for i in range(n):
+        pair.a.initiate("c%d" % i, pair.now)
+        pair.pump()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="bench_daemon_memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--tunnels", type=int, default=200)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    parser.add_argument("--top", type=int, default=20, help="lines per table (default 20)")
+    args = parser.parse_args([] if argv is None else argv)
+    n = args.tunnels
+    print("== bench_daemon_memory: %d tunnels, two in-process cores, %s / %s-%s"
+          % (n, IKE_PROPOSAL, CHILD_PROPOSAL, PFS))
+
+    # CPU (untraced run; tracemalloc slows Python code down several times).
+    pair = Pair(n)
+    profiler = cProfile.Profile() if args.profile else None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    set_up(pair, n)
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    up = pair.up_count()
+    print("  %d/%d tunnels up, %d datagrams; CPU %.2f s = %.1f ms per tunnel (both ends), "
+          "%.0f set-ups/s on one core (wall %.2f s)"
+          % (up, n, pair.datagrams, cpu, 1000 * cpu / n, n / cpu if cpu else 0, wall))
+    if profiler:
+        for key in ("cumulative", "tottime"):
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(args.top)
+            text = out.getvalue()
+            print("  -- cProfile, sorted by %s --" % key)
+            print("\n".join("    " + line for line in text.splitlines()[6:] if line.strip()))
+    del pair, profiler
+    gc.collect()
+
+    # Memory: what the two cores keep per established tunnel.
+    crypto_warm = Pair(1)
+    set_up(crypto_warm, 1)           # imports, OpenSSL contexts, caches: not per tunnel
+    del crypto_warm
+    gc.collect()
+    rss0 = rss_kb()
+    tracemalloc.start(1)
+    before = tracemalloc.take_snapshot()
+    pair = Pair(n)
+    configured = tracemalloc.take_snapshot()
+    set_up(pair, n)
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    config_bytes = sum(s.size_diff for s in configured.compare_to(before, "filename"))
+    tunnel_stats = after.compare_to(configured, "lineno")
+    tunnel_bytes = sum(s.size_diff for s in tunnel_stats)
+    print("  memory (tracemalloc): configuration of %d peers %.1f kB (%.0f B each, both sides); "
+          "established tunnels %.1f kB = %.0f B per tunnel (both sides: %.0f B per side)"
+          % (n, config_bytes / 1024.0, config_bytes / n, tunnel_bytes / 1024.0,
+             tunnel_bytes / n, tunnel_bytes / n / 2))
+    print("  RSS of this process %d kB -> %d kB (+%.1f kB per tunnel for both sides)"
+          % (rss0, rss_kb(), (rss_kb() - rss0) / float(n)))
+    print("  -- where the tunnel bytes are (source line that allocated, B per tunnel) --")
+    for stat in sorted(tunnel_stats, key=lambda s: -s.size_diff)[:args.top]:
+        frame = stat.traceback[0]
+        print("    %7.0f B  %5.1f objs  %s:%d" % (stat.size_diff / float(n), stat.count_diff / float(n),
+                                                 os.path.relpath(frame.filename), frame.lineno))
+    print("  -- live objects per tunnel by type (gc) --")
+    counts = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        module = getattr(kind, "__module__", "")
+        if module.startswith("ikecore"):
+            name = "%s.%s" % (module, kind.__qualname__)
+            size = sys.getsizeof(obj) + (sys.getsizeof(obj.__dict__) if hasattr(obj, "__dict__") else 0)
+            count, total = counts.get(name, (0, 0))
+            counts[name] = (count + 1, total + size)
+    for name, (count, total) in sorted(counts.items(), key=lambda kv: -kv[1][1])[:args.top]:
+        print("    %6.2f per tunnel  %6.0f B per tunnel (shallow + __dict__)  %s"
+              % (count / float(n), total / float(n), name))
+    del pair
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
