@@ -1,6 +1,7 @@
 """XfrmBackend against the host kernel, compared with what iproute2's `ip xfrm` shows."""
 import asyncio
 import errno
+import json
 
 import pytest
 
@@ -182,7 +183,7 @@ def test_allocated_spi_is_reported_in_stats_and_snapshot(backend, netns):
     spi = backend.allocate_spi("esp", REMOTE_GW, LOCAL_GW, 3)
     assert backend.sa_stats() == {("esp", spi, LOCAL_GW):
                                   {"bytes": 0, "packets": 0, "errored_packets": 0}}
-    snapshot = backend.snapshot()
+    snapshot = json.loads(json.dumps(backend.snapshot()))     # the control socket sends it as JSON
     assert [(s["spi"], s["reqid"]) for s in snapshot["sas"]] == [("0x%08x" % spi, 3)]
     assert sorted(p["dir"] for p in snapshot["policies"]) == ["fwd", "in", "out"]
     assert all(t["reqid"] == 3 for p in snapshot["policies"] for t in p["templates"])
