@@ -23,6 +23,7 @@ from .proposals import ChildProposal
 NON_ESP_MARKER = b"\x00\x00\x00\x00"     # RFC 3948 section 2.2: IKE on port 4500
 NATT_KEEPALIVE = b"\xff"                 # RFC 3948 section 2.3
 REPLACED_IKE_KEEP_S = 30                 # a rekeyed IKE SA lingers this long, then is deleted
+INSTALL_RETRY_S = 30                     # renew again this long after the kernel refused a pair
 ZERO_COOKIE = b"\x00" * 8
 
 
@@ -245,6 +246,39 @@ class IkeCore:
                 self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
                 return True
         raise KeyError("no SA with id %r" % (sa_id,))
+
+    def install_failed(self, sa_id, reason, now):
+        """The kernel refused to install child SA sa_id (reason: its words, e.g. "Protocol not
+        supported"). A pair with one half missing carries nothing, so the whole quick mode's
+        SAs go: the siblings the driver has not installed yet are taken off the event queue,
+        the installed ones get DeleteChildSa, the peer hears a Delete of our inbound SPIs (so it
+        stops sending into a tunnel we cannot decrypt), and the IKE SA's last_error says why.
+        -> True when sa_id was ours; False for an unknown or already removed SA (a second
+        failure of the same pair)."""
+        child = self.children.get(sa_id)
+        group = None
+        for candidate in self.groups:
+            if sa_id in candidate.ids:
+                group = candidate
+        if child is None or group is None:
+            return False
+        pending = set(e.sa.id for e in self._events
+                      if isinstance(e, InstallChildSa) and e.sa.id in group.ids)
+        self._events = [e for e in self._events
+                        if not (isinstance(e, InstallChildSa) and e.sa.id in pending)]
+        pending.add(sa_id)
+        line = diagnosis.kernel_install_line(child.protocol, child.spi, child.direction, reason,
+                                             child.connection, child.dst if child.direction ==
+                                             "out" else child.src)
+        sa = self.ike_sas.get(child.ike_sa)
+        if sa is not None:
+            sa.last_error = line
+            sa.error_connection = child.connection
+        self.emit(Log("error", group.peer, line))
+        self._delete_group(group, now, "the kernel could not install %s" % sa_id,
+                           notify_peer=True, not_installed=pending)
+        self._reinstate_replaced(group, now)
+        return True
 
     def down(self, peer_name, now):
         """Tear down everything with this peer (deletes sent) and stop initiating to it."""
@@ -577,7 +611,9 @@ class IkeCore:
         elif peer.act_as != "responder":
             self._wait_for_phase1(peer, conn.name, list(group.ids), now)
 
-    def _delete_group(self, group, now, reason, notify_peer):
+    def _delete_group(self, group, now, reason, notify_peer, not_installed=()):
+        """Remove one quick mode's SAs; not_installed: ids the kernel never got (no
+        DeleteChildSa for them)."""
         if group not in self.groups:
             return
         self.groups.remove(group)
@@ -590,11 +626,27 @@ class IkeCore:
                 informational.send_delete_children(sa, pid, spis, now)
         for child in children:
             self._spis.discard((child.protocol, child.spi))
-            self.emit(DeleteChildSa(child, reason))
+            if child.id not in not_installed:
+                self.emit(DeleteChildSa(child, reason))
         if children:
             self.emit(Log("info", group.peer, "SAs of %s (%s) removed: %s" % (
                 group.connection, ", ".join("%s %s 0x%08x" % (c.protocol.upper(), c.direction, c.spi)
                                             for c in children), reason)))
+
+    def _reinstate_replaced(self, failed, now):
+        """A renewal that never reached the kernel replaced nothing: the newest older pair of
+        the tunnel, still alive, carries the traffic again and is renewed again a little later
+        (not at once: the same kernel error would come straight back)."""
+        older = [g for g in self.groups if g.connection == failed.connection
+                 and g.peer == failed.peer and g.created <= failed.created]
+        if not older or any(not g.replaced for g in self.groups
+                            if g.connection == failed.connection and g.peer == failed.peer):
+            return
+        group = older[-1]
+        group.replaced = False
+        group.rekeying = False
+        retry_at = now + INSTALL_RETRY_S
+        group.rekey_at = retry_at if retry_at < group.expire_at else None
 
     def _peer_dead(self, sa, now):
         peer = sa.peer

@@ -106,3 +106,29 @@ def line(cause, remote, detail=None, phase=1, connection=None, peer=None):
 def cause_of_notify(notify_type, phase):
     table = PHASE1_NOTIFY_CAUSES if phase == 1 else PHASE2_NOTIFY_CAUSES
     return table.get(notify_type, "peer_refused")
+
+
+# The kernel's words (strerror text) when it refuses an SA -> what they mean for the user.
+KERNEL_REASONS = (
+    ("Protocol not supported", "the kernel lacks %s support"),
+    ("Function not implemented", "the kernel lacks the negotiated %s algorithm"),
+    ("Operation not permitted", "the daemon may not change the kernel's IPsec state (it needs "
+                                "CAP_NET_ADMIN)"),
+    ("File exists", "the kernel already holds an SA with this SPI"),
+)
+
+
+def kernel_install_line(protocol, spi, direction, reason, connection=None, remote=None):
+    """The one line for an SA the kernel refused, e.g. "installing ESP SA 0xc1a2b3d4 (incoming)
+    in the kernel failed: Protocol not supported \u2014 the kernel lacks ESP support"."""
+    name = protocol.upper()
+    where = ""
+    if connection:
+        where = " of connection %s%s" % (connection, " with %s" % remote if remote else "")
+    meaning = "check the kernel's IPsec (XFRM, %s) support and the daemon's log" % name
+    for words, text in KERNEL_REASONS:
+        if reason and reason.startswith(words):
+            meaning = text % name if "%s" in text else text
+            break
+    return "installing %s SA 0x%08x (%s)%s in the kernel failed: %s \u2014 %s" % (
+        name, spi, "incoming" if direction == "in" else "outgoing", where, reason, meaning)

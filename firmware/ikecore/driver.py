@@ -11,6 +11,7 @@ address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel take
 hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
 """
 import asyncio
+import os
 import socket
 import struct
 
@@ -206,16 +207,24 @@ class Driver:
 
     def _feed(self, what, method, *args):
         """Hand one input to the core; a core bug is logged and the daemon keeps its timer."""
-        try:
-            method(*args)
-        except Exception as exc:
-            self.log.error("core failed on %s: %s: %s" % (what, type(exc).__name__, exc))
+        self._feed_quietly(what, method, *args)
         self._pump()
 
     # --- the one place outputs are acted on
     def _pump(self):
+        """Send, act on events, re-arm. Acting on an event may queue more datagrams (a failed
+        SA install makes the core send a Delete), so this loops until both queues are empty."""
         if self.stopped:
             return
+        while True:
+            self._send_datagrams()
+            event = self.core.next_event()
+            if event is None:
+                break
+            self._handle_event(event)
+        self._arm_timer()
+
+    def _send_datagrams(self):
         for data, local, remote in self.core.datagrams_to_send():
             endpoint = self._endpoint_for(local)
             try:
@@ -227,12 +236,6 @@ class Driver:
                 self.counters["send_errors"] += 1
                 self.log.warning("cannot send to %s:%d: %s"
                                  % (remote[0], remote[1], exc.strerror or exc))
-        while True:
-            event = self.core.next_event()
-            if event is None:
-                break
-            self._handle_event(event)
-        self._arm_timer()
 
     def _arm_timer(self):
         deadline = self.core.get_timer()
@@ -250,11 +253,30 @@ class Driver:
             self.log.write(event.level, event.peer, event.text)
         elif isinstance(event, events.InstallChildSa):
             self._ensure_policies(event.sa)
-            self._kernel("install SA %s" % event.sa.id, self.backend.install_sa, event.sa)
+            self._install_sa(event.sa)
         elif isinstance(event, events.DeleteChildSa):
             self._kernel("delete SA %s" % event.sa.id, self.backend.delete_sa, event.sa)
         elif isinstance(event, events.IkeSaChanged):
             self.log.debug("IKE SA %s: %s(%s)" % (event.ike_sa, event.status, event.state))
+
+    def _install_sa(self, sa):
+        """Install one SA; when the kernel refuses, the core hears why (it takes the pair down,
+        tells the peer and shows the reason as the IKE SA's last_error)."""
+        try:
+            self.backend.install_sa(sa)
+        except Exception as exc:
+            self.counters["kernel_errors"] += 1
+            self.log.error("kernel: install SA %s failed: %s" % (sa.id, exc))
+            if hasattr(self.core, "install_failed"):
+                self._feed_quietly("install failure", self.core.install_failed, sa.id,
+                                   kernel_reason(exc), self.now())
+
+    def _feed_quietly(self, what, method, *args):
+        """One input to the core without pumping (while _pump runs it goes on draining)."""
+        try:
+            method(*args)
+        except Exception as exc:
+            self.log.error("core failed on %s: %s: %s" % (what, type(exc).__name__, exc))
 
     def _kernel(self, what, method, *args):
         try:
@@ -404,6 +426,16 @@ class Driver:
 
     def _peer_names(self):
         return ", ".join(self.settings.peers) or "none configured"
+
+
+def kernel_reason(exc):
+    """The kernel's own words for a refused request: "Protocol not supported", plus its
+    extended-ack text when it gave one (xfrm.XfrmError.kernel_text); else the error's text."""
+    if isinstance(exc, OSError) and exc.errno:
+        text = os.strerror(exc.errno)
+        extra = getattr(exc, "kernel_text", None)
+        return "%s (kernel: %s)" % (text, extra) if extra else text
+    return str(exc) or type(exc).__name__
 
 
 class RequestError(Exception):

@@ -138,8 +138,9 @@ def test_malformed_datagram_is_counted_logged_and_survived(daemons):
 
 def test_act_as_both_waits_for_traffic_then_a_kernel_acquire_brings_the_tunnel_up(daemons):
     # a runs on the real XFRM backend: its trap policies are real kernel policies, and a packet
-    # into the remote network makes the kernel send ACQUIRE. (Installing the negotiated SAs
-    # then fails on this host, which has no ESP: that is logged and counted, not fatal.)
+    # into the remote network makes the kernel send ACQUIRE. Installing the negotiated SAs then
+    # fails on this host, which has no ESP: a says so as the IKE SA's last_error, takes the
+    # pair down and tells b (core.install_failed), and keeps running.
     a, b = daemons["a"], daemons["b"]
     a.ip("addr", "add", "192.168.10.1/32", "dev", "lo")
     a.ip("route", "add", NETS["b"], "via", ADDRESS["b"], "src", "192.168.10.1")
@@ -155,8 +156,21 @@ def test_act_as_both_waits_for_traffic_then_a_kernel_acquire_brings_the_tunnel_u
               "except OSError: pass")      # the kernel may refuse the first packet (EAGAIN)
     subprocess.run(["ip", "netns", "exec", a.netns, sys.executable, "-c", sender],
                    env=ENV, check=True, timeout=60)
-    wait_until(lambda: activated(a), "the acquire to bring the tunnel up")
-    wait_until(lambda: len(b.kernel_sas()) == 2, "b to install the SA pair")
+    def refused(daemon):
+        status = daemon.status()
+        return [sa for sa in status["ike_sas"] if sa["status"] == "Activated"
+                and "the kernel lacks ESP support" in (sa["last_error"] or "")]
+    (ike,) = wait_until(lambda: refused(a), "a to report the kernel's refusal of the ESP SA")
+    assert "in the kernel failed: Protocol not supported" in ike["last_error"]
+    def pair_deleted(daemon):
+        status = daemon.status()
+        return status["sas"] == [] and status["ike_sas"][0]["phase2_negotiations"] == 1
+    wait_until(lambda: pair_deleted(b), "b to hear the Delete of the pair a could not install")
+    assert b.kernel_sas() == [] and a.status()["sas"] == []
+    status = a.status()
+    assert status["daemon"]["kernel_errors"] >= 1
+    log = a.result({"cmd": "log", "limit": 1000})
+    assert [e for e in log if e["level"] == "error" and "lacks ESP support" in e["text"]]
     a.stop()
     # A clean stop leaves none of our policies or SAs in the kernel, and tells the peer.
     assert a.process.returncode == 0
