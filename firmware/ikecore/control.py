@@ -13,7 +13,6 @@ Replies: {"ok": true, "result": ...} or {"ok": false, "error": "message naming t
 The socket is mode 0660 so the web UI's group (--socket-group) may use it.
 """
 import asyncio
-import grp
 import json
 import os
 
@@ -53,6 +52,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         if self.group is not None:
+            import grp             # only here: most runs (tests, --socket-group unset) never need it
             gid = int(self.group) if str(self.group).isdigit() else grp.getgrnam(self.group).gr_gid
             os.chown(self.path, -1, gid)
         os.chmod(self.path, 0o660)

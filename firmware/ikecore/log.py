@@ -7,7 +7,6 @@ UI's VPN log page shows; syslog keeps the same lines for `logread` in the image.
 """
 import collections
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -36,9 +35,10 @@ class VpnLog:
             handler.setFormatter(logging.Formatter("%(asctime)s ikecore %(levelname)s %(message)s"))
             self.logger.addHandler(handler)
         if syslog and os.path.exists(SYSLOG_SOCKET):
+            from logging import handlers    # only with syslog: pulls in pickle, queue... (~0.6 MB)
             try:
-                handler = logging.handlers.SysLogHandler(
-                    address=SYSLOG_SOCKET, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+                handler = handlers.SysLogHandler(
+                    address=SYSLOG_SOCKET, facility=handlers.SysLogHandler.LOG_DAEMON)
             except OSError:
                 handler = None     # no syslogd listening: stderr and the ring still work
             if handler is not None:
