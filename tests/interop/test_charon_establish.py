@@ -107,10 +107,15 @@ def test_full_tunnel_with_charon_libipsec(ours, charon_libipsec, mode, role, pfs
     assert ike["state"] == "ESTABLISHED" and ike["version"] == "1", ike
     encr, keysize, integ, group = CHARON_IKE[proposal]
     assert (ike["encr-alg"], ike.get("encr-keysize"), ike["dh-group"]) == (encr, keysize, group), ike
-    assert ike["remote-port"] == "4500" and ike.get("nat-any") == "yes", ike
+    # charon's own view: it faked its NAT-D (nat-fake) and found ours genuine (no nat-remote);
+    # that is exactly a NAT "at the far end" from where we stand.
+    assert ike["remote-port"] == "4500" and ike.get("nat-fake") == "yes", ike
+    assert "nat-remote" not in ike and "nat-local" not in ike, ike
     (child,) = [c for c in ike["child-sas"].values() if c["state"] == "INSTALLED"]
     _check_charon_child(child, proposal, pfs)
     assert child["encap"] == "yes", child
+    # ...and we handed the pair to the kernel as ESP-in-UDP between the two 4500 ports.
+    assert [r["encap"] for r in ours.kernel()["sas"]] == [[4500, 4500]] * 2, ours.kernel()["sas"]
     # Their inbound SPI is our outbound one and vice versa: the same pair seen from both ends.
     assert (_spi(child["spi-in"]), _spi(child["spi-out"])) == (_spi(out["spi"]), _spi(inc["spi"]))
 
