@@ -145,9 +145,8 @@ class OurDaemon:
 
     def ikectl_status(self):
         """The same data through the `ikectl status --json --socket PATH` command line."""
-        # (ikectl takes --socket before the command word)
-        proc = subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", self.socket_path,
-                               "status", "--json"], env=self.env, cwd=REPO,
+        proc = subprocess.run([sys.executable, "-m", "ikecore.ctl", "status", "--json",
+                               "--socket", self.socket_path], env=self.env, cwd=REPO,
                               capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise DaemonError("ikectl status failed (%d): %s%s" % (
