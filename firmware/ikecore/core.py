@@ -7,12 +7,14 @@ re-arms one timer at get_timer(). status(now) is the page's data (DESIGN.md's sh
 
 This file keeps the tables (IKE SAs, child SAs, what waits for phase 1) and the policy decisions
 (when to initiate, rekey, expire, tear down); the exchanges themselves live in phase1.py,
-quickmode.py and informational.py. Portable: MicroPython subset.
+quickmode.py and informational.py, the IKE SA object in ikesa.py. Portable: MicroPython subset.
 """
 
+from . import addresses
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import ikesa
 from . import informational
 from . import phase1
 from . import quickmode
@@ -48,7 +50,7 @@ class IkeCore:
     def __init__(self, settings, crypto, now=0.0):
         self.settings = settings
         self.crypto = crypto
-        self.ike_sas = {}            # id -> phase1.IkeSa, oldest first
+        self.ike_sas = {}            # id -> ikesa.IkeSa, oldest first
         self._by_icookie = {}        # initiator cookie -> [IkeSa] (finding an SA per datagram)
         self.children = {}           # id -> events.ChildSa
         self.groups = []             # [_ChildGroup]
@@ -208,8 +210,8 @@ class IkeCore:
         """Kernel ACQUIRE: a packet src -> dst needs a tunnel we do not have yet."""
         for conn in self.settings.connections.values():
             try:
-                hit = (quickmode.net_contains(conn.local_net, src_ip)
-                       and quickmode.net_contains(conn.remote_net, dst_ip))
+                hit = (addresses.net_contains(conn.local_net, src_ip)
+                       and addresses.net_contains(conn.remote_net, dst_ip))
             except ValueError:
                 hit = False
             if hit:
@@ -424,7 +426,7 @@ class IkeCore:
         if qm.sa.error_connection == conn.name:
             qm.sa.last_error = None        # that connection's tunnel works now
             qm.sa.error_connection = None
-        margin = phase1.rekey_margin(qm.lifetime_s)
+        margin = ikesa.rekey_margin(qm.lifetime_s)
         rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
         group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,
                             rekey_at, now + qm.lifetime_s, now)
@@ -516,7 +518,7 @@ class IkeCore:
     def _new_ike(self, peer, mode, role, icookie, local, remote, now):
         sa_id = "ike-%d" % self._next_ike
         self._next_ike += 1
-        sa = phase1.IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
+        sa = ikesa.IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
         sa.initial_contact = self._established_sa(peer.name) is None
         self.ike_sas[sa_id] = sa
         self._by_icookie.setdefault(icookie, []).append(sa)
@@ -549,7 +551,7 @@ class IkeCore:
             sa.last_received = sa.current_input = data
             sa.fail("mode", "the peer started %s mode, we are set to %s mode" % (
                 mode, peer.phase1_mode), now)
-            phase1._notify_clear(sa, C.INVALID_EXCHANGE_TYPE)
+            sa.notify_clear(C.INVALID_EXCHANGE_TYPE)
             return
         phase1.handle(sa, header, data, now)
 

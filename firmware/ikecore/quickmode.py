@@ -14,13 +14,13 @@ events.ChildSa per direction and protocol. Portable: no I/O, no clock.
 
 from . import codec
 from . import consts as C
-from . import diagnosis
 from . import keymat
 from . import natt
 from . import proposals
 from .crypto import CryptoError
-from .events import ChildSa, InstallChildSa
-from .phase1 import RETRANSMIT_DELAYS, Retransmit, ip_bytes, ip_text, rekey_margin
+from .events import ChildSa
+from .addresses import ip_text, parse_net, same_net
+from .ikesa import RETRANSMIT_DELAYS, Retransmit
 
 PROTOCOL_IDS = {"esp": C.PROTO_IPSEC_ESP, "ah": C.PROTO_IPSEC_AH}
 PROTOCOL_NAMES = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}
@@ -34,18 +34,6 @@ def bundle(protocol):
 
 
 # -- traffic selectors as ID payloads ------------------------------------------------------------
-def parse_net(text):
-    """"192.168.1.0/24" (or a bare address = /32) -> (4-byte address, prefix length)."""
-    if "/" in text:
-        addr, prefix = text.split("/", 1)
-        prefix = int(prefix)
-    else:
-        addr, prefix = text, 32
-    if prefix < 0 or prefix > 32:
-        raise ValueError("bad prefix length in %r" % (text,))
-    return ip_bytes(addr), prefix
-
-
 def net_id(text):
     """A connection network as the quick mode ID payload (protocol and port 0: all traffic)."""
     addr, prefix = parse_net(text)
@@ -67,19 +55,6 @@ def id_net(payload):
             prefix += 1
         return "%s/%d" % (ip_text(data[:4]), prefix)
     return None
-
-
-def same_net(a, b):
-    try:
-        return parse_net(a) == parse_net(b)
-    except ValueError:
-        return False
-
-
-def net_contains(net, address):
-    base, prefix = parse_net(net)
-    mask = (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF if prefix else 0
-    return (int.from_bytes(base, "big") & mask) == (int.from_bytes(ip_bytes(address), "big") & mask)
 
 
 class QuickMode:

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from ikecore import codec, consts as C, events
-from ikecore.phase1 import RETRANSMIT_DELAYS
+from ikecore.ikesa import RETRANSMIT_DELAYS
 
 
 def _up(link, who="A"):

@@ -2,7 +2,7 @@
 diagnosis line (VPN log at error level and the IKE SA's last_error)."""
 import pytest
 
-from ikecore.phase1 import RETRANSMIT_DELAYS
+from ikecore.ikesa import RETRANSMIT_DELAYS
 
 GIVE_UP = sum(RETRANSMIT_DELAYS) + 1
 OTHER = {"A": "B", "B": "A"}

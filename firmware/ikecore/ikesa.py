@@ -1,0 +1,356 @@
+"""The IKE SA (ISAKMP SA) object: what every exchange of one SA shares.
+
+Keys and the CBC IV chains (RFC 2409 Appendix B), message ids, padding, opening received
+messages into payloads (`Received`), our last message and its retransmission (`Retransmit`),
+the negotiation state (states.Machine) and the failure diagnosis (diagnosis.py). The exchanges
+work on it: phase1.py (main/aggressive mode), quickmode.py, informational.py; auth.py proves
+and checks identities. Portable: no I/O, no clock; `now` is always passed in.
+"""
+
+from . import codec
+from . import consts as C
+from . import diagnosis
+from . import keymat
+from . import natt
+from . import states
+from .crypto import cipher_info
+from .events import IkeSaChanged, Log
+
+# Seconds to wait after each (re)transmission; after the last one we give up.
+RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
+# A failed negotiation stays on the page this long (so the state number and last_error are seen).
+FAILED_KEEP_S = 120
+# A responder does not retransmit in main mode: if the initiator stops, we stop waiting after the
+# initiator's own give-up time and a margin.
+RESPONDER_PATIENCE_S = 92
+# Rekey an SA this long before it expires: a tenth of the lifetime, at most 9 minutes (strongSwan's
+# default margin), at least one second.
+MAX_REKEY_MARGIN_S = 540
+
+
+def rekey_margin(lifetime_s):
+    return max(1, min(lifetime_s // 10, MAX_REKEY_MARGIN_S))
+
+
+# -- raw payload chains ------------------------------------------------------------------------------
+def walk_chain(first_type, data):
+    """[(type, start, end)] of the generic payloads in data, and where the chain ends (anything
+    after is encryption padding). The hashes of RFC 2409 are computed over these raw bytes as
+    received, never over a re-encoding."""
+    chain = []
+    ptype = first_type
+    pos = 0
+    while ptype != C.PT_NONE:
+        if pos + 4 > len(data):
+            raise codec.MalformedMessage("payload %s header runs past the message"
+                                         % C.name(C.PAYLOAD_NAMES, ptype))
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        if length < 4 or pos + length > len(data):
+            raise codec.MalformedMessage("payload %s length %d runs past the message"
+                                         % (C.name(C.PAYLOAD_NAMES, ptype), length))
+        chain.append((ptype, pos, pos + length))
+        ptype = data[pos]
+        pos += length
+    return chain, pos
+
+
+class Received:
+    """One received message, decrypted and split: header, payload objects, raw payload bytes."""
+    __slots__ = ("header", "payloads", "raw", "plain", "chain", "encrypted", "data")
+
+    def __init__(self, header, plain, encrypted, data):
+        self.header = header
+        self.encrypted = encrypted
+        self.data = data
+        self.chain, end = walk_chain(header.next_payload, plain)
+        self.plain = plain[:end]
+        self.payloads = codec.decode_payloads(header.next_payload, self.plain) if end else []
+        self.raw = [plain[s:e] for _, s, e in self.chain]
+
+    def all(self, cls):
+        return [p for p in self.payloads if p.TYPE == cls.TYPE]
+
+    def one(self, cls):
+        found = self.all(cls)
+        return found[0] if found else None
+
+    def index_of(self, cls):
+        for i, p in enumerate(self.payloads):
+            if p.TYPE == cls.TYPE:
+                return i
+        return -1
+
+    def body(self, index):
+        """The body of payload number index as received (generic header stripped): SAi_b,
+        IDii_b... enter the RFC 2409 hashes exactly as the peer sent them."""
+        return bytes(self.raw[index][C.GENERIC_HEADER_LENGTH:])
+
+    def raw_after(self, index):
+        """The raw bytes of every payload after payload number index (generic headers included)."""
+        if index + 1 >= len(self.chain):
+            return b""
+        return self.plain[self.chain[index + 1][1]:]
+
+    def types(self):
+        return " ".join(C.name(C.PAYLOAD_NAMES, t) for t, _, _ in self.chain)
+
+
+class Retransmit:
+    """Our last message of one exchange that still waits for an answer, with its back-off."""
+    __slots__ = ("data", "attempt", "deadline")
+
+    def __init__(self, data, now):
+        self.data = data
+        self.attempt = 0
+        self.deadline = now + RETRANSMIT_DELAYS[0]
+
+
+class IkeSa:
+    """One ISAKMP SA (phase 1) with a peer, and the key material its later exchanges use."""
+
+    def __init__(self, core, sa_id, peer, mode, role, icookie, local, remote, now):
+        self.core = core
+        self.crypto = core.crypto
+        self.id = sa_id
+        self.peer = peer
+        self.machine = states.Machine(mode, role)
+        self.icookie = icookie
+        self.rcookie = b"\x00" * 8
+        self.local = local
+        self.remote = remote
+        self.created = now
+        self.established_at = None
+        self.last_change = now
+        # negotiated
+        self.proposal = None
+        self.lifetime_s = peer.lifetime_s
+        self.auth = peer.auth
+        self.natt = natt.NattSession(bool(peer.nat_t))
+        self.keepalive_at = None
+        self.peer_dpd = False
+        # Diffie-Hellman, nonces, the initiator's SA body, keys
+        self.dh_private = None
+        self.ke_i = self.ke_r = None
+        self.ni = self.nr = None
+        self.sai_b = None
+        self.keys = None
+        self.cipher = self.prf = None
+        self.p1_iv = None          # phase 1 CBC chain: IV of the next phase 1 message
+        self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
+        self.used_mids = set()
+        # transport
+        self.pending = None        # Retransmit of our last phase 1 message that wants an answer
+        self.last_sent = None      # our last phase 1 message (resent when the peer repeats itself)
+        self.last_received = None  # the peer's last phase 1 message, raw (duplicate detection)
+        self.current_input = None  # the message being handled (what our next message answers)
+        self.reply_to = None       # the peer message our last_sent answered
+        self.heard_from_peer = False
+        # life
+        self.failed = False
+        self.last_error = None
+        self.hint = None           # diagnosis suggested by an unauthenticated notify
+        self.error_connection = None   # the connection a phase 2 last_error is about
+        self.remove_at = None
+        self.stall_at = now + RESPONDER_PATIENCE_S if role == states.RESPONDER else None
+        self.rekey_at = None
+        self.expire_at = None
+        self.rekeyed_by = None     # id of the IKE SA that replaced this one
+        self.deleted = False
+        self.phase2_negotiations = 0
+        self.quick_modes = {}      # message id -> quickmode.QuickMode
+        self.dpd = None            # informational.Dpd when DPD runs on this SA
+        self.initial_contact = False
+        self.peer_cert = None      # the peer's certificate (DER) once it verified
+        self.peer_idi = None       # aggressive mode responder: the IDii payload of message 1
+        self.idi = self.idr = None
+
+    # -- descriptive ---------------------------------------------------------------------------------
+    @property
+    def mode(self):
+        return self.machine.mode
+
+    @property
+    def role(self):
+        return self.machine.role
+
+    @property
+    def established(self):
+        return self.machine.established and not self.deleted
+
+    @property
+    def nat_t(self):
+        return self.natt.status
+
+    @property
+    def initiator(self):
+        return self.machine.role == states.INITIATOR
+
+    def algorithm_text(self):
+        return self.proposal.describe() if self.proposal is not None else ""
+
+    def spi(self):
+        """The ISAKMP SA's SPI in notifies/deletes: CKY-I | CKY-R (RFC 2408 section 3.15)."""
+        return self.icookie + self.rcookie
+
+    def log(self, level, text):
+        self.core.emit(Log(level, self.peer.name, text))
+
+    def feed(self, inp, now):
+        """Move the negotiation state and tell the driver (page live update)."""
+        self.machine.feed(inp)
+        self.last_change = now
+        n = self.machine.number
+        self.core.emit(IkeSaChanged(self.id, states.status_text(n), n))
+
+    # -- failure ------------------------------------------------------------------------------------
+    def fail(self, cause, detail, now, phase=1, connection=None, keep=True):
+        """Record the diagnosis (one line, logged at error level); phase 1 failures also stop the
+        negotiation: no more retransmissions, the SA stays listed for a while with its state."""
+        line = diagnosis.line(cause, self.remote[0], detail, phase=phase, connection=connection,
+                              peer=self.peer)
+        self.last_error = line
+        self.error_connection = connection
+        self.log("error", line)
+        if phase == 1:
+            self.failed = True
+            self.pending = None
+            if keep:
+                self.remove_at = now + FAILED_KEEP_S
+        return line
+
+    def note_hint(self, cause, detail, now):
+        """An unauthenticated notify suggests why the peer refused us: show it as the probable
+        cause at once but keep retransmitting (it may be forged); give-up will confirm it."""
+        if self.hint == (cause, detail):
+            return
+        self.hint = (cause, detail)
+        line = diagnosis.line(cause, self.remote[0], detail, phase=1, peer=self.peer)
+        self.last_error = line
+        self.log("error", line)
+
+    # -- sending --------------------------------------------------------------------------------------
+    def send(self, data, now, wants_answer=True):
+        """Queue one phase 1 message; remember it for retransmission and duplicate answers."""
+        self.last_sent = data
+        self.reply_to = self.current_input
+        self.pending = Retransmit(data, now) if wants_answer else None
+        self.core.send(data, self.local, self.remote)
+
+    def notify_clear(self, notify_type, remember=True):
+        """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before
+        the SA is authenticated this is all we can send; the peer takes it as a hint only)."""
+        note = codec.NotifyPayload(notify_type, protocol=C.PROTO_ISAKMP, spi=self.spi())
+        data = codec.encode_message(codec.Message(C.EXCHANGE_INFORMATIONAL, self.icookie,
+                                                  self.rcookie, message_id=0, payloads=[note]))
+        if remember:
+            # Our answer to the refused message: a repeat of it gets the same refusal.
+            self.last_sent = data
+            self.reply_to = self.current_input
+        self.core.send(data, self.local, self.remote)
+
+    def message(self, exchange, payloads, message_id=0, encrypt=False):
+        """Encode a message of this SA; encrypted with the IV of its exchange when asked."""
+        msg = codec.Message(exchange, self.icookie, self.rcookie, message_id=message_id,
+                            payloads=None if encrypt else payloads)
+        if not encrypt:
+            return codec.encode_message(msg)
+        first, plain = codec.encode_payloads(payloads)
+        msg.flags = C.FLAG_ENCRYPTION
+        return codec.encode_message(msg, body=self.encrypt(message_id, plain), first_payload=first)
+
+    # -- encryption (RFC 2409 Appendix B) -----------------------------------------------------------
+    def iv_for(self, message_id):
+        if message_id == 0:
+            return self.p1_iv
+        iv = self.exchange_ivs.get(message_id)
+        if iv is None:
+            # First message of a quick mode / informational exchange: hash(last phase 1 block | M-ID).
+            iv = keymat.phase2_iv(self.crypto, self.prf, self.cipher, self.p1_iv, message_id)
+        return iv
+
+    def set_iv(self, message_id, iv):
+        if message_id == 0:
+            self.p1_iv = iv
+        else:
+            self.exchange_ivs[message_id] = iv
+
+    def encrypt(self, message_id, plain):
+        block = cipher_info(self.cipher)[1]
+        # Pad with zero octets to the block size (no padding when already aligned): receivers
+        # find the end of the payload chain from the payload lengths.
+        if len(plain) % block:
+            plain = plain + b"\x00" * (block - len(plain) % block)
+        data = self.crypto.encrypt(self.cipher, self.keys.enc_key, self.iv_for(message_id), plain)
+        # The next message of this exchange chains on our last ciphertext block.
+        self.set_iv(message_id, data[-block:])
+        return data
+
+    def decrypt(self, message_id, data):
+        """-> (plain, IV after this message). The caller commits the IV with set_iv only when the
+        message proved valid, so a forged or corrupt message does not break the chain."""
+        block = cipher_info(self.cipher)[1]
+        if not data or len(data) % block:
+            raise codec.MalformedMessage("encrypted body of %d bytes is not a multiple of the "
+                                         "%d-byte cipher block" % (len(data), block))
+        plain = self.crypto.decrypt(self.cipher, self.keys.enc_key, self.iv_for(message_id), data)
+        return plain, data[-block:]
+
+    def open(self, header, data):
+        """Decrypt (when flagged) and split a received message of this SA -> (Received, next IV).
+        Raises codec.MalformedMessage when it does not parse."""
+        body = data[C.HEADER_LENGTH:header.length]
+        if header.flags & C.FLAG_ENCRYPTION:
+            if self.keys is None:
+                raise codec.MalformedMessage("encrypted message before keys were agreed")
+            plain, next_iv = self.decrypt(header.message_id, body)
+            return Received(header, plain, True, data), next_iv
+        return Received(header, body, False, data), None
+
+    # -- key derivation -----------------------------------------------------------------------------
+    def derive_keys(self):
+        """SKEYID... from the DH result and nonces (RFC 2409 section 5), then the first IV."""
+        g_xy = self.crypto.dh_shared(self.proposal.dh, self.dh_private, self.peer_ke())
+        self.dh_private = None          # forget x as soon as g^xy is known
+        self.cipher = self.proposal.encr
+        self.prf = self.proposal.integ
+        self.keys = keymat.derive_phase1(self.crypto, self.prf, self.cipher, self.auth, g_xy,
+                                         self.ni, self.nr, self.icookie, self.rcookie,
+                                         self.ke_i, self.ke_r, psk=self.peer.psk)
+        self.p1_iv = self.keys.iv
+
+    def peer_ke(self):
+        return self.ke_r if self.initiator else self.ke_i
+
+    def hash_i(self, idii_b):
+        return keymat.hash_i(self.crypto, self.prf, self.keys.skeyid, self.ke_i, self.ke_r,
+                             self.icookie, self.rcookie, self.sai_b, idii_b)
+
+    def hash_r(self, idir_b):
+        return keymat.hash_r(self.crypto, self.prf, self.keys.skeyid, self.ke_i, self.ke_r,
+                             self.icookie, self.rcookie, self.sai_b, idir_b)
+
+    def new_message_id(self):
+        """A random, non-zero message id not used before on this SA (RFC 2408 section 3.1)."""
+        while True:
+            mid = int.from_bytes(self.crypto.random(4), "big")
+            if mid and mid not in self.used_mids:
+                self.used_mids.add(mid)
+                return mid
+
+    # -- timers -------------------------------------------------------------------------------------
+    def deadlines(self):
+        found = []
+        stall = self.stall_at if not self.machine.established and not self.failed else None
+        for t in (self.pending.deadline if self.pending else None, self.remove_at,
+                  self.rekey_at, self.expire_at, self.keepalive_at, stall):
+            if t is not None:
+                found.append(t)
+        for qm in self.quick_modes.values():
+            d = qm.deadline()
+            if d is not None:
+                found.append(d)
+        if self.dpd is not None:
+            d = self.dpd.deadline()
+            if d is not None:
+                found.append(d)
+        return found
