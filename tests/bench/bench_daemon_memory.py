@@ -16,6 +16,11 @@ Prints (never asserts):
 
     PYTHONPATH=firmware .venv/bin/python tests/bench/bench_daemon_memory.py [--tunnels 200]
         [--profile] [--top 25]
+
+With --daemons (root, network namespaces): the same N tunnels between two real daemons
+(`python3 -m ikecore --profile FILE`) in bench_ike_setup.py's lab, brought up and polled exactly
+as that benchmark does, then both daemons' cProfile tables: where the daemon's time goes beyond
+the core (asyncio, control socket, status, logging).
 """
 import argparse
 import cProfile
@@ -111,13 +116,78 @@ def set_up(pair, n):
         pair.pump()
 
 
+def profile_daemons(n, top, poll_s=0.05):
+    """Two real daemons, bench_ike_setup's lab and workload; prints both cProfile tables."""
+    import shutil
+    import tempfile
+    import bench_ike_setup as bench
+    from ours import OurDaemon
+    workdir = tempfile.mkdtemp(prefix="ikecore-prof-")
+    lab = bench.BenchLab(n)
+    daemons = []
+    try:
+        for side, ns, initiator in (("initiator", lab.lab.a, True), ("responder", lab.lab.b, False)):
+            daemon = OurDaemon(ns, os.path.join(workdir, side), log_level="info")
+            daemon.profile_path = os.path.join(workdir, side + ".prof")
+            daemon.start(*bench.our_config(n, initiator), timeout_s=120,
+                         extra_args=["--profile", daemon.profile_path])
+            daemons.append(daemon)
+        left, right = daemons
+        start = time.monotonic()
+        for i in range(n):
+            left.up("t%d" % i)
+        deadline = start + 120 + n
+        while time.monotonic() < deadline:
+            if all(bench._up_count(d.status()) >= (n, 2 * n) for d in daemons):
+                break
+            time.sleep(poll_s)
+        seconds = time.monotonic() - start
+        print("  daemons: %s up in %.2f s = %.1f set-ups/s; RSS initiator %d kB, responder %d kB"
+              % ([bench._up_count(d.status()) for d in daemons], seconds, n / seconds,
+                 left.rss_kb(), right.rss_kb()))
+        ticks = os.sysconf("SC_CLK_TCK")
+        for daemon, side in ((left, "initiator"), (right, "responder")):
+            with open("/proc/%d/stat" % daemon.proc.pid) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            cpu = (int(fields[11]) + int(fields[12])) / float(ticks)   # utime + stime
+            print("  %s daemon CPU since start (profiled, incl. start-up): %.2f s = %.1f ms per "
+                  "tunnel" % (side, cpu, 1000 * cpu / n))
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        lab.close()
+    for daemon, side in zip(daemons, ("initiator", "responder")):
+        out = io.StringIO()
+        stats = pstats.Stats(daemon.profile_path, stream=out)
+        print("  -- %s daemon: cProfile by own time (total %.2f s) --" % (side, stats.total_tt))
+        stats.sort_stats("tottime").print_stats(top)
+        print("\n".join("    " + line for line in out.getvalue().splitlines()[6:] if line.strip()))
+        out = io.StringIO()
+        stats.stream = out
+        stats.sort_stats("cumulative").print_stats(top)
+        print("  -- %s daemon: by cumulative time --" % side)
+        print("\n".join("    " + line for line in out.getvalue().splitlines()[6:] if line.strip()))
+        keep = os.path.join(tempfile.gettempdir(), "ikecore-%s.prof" % side)
+        shutil.copy(daemon.profile_path, keep)
+        print("  (kept as %s: python3 -m pstats %s)" % (keep, keep))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench_daemon_memory", description=__doc__.splitlines()[0])
     parser.add_argument("--tunnels", type=int, default=200)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--top", type=int, default=20, help="lines per table (default 20)")
+    parser.add_argument("--daemons", action="store_true",
+                        help="profile two real daemons in network namespaces instead (root)")
     args = parser.parse_args([] if argv is None else argv)
     n = args.tunnels
+    if args.daemons:
+        sys.path.insert(0, HERE)
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "interop"))
+        print("== bench_daemon_memory --daemons: %d tunnels between two real daemons" % n)
+        profile_daemons(n, args.top)
+        return
     print("== bench_daemon_memory: %d tunnels, two in-process cores, %s / %s-%s"
           % (n, IKE_PROPOSAL, CHILD_PROPOSAL, PFS))
 
