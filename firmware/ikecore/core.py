@@ -63,6 +63,7 @@ class IkeCore:
         self._spis = set()
         self._reqids = {}
         self._malformed_seen = set()
+        self.source_addresses = {}   # remote gateway -> our address the kernel sends it from
 
     # ===================================================================== driver interface
     def datagrams_to_send(self):
@@ -248,6 +249,17 @@ class IkeCore:
                 self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
                 return True
         raise KeyError("no SA with id %r" % (sa_id,))
+
+    def learn_source_address(self, remote_ip, local_ip):
+        """The driver asked the kernel which of our addresses it sends from to reach remote_ip
+        (a route lookup). New negotiations with a peer that has no local_address start from
+        it, so an aggressive mode initiator's first message carries our real address as its
+        ID (not 0.0.0.0) and main mode's NAT-D hashes are right from message 3. None or
+        0.0.0.0: no route known (forgotten)."""
+        if local_ip and local_ip != "0.0.0.0":
+            self.source_addresses[remote_ip] = local_ip
+        else:
+            self.source_addresses.pop(remote_ip, None)
 
     def install_failed(self, sa_id, reason, now):
         """The kernel refused to install child SA sa_id (reason: its words, e.g. "Protocol not
@@ -577,7 +589,8 @@ class IkeCore:
             self._start_ike(peer, now)
 
     def _start_ike(self, peer, now):
-        local = (peer.local_address or "0.0.0.0", C.IKE_PORT)
+        address = peer.local_address or self.source_addresses.get(peer.remote_gateway)
+        local = (address or "0.0.0.0", C.IKE_PORT)
         remote = (peer.remote_gateway, C.IKE_PORT)
         sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
                            local, remote, now)

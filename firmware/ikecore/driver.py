@@ -24,6 +24,7 @@ UDP_ENCAP = 100                # <linux/udp.h>
 UDP_ENCAP_ESPINUDP = 2
 MAX_DATAGRAM = 65535
 IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the real sockets
+ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most this often on timers
 
 
 class UdpEndpoint:
@@ -101,6 +102,7 @@ class Driver:
         self.counters = {"datagrams_in": 0, "datagrams_out": 0, "send_errors": 0,
                          "rejected_datagrams": 0, "kernel_errors": 0}
         self.stopped = False
+        self.routes_learned_at = None
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -114,6 +116,7 @@ class Driver:
         self._open_endpoints()
         self._install_trap_policies()
         now = self.now()
+        self._learn_source_addresses(now)
         for connection in self.settings.connections.values():
             if self.settings.peers[connection.peer].act_as == "initiator":
                 self._initiate(connection.name, now)
@@ -197,10 +200,26 @@ class Driver:
     def _on_timer(self):
         self.timer = None
         self.timer_at = None
-        self._feed("timer", self.core.handle_timer, self.now())
+        now = self.now()
+        if self.routes_learned_at is None or now - self.routes_learned_at >= ROUTE_REFRESH_S:
+            self._learn_source_addresses(now)      # retries and rekeys start from the timer
+        self._feed("timer", self.core.handle_timer, now)
 
     def acquire(self, src_ip, dst_ip):
-        self._feed("acquire", self.core.acquire, src_ip, dst_ip, self.now())
+        now = self.now()
+        self._learn_source_addresses(now)
+        self._feed("acquire", self.core.acquire, src_ip, dst_ip, now)
+
+    def _learn_source_addresses(self, now):
+        """Tell the core which of our addresses the kernel sends from to each peer without a
+        local_address (the WAN address may come late or change: DHCP, PPP)."""
+        learn = getattr(self.core, "learn_source_address", None)
+        if learn is None:
+            return
+        self.routes_learned_at = now
+        for peer in self.settings.peers.values():
+            if not peer.local_address:
+                learn(peer.remote_gateway, route_source(peer.remote_gateway))
 
     def expire(self, protocol, spi, dst, hard):
         self._feed("expire", self.core.expire, protocol, spi, dst, hard, self.now())
@@ -354,6 +373,7 @@ class Driver:
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
+        self._learn_source_addresses(now)
         for connection in connections:
             self.core.initiate(connection, now)
         self._pump()
@@ -401,6 +421,7 @@ class Driver:
             self.log.error("reload: cannot open the UDP sockets: %s" % exc)
         self._install_trap_policies()
         now = self.now()
+        self._learn_source_addresses(now)
         for name, connection in new.connections.items():
             if self._changed(old, new, name) and new.peers[connection.peer].act_as == "initiator":
                 self._initiate(name, now)
@@ -426,6 +447,19 @@ class Driver:
 
     def _peer_names(self):
         return ", ".join(self.settings.peers) or "none configured"
+
+
+def route_source(remote_ip):
+    """Our address the kernel would send from to reach remote_ip, or None without a route:
+    connect() on a UDP socket does the route lookup and sends nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.connect((remote_ip, IKE_PORT))
+        return sock.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        sock.close()
 
 
 def kernel_reason(exc):

@@ -5,6 +5,7 @@ import pytest
 
 from ikecore import consts as C
 from ikecore import codec
+from ikecore.settings import Identity
 
 
 def _exchanges(link):
@@ -317,3 +318,40 @@ def test_initiator_learns_its_address_when_none_is_configured(ike_kit):
     assert link.ike("A")[0]["state"] == 9 and link.ike("A")[0]["local_address"] == k.GW_A
     assert link.ike("A")[0]["nat_t"] == "none"
     assert {s.src for s in link.installed("A") if s.direction == "out"} == {k.GW_A}
+
+
+def test_aggressive_initiator_without_address_or_id_sends_the_routed_address(ike_kit):
+    """No local_address, no local_id: aggressive mode's first message carries our ID before
+    the peer has answered, so the driver tells the core which address routes to the peer
+    (core.learn_source_address). The responder checks it against its remote_id."""
+    k = ike_kit
+    ours = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B, mode="aggressive")
+    ours.peers["peer"].local_address = None
+    theirs = k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A, mode="aggressive",
+                            remote_id=Identity("ipv4", k.GW_A))
+    link = k.IkeLink(ours, theirs)
+    link.a.learn_source_address(k.GW_B, k.GW_A)
+    link.a.initiate("lan", link.clock.now)
+    first = codec.decode_message(link.a._datagrams[0][0])     # peeked, still queued
+    (ident,) = first.find_all(codec.IdPayload)
+    assert (ident.id_type, bytes(ident.data)) == (C.ID_IPV4_ADDR, bytes([192, 0, 2, 1]))
+    assert link.ike("A")[0]["local_address"] == k.GW_A
+    link.flush()
+    for name in "AB":
+        assert link.ike(name)[0]["state"] == 9, link.logs(name, "error")
+
+
+def test_without_a_route_the_aggressive_initiator_still_sends_0_0_0_0(ike_kit):
+    """Forgetting the route (None) goes back to the old behaviour: the responder that checks
+    remote_id refuses the ID 0.0.0.0 (what the driver's route lookup prevents)."""
+    k = ike_kit
+    ours = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B, mode="aggressive")
+    ours.peers["peer"].local_address = None
+    theirs = k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A, mode="aggressive",
+                            remote_id=Identity("ipv4", k.GW_A))
+    link = k.IkeLink(ours, theirs)
+    link.a.learn_source_address(k.GW_B, k.GW_A)
+    link.a.learn_source_address(k.GW_B, None)
+    link.a.initiate("lan", link.clock.now)
+    link.flush()
+    assert "identified as ipv4 0.0.0.0" in link.ike("B")[0]["last_error"]
