@@ -347,6 +347,19 @@ class Charon:
     def log_since(self, mark):
         return self.log_text()[mark:]
 
+    def wait_log(self, needles, mark=0, timeout_s=10):
+        """Wait until every string of `needles` is in the log after `mark` (charon works on other
+        threads: the line for a message we just sent may come a moment later); return that log."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            log = self.log_since(mark)
+            missing = [n for n in needles if n not in log]
+            if not missing:
+                return log
+            if time.monotonic() > deadline:
+                raise CharonError("charon never logged %r\n%s" % (missing, self.log_tail()))
+            time.sleep(0.1)
+
 
 # -- swanctl --raw parsing ------------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ Data planes (see docs/interop.md):
   CHILD_SA in this host kernel (no esp4). As quick-mode *responder* it still completes the exchange,
   so "we initiate" is checked there too, with charon's side read from its log.
 """
+import re
+
 import pytest
 
 from netns import NET_A, NET_B, WAN_A, WAN_B
@@ -120,6 +122,28 @@ def test_full_tunnel_with_charon_libipsec(ours, charon_libipsec, mode, role, pfs
     assert (_spi(child["spi-in"]), _spi(child["spi-out"])) == (_spi(out["spi"]), _spi(inc["spi"]))
 
 
+QM_DONE = re.compile(r"quick mode %s with [0-9.]+ established: (\S+) (\S+), "
+                     r"SPIs in (0x[0-9a-f]+) out (0x[0-9a-f]+)" % CONN)
+
+
+def _negotiated_pair(ours, mode, proposal):
+    """Our half with charon + kernel-netlink, read so that it does not depend on how long the SA
+    pair lives: charon, unable to install its own half, sends a Delete for it right away (see
+    docs/interop.md, Findings). Returns (protocol, algorithm, in SPI, out SPI) from the VPN log."""
+    wait_settled(ours, lambda sa: sa.get("state") == 9 and sa.get("phase2_negotiations", 0) >= 1,
+                 20, "our IKE SA Activated (9) with a quick mode done")
+    sa = our_ike_sa(ours.ikectl_status())
+    assert (sa["status"], sa["mode"], sa["role"], sa["nat_t"]) == ("Activated", mode, "initiator", "none")
+    for word in OUR_IKE_ALG[proposal]:
+        assert word in sa["algorithm"].upper(), sa
+    texts = [entry["text"] for entry in ours.vpn_log(500)]
+    done = [QM_DONE.search(t) for t in texts if QM_DONE.search(t)]
+    assert len(done) == 1, "want one quick mode completion in the VPN log:\n" + "\n".join(texts)
+    installs = [h for h in ours.kernel()["history"] if h[0] == "install_sa"]
+    assert len(installs) == 2, ours.kernel()["history"]
+    return done[0].groups()
+
+
 @pytest.mark.parametrize("proposal", PROPOSALS)
 @pytest.mark.parametrize("mode", MODES)
 def test_we_initiate_charon_netlink_negotiates_quick_mode(ours, charon_netlink, mode, proposal):
@@ -130,20 +154,17 @@ def test_we_initiate_charon_netlink_negotiates_quick_mode(ours, charon_netlink, 
     mark = charon.log_mark()
     ours.start(*our_config(our, act_as="initiator"))
 
-    wait_settled(ours, lambda sa: sa.get("state") == 9, 20, "our IKE SA Activated (9)")
-    ours.wait_for(_has_pair, 20, "our SA pair")
-    _, out, inc = _check_ours(ours, mode, "initiator", proposal, nat_t="none")
-
+    protocol, algorithm, spi_in, spi_out = _negotiated_pair(ours, mode, proposal)
+    assert protocol == "ESP", protocol
     (ike,) = charon.wait_for(lambda sas: len(sas) == 1 and sas[0]["state"] == "ESTABLISHED", 10,
                              "charon IKE_SA ESTABLISHED")
     assert ike["remote-port"] == "500" and "nat-any" not in ike, ike
-    log = charon.log_since(mark)
     encr, keysize, integ, group = CHARON_IKE[proposal]
-    assert "selected proposal: ESP:%s" % encr in log, "charon selected no ESP proposal"
-    assert "generating QUICK_MODE response" in log, "charon did not answer quick mode"
-    # ...and then fails to install it (expected on this host); the SPIs it tried are ours.
-    assert "unable to add SAD entry with SPI %08x" % _spi(out["spi"]) in log
-    assert "unable to add SAD entry with SPI %08x" % _spi(inc["spi"]) in log
+    # charon selected an ESP proposal, answered quick mode, and then failed to install the SAs
+    # (expected on this host): the SPIs it tried are ours.
+    charon.wait_log(["selected proposal: ESP:%s" % encr, "generating QUICK_MODE response",
+                     "unable to add SAD entry with SPI %08x" % _spi(spi_in),
+                     "unable to add SAD entry with SPI %08x" % _spi(spi_out)], mark)
 
 
 def test_we_initiate_ah_charon_netlink_negotiates_quick_mode(ours, charon_netlink):
@@ -156,15 +177,8 @@ def test_we_initiate_ah_charon_netlink_negotiates_quick_mode(ours, charon_netlin
     charon.load([charon_conn(their)])
     mark = charon.log_mark()
     ours.start(*our_config(our, act_as="initiator"))
-    wait_settled(ours, lambda sa: sa.get("state") == 9, 20, "our IKE SA Activated (9)")
-    status = ours.wait_for(_has_pair, 20, "our SA pair")
-    assert sorted(sa["protocol"] for sa in status["sas"]) == ["AH", "AH"], status["sas"]
-    assert all("SHA2-256" in sa["algorithm"].upper() for sa in status["sas"]), status["sas"]
-    recorded = ours.kernel()["sas"]
-    assert sorted(r["protocol"] for r in recorded) == ["ah", "ah"], recorded
-    assert all(r["encr"] is None for r in recorded), recorded
-    log = charon.log_since(mark)
-    assert "selected proposal: AH:HMAC_SHA2_256_128" in log, "charon selected no AH proposal"
-    assert "generating QUICK_MODE response" in log
-    for sa in status["sas"]:
-        assert "unable to add SAD entry with SPI %08x" % _spi(sa["spi"]) in log
+    protocol, algorithm, spi_in, spi_out = _negotiated_pair(ours, "main", "modern")
+    assert protocol == "AH" and "SHA2-256" in algorithm.upper(), (protocol, algorithm)
+    charon.wait_log(["selected proposal: AH:HMAC_SHA2_256_128", "generating QUICK_MODE response",
+                     "unable to add SAD entry with SPI %08x" % _spi(spi_in),
+                     "unable to add SAD entry with SPI %08x" % _spi(spi_out)], mark)
