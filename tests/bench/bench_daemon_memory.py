@@ -145,6 +145,13 @@ def profile_daemons(n, top, poll_s=0.05):
         print("  daemons: %s up in %.2f s = %.1f set-ups/s; RSS initiator %d kB, responder %d kB"
               % ([bench._up_count(d.status()) for d in daemons], seconds, n / seconds,
                  left.rss_kb(), right.rss_kb()))
+        for daemon, side in ((left, "initiator"), (right, "responder")):
+            snmp = daemon.ns.run(["cat", "/proc/net/snmp"]).stdout
+            udp = [line.split() for line in snmp.splitlines() if line.startswith("Udp:")]
+            counters = dict(zip(udp[0][1:], udp[1][1:])) if len(udp) == 2 else {}
+            print("  %s namespace UDP: InDatagrams %s, RcvbufErrors %s (datagrams dropped because "
+                  "the daemon's socket buffer was full)" % (side, counters.get("InDatagrams"),
+                                                            counters.get("RcvbufErrors")))
         ticks = os.sysconf("SC_CLK_TCK")
         for daemon, side in ((left, "initiator"), (right, "responder")):
             with open("/proc/%d/stat" % daemon.proc.pid) as handle:
