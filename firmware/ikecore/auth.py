@@ -192,14 +192,22 @@ def _cert_failed(sa, detail, now, notify_type=C.AUTHENTICATION_FAILED):
     return False
 
 
+def id_mismatch(sa, ident):
+    """None when the peer's ID payload is the configured remote ID (or none is configured),
+    else the evidence for the diagnosis."""
+    if identity_matches(sa.crypto, sa.peer.remote_id, ident.id_type, ident.data):
+        return None
+    got = identity_text(sa.crypto, ident.id_type, ident.data)
+    return "the peer identified as %s %s, we expect %s %s" % (
+        got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value)
+
+
 def check_id(sa, received, now):
     """The peer's (authenticated) ID against the configured remote ID."""
-    ident = received.one(codec.IdPayload)
-    if identity_matches(sa.crypto, sa.peer.remote_id, ident.id_type, ident.data):
+    mismatch = id_mismatch(sa, received.one(codec.IdPayload))
+    if mismatch is None:
         return True
-    got = identity_text(sa.crypto, ident.id_type, ident.data)
-    sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
-        got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+    sa.fail("id", mismatch, now)
     if sa.keys is not None:
         # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
         from . import informational

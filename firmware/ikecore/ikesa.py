@@ -105,7 +105,53 @@ class Retransmit:
         self.deadline = now + RETRANSMIT_DELAYS[0]
 
 
-class IkeSa:
+class Exchange:
+    """What an exchange keeps to survive lost datagrams; the phase 1 exchange (IkeSa) and each
+    quick mode (quickmode.QuickMode) are one. Our last message is retransmitted while it waits
+    for an answer and sent again when the peer repeats the message it answered; the peer's last
+    message is remembered to recognise repeats. Subclasses define transmit(data)."""
+
+    def init_exchange(self):
+        self.pending = None        # Retransmit of our last message while it waits for an answer
+        self.last_sent = None      # our last message (resent when the peer repeats itself)
+        self.last_received = None  # the peer's last message, raw (duplicate detection)
+        self.current_input = None  # the message being handled (what our next message answers)
+        self.reply_to = None       # the peer message our last_sent answered
+
+    def send_and_keep(self, data, now, wants_answer=True):
+        """Send our next message; keep it for retransmission and for answering repeats."""
+        self.last_sent = data
+        self.reply_to = self.current_input
+        self.pending = Retransmit(data, now) if wants_answer else None
+        self.transmit(data)
+
+    def answer_repeat(self, data):
+        """True when data is a message seen before. The peer missed our answer to it: answer
+        again. Or it repeats a message we did not answer (our last message went earlier and
+        its timer retransmits it): answering here would make two ends echo each other forever."""
+        if data != self.reply_to and data != self.last_received:
+            return False
+        if data == self.reply_to and self.last_sent is not None:
+            self.transmit(self.last_sent)
+        return True
+
+    def retransmit_due(self, now):
+        """Our waiting message's deadline passed: -> "sent" (it went again, next deadline set)
+        or "gave up" (that was the last transmission; nothing pending any more); None when
+        nothing is due."""
+        pending = self.pending
+        if pending is None or pending.deadline > now:
+            return None
+        pending.attempt += 1
+        if pending.attempt >= len(RETRANSMIT_DELAYS):
+            self.pending = None
+            return "gave up"
+        self.transmit(pending.data)
+        pending.deadline = now + RETRANSMIT_DELAYS[pending.attempt]
+        return "sent"
+
+
+class IkeSa(Exchange):
     """One ISAKMP SA (phase 1) with a peer, and the key material its later exchanges use."""
 
     def __init__(self, core, sa_id, peer, mode, role, icookie, local, remote, now):
@@ -138,12 +184,7 @@ class IkeSa:
         self.p1_iv = None          # phase 1 CBC chain: IV of the next phase 1 message
         self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
         self.used_mids = set()
-        # transport
-        self.pending = None        # Retransmit of our last phase 1 message that wants an answer
-        self.last_sent = None      # our last phase 1 message (resent when the peer repeats itself)
-        self.last_received = None  # the peer's last phase 1 message, raw (duplicate detection)
-        self.current_input = None  # the message being handled (what our next message answers)
-        self.reply_to = None       # the peer message our last_sent answered
+        self.init_exchange()       # the phase 1 messages: retransmission, repeats
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -229,11 +270,7 @@ class IkeSa:
         self.log("error", line)
 
     # -- sending --------------------------------------------------------------------------------------
-    def send(self, data, now, wants_answer=True):
-        """Queue one phase 1 message; remember it for retransmission and duplicate answers."""
-        self.last_sent = data
-        self.reply_to = self.current_input
-        self.pending = Retransmit(data, now) if wants_answer else None
+    def transmit(self, data):
         self.core.send(data, self.local, self.remote)
 
     def notify_clear(self, notify_type, remember=True):
@@ -246,7 +283,7 @@ class IkeSa:
             # Our answer to the refused message: a repeat of it gets the same refusal.
             self.last_sent = data
             self.reply_to = self.current_input
-        self.core.send(data, self.local, self.remote)
+        self.transmit(data)
 
     def message(self, exchange, payloads, message_id=0, encrypt=False):
         """Encode a message of this SA; encrypted with the IV of its exchange when asked."""

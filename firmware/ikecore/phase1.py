@@ -132,11 +132,8 @@ def _initial_contact_payloads(sa):
     return [codec.NotifyPayload(C.INITIAL_CONTACT, protocol=C.PROTO_ISAKMP, spi=sa.spi())]
 
 
-def _required(received, classes, what):
-    missing = [cls.__name__ for cls in classes if received.one(cls) is None]
-    if missing:
-        raise codec.MalformedMessage("%s lacks %s (has %s)" % (what, ", ".join(missing),
-                                                                received.types() or "nothing"))
+# Payloads both aggressive mode messages that open the exchange carry (RFC 2409 section 5).
+_AGGRESSIVE_FIRST = (codec.SaPayload, codec.KePayload, codec.NoncePayload, codec.IdPayload)
 
 
 # -- the exchanges -----------------------------------------------------------------------------------
@@ -160,8 +157,7 @@ def start(sa, now):
         data = sa.message(C.EXCHANGE_AGGRESSIVE,
                           [sa_payload, codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni), sa.idi]
                           + auth.cert_requests(sa) + _vendor_payloads(sa))
-    sa.send(data, now)
-    sa.feed(states.SENT, now)
+    _send_next(sa, data, now)
     sa.log("info", "initiating %s mode with %s (%s)" % (sa.mode, sa.remote[0],
                                                          ", ".join(p.name for p in sa.peer.proposals)))
 
@@ -169,12 +165,7 @@ def start(sa, now):
 def handle(sa, header, data, now):
     """A phase 1 (main/aggressive) message for this SA. Duplicates are answered with our last
     message; anything not expected in the current state is dropped (logged)."""
-    if data == sa.reply_to or data == sa.last_received:
-        # A repeat: the peer missed our answer to it (answer again), or it repeats a message
-        # we did not answer (our last message went earlier and is retransmitted by its timer;
-        # answering here would make two ends echo each other forever).
-        if data == sa.reply_to and sa.last_sent is not None:
-            sa.core.send(sa.last_sent, sa.local, sa.remote)
+    if sa.answer_repeat(data):
         return
     if sa.failed and sa.remove_at is not None and not sa.machine.established:
         # A stopped negotiation answers a repeated first message with the same refusal.
@@ -198,65 +189,83 @@ def handle(sa, header, data, now):
     handler(sa, header, data, now)
 
 
-def _open_clear(sa, header, data, now, what=None):
-    """Split a cleartext phase 1 message, diagnosing a malformed one (we stay where we are)."""
+def _open_clear(sa, header, data, what, required=()):
+    """Split a cleartext phase 1 message; a malformed one, or one without the payloads this
+    step needs (`required`: payload classes), is diagnosed and we stay where we are."""
     try:
         received, _ = sa.open(header, data)
     except codec.MalformedMessage as exc:
         sa.core.malformed(sa.remote, exc, sa)
         return None
     sa.last_received = data
+    missing = [C.name(C.PAYLOAD_NAMES, cls.TYPE) for cls in required if received.one(cls) is None]
+    if missing:
+        sa.core.malformed(sa.remote, codec.MalformedMessage("%s lacks %s (has %s)" % (
+            what, ", ".join(missing), received.types() or "nothing")), sa)
+        return None
     return received
 
 
-# main mode, initiator ------------------------------------------------------------------------------
-def main_inR1_outI2(sa, header, data, now):
-    # <-- HDR, SA      then      HDR, KE, Ni [, NAT-D, NAT-D] -->
-    received = _open_clear(sa, header, data, now, "message 2")
-    if received is None:
-        return
-    sa_payload = received.one(codec.SaPayload)
-    if sa_payload is None:
-        sa.core.malformed(sa.remote, codec.MalformedMessage("message 2 has no SA payload"), sa)
-        return
+def _send_next(sa, data, now, wants_answer=True):
+    """Our next message of the exchange: sent (and kept for retransmission), state moves on."""
+    sa.send_and_keep(data, now, wants_answer)
+    sa.feed(states.SENT, now)
+
+
+def _derive_keys(sa, now):
+    """SKEYID and the rest once both KEs and nonces are known; False (negotiation over) when
+    the peer's KE is not a valid value of the group."""
+    try:
+        sa.derive_keys()
+    except CryptoError as exc:
+        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+        return False
+    return True
+
+
+def _confirm_choice(sa, header, sa_payload, now):
+    """Initiator: the responder answers with exactly one transform, one we offered (in
+    aggressive mode of the group our KE is for); its cookie is the SA's from now on."""
     sa.rcookie = header.rcookie
     try:
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
         sa.core.malformed(sa.remote, exc, sa)
-        return
+        return False
     chosen = None
     if len(proposal.transforms) == 1:
         chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
                                        _attributes(proposal.transforms[0]))
-    if chosen is None:
+    if chosen is None or (sa.mode == states.AGGRESSIVE and chosen.proposal.dh != sa.proposal.dh):
         sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
-        return
+        return False
     _accept_transform(sa, chosen)
+    return True
+
+
+# main mode, initiator ------------------------------------------------------------------------------
+def main_inR1_outI2(sa, header, data, now):
+    # <-- HDR, SA      then      HDR, KE, Ni [, NAT-D, NAT-D] -->
+    received = _open_clear(sa, header, data, "message 2", (codec.SaPayload,))
+    if received is None or not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
+        return
     _note_vendor_ids(sa, received)
     sa.feed(states.VALID, now)
     sa.ke_i = _dh_start(sa)
     sa.ni = _nonce(sa)
     out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_i), codec.NoncePayload(sa.ni)]
                      + auth.cert_requests(sa) + _natd_payloads(sa))
-    sa.send(out, now)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now)
 
 
 def main_inR2_outI3(sa, header, data, now):
     # <-- HDR, KE, Nr    then    HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)] -->
-    received = _open_clear(sa, header, data, now, "message 4")
+    received = _open_clear(sa, header, data, "message 4", (codec.KePayload, codec.NoncePayload))
     if received is None:
         return
     ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
-    if ke is None or nonce is None:
-        sa.core.malformed(sa.remote, codec.MalformedMessage("message 4 lacks KE or nonce"), sa)
-        return
     sa.ke_r, sa.nr = bytes(ke.data), bytes(nonce.data)
-    try:
-        sa.derive_keys()
-    except CryptoError as exc:
-        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+    if not _derive_keys(sa, now):
         return
     _process_natd(sa, received)
     sa.feed(states.VALID, now)
@@ -265,8 +274,7 @@ def main_inR2_outI3(sa, header, data, now):
     hash_i = sa.hash_i(_payload_body(sa.idi))
     out = sa.message(C.EXCHANGE_MAIN, [sa.idi] + auth.proof_payloads(sa, hash_i)
                      + _initial_contact_payloads(sa), encrypt=True)
-    sa.send(out, now)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now)
 
 
 def main_inR3(sa, header, data, now):
@@ -274,25 +282,15 @@ def main_inR3(sa, header, data, now):
     if not header.flags & C.FLAG_ENCRYPTION:
         sa.fail("psk", "message 6 arrived unencrypted", now)
         return
-    received, next_iv = _open_encrypted(sa, header, data, now, 6)
-    if received is None:
-        return
-    # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
-    # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
-    sa.set_iv(0, next_iv)
-    if not auth.check_proof(sa, received, now, 6, responder_hash=True):
-        return
-    sa.last_received = data
-    if not auth.check_id(sa, received, now):
-        return
-    sa.feed(states.VALID, now)
-    _established(sa, received, now)
+    received = _open_authenticated(sa, header, data, now, 6, responder_hash=True)
+    if received is not None:
+        _established(sa, received, now)
 
 
 # main mode, responder ------------------------------------------------------------------------------
 def main_inI1_outR1(sa, header, data, now):
     # <-- HDR, SA    then    HDR, SA -->   (the state became 1 when the core created this SA)
-    received = _open_clear(sa, header, data, now, "message 1")
+    received = _open_clear(sa, header, data, "message 1")
     if received is None:
         return
     if not _choose_transform(sa, received, now):
@@ -300,33 +298,25 @@ def main_inI1_outR1(sa, header, data, now):
     _note_vendor_ids(sa, received)
     sa.feed(states.VALID, now)
     out = sa.message(C.EXCHANGE_MAIN, [sa.chosen_sa] + _vendor_payloads(sa))
-    sa.send(out, now, wants_answer=False)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now, wants_answer=False)
 
 
 def main_inI2_outR2(sa, header, data, now):
     # <-- HDR, KE, Ni    then    HDR, KE, Nr [, NAT-D, NAT-D] -->
-    received = _open_clear(sa, header, data, now, "message 3")
+    received = _open_clear(sa, header, data, "message 3", (codec.KePayload, codec.NoncePayload))
     if received is None:
         return
     ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
-    if ke is None or nonce is None:
-        sa.core.malformed(sa.remote, codec.MalformedMessage("message 3 lacks KE or nonce"), sa)
-        return
     sa.ke_i, sa.ni = bytes(ke.data), bytes(nonce.data)
     _process_natd(sa, received)
     sa.ke_r = _dh_start(sa)
     sa.nr = _nonce(sa)
-    try:
-        sa.derive_keys()
-    except CryptoError as exc:
-        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+    if not _derive_keys(sa, now):
         return
     sa.feed(states.VALID, now)
     out = sa.message(C.EXCHANGE_MAIN, [codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr)]
                      + auth.cert_requests(sa) + _natd_payloads(sa))
-    sa.send(out, now, wants_answer=False)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now, wants_answer=False)
 
 
 def main_inI3_outR3(sa, header, data, now):
@@ -334,52 +324,25 @@ def main_inI3_outR3(sa, header, data, now):
     if not header.flags & C.FLAG_ENCRYPTION:
         _refuse_unencrypted(sa, 5, now)
         return
-    received, next_iv = _open_encrypted(sa, header, data, now, 5)
+    received = _open_authenticated(sa, header, data, now, 5, responder_hash=False)
     if received is None:
         return
-    sa.set_iv(0, next_iv)
-    if not auth.check_proof(sa, received, now, 5, responder_hash=False):
-        return
-    sa.last_received = data
-    if not auth.check_id(sa, received, now):
-        return
-    sa.feed(states.VALID, now)
     sa.idr = auth.identity_payload(sa.crypto, auth.local_identity(sa))
     hash_r = sa.hash_r(_payload_body(sa.idr))
     out = sa.message(C.EXCHANGE_MAIN, [sa.idr] + auth.proof_payloads(sa, hash_r), encrypt=True)
-    sa.send(out, now, wants_answer=False)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now, wants_answer=False)
     _established(sa, received, now)
 
 
 # aggressive mode -------------------------------------------------------------------------------------
 def aggr_inR1_outI2(sa, header, data, now):
     # <-- HDR, SA, KE, Nr, IDir, HASH_R    then    HDR*, HASH_I [, N(INITIAL-CONTACT)] -->
-    received = _open_clear(sa, header, data, now, "message 2")
-    if received is None:
+    received = _open_clear(sa, header, data, "aggressive mode message 2", _AGGRESSIVE_FIRST)
+    if received is None or not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
         return
-    try:
-        _required(received, (codec.SaPayload, codec.KePayload, codec.NoncePayload,
-                             codec.IdPayload), "aggressive mode message 2")
-        proposal = _single_isakmp_proposal(received.one(codec.SaPayload))
-    except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
-        return
-    sa.rcookie = header.rcookie
-    chosen = None
-    if len(proposal.transforms) == 1:
-        chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
-                                       _attributes(proposal.transforms[0]))
-    if chosen is None or chosen.proposal.dh != sa.proposal.dh:
-        sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
-        return
-    _accept_transform(sa, chosen)
     sa.ke_r = bytes(received.one(codec.KePayload).data)
     sa.nr = bytes(received.one(codec.NoncePayload).data)
-    try:
-        sa.derive_keys()
-    except CryptoError as exc:
-        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+    if not _derive_keys(sa, now):
         return
     if not auth.check_proof(sa, received, now, 2, responder_hash=True):
         return
@@ -395,39 +358,27 @@ def aggr_inR1_outI2(sa, header, data, now):
     # encrypt it (both accept either), which also carries INITIAL-CONTACT protected.
     out = sa.message(C.EXCHANGE_AGGRESSIVE, auth.proof_payloads(sa, hash_i) + _natd_payloads(sa)
                      + _initial_contact_payloads(sa), encrypt=True)
-    sa.send(out, now, wants_answer=False)
+    sa.send_and_keep(out, now, wants_answer=False)
     sa.last_received = data
     _established(sa, received, now)
 
 
 def aggr_inI1_outR1(sa, header, data, now):
     # <-- HDR, SA, KE, Ni, IDii    then    HDR, SA, KE, Nr, IDir, HASH_R -->
-    received = _open_clear(sa, header, data, now, "message 1")
-    if received is None:
-        return
-    try:
-        _required(received, (codec.SaPayload, codec.KePayload, codec.NoncePayload,
-                             codec.IdPayload), "aggressive mode message 1")
-    except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
-        return
-    if not _choose_transform(sa, received, now):
+    received = _open_clear(sa, header, data, "aggressive mode message 1", _AGGRESSIVE_FIRST)
+    if received is None or not _choose_transform(sa, received, now):
         return
     idi = received.one(codec.IdPayload)
-    if not auth.identity_matches(sa.crypto, sa.peer.remote_id, idi.id_type, idi.data):
-        got = auth.identity_text(sa.crypto, idi.id_type, idi.data)
-        sa.fail("id", "the peer identified as %s %s, we expect %s %s" % (
-            got[0], got[1], sa.peer.remote_id.type, sa.peer.remote_id.value), now)
+    mismatch = auth.id_mismatch(sa, idi)
+    if mismatch is not None:
+        sa.fail("id", mismatch, now)
         sa.notify_clear(C.INVALID_ID_INFORMATION)
         return
     sa.ke_i = bytes(received.one(codec.KePayload).data)
     sa.ni = bytes(received.one(codec.NoncePayload).data)
     sa.ke_r = _dh_start(sa)
     sa.nr = _nonce(sa)
-    try:
-        sa.derive_keys()
-    except CryptoError as exc:
-        sa.fail("malformed", "the peer's key exchange value is invalid: %s" % exc, now)
+    if not _derive_keys(sa, now):
         return
     sa.peer_idi_b = received.body(received.index_of(codec.IdPayload))
     sa.peer_idi = idi
@@ -440,8 +391,7 @@ def aggr_inI1_outR1(sa, header, data, now):
                      + auth.proof_payloads(sa, hash_r) + auth.cert_requests(sa) + _vendor_payloads(sa)
                      + _natd_payloads(sa))
     # The initiator's answer is the last message: we retransmit until it comes.
-    sa.send(out, now, wants_answer=True)
-    sa.feed(states.SENT, now)
+    _send_next(sa, out, now, wants_answer=True)
 
 
 def aggr_inI2(sa, header, data, now):
@@ -451,7 +401,7 @@ def aggr_inI2(sa, header, data, now):
         if received is None:
             return
     else:
-        received = _open_clear(sa, header, data, now, "message 3")
+        received = _open_clear(sa, header, data, "message 3")
         next_iv = None
         if received is None:
             return
@@ -523,6 +473,24 @@ def _open_encrypted(sa, header, data, now, number):
     return received, next_iv
 
 
+def _open_authenticated(sa, header, data, now, number, responder_hash):
+    """Main mode 5/6: decrypt, then check the peer's proof and its ID; -> the message (state
+    moved to "valid msg received"), or None with the diagnosis recorded."""
+    received, next_iv = _open_encrypted(sa, header, data, now, number)
+    if received is None:
+        return None
+    # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
+    # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
+    sa.set_iv(0, next_iv)
+    if not auth.check_proof(sa, received, now, number, responder_hash):
+        return None
+    sa.last_received = data
+    if not auth.check_id(sa, received, now):
+        return None
+    sa.feed(states.VALID, now)
+    return received
+
+
 def _refuse_unencrypted(sa, number, now):
     sa.core.malformed(sa.remote, codec.MalformedMessage(
         "message %d must be encrypted" % number), sa)
@@ -583,11 +551,8 @@ def on_timer(sa, now):
                 states.status_text(n), n), now)
         return
     pending = sa.pending
-    if pending is None or pending.deadline > now:
-        return
-    pending.attempt += 1
-    if pending.attempt >= len(RETRANSMIT_DELAYS):
-        sa.pending = None
+    outcome = sa.retransmit_due(now)
+    if outcome == "gave up":
         n = sa.machine.number
         if sa.hint is not None:
             cause, detail = sa.hint
@@ -601,9 +566,8 @@ def on_timer(sa, now):
             sa.fail("timeout", "no answer in state %s(%d) after %d transmissions" % (
                 states.status_text(n), n, len(RETRANSMIT_DELAYS)), now)
         return
-    sa.core.send(pending.data, sa.local, sa.remote)
-    pending.deadline = now + RETRANSMIT_DELAYS[pending.attempt]
-    if pending.attempt >= SILENCE_HINT_AFTER and sa.hint is None and sa.heard_from_peer:
+    if (outcome == "sent" and pending.attempt >= SILENCE_HINT_AFTER and sa.hint is None
+            and sa.heard_from_peer):
         # The peer answered the cleartext messages but is silent since we sent the first one
         # that depends on the pre-shared key: the classic sign of different keys (strongSwan
         # drops a message 5 it cannot decrypt without a word). Keep trying; say it now.

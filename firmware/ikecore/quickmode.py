@@ -20,7 +20,7 @@ from . import proposals
 from .crypto import CryptoError
 from .events import ChildSa
 from .addresses import ip_text, parse_net, same_net
-from .ikesa import RETRANSMIT_DELAYS, Retransmit
+from .ikesa import RETRANSMIT_DELAYS, Exchange
 
 PROTOCOL_IDS = {"esp": C.PROTO_IPSEC_ESP, "ah": C.PROTO_IPSEC_AH}
 PROTOCOL_NAMES = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}
@@ -57,7 +57,7 @@ def id_net(payload):
     return None
 
 
-class QuickMode:
+class QuickMode(Exchange):
     """One quick mode exchange (one message id) and, when it succeeds, the SAs it made."""
 
     def __init__(self, sa, connection, initiator, message_id, now, replaces=None):
@@ -76,11 +76,7 @@ class QuickMode:
         self.proposal = None                # the ChildProposal agreed
         self.lifetime_s = connection.lifetime_s
         self.lifetime_kb = connection.lifetime_kb
-        self.pending = None
-        self.last_sent = None
-        self.last_received = None
-        self.current_input = None           # the peer message being handled
-        self.reply_to = None                # the peer message our last_sent answered
+        self.init_exchange()                # its messages: retransmission, repeats
         self.done = False
         self.failed = False
         self.forget_at = None
@@ -104,9 +100,9 @@ class QuickMode:
     def send(self, payloads_after_hash, hash_value, now, wants_answer):
         data = self.sa.message(C.EXCHANGE_QUICK, [codec.HashPayload(hash_value)] + payloads_after_hash,
                                message_id=self.mid, encrypt=True)
-        self.last_sent = data
-        self.reply_to = self.current_input
-        self.pending = Retransmit(data, now) if wants_answer else None
+        self.send_and_keep(data, now, wants_answer)
+
+    def transmit(self, data):
         self.sa.core.send(data, self.sa.local, self.sa.remote)
 
     # -- initiator -----------------------------------------------------------------------------
@@ -380,15 +376,11 @@ class QuickMode:
         sa.core.children_established(self, children, now)
 
     def on_timer(self, now):
-        if self.pending is not None and self.pending.deadline <= now:
-            self.pending.attempt += 1
-            if self.pending.attempt >= len(RETRANSMIT_DELAYS):
-                self.pending = None
-                self.fail("p2_timeout", "no answer to quick mode message %d after %d transmissions"
-                          % (1 if self.initiator else 2, len(RETRANSMIT_DELAYS)), now)
-                return
-            self.sa.core.send(self.pending.data, self.sa.local, self.sa.remote)
-            self.pending.deadline = now + RETRANSMIT_DELAYS[self.pending.attempt]
+        outcome = self.retransmit_due(now)
+        if outcome == "gave up":
+            self.fail("p2_timeout", "no answer to quick mode message %d after %d transmissions"
+                      % (1 if self.initiator else 2, len(RETRANSMIT_DELAYS)), now)
+        if outcome is not None:
             return
         if self.forget_at is not None and self.forget_at <= now:
             self.sa.quick_modes.pop(self.mid, None)
@@ -486,10 +478,7 @@ def receive(sa, header, data, now):
             C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED), sa)
         return
     qm = sa.quick_modes.get(mid)
-    if qm is not None and (data == qm.reply_to or data == qm.last_received):
-        # Answer a repeat only if our last message answered it (see phase1.handle).
-        if data == qm.reply_to and qm.last_sent is not None:
-            core.send(qm.last_sent, sa.local, sa.remote)
+    if qm is not None and qm.answer_repeat(data):
         return
     if qm is not None and (qm.failed or (qm.done and not qm.initiator)):
         return
