@@ -82,7 +82,7 @@ def mksquashfs(staging, out):
 def make_initramfs(staging, out, compressor):
     buf = io.BytesIO()
     cpio.write_newc(buf, staging)
-    cmd = {"zstd": ["zstd", "-19", "-T0", "-q", "-c"], "gzip": ["gzip", "-9", "-n", "-c"]}[compressor]
+    cmd = {"zstd": ["zstd", "-12", "-T0", "-q", "-c"], "gzip": ["gzip", "-9", "-n", "-c"]}[compressor]
     data = subprocess.run(cmd, input=buf.getvalue(), capture_output=True, check=True).stdout
     with open(out, "wb") as f:
         f.write(data)

@@ -69,7 +69,7 @@ class Router:
     segment shared with another router. cmdline: extra kernel options (ikecore.wan=...)."""
 
     def __init__(self, images=None, data_disk=None, name="router", wan="user", cmdline="",
-                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs"):
+                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs", smp=1):
         self.images = images or default_images()
         self.data_disk = data_disk
         self.name = name
@@ -79,6 +79,7 @@ class Router:
         self.mac_index = mac_index
         self.log_path = log_path
         self.rootfs = rootfs
+        self.smp = smp
         self.lan_port = free_port()
         self.wan_port = free_port() if wan == "user" else None
         self.proc = None
@@ -99,7 +100,7 @@ class Router:
     def qemu_command(self):
         img = self.images
         mac = f"52:54:00:12:{self.mac_index:02x}"
-        cmd = [QEMU, "-M", "virt", "-cpu", "cortex-a53", "-m", str(self.memory),
+        cmd = [QEMU, "-M", "virt", "-cpu", "cortex-a53", "-m", str(self.memory), "-smp", str(self.smp),
                "-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-no-reboot",
                "-kernel", os.path.join(img, "Image"), "-append", f"{CMDLINE} {self.cmdline}".strip()]
         if self.wan == "user":

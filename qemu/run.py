@@ -43,7 +43,11 @@ def main():
     print(f">> booting {args.images} (data disk {args.data}); Ctrl-A X quits", flush=True)
     proc = subprocess.Popen(cmd)
     threading.Thread(target=announce_when_up, args=(r.lan_url, proc), daemon=True).start()
-    return proc.wait()
+    try:
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 if __name__ == "__main__":

@@ -67,11 +67,15 @@ def main(images=None):
             return 1
         b = min(bare)
         print(f"bare kernel + busybox initramfs to shell marker: {b:.2f} s (best of {RUNS}: {', '.join(f'{x:.2f}' for x in bare)})")
-        for label, rootfs in variants:
-            times = [page_boot(images, work, rootfs) for _ in range(RUNS)]
-            t = min(times)
+        # rounds interleave the variants, so a busy moment of the (shared) host hits all of them
+        times = {label: [] for label, _ in variants}
+        for _ in range(RUNS):
+            for label, rootfs in variants:
+                times[label].append(page_boot(images, work, rootfs))
+        for label, _ in variants:
+            t = min(times[label])
             print(f"{label}: QEMU start to LAN status page: {t:.2f} s (best of {RUNS}: "
-                  f"{', '.join(f'{x:.2f}' for x in times)}); ratio {t / b:.2f}x "
+                  f"{', '.join(f'{x:.2f}' for x in times[label])}); ratio {t / b:.2f}x "
                   f"(target <= {TARGET_RATIO:.0f}x: {'met' if t / b <= TARGET_RATIO else 'NOT met'})")
     return 0
 
