@@ -320,16 +320,21 @@ def test_initiator_learns_its_address_when_none_is_configured(ike_kit):
     assert {s.src for s in link.installed("A") if s.direction == "out"} == {k.GW_A}
 
 
+def _aggressive_without_address(k):
+    """A: aggressive initiator with neither local_address nor local_id; B: checks remote_id."""
+    ours = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B, mode="aggressive")
+    ours.peers["peer"].local_address = None
+    theirs = k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A, mode="aggressive",
+                            remote_id=Identity("ipv4", k.GW_A))
+    return k.IkeLink(ours, theirs)
+
+
 def test_aggressive_initiator_without_address_or_id_sends_the_routed_address(ike_kit):
     """No local_address, no local_id: aggressive mode's first message carries our ID before
     the peer has answered, so the driver tells the core which address routes to the peer
     (core.learn_source_address). The responder checks it against its remote_id."""
     k = ike_kit
-    ours = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B, mode="aggressive")
-    ours.peers["peer"].local_address = None
-    theirs = k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A, mode="aggressive",
-                            remote_id=Identity("ipv4", k.GW_A))
-    link = k.IkeLink(ours, theirs)
+    link = _aggressive_without_address(k)
     link.a.learn_source_address(k.GW_B, k.GW_A)
     link.a.initiate("lan", link.clock.now)
     first = codec.decode_message(link.a._datagrams[0][0])     # peeked, still queued
@@ -345,11 +350,7 @@ def test_without_a_route_the_aggressive_initiator_still_sends_0_0_0_0(ike_kit):
     """Forgetting the route (None) goes back to the old behaviour: the responder that checks
     remote_id refuses the ID 0.0.0.0 (what the driver's route lookup prevents)."""
     k = ike_kit
-    ours = k.ike_settings(k.GW_A, k.GW_B, k.NET_A, k.NET_B, mode="aggressive")
-    ours.peers["peer"].local_address = None
-    theirs = k.ike_settings(k.GW_B, k.GW_A, k.NET_B, k.NET_A, mode="aggressive",
-                            remote_id=Identity("ipv4", k.GW_A))
-    link = k.IkeLink(ours, theirs)
+    link = _aggressive_without_address(k)
     link.a.learn_source_address(k.GW_B, k.GW_A)
     link.a.learn_source_address(k.GW_B, None)
     link.a.initiate("lan", link.clock.now)
