@@ -154,6 +154,10 @@ def install_overlay(staging, top):
     for d in ("proc", "sys", "dev", "run", "tmp", "data", "var", "root", "mnt"):
         os.makedirs(os.path.join(staging, d), exist_ok=True)
     os.chmod(os.path.join(staging, "tmp"), 0o1777)
+    # git keeps only the executable bit: modes that matter are set here, not taken from the clone
+    shadow = os.path.join(staging, "etc", "shadow")
+    if os.path.exists(shadow):
+        os.chmod(shadow, 0o600)
 
 
 def install_firmware(staging, top):
