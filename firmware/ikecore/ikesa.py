@@ -198,6 +198,7 @@ class IkeSa(Exchange):
         self.rekeyed_by = None     # id of the IKE SA that replaced this one
         self.deleted = False
         self.phase2_negotiations = 0
+        self.serial = 0            # creation order, set by the core (timers run in it)
         self.quick_modes = {}      # message id -> quickmode.QuickMode
         self.dpd = None            # informational.Dpd when DPD runs on this SA
         self.initial_contact = False
