@@ -50,6 +50,39 @@ def test_delete_ike_sa_both_ways(ike_link_factory, who):
     assert len(link.sas("A")) == 2                # IPsec SAs outlive the IKE SA in IKEv1
 
 
+def _peer_sends_delete(link, spi):
+    """B's IKE SA sends HDR*, HASH(1), D(ESP, spi) --> without touching its own SAs (as charon
+    does after its kernel refused its half of the pair)."""
+    from ikecore import informational
+    sa_b = next(iter(link.b.ike_sas.values()))
+    informational.send_delete_children(sa_b, C.PROTO_IPSEC_ESP, [spi.to_bytes(4, "big")],
+                                       link.clock.now)
+    link.flush()
+
+
+def test_peer_delete_naming_our_inbound_spi_removes_the_pair(ike_link_factory):
+    # charon (kernel-netlink) as responder: "unable to install inbound and outbound IPsec SA",
+    # then "sending DELETE for ESP CHILD_SA with SPI <the SPI we allocated>".
+    link = ike_link_factory()
+    _up(link)
+    ours_in = [c for c in link.a.children.values() if c.direction == "in"][0]
+    _peer_sends_delete(link, ours_in.spi)
+    assert link.sas("A") == []
+    assert sorted(sa.direction for sa in link.deleted("A")) == ["in", "out"]
+    assert any("deleted by the peer" in line for line in link.logs("A", "info"))
+    assert link.ike("A")[0]["state"] == 9
+
+
+def test_peer_delete_of_an_unknown_spi_is_logged_once(ike_link_factory):
+    link = ike_link_factory()
+    _up(link)
+    for _ in range(2):
+        _peer_sends_delete(link, 0x3543CE4E)
+    lines = [line for line in link.logs("A", "info") if "unknown" in line]
+    assert lines == ["delete from 198.51.100.2 names unknown ESP SPI 0x3543ce4e"]
+    assert len(link.sas("A")) == 2 and link.deleted("A") == []
+
+
 def test_down_deletes_everything_on_both_sides(ike_link_factory):
     link = ike_link_factory()
     _up(link)
