@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(TOP, "qemu"))
 from router import SITES, BootError, default_images, start_pair  # noqa: E402,F401
 
 CONFIG_PATH = "/etc/ikecore/ikecore.toml"
-# iproute2 by full path: the guest's busybox sh runs its own `ip` applet (no netns, no xfrm)
-# before searching PATH, whatever PATH says.
+# iproute2's ip by full path: a busybox shell would run its own `ip` applet (no netns, no xfrm)
+# whatever PATH says (the image's /bin/sh is dash since bd997b6, this keeps it independent of that)
 IP = "/bin/ip"
 # the daemon's PID(s) (busybox has no pgrep): its command line from S40ikecore
 # (the supervisor's own command line holds it too, after "ikecore-respawn ikecore")
@@ -182,7 +182,7 @@ def boot_sites(workdir, images=None, timeout=300):
     a, b = (Site(r) for r in start_pair(images or default_images(), str(workdir), timeout=timeout))
     try:
         for here, there in ((a, b), (b, a)):
-            ensure_lan_host(here)
+            check_lan_host(here)
             here.check(f"{IP} route replace default via {there.site['wan']} dev eth0")
             short_udp_conntrack(here)
             here.stop_daemon()
@@ -192,24 +192,12 @@ def boot_sites(workdir, images=None, timeout=300):
     return a, b
 
 
-LAN_HOST = """{ip} link del lan0 2>/dev/null; {ip} netns del lanhost 2>/dev/null
-set -e
-{ip} netns add lanhost
-{ip} link add lan0 type veth peer name eth0 netns lanhost
-{ip} addr add {lan_router}/24 dev lan0
-{ip} link set lan0 up
-{ip} -n lanhost link set lo up
-{ip} -n lanhost addr add {lan_host}/24 dev eth0
-{ip} -n lanhost link set eth0 up
-{ip} -n lanhost route add default via {lan_router}
-"""
-
-
-def ensure_lan_host(site):
-    """The LAN host S20network makes from ikecore.lanhost=; made here when the boot did not (its
-    `ip netns` ran busybox's applet, which left a half-made veth pair: see docs/e2e.md, Findings)."""
-    if site.run(f"[ -e /run/netns/lanhost ] && {IP} -n lanhost addr show eth0").status != 0:
-        site.check(LAN_HOST.format(ip=IP, **site.site))
+def check_lan_host(site):
+    """S20network makes the LAN host from ikecore.lanhost= at boot; say so plainly when it did not."""
+    res = site.run(f"{IP} -n lanhost addr show eth0")
+    if site.site["lan_host"] not in res.output:
+        raise RuntimeError(f"{site.name}: no LAN host {site.site['lan_host']} in netns lanhost "
+                           f"(S20network, ikecore.lanhost=): {res.output.strip()}")
 
 
 def stop_sites(*sites):

@@ -76,10 +76,10 @@ def test_ping_triggers_acquire_negotiates_and_passes(sites):
     a, b = sites
     configure(a, b, ESP)
     assert a.status()["sas"] == [] and b.status()["sas"] == []
-    sent, received, seqs, out = a.ping(b.site["lan_host"], count=8, interval=1, wait_s=3)
-    assert sent == 8 and received >= 5, out
+    sent, received, seqs, out = a.ping(b.site["lan_host"], count=10, interval=1, wait_s=3)
+    assert sent == 10 and received >= 4, out
     # only the first packets, sent while the SAs were negotiated, may be lost; then every one passes
-    assert seqs == list(range(seqs[0], 8)), out
+    assert seqs == list(range(seqs[0], 10)), out
     for here, there, role in ((a, b, "initiator"), (b, a, "responder")):
         ike = one(here.status()["ike_sas"], f"IKE SA on {here.name}")
         assert (ike["status"], ike["state"], ike["role"], ike["remote_gateway"]) == \
@@ -99,8 +99,7 @@ def test_ping_triggers_acquire_negotiates_and_passes(sites):
             sorted("0x%08x" % int(sa["spi"], 16) for sa in s.sas()), xfrm
 
 
-# -Z root: the image has no "tcpdump" user to drop privileges to (docs/e2e.md, Findings)
-CAPTURE = ("tcpdump -Z root -n -l -i {iface} {filter} >/tmp/{name}.cap 2>/tmp/{name}.err & "
+CAPTURE = ("tcpdump -n -l -i {iface} {filter} >/tmp/{name}.cap 2>/tmp/{name}.err & "
            "echo $! >/tmp/{name}.pid; i=0; until grep -q listening /tmp/{name}.err; do "
            "i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.2; done")
 
