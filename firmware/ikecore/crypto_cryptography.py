@@ -40,11 +40,12 @@ _EVP_CIPHERS = {
 }
 
 # Private exponent length in bits per MODP group. RFC 3526 section 8 estimates each group's
-# strength and asks for an exponent of at least twice that; we take the upper end of its ranges
-# (2048: 220-320, 3072: 260-420) and 256 bits for the smaller RFC 2409 / 3526 groups. The cost of
-# a modexp grows linearly with the exponent, so this is ~7x cheaper than a full-length one.
-_MODP_EXPONENT_BITS = {"modp768": 256, "modp1024": 256, "modp1536": 256, "modp2048": 320,
-                       "modp3072": 420}
+# strength and asks for an exponent of at least twice that (2048: 220-320 bits, 3072: 260-420).
+# We take 256 bits (twice 128) for every group up to 2048 -- above OpenSSL's own choice for these
+# primes (224 for 2048) -- and 320 for 3072. A modexp costs in proportion to the exponent's length,
+# so this is ~8x cheaper than a full-length exponent.
+_MODP_EXPONENT_BITS = {"modp768": 256, "modp1024": 256, "modp1536": 256, "modp2048": 256,
+                       "modp3072": 320}
 
 _CURVE_NAMES = {"ecp256": "SECP256R1", "ecp384": "SECP384R1"}
 

@@ -137,6 +137,7 @@ def test_modp2048_known_answer_against_two_other_implementations():
     p = crypto.modp_prime("modp2048")
     x = int(hashlib.sha512(b"ikecore dh kat x").hexdigest(), 16) >> (512 - 320)
     peer_y = pow(2, int(hashlib.sha256(b"ikecore dh kat y").hexdigest(), 16), p)
+    # (a 320-bit x: the provider takes any exponent length; its own are 256 bits for this group)
     ours = P.dh_shared("modp2048", crypto_cryptography.ModpPrivateKey("modp2048", x.to_bytes(40, "big")),
                        peer_y.to_bytes(256, "big"))
     assert ours == pow(peer_y, x, p).to_bytes(256, "big")
