@@ -139,6 +139,50 @@ def test_wan_carries_only_esp_lan_shows_cleartext_icmp(sites):
     assert len(requests) == len(replies) == 4, "\n".join(lan)
 
 
+FIREWALL_ENTRIES = """
+import json, sys
+from webui.firewall_log import parse_lines
+lines = sys.stdin.read().splitlines()
+mark = max(i for i, line in enumerate(lines) if "e2e-mark-{n}" in line)
+print(json.dumps([e.as_dict() for e in parse_lines(lines[mark:])]))
+"""
+
+
+def firewall_log_since(site, n):
+    """The guest's firewall log (syslog ring) after `logger` mark n, parsed in the guest by the
+    web UI's own parser, oldest first."""
+    out = site.check("logread | python3 -c " + shell_quote(FIREWALL_ENTRIES.format(n=n)))
+    return list(reversed(json.loads(out.strip().splitlines()[-1])))
+
+
+def test_firewall_log_shows_ike_and_esp_on_wan_and_cleartext_on_lan(sites):
+    """The seed's notes on reading the firewall log for IPsec traffic, in the guests' syslog ring:
+    IKE as UDP 500 on the WAN, the data as ESP to/from the remote gateway on the WAN, the
+    cleartext packet on the LAN side (A: from lan0 into the tunnel; B: out of the tunnel)."""
+    a, b = sites
+    configure(a, b, ESP)
+    for s in (a, b):
+        s.check("logger -t e2e e2e-mark-1")
+    a.ping_until_up(b)
+    sent, received, _, out = a.ping(b.site["lan_host"], count=2)
+    assert sent == received == 2, out
+    spi_out = one(a.sas("outgoing"), "outgoing SA on A")["spi"]
+    log_a, log_b = firewall_log_since(a, 1), firewall_log_since(b, 1)
+
+    def has(log, **want):
+        return any(all(e.get(k) == v for k, v in want.items()) for e in log)
+    wan_a, wan_b, gw_a, gw_b = "eth0", "eth0", a.site["wan"], b.site["wan"]
+    host_a, host_b = a.site["lan_host"], b.site["lan_host"]
+    assert has(log_a, interface=wan_a, direction="out", protocol="UDP", dport=500, dst=gw_b), log_a
+    assert has(log_b, interface=wan_b, direction="in", protocol="UDP", dport=500, src=gw_a), log_b
+    assert has(log_a, interface=wan_a, direction="out", protocol="ESP", spi=spi_out, dst=gw_b), log_a
+    assert has(log_b, interface=wan_b, direction="in", protocol="ESP", spi=spi_out, src=gw_a), log_b
+    assert has(log_a, interface="lan0", direction="fwd", protocol="ICMP", src=host_a, dst=host_b), log_a
+    assert has(log_b, interface=wan_b, direction="fwd", protocol="ICMP", src=host_a, dst=host_b), log_b
+    # the cleartext addresses never appear on A's WAN lines
+    assert not [e for e in log_a if e["interface"] == wan_a and host_b in (e["src"], e["dst"])], log_a
+
+
 def test_sa_byte_counters_grow_by_what_was_sent(sites):
     a, b = tunnel(sites, ESP)
     before = {(s.name, sa["spi"]): sa for s in (a, b) for sa in s.sas()}
