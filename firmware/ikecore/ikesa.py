@@ -204,6 +204,7 @@ class IkeSa(Exchange):
         self.initial_contact = False
         self.peer_cert = None      # the peer's certificate (DER) once it verified
         self.peer_idi = None       # aggressive mode responder: the IDii payload of message 1
+        self.peer_idi_b = None     # ... and its body as received (HASH_I is computed over it)
         self.idi = self.idr = None
 
     # -- descriptive ---------------------------------------------------------------------------------
@@ -256,6 +257,7 @@ class IkeSa(Exchange):
         if phase == 1:
             self.failed = True
             self.pending = None
+            self.forget_negotiation_secrets()    # this negotiation goes no further
             if keep:
                 self.remove_at = now + FAILED_KEEP_S
         return line
@@ -351,10 +353,26 @@ class IkeSa(Exchange):
         self.dh_private = None          # forget x as soon as g^xy is known
         self.cipher = self.proposal.encr
         self.prf = self.proposal.integ
+        # g^xy lives only in this call: SKEYID_d/a/e carry all later exchanges need of it.
         self.keys = keymat.derive_phase1(self.crypto, self.prf, self.cipher, self.auth, g_xy,
                                          self.ni, self.nr, self.icookie, self.rcookie,
                                          self.ke_i, self.ke_r, psk=self.peer.psk)
+        g_xy = None
         self.p1_iv = self.keys.iv
+
+    def forget_negotiation_secrets(self):
+        """Phase 1 is over (established or failed): drop what only its own messages needed.
+        Our private DH value, and what only HASH_I / HASH_R are made of: SKEYID itself, g^xi /
+        g^xr and SAi_b. Kept: SKEYID_d (quick mode KEYMAT), SKEYID_a (HASH(1..3), informational
+        hashes), the cipher key from SKEYID_e and the CBC chain (IVs of later exchanges), the
+        nonces and cookies. Repeats of the peer's last message get our last message's bytes
+        (Exchange.answer_repeat), so no hash is ever recomputed."""
+        self.dh_private = None
+        self.ke_i = self.ke_r = None
+        self.sai_b = None
+        self.peer_idi_b = None
+        if self.keys is not None:
+            self.keys.skeyid = None
 
     def peer_ke(self):
         return self.ke_r if self.initiator else self.ke_i

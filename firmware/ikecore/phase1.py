@@ -499,6 +499,7 @@ def _refuse_unencrypted(sa, number, now):
 def _established(sa, received, now):
     """The IKE SA is up: timers, INITIAL-CONTACT, then the core starts queued quick modes."""
     sa.pending = None
+    sa.forget_negotiation_secrets()      # HASH_I and HASH_R are done with
     sa.feed(states.ESTABLISHED, now)
     sa.established_at = now
     sa.failed = False

@@ -68,8 +68,9 @@ class QuickMode(Exchange):
         self.created = now
         self.replaces = replaces or []      # ids of child SAs this one renews
         self.ni = self.nr = None
-        self.dh_private = None
+        self.dh_private = None              # our PFS private value, until g^xy(qm) is known
         self.ke_i = self.ke_r = None
+        self.g_qm = None                    # responder: the PFS g^xy, from message 1 to HASH(3)
         self.my_spis = {}                   # protocol -> our inbound SPI (4 bytes)
         self.peer_spis = {}                 # protocol -> the peer's inbound SPI
         self.chosen = None                  # protocol -> proposals.ChildTransform
@@ -93,6 +94,7 @@ class QuickMode(Exchange):
     def fail(self, cause, detail, now):
         self.failed = True
         self.pending = None
+        self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
         self.sa.fail(cause, detail, now, phase=2, connection=self.connection.name)
         self.sa.core.quick_mode_failed(self, now)
@@ -186,6 +188,7 @@ class QuickMode(Exchange):
             except CryptoError as exc:
                 self.fail("malformed", "the peer's PFS key exchange value is invalid: %s" % exc, now)
                 return True
+            self.dh_private = None          # forget y as soon as g^xy(qm) is known
         self.chosen = chosen
         self.proposal = _proposal_of(conn, chosen)
         first = chosen[bundle(conn.protocol)[0]]
@@ -265,13 +268,15 @@ class QuickMode(Exchange):
         g_qm = None
         if ke is not None:
             self.ke_i = bytes(ke.data)
-            self.dh_private, self.ke_r = sa.crypto.dh_new(conn.pfs)
+            # Our private value is needed for this one computation only: never kept.
+            private, self.ke_r = sa.crypto.dh_new(conn.pfs)
             try:
-                g_qm = sa.crypto.dh_shared(conn.pfs, self.dh_private, self.ke_i)
+                g_qm = sa.crypto.dh_shared(conn.pfs, private, self.ke_i)
             except CryptoError as exc:
                 self._refuse("malformed", "the peer's PFS key exchange value is invalid: %s" % exc,
                              C.INVALID_KEY_INFORMATION, now)
                 return
+            private = None
         self.chosen = dict((p, t) for p, (_, t) in chosen.items())
         self.proposal = _proposal_of(conn, self.chosen)
         answer = []
@@ -341,7 +346,6 @@ class QuickMode(Exchange):
         sa = self.sa
         conn = self.connection
         self.done = True
-        self.dh_private = None
         self.forget_at = now + DONE_KEEP_S
         children = []
         for proto in bundle(conn.protocol):
@@ -367,6 +371,8 @@ class QuickMode(Exchange):
                            else sa.natt.encap_ports(sa.local, sa.remote)),
                     reqid=sa.core.reqid(conn.name),
                     created=now))
+        g_qm = None
+        self._forget_secrets()           # KEYMAT is derived: the PFS secret has served
         sa.phase2_negotiations += 1
         sa.log("info", "quick mode %s with %s established: %s %s, SPIs in %s out %s, lifetime %d s" % (
             conn.name, sa.remote[0], conn.protocol.upper(), self.proposal.describe(),
@@ -374,6 +380,13 @@ class QuickMode(Exchange):
             "/".join("0x%s" % self.peer_spis[p].hex() for p in bundle(conn.protocol)),
             self.lifetime_s))
         sa.core.children_established(self, children, now)
+
+    def _forget_secrets(self):
+        """The exchange is over (done or failed): no DH value of it is needed any more. Repeats
+        of the peer's last message are answered with our last message's bytes."""
+        self.dh_private = None
+        self.g_qm = None
+        self.ke_i = self.ke_r = None
 
     def on_timer(self, now):
         outcome = self.retransmit_due(now)
