@@ -140,6 +140,22 @@ class IkeCore:
         self.source_addresses = {}   # remote gateway -> our address the kernel sends it from
         self._timers = _DeadlineIndex(_deadline_of)
         self._next_group = 1
+        self._index_settings()
+
+    def _index_settings(self):
+        """Per-peer views of the settings, so a per-tunnel question (a quick mode request's
+        connection, the peer a first message comes from) does not visit every tunnel."""
+        self._connections_by_peer = {}
+        for conn in self.settings.connections.values():
+            self._connections_by_peer.setdefault(conn.peer, []).append(conn)
+        self._peer_by_gateway = {}
+        for peer in self.settings.peers.values():
+            # The first peer in the file wins, as the scan of the peers did.
+            self._peer_by_gateway.setdefault(peer.remote_gateway, peer)
+
+    def connections_of(self, peer_name):
+        """The peer's connections in the file's order (settings.connections_of, indexed)."""
+        return self._connections_by_peer.get(peer_name, [])
 
     # ===================================================================== driver interface
     def datagrams_to_send(self):
@@ -408,6 +424,7 @@ class IkeCore:
         """New configuration: tunnels whose settings did not change stay up."""
         old = self.settings
         self.settings = settings
+        self._index_settings()
         self._touch_all()
         for name, peer in old.peers.items():
             new = settings.peers.get(name)
@@ -654,10 +671,8 @@ class IkeCore:
         self.emit(Log(level, self._peer_name(remote[0]), text))
 
     def _peer_name(self, address):
-        for peer in self.settings.peers.values():
-            if peer.remote_gateway == address:
-                return peer.name
-        return None
+        peer = self._peer_by_gateway.get(address)
+        return peer.name if peer is not None else None
 
     def _find(self, header):
         fallback = None
@@ -681,11 +696,7 @@ class IkeCore:
         return sa
 
     def _respond(self, header, data, local, remote, now):
-        peer = None
-        for candidate in self.settings.peers.values():
-            if candidate.remote_gateway == remote[0]:
-                peer = candidate
-                break
+        peer = self._peer_by_gateway.get(remote[0])
         if peer is None:
             self._log_once(remote, "no-peer", "warning",
                            "ignored IKE from %s: no peer configured for this address" % remote[0])

@@ -103,6 +103,7 @@ class Driver:
                          "rejected_datagrams": 0, "kernel_errors": 0}
         self.stopped = False
         self.routes_learned_at = None
+        self.connections_by_peer = _connections_by_peer(settings)
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -213,13 +214,17 @@ class Driver:
     def _learn_source_addresses(self, now):
         """Tell the core which of our addresses the kernel sends from to each peer without a
         local_address (the WAN address may come late or change: DHCP, PPP)."""
-        learn = getattr(self.core, "learn_source_address", None)
-        if learn is None:
+        if getattr(self.core, "learn_source_address", None) is None:
             return
         self.routes_learned_at = now
         for peer in self.settings.peers.values():
-            if not peer.local_address:
-                learn(peer.remote_gateway, route_source(peer.remote_gateway))
+            self._learn_source_address(peer)
+
+    def _learn_source_address(self, peer):
+        """The same for one peer (`up`: one route lookup, not one per configured peer)."""
+        learn = getattr(self.core, "learn_source_address", None)
+        if learn is not None and not peer.local_address:
+            learn(peer.remote_gateway, route_source(peer.remote_gateway))
 
     def expire(self, protocol, spi, dst, hard):
         self._feed("expire", self.core.expire, protocol, spi, dst, hard, self.now())
@@ -364,16 +369,20 @@ class Driver:
         return counters
 
     def up(self, name):
+        """A peer's connections (or one connection) are initiated. Costs what that peer has,
+        not what is configured: started one by one, N tunnels would otherwise cost N^2."""
         if name in self.settings.peers:
-            connections = [c.name for c in self.settings.connections_of(name)]
+            peer = self.settings.peers[name]
+            connections = list(self.connections_by_peer.get(name, ()))
             if not connections:
                 raise RequestError("peer %r has no connections to bring up" % name)
         elif name in self.settings.connections:
+            peer = self.settings.peers[self.settings.connections[name].peer]
             connections = [name]
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
-        self._learn_source_addresses(now)
+        self._learn_source_address(peer)
         for connection in connections:
             self.core.initiate(connection, now)
         self._pump()
@@ -410,6 +419,7 @@ class Driver:
         old = self.settings
         self.core.reconfigure(new, self.now())
         self.settings = new
+        self.connections_by_peer = _connections_by_peer(new)
         for name, connection in old.connections.items():
             if self._changed(old, new, name) and name in self.policies:
                 self._kernel("remove policies of %s" % name, self.backend.remove_policies,
@@ -447,6 +457,14 @@ class Driver:
 
     def _peer_names(self):
         return ", ".join(self.settings.peers) or "none configured"
+
+
+def _connections_by_peer(settings):
+    """peer name -> its connection names, in the file's order (settings.connections_of)."""
+    index = {}
+    for connection in settings.connections.values():
+        index.setdefault(connection.peer, []).append(connection.name)
+    return index
 
 
 def route_source(remote_ip):

@@ -462,7 +462,7 @@ def find_connection(core, peer, received):
     """Responder: the connection of this peer whose networks mirror the offered IDci/IDcr
     (IDci is the peer's side = our remote_net). -> (connection, None) or (None, detail)."""
     ids = received.all(codec.IdPayload)
-    conns = core.settings.connections_of(peer.name)
+    conns = core.connections_of(peer.name)
     if len(ids) != 2:
         if not ids and len(conns) == 1:
             return None, "the peer sent no traffic selectors (transport mode), we use tunnel mode"
