@@ -1,8 +1,9 @@
 """`python3 -m ikecore --config FILE`: the IKEv1 daemon.
 
 `--check` only validates the file (init scripts, before a restart).
-Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 when the configuration is bad at start
-(the ConfigError text goes to stderr, so init scripts can show it), 1 when the daemon cannot
+Exit status: 0 after a clean stop (SIGTERM/SIGINT, whenever it comes after start-up began), 2
+when the configuration or the command line is bad at start (the ConfigError text, or the reason,
+goes to stderr, so init scripts can show it; nothing was negotiated), 1 when the daemon cannot
 start (port in use, no kernel backend). Imports are lazy: the image's CPU is slow and
 pyroute2 alone costs seconds, so only what the chosen options need is loaded.
 """
@@ -12,6 +13,9 @@ import signal
 import sys
 
 DEFAULT_CONFIG = "/etc/ikecore/ikecore.toml"
+DEFAULT_SOCKET = "/run/ikecore/control.sock"    # = control.DEFAULT_SOCKET (not imported: lazy)
+# sockaddr_un.sun_path is 108 bytes on Linux and CPython wants its terminating NUL inside them.
+MAX_SOCKET_PATH = 107
 
 
 def parse_args(argv):
@@ -54,8 +58,22 @@ def _load_core_class(spec):
     return getattr(importlib.import_module(module_name), class_name)
 
 
+def socket_path_problem(path):
+    """Why a control socket cannot live at path (too long for a Unix socket), or None. Checked
+    before anything starts: found only at bind time, the daemon would already be negotiating."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        return ("control socket path %s is %d bytes long; a Unix socket path can have at most %d "
+                "(choose a shorter --socket)" % (path, size, MAX_SOCKET_PATH))
+    return None
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = socket_path_problem(args.socket or DEFAULT_SOCKET)
+    if problem is not None:
+        print("ikecore: %s" % problem, file=sys.stderr)
+        return 2
     from ikecore import config
     warnings = []
     try:
@@ -87,15 +105,26 @@ def _profiled(path, run):
 async def _run(args, settings, warnings):
     import asyncio
     from ikecore import config
-    from ikecore.control import ControlServer, DEFAULT_SOCKET
+    from ikecore.control import ControlServer
     from ikecore.driver import Driver
     from ikecore.kernel import make_backend
     from ikecore.log import VpnLog
 
     log = VpnLog(level=args.log_level, syslog=not args.no_syslog)
+    loop = asyncio.get_running_loop()
+    # Signals before anything else starts: a SIGTERM that comes while we start (an init script
+    # stopping us at once, a test as soon as the control socket appears) is a clean stop --
+    # deletes sent, kernel flushed, socket and pid file removed -- never the default kill.
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    started = []                   # the driver, once there is one to reload
+    # The configuration was read a moment ago: a SIGHUP before the driver exists has nothing
+    # newer to apply, and must not kill the daemon (SIGHUP's default action) either.
+    loop.add_signal_handler(signal.SIGHUP, lambda: started and _reload_quietly(started[0]))
+    log.info("ikecore starting: pid %d" % os.getpid())
     for warning in warnings:
         log.warning(warning)
-    loop = asyncio.get_running_loop()
     try:
         backend = make_backend(args.kernel)
         core_class = _load_core_class(args.core)
@@ -104,6 +133,7 @@ async def _run(args, settings, warnings):
         driver = Driver(core, settings, backend, log, config_path=args.config, ports=args.ports,
                         loop=loop, load_config=config.load)
         await driver.start()
+        started.append(driver)
     except (OSError, ImportError) as exc:
         print("ikecore: cannot start: %s" % exc, file=sys.stderr)
         return 1
@@ -116,10 +146,6 @@ async def _run(args, settings, warnings):
         await driver.stop()
         return 1
     pid_file = _write_pid(args.state_dir)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload_quietly, driver)
     log.info("ikecore started: %d peers, %d connections, kernel backend %s, control socket %s"
              % (len(settings.peers), len(settings.connections), args.kernel, control.path))
     try:

@@ -108,6 +108,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        for pipe in (self.process.stdout, self.process.stderr):
+            pipe.close()
 
 
 @pytest.fixture(scope="module")
@@ -311,4 +313,100 @@ def test_sigterm_stops_cleanly(tmp_path):
     assert not os.path.exists(daemon.socket)
     assert not os.path.exists(tmp_path / "state" / "ikecore.pid")
     stderr = daemon.process.stderr.read().decode()
+    daemon.stop()                  # closes its pipes
     assert "ikecore stopping" in stderr and "Traceback" not in stderr
+
+
+def _read_stderr_until(process, marker, timeout=60):
+    """Lines of the daemon's stderr up to the first containing marker (the daemon flushes
+    each log line)."""
+    import select
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if not ready:
+            continue
+        line = process.stderr.readline().decode()
+        if not line:
+            raise AssertionError("daemon exited %s before %r: %s"
+                                 % (process.wait(timeout=30), marker, "".join(lines)))
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError("no %r from the daemon in %d s: %s" % (marker, timeout, "".join(lines)))
+
+
+def test_sigterm_while_starting_is_a_clean_stop(tmp_path):
+    """The handlers are in place when the daemon first says anything ("starting"), before the
+    UDP sockets, the first negotiation and the control socket: a SIGTERM from then on is a
+    clean stop (exit 0, socket and pid file gone), never death by the signal (exit -15)."""
+    config = tmp_path / "ikecore.toml"
+    config.write_text(CONFIG)
+    socket_path = tmp_path / "control.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
+         "--socket", str(socket_path), "--ports", "%d,%d" % tuple(free_udp_ports(2)),
+         "--no-syslog", "--state-dir", str(tmp_path / "state"),
+         "--core", "daemon_fake_core:FakeCore"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with process:                  # closes the pipes, waits for the process
+        try:
+            _read_stderr_until(process, "ikecore starting")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        stderr = process.stderr.read().decode()
+    assert "ikecore stopping" in stderr and "Traceback" not in stderr
+    assert not socket_path.exists() and not (tmp_path / "state" / "ikecore.pid").exists()
+
+
+def test_sigterm_as_soon_as_the_socket_appears_is_a_clean_stop(tmp_path):
+    config = tmp_path / "ikecore.toml"
+    config.write_text(CONFIG)
+    socket_path = str(tmp_path / "control.sock")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
+         "--socket", socket_path, "--ports", "%d,%d" % tuple(free_udp_ports(2)), "--no-syslog",
+         "--core", "daemon_fake_core:FakeCore"],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with process:
+        try:
+            deadline = time.monotonic() + 60
+            while not os.path.exists(socket_path) and process.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.001)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0, process.stderr.read().decode()
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert not os.path.exists(socket_path)
+
+
+def test_too_long_socket_path_exits_2_before_anything_starts(tmp_path):
+    from ikecore import __main__ as daemon_main
+    from ikecore import control
+    assert daemon_main.DEFAULT_SOCKET == control.DEFAULT_SOCKET
+    config = tmp_path / "ikecore.toml"
+    config.write_text(CONFIG)
+    directory = tmp_path / ("d" * max(1, 120 - len(str(tmp_path))))
+    path = str(directory / "control.sock")
+    assert len(path) > 108
+    result = subprocess.run(
+        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
+         "--socket", path, "--ports", "%d,%d" % tuple(free_udp_ports(2)), "--no-syslog",
+         "--state-dir", str(tmp_path / "state"), "--core", "daemon_fake_core:FakeCore"],
+        env=ENV, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    # The one line is all it said: no "ikecore starting", so no socket, peer or negotiation.
+    assert result.stderr == (
+        "ikecore: control socket path %s is %d bytes long; a Unix socket path can have at "
+        "most 107 (choose a shorter --socket)\n" % (path, len(path)))
+    assert result.stdout == ""
+    assert not directory.exists() and not (tmp_path / "state").exists()
+    # 107 bytes is fine (the same check, without starting a daemon).
+    assert daemon_main.socket_path_problem("/" + "s" * 106) is None
+    assert daemon_main.socket_path_problem("/" + "s" * 107) is not None
