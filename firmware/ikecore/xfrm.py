@@ -367,7 +367,7 @@ class XfrmBackend(KernelBackend):
     def kernel_sas(self):
         """Every SA in the kernel (all owners) as sa_record dicts."""
         return [sa_record(msg) for msg in self.channel.request(
-            "list SAs", m.usersa_id, m.XFRM_MSG_GETSA, {}, dump=True)]
+            "list SAs", m.sa_dump_request, m.XFRM_MSG_GETSA, {}, dump=True)]
 
     def kernel_policies(self):
         """Every policy in the kernel (all owners) as policy_record dicts."""

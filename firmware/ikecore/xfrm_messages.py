@@ -296,6 +296,13 @@ class usersa_id(_message):
     fields = USERSA_ID
 
 
+class sa_dump_request(_message):
+    """XFRM_MSG_GETSA with NLM_F_DUMP: no struct at all. The kernel parses a SA dump request's
+    body as attributes, so a usersa_id there is logged as "bytes leftover after parsing
+    attributes" on every dump (iproute2 sends an empty body too)."""
+    fields = ()
+
+
 class userspi_info(_message):
     """XFRM_MSG_ALLOCSPI request."""
     fields = USERSPI_INFO

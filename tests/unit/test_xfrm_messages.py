@@ -307,3 +307,10 @@ def test_import_skips_pyroute2s_package_init_but_keeps_it_usable():
                          check=True).stdout
     assert "heavy []" in out
     assert "ok IPRoute True" in out
+
+
+def test_sa_dump_request_is_a_bare_header():
+    # The kernel reads a SA dump request's body as attributes: any struct there is logged as
+    # "bytes leftover after parsing attributes" on every status poll (seen in the guest's syslog).
+    data = m.encode(m.sa_dump_request, m.XFRM_MSG_GETSA, m.NLM_F_REQUEST | m.NLM_F_DUMP, 1, {})
+    assert len(data) == 16 and int.from_bytes(data[:4], "little") == 16
