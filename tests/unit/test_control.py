@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from daemon_process import free_udp_ports, wait_for_socket
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), HERE]))
@@ -43,27 +45,6 @@ peer = "branch"
 local_net = "192.168.1.0/24"
 remote_net = "10.2.0.0/16"
 """
-
-
-def free_udp_ports(count):
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
-def wait_for_socket(path, process, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if process.poll() is not None:
-            raise AssertionError("daemon exited %s: %s" % (process.returncode,
-                                                            process.stderr.read().decode()))
-        if time.monotonic() > deadline:
-            raise AssertionError("daemon did not open %s" % path)
-        time.sleep(0.05)
 
 
 class Daemon:

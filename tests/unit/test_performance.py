@@ -4,10 +4,10 @@ and the VPN log lines on stderr keep their format. No timing is asserted."""
 import os
 import pstats
 import signal
-import socket
 import subprocess
 import sys
-import time
+
+from daemon_process import free_udp_ports, wait_for_socket
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "firmware"))
@@ -28,16 +28,6 @@ remote_net = "10.2.0.0/24"
 """
 
 
-def _free_udp_ports(count):
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
-    for sock in socks:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in socks]
-    for sock in socks:
-        sock.close()
-    return ports
-
-
 def test_daemon_maps_no_tls_library_and_writes_its_profile(tmp_path):
     config = tmp_path / "ikecore.toml"
     config.write_text(CONFIG)
@@ -45,15 +35,11 @@ def test_daemon_maps_no_tls_library_and_writes_its_profile(tmp_path):
     profile = str(tmp_path / "daemon.prof")
     process = subprocess.Popen(
         [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
-         "--socket", control, "--ports", "%d,%d" % tuple(_free_udp_ports(2)), "--no-syslog",
+         "--socket", control, "--ports", "%d,%d" % tuple(free_udp_ports(2)), "--no-syslog",
          "--profile", profile],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(control):
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "the daemon did not open its control socket"
-            time.sleep(0.05)
+        wait_for_socket(control, process)
         with open("/proc/%d/maps" % process.pid) as handle:
             libraries = set(line.split()[-1] for line in handle if ".so" in line)
         # __main__._without_tls: asyncio runs without the ssl module, so libssl is never loaded.
