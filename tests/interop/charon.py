@@ -17,6 +17,8 @@ import re
 import subprocess
 import time
 
+from netns import stop_process
+
 CHARON = "/usr/lib/ipsec/charon"
 
 # Explicit plugin lists: nothing is loaded by accident, and start-up stays fast.
@@ -236,13 +238,7 @@ class Charon:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.stdout.close()
         self.proc = None
 

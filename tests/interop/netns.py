@@ -38,6 +38,17 @@ def run(cmd, check=True, timeout=30, input=None):
     return proc
 
 
+def stop_process(proc, grace_s=5):
+    """SIGTERM a daemon we started, SIGKILL it if it has not gone within grace_s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=grace_s)
+
+
 def can_create_netns():
     """(ok, reason): whether this process may create network namespaces and veth pairs."""
     if os.geteuid() != 0:

@@ -14,6 +14,8 @@ import time
 
 import tomli_w
 
+from netns import stop_process
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIRMWARE = os.path.join(REPO, "firmware")
 
@@ -104,13 +106,7 @@ class OurDaemon:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.log_file.close()
         self.proc = None
 
