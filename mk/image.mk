@@ -4,15 +4,20 @@
 #   make run     image + qemu
 APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev \
                 cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring
-TEST_PREREQS += image
+#   make image-strongswan  output/images/rootfs-strongswan.squashfs: the firmware plus strongSwan, a
+#                          test-only peer image (tests/qemu/test_tunnel_strongswan.py); never flashed
+TEST_PREREQS += image image-strongswan
 BENCH_PREREQS += image
 
 IKECORE_CACHE ?= /var/cache/ikecore
 export IKECORE_CACHE
 
-.PHONY: image qemu run
+.PHONY: image image-strongswan qemu run
 image: $(CACHE)/apt.stamp
 	@python3 qemu/build_image.py --out $(TOP)/output
+
+image-strongswan: image
+	@python3 qemu/build_image.py --out $(TOP)/output --variant strongswan
 
 qemu:
 	@python3 qemu/run.py --images $(TOP)/output/images --data $(TOP)/output/data.img

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Assemble the offline arm64 firmware image in output/images/.
 
-    python3 qemu/build_image.py [--out output] [--initramfs-too]
+    python3 qemu/build_image.py [--out output] [--initramfs-too] [--variant strongswan]
 
 Parts: the kernel (qemu/build_kernel.sh, cached machine-wide), a root filesystem from Debian bookworm
 arm64 packages (qemu/packages.txt, unpacked, trimmed), rootfs-overlay/ and firmware/ (byte-compiled on
 the host), packed as squashfs (zstd) for virtio-blk; a blank data disk template; a bare
 busybox initramfs for the boot benchmark; manifest.json + manifest.txt (sizes, package versions).
 Every input is hashed: when nothing changed the build stops after a few seconds.
+`--variant strongswan` writes only rootfs-strongswan.squashfs: the same firmware plus Debian's
+strongSwan charon and swanctl (qemu/packages-strongswan.txt), a test-only image that lets a real
+strongSwan be "site B" on the guest kernel's data plane (tests/qemu/test_tunnel_strongswan.py).
 Runs with the host's python3 (3.11: the same bytecode magic as the guest's CPython 3.11).
 """
 import argparse
@@ -30,6 +33,11 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("IKECORE_CACHE", "/var/cache/ikecore")
 GUEST_PYTHON_MAGIC = b"\xa7\r\r\n"   # CPython 3.11 (3495): .pyc compiled here load in the guest
 DATA_DISK_MB = 64
+# rootfs variants: the package lists (under qemu/) unpacked into each, and the file written
+VARIANTS = {
+    "firmware": (["packages.txt"], "rootfs.squashfs"),
+    "strongswan": (["packages.txt", "packages-strongswan.txt"], "rootfs-strongswan.squashfs"),
+}
 
 
 def log(msg):
@@ -122,6 +130,8 @@ def main():
     ap.add_argument("--initramfs-too", action="store_true",
                     help="also write rootfs.cpio.zst/.gz (to measure initramfs against squashfs)")
     ap.add_argument("--force", action="store_true", help="rebuild the root filesystem even if unchanged")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="firmware",
+                    help="strongswan: only the test-only root filesystem with a strongSwan peer")
     args = ap.parse_args()
     check_host_python()
     t0 = time.monotonic()
@@ -129,12 +139,15 @@ def main():
     work = os.path.join(args.out, "build")
     os.makedirs(images, exist_ok=True)
     os.makedirs(work, exist_ok=True)
+    firmware = args.variant == "firmware"
+    lists, rootfs_name = VARIANTS[args.variant]
+    suffix = "" if firmware else "-" + args.variant
 
     log("kernel")
     kernel = build_kernel(images)
 
-    log("packages: resolving Debian bookworm arm64 dependencies")
-    wanted = debs.read_list(os.path.join(TOP, "qemu", "packages.txt"))
+    log(f"packages: resolving Debian bookworm arm64 dependencies ({' + '.join(lists)})")
+    wanted = [p for name in lists for p in debs.read_list(os.path.join(TOP, "qemu", name))]
     excludes = debs.read_list(os.path.join(TOP, "qemu", "packages.exclude"))
     packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
     log(f"packages: {len(packages)} to unpack")
@@ -145,24 +158,33 @@ def main():
         tree_digest(h, os.path.join(TOP, part))
     h.update(sys.version.encode())
     key = h.hexdigest()[:16]
-    rootfs_img = os.path.join(images, "rootfs.squashfs")
-    stamp = os.path.join(work, "rootfs.key")
-    outputs = [rootfs_img, os.path.join(images, "manifest.json"), os.path.join(images, "bare-initramfs.cpio.gz"),
-               os.path.join(images, "data-template.img")]
+    rootfs_img = os.path.join(images, rootfs_name)
+    stamp = os.path.join(work, f"rootfs{suffix}.key")
+    outputs = [rootfs_img]
+    if firmware:
+        outputs += [os.path.join(images, "manifest.json"), os.path.join(images, "bare-initramfs.cpio.gz"),
+                    os.path.join(images, "data-template.img")]
     if (not args.force and not args.initramfs_too and os.path.exists(stamp)
             and open(stamp).read() == key and all(map(os.path.exists, outputs))):
-        rootfs.update_manifest_kernel(images, kernel)
-        log(f"root filesystem unchanged ({key}); image ready in {time.monotonic() - t0:.1f} s")
+        if firmware:
+            rootfs.update_manifest_kernel(images, kernel)
+        log(f"root filesystem {rootfs_name} unchanged ({key}); ready in {time.monotonic() - t0:.1f} s")
         return 0
 
-    staging = os.path.join(work, "rootfs")
+    staging = os.path.join(work, f"rootfs{suffix}")
     log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
     owners = rootfs.assemble(staging, packages, TOP)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
 
-    log("root filesystem: mksquashfs (zstd)")
+    log(f"root filesystem: mksquashfs (zstd) -> {rootfs_name}")
     mksquashfs(staging, rootfs_img)
+    if not firmware:
+        with open(stamp, "w") as f:
+            f.write(key)
+        log(f"{rootfs_name} ({os.path.getsize(rootfs_img) / 2**20:.1f} MiB) ready in "
+            f"{time.monotonic() - t0:.0f} s")
+        return 0
     for comp, ext in (("zstd", "zst"), ("gzip", "gz")):
         variant = os.path.join(images, f"rootfs.cpio.{ext}")
         if args.initramfs_too:

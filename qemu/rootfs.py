@@ -234,7 +234,8 @@ def _readelf():
 
 
 def check_needed(staging):
-    """Every shared library an ELF file names in NEEDED must be in the tree."""
+    """Every shared library an ELF file names in NEEDED must be in the tree: in the library
+    directories, or in one its RUNPATH/RPATH names (strongSwan keeps its libraries in /usr/lib/ipsec)."""
     have = set()
     for d in LIB_DIRS:
         full = os.path.join(staging, d)
@@ -250,18 +251,29 @@ def check_needed(staging):
                 if f.read(4) == b"\x7fELF":
                     elves.append(p)
     readelf = _readelf()
-    missing = []
+    needed = {}         # file -> ([libraries], [runpath directories])
     for i in range(0, len(elves), 200):
         out = subprocess.run([readelf, "-dW", *elves[i:i + 200]], capture_output=True, text=True).stdout
         current = None
         for line in out.splitlines():
             m = re.match(r"^File: (.*)$", line)
             if m:
-                current = m.group(1)
+                current = needed.setdefault(m.group(1), ([], []))
                 continue
             m = re.search(r"\(NEEDED\)\s+Shared library: \[(.+)\]", line)
-            if m and m.group(1) not in have:
-                missing.append((os.path.relpath(current or "?", staging), m.group(1)))
+            if m and current is not None:
+                current[0].append(m.group(1))
+            m = re.search(r"\((?:RUNPATH|RPATH)\)\s+Library (?:runpath|rpath): \[(.+)\]", line)
+            if m and current is not None:
+                current[1].extend(m.group(1).split(":"))
+    missing = []
+    for path, (libs, runpaths) in needed.items():
+        local = set()
+        for d in runpaths:
+            full = os.path.join(staging, d.lstrip("/"))
+            if os.path.isdir(full):
+                local.update(os.listdir(full))
+        missing += [(os.path.relpath(path, staging), lib) for lib in libs if lib not in have | local]
     if missing:
         lines = "\n".join(f"  {f} needs {lib}" for f, lib in missing[:40])
         raise BuildError(f"{len(missing)} missing shared libraries (drop it from qemu/packages.exclude "

@@ -108,10 +108,12 @@ class Router:
         else:
             _kind, local, remote = self.wan
             wan = f"socket,id=wan,udp=127.0.0.1:{remote},localaddr=127.0.0.1:{local}"
-        cmd += ["-netdev", wan, "-device", f"virtio-net-pci,netdev=wan,mac={mac}:01,addr=0x2",
+        # romfile= : no PXE option ROM (the kernel boots directly; Debian ships the ROMs in
+        # ipxe-qemu, a recommendation that a --no-install-recommends machine does not have)
+        cmd += ["-netdev", wan, "-device", f"virtio-net-pci,netdev=wan,mac={mac}:01,addr=0x2,romfile=",
                 "-netdev", "user,id=lan,net=192.168.1.0/24,host=192.168.1.2,restrict=on,"
                            f"hostfwd=tcp:127.0.0.1:{self.lan_port}-192.168.1.1:80",
-                "-device", f"virtio-net-pci,netdev=lan,mac={mac}:02,addr=0x3"]
+                "-device", f"virtio-net-pci,netdev=lan,mac={mac}:02,addr=0x3,romfile="]
         if self.rootfs.endswith(".squashfs"):
             cmd += ["-drive", f"if=none,id=root,format=raw,readonly=on,file={os.path.join(img, self.rootfs)}",
                     "-device", "virtio-blk-pci,drive=root,addr=0x4"]
@@ -281,12 +283,13 @@ SITES = {
 }
 
 
-def start_pair(images=None, workdir="/tmp", timeout=240):
+def start_pair(images=None, workdir="/tmp", timeout=240, rootfs=None):
     """Boot "site A" and "site B" joined WAN-to-WAN (a QEMU UDP socket pair: a private Ethernet
     segment 192.0.2.0/24, A = .1, B = .2). Each site has a LAN host in network namespace
     "lanhost" inside its guest (A: 10.1.0.10 behind 10.1.0.1 on lan0; B: 10.2.0.10 behind
     10.2.0.1), e.g. a.run("ip netns exec lanhost ping -c1 10.2.0.10"). Each keeps its own
-    LAN page forward (router.lan_url) and data disk in workdir. Returns (a, b), both booted."""
+    LAN page forward (router.lan_url) and data disk in workdir. rootfs: {"a"|"b": file name in
+    images} for a site that boots another root filesystem. Returns (a, b), both booted."""
     images = images or default_images()
     pa, pb = free_port(), free_port()
     routers = []
@@ -296,7 +299,8 @@ def start_pair(images=None, workdir="/tmp", timeout=240):
                    f"ikecore.lanhost={s['lan_router']}/24,{s['lan_host']}")
         r = Router(images, new_data_disk(images, os.path.join(workdir, f"data-{key}.img")),
                    name=f"site-{key}", wan=("udp", local, remote), cmdline=cmdline, mac_index=idx,
-                   log_path=os.path.join(workdir, f"console-{key}.log"))
+                   log_path=os.path.join(workdir, f"console-{key}.log"),
+                   rootfs=(rootfs or {}).get(key, "rootfs.squashfs"))
         r.site = s
         routers.append(r)
     for r in routers:

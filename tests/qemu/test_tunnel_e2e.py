@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from e2e import (DAEMON_PIDS, IP, NAT_PUBLIC, Scenario, boot_sites, configure, nat_in_front_of, parse_ping, remove_nat,
-                 shell_quote, stop_sites)
+from e2e import (DAEMON_PIDS, IP, NAT_PUBLIC, Scenario, boot_sites, capture_start, capture_stop, configure,
+                 nat_in_front_of, one, parse_ping, remove_nat, shell_quote, stop_sites, without_ike)
 
 IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
@@ -57,21 +57,6 @@ def tunnel(sites, scenario):
     return a, b
 
 
-# IKE itself (UDP 500, NAT-T 4500 with the non-ESP marker, keepalives) may cross the WAN at any time
-# (DPD, rekeys): the seed's firewall notes expect it there. Everything else must be ESP/AH.
-IKE_LINE = re.compile(r"\.(500|4500|1500|1501) > [\d.]+\.(500|4500|1500|1501): "
-                      r"(isakmp|NONESP-encap|isakmp-nat-keep-alive)")
-
-
-def without_ike(lines):
-    return [l for l in lines if not IKE_LINE.search(l)]
-
-
-def one(items, what):
-    assert len(items) == 1, f"expected one {what}, got {items}"
-    return items[0]
-
-
 def test_ping_triggers_acquire_negotiates_and_passes(sites):
     a, b = sites
     configure(a, b, ESP)
@@ -97,21 +82,6 @@ def test_ping_triggers_acquire_negotiates_and_passes(sites):
         xfrm = s.check(f"{IP} xfrm state")
         assert sorted(re.findall(r"proto esp spi (0x[0-9a-f]+)", xfrm)) == \
             sorted("0x%08x" % int(sa["spi"], 16) for sa in s.sas()), xfrm
-
-
-CAPTURE = ("tcpdump -n -l -i {iface} {filter} >/tmp/{name}.cap 2>/tmp/{name}.err & "
-           "echo $! >/tmp/{name}.pid; i=0; until grep -q listening /tmp/{name}.err; do "
-           "i=$((i+1)); [ $i -gt 50 ] && exit 1; sleep 0.2; done")
-
-
-def capture_start(site, name, iface, filter_=""):
-    site.check(CAPTURE.format(name=name, iface=iface, filter=filter_))
-
-
-def capture_stop(site, name):
-    """Stop the capture; return its lines."""
-    site.run(f"sleep 1; kill $(cat /tmp/{name}.pid); sleep 0.5")
-    return [l for l in site.check(f"cat /tmp/{name}.cap; rm -f /tmp/{name}.*").splitlines() if l]
 
 
 def test_wan_carries_only_esp_lan_shows_cleartext_icmp(sites):

@@ -1,0 +1,217 @@
+"""Our router (site A, ikecore) against a real strongSwan gateway (site B: charon 5.9 from Debian's
+arm64 packages, booted from the test-only image rootfs-strongswan.squashfs), LAN to LAN, with both
+kernels doing ESP/AH. On the host charon can only use its userspace data plane (kernel-libipsec,
+which forces NAT-T); here charon installs into the guest kernel with kernel-netlink, as a real
+strongSwan gateway does, so these tunnels are native ESP/AH between the gateways.
+
+Each test (re)starts charon with its swanctl connection and restarts our daemon: both sides start
+without SAs or policies.
+"""
+import os
+import re
+
+import pytest
+
+from e2e import (IP, PSK, Scenario, boot_sites, capture_start, capture_stop, one, parse_ping, shell_quote,
+                 stop_sites, without_ike)
+from guest_charon import ROOTFS, Child, Conn, GuestCharon
+
+IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
+
+ESP = Scenario()                                  # main mode PSK, aes128-sha1-modp2048, PFS modp2048
+AH = Scenario(protocol="ah", child_proposals=["sha256"])
+AGGRESSIVE = Scenario(phase1_mode="aggressive", ike_proposals=["aes256-sha256-modp2048"])
+REKEY = Scenario(lifetime_s=60)                   # the shortest lifetime config.py accepts
+
+
+def charon_conn(a, b, scenario):
+    """B's swanctl connection matching `scenario` on A; charon traps B's LAN -> A's LAN traffic
+    (its own acquire starts the negotiation) and otherwise answers."""
+    pfs = "-" + scenario.pfs if scenario.pfs != "none" else ""
+    child = Child("lan-lan", b.site["lan_net"], a.site["lan_net"],
+                  [p + pfs for p in scenario.child_proposals], protocol=scenario.protocol,
+                  start_action="trap")
+    return Conn("site", b.site["wan"], a.site["wan"], scenario.ike_proposals, PSK, [child],
+                aggressive=scenario.phase1_mode == "aggressive")
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    for part in ("Image", ROOTFS, "rootfs.squashfs", "data-template.img"):
+        if not os.path.exists(os.path.join(IMAGES, part)):
+            pytest.skip(f"no {part} in {IMAGES}: run `make image image-strongswan`")
+    a, b = boot_sites(tmp_path_factory.mktemp("sites-strongswan"), IMAGES, rootfs={"b": ROOTFS})
+    b.charon = GuestCharon(b)
+    yield a, b
+    b.charon.stop()
+    stop_sites(a, b)
+
+
+@pytest.fixture(autouse=True)
+def diagnostics_on_failure(request, sites):
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        a, b = sites
+        text = "\n".join([a.diagnostics(), f"--- site-b: charon log\n{b.charon.log_tail()}",
+                          f"--- site-b: {IP} xfrm state\n{b.run(f'{IP} xfrm state').output}"])
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n===== guests after {request.node.name} =====\n{text}\n", flush=True)
+
+
+def start(sites, scenario):
+    """charon on B and our daemon on A, both fresh, configured for `scenario`."""
+    a, b = sites
+    a.stop_daemon()
+    b.charon.start()
+    b.charon.load([charon_conn(a, b, scenario)])
+    a.write_config(scenario.toml(a.site, b.site))
+    a.start_daemon()
+    a.wait_daemon()
+    return a, b
+
+
+def installed_child(b):
+    return one([c for c in b.charon.children() if c.get("state") == "INSTALLED"], "INSTALLED CHILD_SA on B")
+
+
+def check_same_pair(a, b, protocol="ESP"):
+    """Our SA pair is charon's CHILD_SA, crossed, and both kernels hold exactly it."""
+    child = installed_child(b)
+    ours = {sa["direction"]: sa for sa in a.sas()}
+    assert set(ours) == {"incoming", "outgoing"} and len(a.sas()) == 2, a.sas()
+    assert child["protocol"] == protocol and child["mode"] == "TUNNEL" and child.get("encap") != "yes", child
+    assert int(ours["outgoing"]["spi"], 16) == int(child["spi-in"], 16), (ours, child)
+    assert int(ours["incoming"]["spi"], 16) == int(child["spi-out"], 16), (ours, child)
+    spis = sorted("0x%08x" % int(sa["spi"], 16) for sa in a.sas())
+    for s in (a, b):
+        xfrm = s.check(f"{IP} xfrm state")
+        assert sorted(re.findall(rf"proto {protocol.lower()} spi (0x[0-9a-f]+)", xfrm)) == spis, (s.name, xfrm)
+    return ours, child
+
+
+def test_we_initiate_from_an_acquire_and_charon_installs_in_its_kernel(sites):
+    a, b = start(sites, ESP)
+    a.ping_until_up(b)
+    ike = one(a.status()["ike_sas"], "IKE SA on A")
+    assert (ike["status"], ike["state"], ike["role"], ike["mode"], ike["nat_t"]) == \
+        ("Activated", 9, "initiator", "main", "none"), ike
+    assert ike["algorithm"] == "AES-CBC-128/HMAC-SHA1/MODP-2048", ike
+    charon_ike = one(b.charon.list_sas(), "IKE SA on B")
+    assert charon_ike["state"] == "ESTABLISHED" and charon_ike["version"] == "1", charon_ike
+    assert charon_ike["remote-host"] == a.site["wan"] and charon_ike.get("nat-any") != "yes", charon_ike
+    ours, child = check_same_pair(a, b)
+    assert (child["encr-alg"], child["encr-keysize"], child["integ-alg"], child["dh-group"]) == \
+        ("AES_CBC", "128", "HMAC_SHA1_96", "MODP_2048"), child
+
+    # traffic both ways, all of it through the two kernels' ESP; charon counts what we sent
+    for s in (a, b):
+        capture_start(s, "wan", "eth0", "-Q out ip")
+    try:
+        sent, received, _, out = a.ping(b.site["lan_host"], count=5, size=500, interval=0.3)
+        back = b.ping(a.site["lan_host"], count=3)
+    finally:
+        wire = {s.name: capture_stop(s, "wan") for s in (a, b)}
+    assert sent == received == 5, out
+    assert back[0] == back[1] == 3, back[3]
+    for here, there in ((a, b), (b, a)):
+        lines = without_ike(wire[here.name])
+        esp = [l for l in lines if re.search(
+            rf"IP {here.site['wan']} > {there.site['wan']}: ESP\(spi=0x[0-9a-f]+,seq=0x[0-9a-f]+\)", l)]
+        assert len(esp) == 8 and esp == lines, f"{here.name} sent:\n" + "\n".join(wire[here.name])
+    after = installed_child(b)
+    ours_after = {sa["direction"]: sa for sa in a.sas()}
+    grew_out = ours_after["outgoing"]["packets"] - ours["outgoing"]["packets"]
+    assert grew_out == 8, ours_after                       # 5 requests + 3 replies
+    assert int(after["packets-in"]) - int(child["packets-in"]) == 8, (child, after)
+    assert int(after["packets-out"]) - int(child["packets-out"]) == 8, (child, after)
+
+
+def test_charon_initiates_from_its_trap_and_we_respond(sites):
+    a, b = start(sites, ESP)
+    b.ping_until_up(a)                     # B's LAN host: charon's trap policy -> acquire -> charon
+    ike = one(a.status()["ike_sas"], "IKE SA on A")
+    assert (ike["status"], ike["state"], ike["role"]) == ("Activated", 9, "responder"), ike
+    assert one(b.charon.list_sas(), "IKE SA on B")["initiator"] == "yes"
+    check_same_pair(a, b)
+    sent, received, _, out = a.ping(b.site["lan_host"], count=3)
+    assert sent == received == 3, out
+
+
+def test_aggressive_mode_with_charon(sites):
+    a, b = start(sites, AGGRESSIVE)
+    a.ping_until_up(b)
+    ike = one(a.status()["ike_sas"], "IKE SA on A")
+    assert (ike["status"], ike["mode"], ike["algorithm"]) == \
+        ("Activated", "aggressive", "AES-CBC-256/HMAC-SHA2-256/MODP-2048"), ike
+    assert one(b.charon.list_sas(), "IKE SA on B")["state"] == "ESTABLISHED"
+    check_same_pair(a, b)
+
+
+def test_ah_tunnel_with_charon(sites):
+    a, b = start(sites, AH)
+    a.ping_until_up(b)
+    check_same_pair(a, b, protocol="AH")
+    capture_start(b, "wan", "eth0", "-Q out ip")
+    try:
+        sent, received, _, out = a.ping(b.site["lan_host"], count=3, interval=0.5)
+    finally:
+        wire = capture_stop(b, "wan")
+    assert sent == received == 3, out
+    ah = [l for l in without_ike(wire) if re.search(
+        rf"IP {b.site['wan']} > {a.site['wan']}: AH\(spi=0x[0-9a-f]+,seq=0x[0-9a-f]+,icv=0x[0-9a-f]+\): IP ", l)]
+    assert len(ah) == 3 and ah == without_ike(wire), "\n".join(wire)
+
+
+def test_our_delete_reaches_charon_and_traffic_renegotiates(sites):
+    a, b = start(sites, ESP)
+    a.ping_until_up(b)
+    old = {sa["spi"] for sa in a.sas()}
+    a.ikectl(f"delete {one(a.sas('outgoing'), 'outgoing SA')['id']}")
+    # charon got our Delete: its CHILD_SA and its kernel SAs are gone (the IKE SA stays)
+    b.check(f"i=0; while {IP} xfrm state | grep -q 'proto esp'; do i=$((i+1)); "
+            "[ $i -gt 50 ] && exit 1; sleep 0.2; done", timeout=30)
+    assert b.charon.children() == [] and a.sas() == []
+    assert one(b.charon.list_sas(), "IKE SA on B")["state"] == "ESTABLISHED"
+    a.ping_until_up(b)
+    new = {sa["spi"] for sa in a.sas()}
+    assert len(new) == 2 and not new & old, (old, new)
+    check_same_pair(a, b)
+
+
+REKEY_WATCH = """
+import json, subprocess, time
+seen = []
+end = time.time() + {seconds}
+while time.time() < end:
+    kernel = subprocess.run(["/bin/ip", "xfrm", "state"], capture_output=True, text=True).stdout
+    seen.append(kernel.count("proto esp"))
+    time.sleep(0.5)
+print(json.dumps(seen))
+"""
+
+
+def test_we_rekey_under_continuous_ping_and_charon_follows_without_loss(sites):
+    """Our lifetime 60 s (we are the initiator: rekey at 54 s); charon takes the lower lifetime we
+    propose. Both kernels hold both pairs during the overlap, the old pair goes with our Delete,
+    and no ping is lost."""
+    import json
+    a, b = start(sites, REKEY)
+    a.ping_until_up(b)
+    first = {sa["spi"] for sa in a.sas()}
+    count, interval = 160, 0.5                     # 80 s: past the rekey and the old pair's expiry
+    a.check(f"{IP} netns exec lanhost ping -c {count} -i {interval} -W 2 {b.site['lan_host']} "
+            ">/tmp/rekey.ping 2>&1 & echo $! >/tmp/rekey.pid")
+    watch = b.check("python3 -c " + shell_quote(REKEY_WATCH.format(seconds=count * interval + 2)),
+                    timeout=count * interval + 120)
+    a.check("i=0; while kill -0 $(cat /tmp/rekey.pid) 2>/dev/null; do i=$((i+1)); [ $i -gt 60 ] && exit 1; "
+            "sleep 1; done", timeout=90)
+    sent, received, _, out = parse_ping(a.check("cat /tmp/rekey.ping"))
+    samples = json.loads(watch.strip().splitlines()[-1])
+    assert max(samples) == 4 and samples[-1] == 2, samples   # charon's kernel: overlap, then one pair
+    last = {sa["spi"] for sa in a.sas()}
+    assert len(last) == 2 and not last & first, (first, last)
+    check_same_pair(a, b)
+    assert sent == received == count, out
