@@ -104,6 +104,9 @@ IPPROTO_AH = 51
 PROTOCOLS = {"esp": IPPROTO_ESP, "ah": IPPROTO_AH}
 PROTOCOL_NAMES = {IPPROTO_ESP: "esp", IPPROTO_AH: "ah"}
 UDP_ENCAP_ESPINUDP = 2
+# usersa_info.flags: pad the AH header to 32 bits, as RFC 4302 s2.2 asks for IPv4 (the kernel's
+# default pads to 64 bits, which only another Linux without the flag accepts)
+XFRM_STATE_ALIGN4 = 64
 XFRM_INF = (1 << 64) - 1          # "no limit" in xfrm_lifetime_cfg
 ALL_ALGORITHMS = 0xFFFFFFFF       # template aalgos/ealgos/calgos: accept any
 
