@@ -7,6 +7,7 @@ strongSwan gateway does, so these tunnels are native ESP/AH between the gateways
 Each test (re)starts charon with its swanctl connection and restarts our daemon: both sides start
 without SAs or policies.
 """
+import json
 import os
 import re
 
@@ -199,7 +200,6 @@ def test_we_rekey_under_continuous_ping_and_charon_follows_without_loss(sites):
     habit: traffic moves to the new SA immediately), keeping the old incoming SA until our Delete
     arrives when the old pair expires: 3 SAs in its kernel during the overlap, never fewer than 2,
     and no ping is lost."""
-    import json
     a, b = start(sites, REKEY)
     a.ping_until_up(b)
     first = {sa["spi"] for sa in a.sas()}
