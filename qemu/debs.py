@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import time
-import urllib.parse
 
 SUITES = ("bookworm", "bookworm-updates")
 MIRROR = "http://deb.debian.org/debian"
@@ -117,13 +116,13 @@ def resolve_and_fetch(cache_dir, packages, excludes):
             return _without_excluded(cached, apt, packages, excludes)
     try:
         resolved = apt.resolve(packages)
-        paths = apt.download(packages, resolved)
+        apt.download(packages, resolved)
     except DebError:
         if updated:
             raise
         apt.update(force=True)          # lists older than the mirror: versions were superseded
         resolved = apt.resolve(packages)
-        paths = apt.download(packages, resolved)
+        apt.download(packages, resolved)
     with open(memo, "w") as f:
         json.dump(resolved, f)
     return _without_excluded(resolved, apt, packages, excludes)

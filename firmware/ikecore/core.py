@@ -28,13 +28,18 @@ NON_ESP_MARKER = b"\x00\x00\x00\x00"     # RFC 3948 section 2.2: IKE on port 450
 NATT_KEEPALIVE = b"\xff"                 # RFC 3948 section 2.3
 REPLACED_IKE_KEEP_S = 30                 # a rekeyed IKE SA lingers this long, then is deleted
 INSTALL_RETRY_S = 30                     # renew again this long after the kernel refused a pair
+# A renewal we initiate moves our outgoing traffic to the new SA only this long after quick mode's
+# last message (HASH(3)) went out: a responder may install its new inbound SA only when that
+# message arrives (strongSwan does), and a packet sent on the new SA before then is dropped there.
+# The old pair stays valid meanwhile (it is renewed lifetime/10 before it expires).
+OUTBOUND_SWITCH_DELAY_S = 1
 ZERO_COOKIE = b"\x00" * 8
 
 
 class _ChildGroup:
     """The SAs one quick mode made (in+out, times ESP/AH) and their life."""
     __slots__ = ("ids", "connection", "peer", "initiator", "rekey_at", "expire_at", "replaced",
-                 "rekeying", "created", "removed", "serial")
+                 "rekeying", "created", "removed", "serial", "deferred", "install_at")
 
     def __init__(self, ids, connection, peer, initiator, rekey_at, expire_at, created):
         self.created = created
@@ -48,13 +53,18 @@ class _ChildGroup:
         self.rekeying = False
         self.removed = False
         self.serial = 0          # creation order (timers run in it, as a scan of the list would)
+        self.deferred = []       # ChildSas (outgoing) installed at install_at, not at once
+        self.install_at = None
 
     def deadline(self):
         if self.removed:
             return None
+        due = self.expire_at
         if not self.replaced and not self.rekeying and self.rekey_at is not None:
-            return min(self.rekey_at, self.expire_at)
-        return self.expire_at
+            due = min(self.rekey_at, due)
+        if self.install_at is not None:
+            due = min(self.install_at, due)
+        return due
 
 
 class _DeadlineIndex:
@@ -230,6 +240,10 @@ class IkeCore:
         for group in groups:
             if group.removed:
                 continue
+            if group.install_at is not None and group.install_at <= now:
+                deferred, group.deferred, group.install_at = group.deferred, [], None
+                for child in deferred:
+                    self.emit(InstallChildSa(child))
             if group.expire_at <= now:
                 self._delete_group(group, now, "lifetime expired", notify_peer=True)
             elif (not group.replaced and not group.rekeying and group.rekey_at is not None
@@ -553,10 +567,12 @@ class IkeCore:
 
     def children_established(self, qm, children, now):
         conn = qm.connection
+        renewal = False
         for group in self._groups_of(qm.sa.peer.name):
             # The tunnel's older SAs age out at their own lifetime (the page shows 4 for a while).
             if group.connection == conn.name:
                 group.replaced = True
+                renewal = True
                 self.touch(group)
         if qm.sa.error_connection == conn.name:
             qm.sa.last_error = None        # that connection's tunnel works now
@@ -569,10 +585,14 @@ class IkeCore:
         self._next_group += 1
         self.groups.append(group)
         self._peer_groups.setdefault(group.peer, []).append(group)
+        if renewal and qm.initiator:
+            group.deferred = [c for c in children if c.direction == "out"]
+            group.install_at = now + OUTBOUND_SWITCH_DELAY_S
         self.touch(group)
         for child in children:
             self.children[child.id] = child
-            self.emit(InstallChildSa(child))
+            if child not in group.deferred:
+                self.emit(InstallChildSa(child))
 
     def quick_mode_failed(self, qm, now):
         for group in self._groups_of(qm.sa.peer.name):
@@ -795,6 +815,8 @@ class IkeCore:
             self._peer_groups.pop(group.peer, None)
         group.removed = True
         self.touch(group)
+        not_installed = set(not_installed) | set(c.id for c in group.deferred)
+        group.deferred, group.install_at = [], None
         children = [self.children.pop(cid) for cid in group.ids if cid in self.children]
         sa = self._established_sa(group.peer)
         if sa is not None:

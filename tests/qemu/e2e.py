@@ -168,12 +168,40 @@ class Site:
         return "\n".join(parts)
 
 
+def show_after_failure(request, diagnostics):
+    """For an autouse fixture around each test: if the test failed, print diagnostics() (the
+    guests' logs and kernel state) to the terminal past pytest's capture. A generator: yield from it."""
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        text = diagnostics()
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\n===== guests after {request.node.name} =====\n{text}\n", flush=True)
+        return True
+    return False
+
+
 def parse_ping(output):
     """busybox ping output -> (sent, received, [received seq numbers], output)."""
     m = PING_SUMMARY.search(output)
     sent, received = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
     seqs = [int(s) for s in re.findall(r"bytes from [\d.]+: (?:icmp_)?seq=(\d+)", output)]
     return sent, received, seqs, output
+
+
+def ping_while_watching(sender, receiver, watcher, watch_script, count=160, interval=0.5):
+    """`count` pings from sender's LAN host to receiver's, `interval` apart, in the background,
+    while `watch_script` (Python, with {seconds} to fill in) runs on `watcher` for as long and
+    prints one JSON line. Returns (parse_ping(...) of the pings, that JSON value)."""
+    sender.check(f"{IP} netns exec lanhost ping -c {count} -i {interval} -W 2 {receiver.site['lan_host']} "
+                 ">/tmp/watched.ping 2>&1 & echo $! >/tmp/watched.pid")
+    seconds = count * interval + 2
+    watch = watcher.check("python3 -c " + shell_quote(watch_script.format(seconds=seconds)),
+                          timeout=seconds + 120)
+    sender.check("i=0; while kill -0 $(cat /tmp/watched.pid) 2>/dev/null; do i=$((i+1)); "
+                 "[ $i -gt 60 ] && exit 1; sleep 1; done", timeout=90)
+    return parse_ping(sender.check("cat /tmp/watched.ping")), json.loads(watch.strip().splitlines()[-1])
 
 
 # -- what crosses the wire ------------------------------------------------------------------------

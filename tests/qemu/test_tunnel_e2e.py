@@ -12,7 +12,8 @@ import re
 import pytest
 
 from e2e import (DAEMON_PIDS, IP, NAT_PUBLIC, Scenario, boot_sites, capture_start, capture_stop, configure,
-                 nat_in_front_of, one, parse_ping, remove_nat, shell_quote, stop_sites, without_ike)
+                 nat_in_front_of, one, ping_while_watching, remove_nat, shell_quote, show_after_failure, stop_sites,
+                 without_ike)
 
 IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
@@ -37,13 +38,8 @@ def sites(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def diagnostics_on_failure(request, sites):
     """After a failed test, both guests' VPN log and kernel SAs go to the terminal."""
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        text = "\n".join(s.diagnostics() for s in sites)
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print(f"\n===== guests after {request.node.name} =====\n{text}\n", flush=True)
+    failed = yield from show_after_failure(request, lambda: "\n".join(s.diagnostics() for s in sites))
+    if failed:
         for s in sites:             # the next test starts from a clean configuration
             s.scenario = None
 
@@ -285,15 +281,8 @@ def test_short_lifetime_rekeys_under_continuous_ping_without_loss(sites):
     a.ping_until_up(b)
     first = {sa["spi"] for sa in a.sas()}
     negotiations = one(a.status()["ike_sas"], "IKE SA")["phase2_negotiations"]
-    count, interval = 160, 0.5                     # 80 s: past the rekey and the old pair's expiry
-    a.check(f"{IP} netns exec lanhost ping -c {count} -i {interval} -W 2 {b.site['lan_host']} "
-            ">/tmp/rekey.ping 2>&1 & echo $! >/tmp/rekey.pid")
-    watch = a.check("python3 -c " + shell_quote(REKEY_WATCH.format(seconds=count * interval + 2)),
-                    timeout=count * interval + 120)
-    a.check("i=0; while kill -0 $(cat /tmp/rekey.pid) 2>/dev/null; do i=$((i+1)); [ $i -gt 60 ] && exit 1; "
-            "sleep 1; done", timeout=90)
-    sent, received, seqs, out = parse_ping(a.check("cat /tmp/rekey.ping"))
-    samples = json.loads(watch.strip().splitlines()[-1])
+    count = 160                                    # 80 s: past the rekey and the old pair's expiry
+    (sent, received, _, out), samples = ping_while_watching(a, b, a, REKEY_WATCH, count=count)
     assert max(n for n, _ in samples) == 4, samples         # the overlap: old and new pair shown
     assert max(k for _, k in samples) == 4, samples         # ... and both in the kernel
     assert samples[-1] == [2, 2], samples                   # the old pair is gone in the end

@@ -7,14 +7,13 @@ strongSwan gateway does, so these tunnels are native ESP/AH between the gateways
 Each test (re)starts charon with its swanctl connection and restarts our daemon: both sides start
 without SAs or policies.
 """
-import json
 import os
 import re
 
 import pytest
 
-from e2e import (IP, PSK, Scenario, boot_sites, capture_start, capture_stop, one, parse_ping, shell_quote,
-                 stop_sites, without_ike)
+from e2e import (IP, PSK, Scenario, boot_sites, capture_start, capture_stop, one, ping_while_watching,
+                 show_after_failure, stop_sites, without_ike)
 from guest_charon import ROOTFS, Child, Conn, GuestCharon
 
 IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
@@ -51,15 +50,10 @@ def sites(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def diagnostics_on_failure(request, sites):
-    failed_before = request.session.testsfailed
-    yield
-    if request.session.testsfailed > failed_before:
-        a, b = sites
-        text = "\n".join([a.diagnostics(), f"--- site-b: charon log\n{b.charon.log_tail()}",
-                          f"--- site-b: {IP} xfrm state\n{b.run(f'{IP} xfrm state').output}"])
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print(f"\n===== guests after {request.node.name} =====\n{text}\n", flush=True)
+    a, b = sites
+    yield from show_after_failure(request, lambda: "\n".join([
+        a.diagnostics(), f"--- site-b: charon log\n{b.charon.log_tail()}",
+        f"--- site-b: {IP} xfrm state\n{b.run(f'{IP} xfrm state').output}"]))
 
 
 def start(sites, scenario):
@@ -204,15 +198,8 @@ def test_we_rekey_under_continuous_ping_and_charon_follows_without_loss(sites):
     a.ping_until_up(b)
     first = {sa["spi"] for sa in a.sas()}
     first_in = a.sas("incoming")
-    count, interval = 160, 0.5                     # 80 s: past the rekey and the old pair's expiry
-    a.check(f"{IP} netns exec lanhost ping -c {count} -i {interval} -W 2 {b.site['lan_host']} "
-            ">/tmp/rekey.ping 2>&1 & echo $! >/tmp/rekey.pid")
-    watch = b.check("python3 -c " + shell_quote(REKEY_WATCH.format(seconds=count * interval + 2)),
-                    timeout=count * interval + 120)
-    a.check("i=0; while kill -0 $(cat /tmp/rekey.pid) 2>/dev/null; do i=$((i+1)); [ $i -gt 60 ] && exit 1; "
-            "sleep 1; done", timeout=90)
-    sent, received, _, out = parse_ping(a.check("cat /tmp/rekey.ping"))
-    samples = json.loads(watch.strip().splitlines()[-1])
+    count = 160                                    # 80 s: past the rekey and the old pair's expiry
+    (sent, received, _, out), samples = ping_while_watching(a, b, b, REKEY_WATCH, count=count)
     assert max(samples) == 3 and min(samples) == 2 and samples[-1] == 2, str(samples)
     # our Delete names our old incoming SPI; charon closed that CHILD_SA on it
     old_in = int(one(first_in, "old incoming SA")["spi"], 16)

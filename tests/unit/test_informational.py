@@ -5,6 +5,7 @@ import random
 import pytest
 
 from ikecore import codec, consts as C, events
+from ikecore.core import OUTBOUND_SWITCH_DELAY_S
 from ikecore.ikesa import RETRANSMIT_DELAYS
 
 
@@ -147,6 +148,40 @@ def test_child_rekey_overlaps_then_old_pair_dies(ike_link_factory):
         sas = link.sas(name)
         assert len(sas) == 2 and not old & {s["spi"] for s in sas}
     assert len(link.deleted("A")) == 2
+
+
+def test_our_renewal_moves_outgoing_traffic_to_the_new_sa_a_moment_after_hash3(ike_link_factory):
+    """A renewal we initiate installs the new inbound SA at once and the new outbound one
+    OUTBOUND_SWITCH_DELAY_S after HASH(3) left: a responder that installs on HASH(3) (charon
+    does) has its new inbound SA before our first packet on it. The responder installs both."""
+    link = ike_link_factory(both={"child_lifetime_s": 600})
+    _up(link)
+    before = {name: len(link.installed(name)) for name in "AB"}
+    link.step(600 - 60 + OUTBOUND_SWITCH_DELAY_S / 2)     # the rekey went through; not yet the switch
+    new_a = link.installed("A")[before["A"]:]
+    new_b = link.installed("B")[before["B"]:]
+    assert [c.direction for c in new_a] == ["in"]
+    assert sorted(c.direction for c in new_b) == ["in", "out"]
+    assert len(link.sas("A")) == 4                 # the page shows the new pair already
+    link.step(OUTBOUND_SWITCH_DELAY_S)
+    new_a = link.installed("A")[before["A"]:]
+    assert [c.direction for c in new_a] == ["in", "out"]
+    assert new_a[1].spi == [c for c in new_b if c.direction == "in"][0].spi
+    assert link.deleted("A") == []                 # the old pair lives on until its lifetime
+
+
+def test_a_renewal_deleted_before_its_switch_never_reaches_the_kernel_outbound(ike_link_factory):
+    link = ike_link_factory(both={"child_lifetime_s": 600})
+    _up(link)
+    before = len(link.installed("A"))
+    link.step(600 - 60 + OUTBOUND_SWITCH_DELAY_S / 2)
+    (new_in,) = link.installed("A")[before:]
+    new_out = [s for s in link.sas("A") if s["direction"] == "outgoing"][-1]
+    link.a.delete(new_out["id"], link.clock.now)
+    link.flush()
+    assert [c.id for c in link.deleted("A")] == [new_in.id]     # no DeleteChildSa for the other
+    link.step(OUTBOUND_SWITCH_DELAY_S * 2)
+    assert len(link.installed("A")) == before + 1               # and it is never installed
 
 
 def test_kernel_soft_expire_rekeys_and_hard_expire_deletes(ike_link_factory):
