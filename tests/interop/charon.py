@@ -44,7 +44,7 @@ class Child:
     """
 
     def __init__(self, name, local_ts, remote_ts, proposals, protocol="esp", start_action="none",
-                 dpd_action=None, mode="tunnel", life_time=None):
+                 dpd_action=None, mode="tunnel", life_time=None, rekey_time=None):
         self.name = name
         self.local_ts = local_ts
         self.remote_ts = remote_ts
@@ -54,6 +54,7 @@ class Child:
         self.dpd_action = dpd_action
         self.mode = mode
         self.life_time = life_time
+        self.rekey_time = rekey_time
 
     def render(self, indent):
         pad = " " * indent
@@ -67,6 +68,9 @@ class Child:
             lines.append("%s  dpd_action = %s" % (pad, self.dpd_action))
         if self.life_time:
             lines.append("%s  life_time = %s" % (pad, self.life_time))
+        if self.rekey_time:
+            # exactly then: no random jitter (rand_time defaults to life_time - rekey_time)
+            lines += ["%s  rekey_time = %s" % (pad, self.rekey_time), "%s  rand_time = 0" % pad]
         lines.append("%s}" % pad)
         return lines
 

@@ -25,13 +25,13 @@ AGGRESSIVE = Scenario(phase1_mode="aggressive", ike_proposals=["aes256-sha256-mo
 REKEY = Scenario(lifetime_s=60)                   # the shortest lifetime config.py accepts
 
 
-def charon_conn(a, b, scenario):
+def charon_conn(a, b, scenario, life_time=None, rekey_time=None):
     """B's swanctl connection matching `scenario` on A; charon traps B's LAN -> A's LAN traffic
     (its own acquire starts the negotiation) and otherwise answers."""
     pfs = "-" + scenario.pfs if scenario.pfs != "none" else ""
     child = Child("lan-lan", b.site["lan_net"], a.site["lan_net"],
                   [p + pfs for p in scenario.child_proposals], protocol=scenario.protocol,
-                  start_action="trap")
+                  start_action="trap", life_time=life_time, rekey_time=rekey_time)
     return Conn("site", b.site["wan"], a.site["wan"], scenario.ike_proposals, PSK, [child],
                 aggressive=scenario.phase1_mode == "aggressive")
 
@@ -56,12 +56,12 @@ def diagnostics_on_failure(request, sites):
         f"--- site-b: {IP} xfrm state\n{b.run(f'{IP} xfrm state').output}"]))
 
 
-def start(sites, scenario):
+def start(sites, scenario, **charon_child):
     """charon on B and our daemon on A, both fresh, configured for `scenario`."""
     a, b = sites
     a.stop_daemon()
     b.charon.start()
-    b.charon.load([charon_conn(a, b, scenario)])
+    b.charon.load([charon_conn(a, b, scenario, **charon_child)])
     a.write_config(scenario.toml(a.site, b.site))
     a.start_daemon()
     a.wait_daemon()
@@ -176,7 +176,7 @@ def test_our_delete_reaches_charon_and_traffic_renegotiates(sites):
     check_same_pair(a, b)
 
 
-REKEY_WATCH = """
+KERNEL_ESP_WATCH = """
 import json, subprocess, time
 seen = []
 end = time.time() + {seconds}
@@ -188,18 +188,20 @@ print(json.dumps(seen))
 """
 
 
-def test_we_rekey_under_continuous_ping_and_charon_follows_without_loss(sites):
+def test_we_rekey_under_fast_ping_and_charon_follows_without_loss(sites):
     """Our lifetime 60 s (we are the initiator: rekey at 54 s); charon takes the lower lifetime we
     propose. charon installs the new pair and at once removes its old outgoing SA (strongSwan's
     habit: traffic moves to the new SA immediately), keeping the old incoming SA until our Delete
-    arrives when the old pair expires: 3 SAs in its kernel during the overlap, never fewer than 2,
-    and no ping is lost."""
+    arrives when the old pair expires: 3 SAs in its kernel during the overlap, never fewer than 2.
+    A ping every 0.1 s: none is lost (before OUTBOUND_SWITCH_DELAY_S, one every 0.5 s was: our
+    first packet on the new SA beat charon's install of it)."""
     a, b = start(sites, REKEY)
     a.ping_until_up(b)
     first = {sa["spi"] for sa in a.sas()}
     first_in = a.sas("incoming")
-    count = 160                                    # 80 s: past the rekey and the old pair's expiry
-    (sent, received, _, out), samples = ping_while_watching(a, b, b, REKEY_WATCH, count=count)
+    count = 800                                    # 80 s: past the rekey and the old pair's expiry
+    (sent, received, _, out), samples = ping_while_watching(a, b, b, KERNEL_ESP_WATCH, count=count,
+                                                            interval=0.1)
     assert max(samples) == 3 and min(samples) == 2 and samples[-1] == 2, str(samples)
     # our Delete names our old incoming SPI; charon closed that CHILD_SA on it
     old_in = int(one(first_in, "old incoming SA")["spi"], 16)
@@ -208,3 +210,19 @@ def test_we_rekey_under_continuous_ping_and_charon_follows_without_loss(sites):
     assert len(last) == 2 and not last & first, (first, last)
     check_same_pair(a, b)
     assert sent == received == count, out
+
+
+def test_charon_rekeys_under_fast_ping_and_we_follow_without_loss(sites):
+    """charon initiates the renewal (its child: life_time 60 s, rekey_time 35 s, no jitter; we
+    would renew only at 57 s as responder) and moves its outgoing traffic to the new SA as soon
+    as it sent HASH(3). A ping every 0.1 s from B's LAN across the renewal: none is lost, so our
+    new inbound SA is in the kernel before charon's first packet on it."""
+    a, b = start(sites, ESP, life_time="60s", rekey_time="35s")
+    b.ping_until_up(a)                                      # charon initiates
+    first = {sa["spi"] for sa in a.sas()}
+    (sent, received, _, out), samples = ping_while_watching(b, a, a, KERNEL_ESP_WATCH, count=450,
+                                                            interval=0.1)
+    assert sent == received == 450, out
+    assert max(samples) == 4, str(samples)                  # our kernel: both pairs for a while
+    assert one(a.status()["ike_sas"], "IKE SA on A")["role"] == "responder"
+    assert len({sa["spi"] for sa in a.sas()} - first) == 2, a.sas()
