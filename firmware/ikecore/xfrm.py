@@ -353,11 +353,16 @@ class XfrmBackend(KernelBackend):
     def allocate_spi(self, protocol, src, dst, reqid, low=0x100, high=0xFFFFFFFF):
         """A free SPI for an inbound SA src -> dst, reserved by a larval SA (install_sa then
         fills it); the kernel guarantees no collision with SAs it already holds."""
+        return self._allocspi(protocol, src, dst, kernel_reqid(reqid), m.XFRM_MODE_TUNNEL, low, high)
+
+    def _allocspi(self, protocol, src, dst, reqid_in_kernel, mode, low=0x100, high=0xFFFFFFFF):
+        # The kernel gives the SPI to a larval SA with these addresses, protocol, mode and reqid
+        # if there is one (xfrm_find_acq), else to a new one.
         family, daddr = m.pack_address(dst)
         _, saddr = m.pack_address(src)
         values = {"sel_family": family, "id_daddr": daddr, "id_proto": m.PROTOCOLS[protocol],
-                  "saddr": saddr, "family": family, "reqid": kernel_reqid(reqid),
-                  "mode": m.XFRM_MODE_TUNNEL, "min": low, "max": high}
+                  "saddr": saddr, "family": family, "reqid": reqid_in_kernel,
+                  "mode": mode, "min": low, "max": high}
         answers = self.channel.request("allocate %s SPI %s -> %s" % (protocol.upper(), src, dst),
                                        m.userspi_info, m.XFRM_MSG_ALLOCSPI, values)
         if not answers:
@@ -390,9 +395,19 @@ class XfrmBackend(KernelBackend):
         """Delete every SA and policy in our reqid range (ours from this or an earlier run, and
         the larval SAs the kernel made when our policies acquired)."""
         for record in self.kernel_sas():
-            if is_ours(record["reqid"]) and record["protocol"] in m.PROTOCOLS:
-                self._delete_sa(record["protocol"], record["spi"], record["dst"],
-                                "flush: delete %s SA 0x%08x" % (record["protocol"], record["spi"]))
+            if not (is_ours(record["reqid"]) and record["protocol"] in m.PROTOCOLS):
+                continue
+            spi = record["spi"]
+            if spi == 0:
+                # A larval SA: an acquire nobody answered (the daemon stopped mid-negotiation).
+                # It has no SPI to delete it by, and while it lives (net.core.xfrm_acq_expires,
+                # 30 s) the kernel sends no new ACQUIRE for its flow: the next daemon would start
+                # that tunnel late. Given an SPI, it can be deleted like any other SA.
+                mode = m.XFRM_MODE_TUNNEL if record["mode"] == "tunnel" else m.XFRM_MODE_TRANSPORT
+                spi = self._allocspi(record["protocol"], record["src"], record["dst"],
+                                     record["reqid"], mode)
+            self._delete_sa(record["protocol"], spi, record["dst"],
+                            "flush: delete %s SA 0x%08x" % (record["protocol"], spi))
         for record in self.kernel_policies():
             if any(is_ours(t["reqid"]) for t in record["templates"]):
                 policy_id = dict(("sel_" + k, v) for k, v in record["selector"].items())

@@ -216,6 +216,35 @@ def test_acquire_when_a_packet_hits_our_policy(backend, netns):
     assert larval and larval[0]["dst"] == REMOTE_GW          # the kernel waits for our SA
 
 
+def test_flush_removes_our_larval_sa_so_the_next_daemon_hears_the_next_packet(backend, netns):
+    """A daemon that stops mid-negotiation leaves the kernel's larval SA; until it times out
+    (30 s) the flow makes no new ACQUIRE. flush() (at start and stop) removes ours, not others'."""
+    async def acquire_after_ping(host):
+        loop = asyncio.get_running_loop()
+        acquired = loop.create_future()
+        backend.on_acquire = lambda src, dst: acquired.done() or acquired.set_result((src, dst))
+        await loop.run_in_executor(None, ping, netns, host)
+        return await wait_for(acquired, "ACQUIRE", limit=5)
+
+    async def scenario():
+        with netns.entered():
+            backend.listen(asyncio.get_running_loop())
+        netns.ip("xfrm", "policy", "add", "src", LOCAL_NET, "dst", "10.3.0.0/24", "dir", "out",
+                 "tmpl", "src", LOCAL_GW, "dst", REMOTE_GW, "proto", "esp", "reqid", "9",
+                 "mode", "tunnel")
+        netns.ip("route", "add", "10.3.0.0/24", "via", REMOTE_GW, "dev", "wan0")
+        backend.install_policies(connection(), LOCAL_GW, REMOTE_GW, 1)
+        await acquire_after_ping(REMOTE_HOST)
+        ping(netns, "10.3.0.1")                            # a foreign larval SA (reqid 9)
+        assert sorted(s["reqid"] for s in ip_states(netns)) == sorted(["9", str(BASE + 1)])
+        backend.flush()                                    # the daemon stops ...
+        assert [s["reqid"] for s in ip_states(netns)] == ["9"]
+        backend.install_policies(connection(), LOCAL_GW, REMOTE_GW, 1)   # ... and the next starts
+        return await acquire_after_ping(REMOTE_HOST)      # at once, not 30 s later
+
+    assert asyncio.run(scenario()) == (LOCAL_HOST, REMOTE_HOST)
+
+
 def ping(ns, host):
     # fails: there is no SA yet; the first packet only makes the kernel ask for one
     ns.exec("ping", "-c", "1", "-W", "1", "-I", LOCAL_HOST, host, check=False)
