@@ -4,7 +4,8 @@ The daemon (start and reload) and the web UI's settings pages both come through 
 the daemon would refuse can never be saved. Every problem is a ConfigError naming the key as a
 dotted path (`peer[1].proposals[2]`, 0-based like the file order) and the line in the file.
 tomllib gives no positions, so `_LineIndex` re-scans the (already valid) source text to map each
-key path to the line it is written on. CPython only (stdlib tomllib/ipaddress, tomli_w to write).
+key path to the line it is written on. CPython only (stdlib tomllib/ipaddress; tomlkit to edit a
+file for the settings pages with its comments kept).
 """
 import ipaddress
 import os
@@ -624,15 +625,53 @@ def load(path, warnings=None):
 
 
 def read_document(path):
-    """The raw TOML document as a dict (for the settings pages); {} when the file is missing."""
+    """The file's TOML document for the settings pages to edit: a tomlkit document (a dict that
+    also holds the file's comments and layout, so write_document_atomic() keeps them); an empty
+    one when the file is missing. Syntax errors are raised as parse() names them."""
+    import tomlkit
     try:
         with open(path, "rb") as handle:
             text = handle.read().decode("utf-8")
     except FileNotFoundError:
-        return {}
+        return tomlkit.document()
     except OSError as exc:
         raise ConfigError("cannot read configuration: %s" % exc.strerror, source=path) from None
-    return _decode(text, path)
+    _decode(text, path)
+    return tomlkit.parse(text)
+
+
+def set_entry(doc, section, index, values):
+    """Put values (a plain dict) as entry `index` of the array of tables `section` ([[peer]],
+    [[connection]]); index None appends. An existing entry is changed key by key, so comments
+    and the keys' order stay where the user wrote them; a new one is written as DESIGN.md shows
+    entries (sub-tables inline)."""
+    import tomlkit
+    if section not in doc:
+        doc.add(tomlkit.nl())
+        doc[section] = tomlkit.aot()
+    entries = doc[section]
+    if index is None:
+        table = tomlkit.table()
+        for key, value in values.items():
+            table[key] = _inline(value)
+        table.add(tomlkit.nl())          # a blank line before whatever follows
+        entries.append(table)
+        return
+    table = entries[index]
+    for key in [k for k in table if k not in values]:
+        del table[key]
+    for key, value in values.items():
+        if table.get(key) != value:
+            table[key] = _inline(value)
+
+
+def _inline(value):
+    import tomlkit
+    if isinstance(value, dict):
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table
+    return value
 
 
 def write_document_atomic(path, doc, warnings=None):
@@ -642,9 +681,9 @@ def write_document_atomic(path, doc, warnings=None):
     file's mode and owner (it may hold a psk); a new file is created 0600. A symlink is
     followed: the file it points to is replaced and the link stays.
     """
-    import tomli_w
+    import tomlkit
     try:
-        text = tomli_w.dumps(doc)
+        text = tomlkit.dumps(doc)
     except (TypeError, ValueError) as exc:
         raise ConfigError("cannot be written as TOML: %s" % exc, source=path) from None
     source = path

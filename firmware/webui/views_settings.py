@@ -52,7 +52,8 @@ def _lock(request):
 
 
 async def _read(request):
-    """The document, or an error page when the file cannot be read/parsed."""
+    """The document (tomlkit: comments and layout kept for saving; .unwrap() for plain data),
+    or an error page when the file cannot be read/parsed."""
     config = _config()
     try:
         return await _in_thread(config.read_document, _config_path(request))
@@ -76,7 +77,7 @@ def _section_of(request):
 
 async def list_page(request):
     section = _section_of(request)
-    doc = await _read(request)
+    doc = (await _read(request)).unwrap()
     entries = doc.get(section, [])
     return render(request, "settings_list.html", section=section, facts=SECTIONS[section],
                   entries=entries, quote=quote)
@@ -92,7 +93,7 @@ def _form_context(request, section, doc, values, errors, top_error=None, editing
 
 async def form_page(request):
     section = _section_of(request)
-    doc = await _read(request)
+    doc = (await _read(request)).unwrap()
     name = request.match_info.get("name")
     entry = _find(doc.get(section, []), name)[1] if name else {}
     values = forms.form_values(entry)
@@ -114,16 +115,13 @@ async def form_submit(request):
     form = await request.post()
     async with _lock(request):
         doc = await _read(request)
-        entries = doc.setdefault(section, [])
+        entries = doc.unwrap().get(section, [])
         if name:
             index, old = _find(entries, name)
         else:
             index, old = len(entries), None
         entry, slots = facts["to_entry"](form, old)
-        if name:
-            entries[index] = entry
-        else:
-            entries.append(entry)
+        config.set_entry(doc, section, index if name else None, entry)
         renamed = name and entry.get("name") != name
         if section == "peer" and renamed:      # connections follow their peer's new name
             for connection in doc.get("connection", []):
@@ -140,7 +138,7 @@ async def form_submit(request):
                 "%s: %s" % (exc.key, exc.message) if exc.key else exc.message)
             has_secret = bool(old and (old.get("psk") or old.get("psk_file")))
             return render(request, facts["template"], status=400,
-                          **_form_context(request, section, doc, forms.submitted_values(form),
+                          **_form_context(request, section, doc.unwrap(), forms.submitted_values(form),
                                           errors, top, editing=name, has_secret=has_secret,
                                           psk_typed=bool(form.get("psk"))))
     message = "Saved %s %s. %s" % (facts["what"], entry.get("name"),

@@ -1,7 +1,9 @@
 """The booted firmware image: services, firewall, LAN page, kernel IPsec data plane, persistence.
 Everything runs in the real guest (arm64 under QEMU) through its serial console."""
+import os
 import re
 import secrets
+import shlex
 import urllib.request
 
 import pytest
@@ -36,6 +38,26 @@ def test_web_ui_runs_unprivileged(router):
     line = next(l for l in ps.splitlines() if "python3 -m webui" in l or "httpd -f" in l)
     assert line.split()[0] == router.check("id -u webui").strip(), line
     assert line.split()[0] != "0", line
+
+
+SETTINGS_SAVE = """
+from ikecore import config
+doc = config.read_document("/etc/ikecore/ikecore.toml")
+config.set_entry(doc, "peer", None, {"name": "imagetest", "remote_gateway": "198.51.100.2",
+                                     "psk": "a long enough key"})
+config.write_document_atomic("/tmp/settings-save.toml", doc)
+print(sorted(config.load("/tmp/settings-save.toml").peers))
+"""
+
+
+def test_settings_save_keeps_the_factory_comments_with_the_images_libraries(router):
+    """What the settings pages do on a save (ikecore.config with the image's tomlkit): the factory
+    file's comments stay, the new peer validates."""
+    out = router.check("python3 -c " + shlex.quote(SETTINGS_SAVE))
+    assert out.strip().splitlines()[-1] == "['imagetest']", out
+    factory = router.check("cat /etc/ikecore/ikecore.toml")
+    saved = router.check("cat /tmp/settings-save.toml; rm /tmp/settings-save.toml")
+    assert saved.startswith(factory.rstrip("\n")), saved
 
 
 def test_daemons_are_restarted_when_they_die(router):
@@ -152,6 +174,38 @@ def test_blank_data_partition_formatted_with_one_log_line(router):
     assert "data partition /dev/vdb was blank: formatted it, settings reset to factory defaults" in lines[0]
     assert " /data ext" in router.check("cat /proc/mounts")
     assert router.run("test -f /etc/ikecore/ikecore.toml").status == 0
+
+
+def damaged_disk(path):
+    """A data disk whose first MiB (superblock included) is random bytes."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(1 << 20))
+        f.truncate(64 * 1024 * 1024)
+    return str(path)
+
+
+@pytest.mark.parametrize("disk, line, mount", [
+    (damaged_disk, "data partition /dev/vdb was damaged (cannot be mounted): formatted it, "
+                   "settings reset to factory defaults", " /data ext4 "),
+    (None, "no data disk /dev/vdb: using factory defaults in RAM, settings will not survive a reboot",
+     " /data tmpfs "),
+], ids=["damaged", "missing"])
+def test_damaged_or_missing_data_partition_falls_back_to_defaults(router, tmp_path, disk, line, mount):
+    """A router of its own (from the shared router's images): a data disk of random bytes is
+    reformatted, no data disk at all means factory defaults in RAM; either way one log line says
+    which, and the router serves its page."""
+    from router import Router
+    r = Router(router.images, disk(tmp_path / "data.img") if disk else None, name="datatest",
+               log_path=str(tmp_path / "console.log"))
+    r.start(timeout=300)
+    try:
+        lines = [l for l in r.check("logread").splitlines() if " data: " in l]
+        assert len(lines) == 1 and line in lines[0], lines
+        assert mount in r.check("cat /proc/mounts")
+        assert r.run("test -f /etc/ikecore/ikecore.toml").status == 0      # the factory settings
+        r.wait_http(r.lan_url, timeout=180)
+    finally:
+        r.stop()
 
 
 def test_setting_survives_reboot(router):

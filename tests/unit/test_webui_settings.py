@@ -194,6 +194,48 @@ def test_add_rename_and_delete(env):
     assert [x["name"] for x in doc["connection"]] == ["branch-lan"]
 
 
+def test_saving_keeps_the_users_comments_and_layout(env):
+    """Comments written by hand (and the factory file's explanations) survive a save through
+    the page; only the edited keys change, in place."""
+    commented = CONFIG.replace('[[peer]]\nname = "branch"',
+                               '# head office link: ask Bob before changing\n[[peer]]\nname = "branch"')
+    commented = commented.replace('remote_gateway = "198.51.100.7"',
+                                  'remote_gateway = "198.51.100.7"   # fixed address of hq')
+    env["cfg"].write_text("# written by hand on 2026-11-01\n" + commented)
+    c = env["client"]
+    assert c.post("/settings/peers/branch", dict(PEER_FORM, phase1_mode="aggressive")).status == 303
+    text = env["cfg"].read_text()
+    assert text.startswith("# written by hand on 2026-11-01\n")
+    assert "# head office link: ask Bob before changing\n[[peer]]\nname = \"branch\"" in text
+    assert 'remote_gateway = "198.51.100.7"   # fixed address of hq' in text
+    assert text == ("# written by hand on 2026-11-01\n" + commented).replace(
+        'phase1_mode = "main"', 'phase1_mode = "aggressive"')
+    # a new entry is written the way DESIGN.md shows one: sub-tables inline, a blank line after
+    assert c.post("/settings/peers/new", {"name": "lab", "remote_gateway": "192.0.2.9", "auth": "psk",
+                                          "psk": "lab secret key", "dpd.delay_s": "10",
+                                          "dpd.timeout_s": "60",
+                                          "proposals.0": "aes256-sha256-modp2048"}).status == 303
+    text = env["cfg"].read_text()
+    assert "# fixed address of hq" in text and "dpd = {delay_s = 10, timeout_s = 60}" in text
+    config.load(str(env["cfg"]))
+
+
+def test_the_factory_file_keeps_its_explanations_when_the_first_peer_is_added(tmp_path):
+    factory = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), "rootfs-overlay", "etc", "ikecore", "ikecore.toml")
+    original = open(factory).read()
+    path = str(tmp_path / "ikecore.toml")
+    doc = config.read_document(factory)
+    config.set_entry(doc, "peer", None, {"name": "branch", "remote_gateway": "198.51.100.2",
+                                         "psk": "a long enough key"})
+    config.write_document_atomic(path, doc)
+    text = open(path).read()
+    assert text.startswith(original)             # every line of it, then the new entry
+    assert text[len(original):].strip() == \
+        '[[peer]]\nname = "branch"\nremote_gateway = "198.51.100.2"\npsk = "a long enough key"'
+    assert list(config.load(path).peers) == ["branch"]
+
+
 def test_settings_posts_need_the_csrf_token(env):
     c = env["client"]
     before = env["cfg"].read_bytes()
