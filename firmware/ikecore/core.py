@@ -406,7 +406,7 @@ class IkeCore:
             if sa_id in candidate.ids:
                 group = candidate
         if child is None or group is None:
-            return False
+            return self._early_install_failed(sa_id, reason, now)
         pending = set(e.sa.id for e in self._events
                       if isinstance(e, InstallChildSa) and e.sa.id in group.ids)
         self._events = [e for e in self._events
@@ -591,10 +591,58 @@ class IkeCore:
         self.touch(group)
         for child in children:
             self.children[child.id] = child
-            if child not in group.deferred:
+            if child not in group.deferred and child.id not in qm.early:
                 self.emit(InstallChildSa(child))
+        qm.early = []
+
+    def install_before_hash3(self, qm, inbound):
+        """A quick mode responder's inbound SAs, installed when message 2 goes out (see
+        QuickMode.handle_request); children_established() does not install them again, and a
+        quick mode that fails before HASH(3) takes them out (_withdraw_early)."""
+        for child in inbound:
+            qm.early.append(child.id)
+            self.emit(InstallChildSa(child))
+
+    def _early_install_failed(self, sa_id, reason, now):
+        """install_failed() for an inbound SA a quick mode responder installed before HASH(3):
+        the exchange fails (its other early SAs are withdrawn, HASH(3) will be ignored) and the
+        peer, which installs its pair on our message 2, hears a Delete of our inbound SPIs."""
+        for sa in self.ike_sas.values():
+            for qm in sa.quick_modes.values():
+                if sa_id not in qm.early:
+                    continue
+                child = [c for c in qm.children if c.id == sa_id][0]
+                line = diagnosis.kernel_install_line(child.protocol, child.spi, child.direction,
+                                                     reason, child.connection, child.src)
+                qm.early.remove(sa_id)           # never in the kernel: nothing to delete there
+                self._spis.discard((child.protocol, child.spi))
+                qm.abandon(now)                  # the others go; the peer hears a Delete
+                sa.last_error = line
+                sa.error_connection = child.connection
+                self.emit(Log("error", sa.peer.name, line))
+                return True
+        return False
+
+    def _withdraw_early(self, qm, reason, now, notify_peer=False):
+        """Take a failed exchange's early inbound SAs out of the kernel; notify_peer: a Delete
+        of those SPIs tells the initiator (which installed its pair on our message 2) to drop it."""
+        for child in qm.children or ():
+            if child.id in qm.early:
+                self._spis.discard((child.protocol, child.spi))
+                self.emit(DeleteChildSa(child, reason))
+        if notify_peer and qm.children:
+            self._send_delete_of_inbound(qm.sa, qm.children, now)
+        qm.early = []
+        qm.children = None            # their keys: not kept by a failed exchange
+
+    def _send_delete_of_inbound(self, sa, children, now):
+        for proto, pid in (("esp", C.PROTO_IPSEC_ESP), ("ah", C.PROTO_IPSEC_AH)):
+            informational.send_delete_children(sa, pid, [
+                c.spi.to_bytes(4, "big") for c in children
+                if c.protocol == proto and c.direction == "in"], now)
 
     def quick_mode_failed(self, qm, now):
+        self._withdraw_early(qm, "quick mode failed before HASH(3)", now, notify_peer=True)
         for group in self._groups_of(qm.sa.peer.name):
             if group.ids and group.ids[0] in qm.replaces:
                 group.rekeying = False
@@ -653,6 +701,8 @@ class IkeCore:
         sa.deleted = True
         del self.ike_sas[sa.id]
         self.touch(sa)             # drops its timer entry
+        for qm in sa.quick_modes.values():
+            self._withdraw_early(qm, "IKE SA %s removed before HASH(3)" % sa.id, now)
         same = self._by_icookie.get(sa.icookie, [])
         if sa in same:
             same.remove(sa)
@@ -822,10 +872,7 @@ class IkeCore:
         if sa is not None:
             self.touch(sa)
         if notify_peer and sa is not None:
-            for proto, pid in (("esp", C.PROTO_IPSEC_ESP), ("ah", C.PROTO_IPSEC_AH)):
-                spis = [c.spi.to_bytes(4, "big") for c in children
-                        if c.protocol == proto and c.direction == "in"]
-                informational.send_delete_children(sa, pid, spis, now)
+            self._send_delete_of_inbound(sa, children, now)
         for child in children:
             self._spis.discard((child.protocol, child.spi))
             if child.id not in not_installed:

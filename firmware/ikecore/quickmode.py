@@ -70,7 +70,8 @@ class QuickMode(Exchange):
         self.ni = self.nr = None
         self.dh_private = None              # our PFS private value, until g^xy(qm) is known
         self.ke_i = self.ke_r = None
-        self.g_qm = None                    # responder: the PFS g^xy, from message 1 to HASH(3)
+        self.children = None                # responder: the SAs, derived when message 2 goes out
+        self.early = []                     # responder: ids of those installed before HASH(3)
         self.my_spis = {}                   # protocol -> our inbound SPI (4 bytes)
         self.peer_spis = {}                 # protocol -> the peer's inbound SPI
         self.chosen = None                  # protocol -> proposals.ChildTransform
@@ -92,11 +93,16 @@ class QuickMode(Exchange):
         self.sa.log(level, text)
 
     def fail(self, cause, detail, now):
+        """The exchange failed for one of the seed's causes: the diagnosis, then abandon()."""
+        self.sa.fail(cause, detail, now, phase=2, connection=self.connection.name)
+        self.abandon(now)
+
+    def abandon(self, now):
+        """Stop here: no more retransmissions, a late message is ignored, no SA of it stays."""
         self.failed = True
         self.pending = None
         self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
-        self.sa.fail(cause, detail, now, phase=2, connection=self.connection.name)
         self.sa.core.quick_mode_failed(self, now)
 
     def send(self, payloads_after_hash, hash_value, now, wants_answer):
@@ -202,7 +208,10 @@ class QuickMode(Exchange):
         h = keymat.qm_hash3(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                             self.ni, self.nr)
         self.send([], h, now, wants_answer=False)
-        self._complete(g_qm, now)
+        children = self._derive_children(g_qm, now)
+        g_qm = None
+        self._forget_secrets()           # KEYMAT is derived: the PFS secret has served
+        self._complete(children, now)
         return True
 
     def _reject(self, next_iv, now):
@@ -314,9 +323,16 @@ class QuickMode(Exchange):
                                              data=_lifetime_attributes(conn)))
         _, raw = codec.encode_payloads(after)
         h = keymat.qm_hash2(sa.crypto, sa.prf, sa.keys.skeyid_a, self.mid, self.ni, raw)
-        self.g_qm = g_qm
         # We retransmit until HASH(3) comes: it is the last message of the exchange.
         self.send(after, h, now, wants_answer=True)
+        # Every key is known now. Our inbound SAs go to the kernel at once: an initiator may move
+        # its traffic to the new SAs as soon as it has this answer (strongSwan does, before it
+        # even sends HASH(3)). The outbound ones wait for HASH(3), which proves the initiator
+        # has its inbound SAs (RFC 2409 section 5.5).
+        self.children = self._derive_children(g_qm, now)
+        g_qm = None
+        self._forget_secrets()
+        sa.core.install_before_hash3(self, [c for c in self.children if c.direction == "in"])
 
     def handle_final(self, received, now):
         """<-- HDR*, HASH(3): the SAs go into the kernel."""
@@ -332,7 +348,7 @@ class QuickMode(Exchange):
             return False
         self.last_received = received.data
         self.pending = None
-        self._complete(self.g_qm, now)
+        self._complete(self.children, now)
         return True
 
     def _refuse(self, cause, detail, notify_type, now):
@@ -341,12 +357,10 @@ class QuickMode(Exchange):
         self.fail(cause, detail, now)
 
     # -- both ------------------------------------------------------------------------------------
-    def _complete(self, g_qm, now):
-        """Derive KEYMAT for each SA, hand the ChildSas to the core (which emits the events)."""
+    def _derive_children(self, g_qm, now):
+        """KEYMAT for each SA of the bundle, in and out: the ChildSas for the kernel."""
         sa = self.sa
         conn = self.connection
-        self.done = True
-        self.forget_at = now + DONE_KEEP_S
         children = []
         for proto in bundle(conn.protocol):
             t = self.chosen[proto]
@@ -371,8 +385,14 @@ class QuickMode(Exchange):
                            else sa.natt.encap_ports(sa.local, sa.remote)),
                     reqid=sa.core.reqid(conn.name),
                     created=now))
-        g_qm = None
-        self._forget_secrets()           # KEYMAT is derived: the PFS secret has served
+        return children
+
+    def _complete(self, children, now):
+        """The exchange succeeded: hand the ChildSas to the core (which emits the events)."""
+        sa = self.sa
+        conn = self.connection
+        self.done = True
+        self.forget_at = now + DONE_KEEP_S
         sa.phase2_negotiations += 1
         sa.log("info", "quick mode %s with %s established: %s %s, SPIs in %s out %s, lifetime %d s" % (
             conn.name, sa.remote[0], conn.protocol.upper(), self.proposal.describe(),
@@ -380,12 +400,12 @@ class QuickMode(Exchange):
             "/".join("0x%s" % self.peer_spis[p].hex() for p in bundle(conn.protocol)),
             self.lifetime_s))
         sa.core.children_established(self, children, now)
+        self.children = None             # the core has them now; the exchange keeps no keys
 
     def _forget_secrets(self):
         """The exchange is over (done or failed): no DH value of it is needed any more. Repeats
         of the peer's last message are answered with our last message's bytes."""
         self.dh_private = None
-        self.g_qm = None
         self.ke_i = self.ke_r = None
 
     def on_timer(self, now):

@@ -128,3 +128,71 @@ def test_refused_renewal_keeps_the_old_pair_and_retries_later(ike_kit):
     new = sorted(sa["spi"] for sa in link.sas("A"))
     assert len(new) == 4 and set(old) < set(new)
     assert link.ike("A")[0]["last_error"] is None
+
+
+def test_responder_kernel_refusing_its_early_inbound_sa_fails_the_exchange_and_tells_the_peer(ike_kit):
+    """A as quick mode responder installs its inbound SA when it sends message 2 (before HASH(3));
+    when the kernel refuses it, the exchange ends there: the Delete of A's inbound SPI makes B
+    (which installed its pair on message 2) drop it, HASH(3) is ignored, nothing is left."""
+    backend = RefusingBackend(refuse=("in",))
+    link = kernel_link(ike_kit, backend)
+    link.b.initiate("lan", link.clock.now)
+    link.flush()
+    installed = link.installed("A")
+    assert [sa.direction for sa in installed] == ["in"]          # the outbound never went
+    assert backend.sas == {} and link.deleted("A") == []
+    assert link.sas("A") == [] and link.sas("B") == []
+    assert _informational_deletes(link, 0) == [(C.PROTO_IPSEC_ESP, [installed[0].spi])]
+    expected = ("installing ESP SA 0x%08x (incoming) of connection lan with %s in the kernel "
+                "failed: Protocol not supported \u2014 the kernel lacks ESP support"
+                % (installed[0].spi, ike_kit.GW_B))
+    (ike,) = link.ike("A")
+    assert ike["last_error"] == expected and link.logs("A", "error") == [expected]
+    assert ike["status"] == "Activated"                           # phase 1 is fine
+
+
+def test_responder_installs_inbound_with_message_2_and_outbound_with_hash3(ike_kit):
+    """The order the peer's traffic needs: A's inbound SA is in the kernel before B can send on
+    it (B installs on message 2), A's outbound only once HASH(3) proved B has its inbound. A lost
+    HASH(3) comes again when A repeats message 2."""
+    backend = RefusingBackend(refuse=())
+    link = kernel_link(ike_kit, backend)
+    seen = {}
+
+    def lose_first_hash3(who, index, data):
+        header = codec.decode_header(data)
+        if who != "B" or header.exchange != C.EXCHANGE_QUICK:
+            return False
+        seen[header.message_id] = seen.get(header.message_id, 0) + 1
+        return seen[header.message_id] == 2            # B's second quick mode message: HASH(3)
+
+    link.b.initiate("lan", link.clock.now)
+    link.flush(drop=lose_first_hash3)
+    assert [sa.direction for sa in link.installed("A")] == ["in"]
+    assert link.sas("A") == [] and len(link.sas("B")) == 2     # B has its pair already
+    link.step(3, drop=lose_first_hash3)                 # A repeats message 2, B its HASH(3)
+    assert [sa.direction for sa in link.installed("A")] == ["in", "out"]
+    assert sorted(sa["spi"] for sa in link.sas("A")) == sorted(sa["spi"] for sa in link.sas("B"))
+    assert link.deleted("A") == []
+
+
+def test_responder_that_never_gets_hash3_takes_its_early_inbound_sa_out(ike_kit):
+    backend = RefusingBackend(refuse=())
+    link = kernel_link(ike_kit, backend)
+    quick_from_b = {}
+
+    def lose_every_hash3(who, index, data):
+        header = codec.decode_header(data)
+        if who != "B" or header.exchange != C.EXCHANGE_QUICK:
+            return False
+        quick_from_b[header.message_id] = quick_from_b.get(header.message_id, 0) + 1
+        return quick_from_b[header.message_id] >= 2
+
+    link.b.initiate("lan", link.clock.now)
+    link.flush(drop=lose_every_hash3)
+    (early,) = link.installed("A")
+    link.step(120, drop=lose_every_hash3)              # A repeats message 2, then gives up
+    assert [sa.id for sa in link.deleted("A")] == [early.id]
+    assert backend.sas == {} and link.sas("A") == []
+    assert link.sas("B") == []               # A's Delete of its inbound SPI made B drop its pair
+    assert "no answer to quick mode message 2" in link.ike("A")[0]["last_error"]

@@ -7,7 +7,9 @@ both ends, after success and after failures, and the SA still works afterwards (
 import pytest
 
 SECRET_IKE_ATTRIBUTES = ("dh_private", "ke_i", "ke_r", "sai_b", "peer_idi_b")
-SECRET_QM_ATTRIBUTES = ("dh_private", "g_qm", "ke_i", "ke_r")
+# g^xy(qm) is never an attribute: a local of the computation that derives KEYMAT (both roles);
+# the derived SAs (children) leave the exchange for the core, or with it when it fails
+SECRET_QM_ATTRIBUTES = ("dh_private", "ke_i", "ke_r", "children")
 
 
 def _assert_ike_sa_clean(sa):
@@ -21,6 +23,7 @@ def _assert_quick_modes_clean(sa):
     for qm in sa.quick_modes.values():
         for name in SECRET_QM_ATTRIBUTES:
             assert getattr(qm, name) is None, (sa.id, qm.mid, name)
+        assert not hasattr(qm, "g_qm"), (sa.id, qm.mid)
 
 
 @pytest.mark.parametrize("mode,pfs", [("main", "modp1024"), ("aggressive", "modp1024"),
