@@ -151,21 +151,27 @@ def test_responder_kernel_refusing_its_early_inbound_sa_fails_the_exchange_and_t
     assert ike["status"] == "Activated"                           # phase 1 is fine
 
 
+def hash3_from_b_lost(lost):
+    """A flush(drop=...) losing B's quick mode message number n of a message id when lost(n):
+    B's first is message 1, every later one its HASH(3) (sent again when A repeats message 2)."""
+    seen = {}
+
+    def drop(who, index, data):
+        header = codec.decode_header(data)
+        if who != "B" or header.exchange != C.EXCHANGE_QUICK:
+            return False
+        seen[header.message_id] = seen.get(header.message_id, 0) + 1
+        return lost(seen[header.message_id])
+    return drop
+
+
 def test_responder_installs_inbound_with_message_2_and_outbound_with_hash3(ike_kit):
     """The order the peer's traffic needs: A's inbound SA is in the kernel before B can send on
     it (B installs on message 2), A's outbound only once HASH(3) proved B has its inbound. A lost
     HASH(3) comes again when A repeats message 2."""
     backend = RefusingBackend(refuse=())
     link = kernel_link(ike_kit, backend)
-    seen = {}
-
-    def lose_first_hash3(who, index, data):
-        header = codec.decode_header(data)
-        if who != "B" or header.exchange != C.EXCHANGE_QUICK:
-            return False
-        seen[header.message_id] = seen.get(header.message_id, 0) + 1
-        return seen[header.message_id] == 2            # B's second quick mode message: HASH(3)
-
+    lose_first_hash3 = hash3_from_b_lost(lambda n: n == 2)
     link.b.initiate("lan", link.clock.now)
     link.flush(drop=lose_first_hash3)
     assert [sa.direction for sa in link.installed("A")] == ["in"]
@@ -179,15 +185,7 @@ def test_responder_installs_inbound_with_message_2_and_outbound_with_hash3(ike_k
 def test_responder_that_never_gets_hash3_takes_its_early_inbound_sa_out(ike_kit):
     backend = RefusingBackend(refuse=())
     link = kernel_link(ike_kit, backend)
-    quick_from_b = {}
-
-    def lose_every_hash3(who, index, data):
-        header = codec.decode_header(data)
-        if who != "B" or header.exchange != C.EXCHANGE_QUICK:
-            return False
-        quick_from_b[header.message_id] = quick_from_b.get(header.message_id, 0) + 1
-        return quick_from_b[header.message_id] >= 2
-
+    lose_every_hash3 = hash3_from_b_lost(lambda n: n >= 2)
     link.b.initiate("lan", link.clock.now)
     link.flush(drop=lose_every_hash3)
     (early,) = link.installed("A")
