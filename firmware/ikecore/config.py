@@ -665,6 +665,48 @@ def set_entry(doc, section, index, values):
             table[key] = _inline(value)
 
 
+def delete_entry(doc, section, index):
+    """Remove entry `index` of the array of tables `section` with the comment lines written right
+    above it. tomlkit keeps the comment lines above a table inside the item before it: those
+    below the deleted entry (above whatever follows it) move to the item before, so every comment
+    left stays above what it was written for."""
+    from tomlkit.items import Comment
+    entries = doc[section]
+    before = _body_before(doc, section, index)
+    moving = [(k, v) for k, v in _after_last_key(entries[index].value.body) if isinstance(v, Comment)]
+    del entries[index]
+    if before is not None:
+        while before and before[-1][0] is None and isinstance(before[-1][1], Comment):
+            before.pop()                           # the deleted entry's own heading
+        before.extend(moving)
+
+
+def _body_before(doc, section, index):
+    """The body (tomlkit's list of (key, item)) of the table written just before entry index, or
+    None when something else is (the document's own top comments are left alone)."""
+    from tomlkit.items import AoT, Table
+    if index > 0:
+        return doc[section][index - 1].value.body
+    items = [item for key, item in doc.body]
+    keys = [key.key if key is not None else None for key, item in doc.body]
+    previous = items[keys.index(section) - 1] if keys.index(section) > 0 else None
+    if isinstance(previous, Table):
+        return previous.value.body
+    if isinstance(previous, AoT) and previous.body:
+        return previous.body[-1].value.body
+    return None
+
+
+def _after_last_key(body):
+    """The blank lines and comments after a table body's last key."""
+    tail = []
+    for key, item in reversed(body):
+        if key is not None:
+            break
+        tail.insert(0, (key, item))
+    return tail
+
+
 def _inline(value):
     import tomlkit
     if isinstance(value, dict):

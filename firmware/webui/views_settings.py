@@ -163,8 +163,8 @@ async def delete(request):
     name = request.match_info["name"]
     async with _lock(request):
         doc = await _read(request)
-        index, _ = _find(doc.get(section, []), name)
-        del doc[section][index]
+        index, _ = _find(doc.unwrap().get(section, []), name)
+        config.delete_entry(doc, section, index)
         try:
             await _in_thread(config.write_document_atomic, _config_path(request),
                              doc)

@@ -220,6 +220,20 @@ def test_saving_keeps_the_users_comments_and_layout(env):
     config.load(str(env["cfg"]))
 
 
+def test_deleting_an_entry_takes_its_own_comment_and_leaves_the_others_in_place(env):
+    text = CONFIG.replace('[[peer]]\nname = "branch"', '# the branch office\n[[peer]]\nname = "branch"')
+    text = text.replace('[[peer]]\nname = "hq"', '# head office: ask Bob first\n[[peer]]\nname = "hq"')
+    text = text.replace('[[connection]]', '# tunnels\n[[connection]]')
+    env["cfg"].write_text(text)
+    c = env["client"]
+    assert c.post("/settings/peers/hq/delete", {"confirmed": "1"}).status == 303
+    saved = env["cfg"].read_text()
+    assert "# head office" not in saved and "hq" not in saved     # went with its entry
+    assert '# the branch office\n[[peer]]\nname = "branch"' in saved
+    assert '# tunnels\n[[connection]]\nname = "branch-lan"' in saved   # still above its table
+    assert list(config.load(str(env["cfg"])).peers) == ["branch"]
+
+
 def test_the_factory_file_keeps_its_explanations_when_the_first_peer_is_added(tmp_path):
     factory = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
         __file__)))), "rootfs-overlay", "etc", "ikecore", "ikecore.toml")
@@ -234,6 +248,11 @@ def test_the_factory_file_keeps_its_explanations_when_the_first_peer_is_added(tm
     assert text[len(original):].strip() == \
         '[[peer]]\nname = "branch"\nremote_gateway = "198.51.100.2"\npsk = "a long enough key"'
     assert list(config.load(path).peers) == ["branch"]
+    # and taken out again: the factory text is back (and a blank line where the entry was)
+    doc = config.read_document(path)
+    config.delete_entry(doc, "peer", 0)
+    config.write_document_atomic(path, doc)
+    assert open(path).read().rstrip("\n") == original.rstrip("\n")
 
 
 def test_settings_posts_need_the_csrf_token(env):
