@@ -687,9 +687,8 @@ def _body_before(doc, section, index):
     from tomlkit.items import AoT, Table
     if index > 0:
         return doc[section][index - 1].value.body
-    items = [item for key, item in doc.body]
-    keys = [key.key if key is not None else None for key, item in doc.body]
-    previous = items[keys.index(section) - 1] if keys.index(section) > 0 else None
+    position = [key.key if key is not None else None for key, _ in doc.body].index(section)
+    previous = doc.body[position - 1][1] if position > 0 else None
     if isinstance(previous, Table):
         return previous.value.body
     if isinstance(previous, AoT) and previous.body:

@@ -412,14 +412,7 @@ class IkeCore:
         self._events = [e for e in self._events
                         if not (isinstance(e, InstallChildSa) and e.sa.id in pending)]
         pending.add(sa_id)
-        line = diagnosis.kernel_install_line(child.protocol, child.spi, child.direction, reason,
-                                             child.connection, child.dst if child.direction ==
-                                             "out" else child.src)
-        sa = self.ike_sas.get(child.ike_sa)
-        if sa is not None:
-            sa.last_error = line
-            sa.error_connection = child.connection
-        self.emit(Log("error", group.peer, line))
+        self._report_kernel_refusal(self.ike_sas.get(child.ike_sa), child, reason)
         self._delete_group(group, now, "the kernel could not install %s" % sa_id,
                            notify_peer=True, not_installed=pending)
         self._reinstate_replaced(group, now)
@@ -612,16 +605,23 @@ class IkeCore:
                 if sa_id not in qm.early:
                     continue
                 child = [c for c in qm.children if c.id == sa_id][0]
-                line = diagnosis.kernel_install_line(child.protocol, child.spi, child.direction,
-                                                     reason, child.connection, child.src)
+                self._report_kernel_refusal(sa, child, reason)
                 qm.early.remove(sa_id)           # never in the kernel: nothing to delete there
                 self._spis.discard((child.protocol, child.spi))
                 qm.abandon(now)                  # the others go; the peer hears a Delete
-                sa.last_error = line
-                sa.error_connection = child.connection
-                self.emit(Log("error", sa.peer.name, line))
                 return True
         return False
+
+    def _report_kernel_refusal(self, sa, child, reason):
+        """The one diagnosis line for an SA the kernel refused: the VPN log and (sa given) the
+        IKE SA's last_error."""
+        line = diagnosis.kernel_install_line(child.protocol, child.spi, child.direction, reason,
+                                             child.connection, child.dst if child.direction ==
+                                             "out" else child.src)
+        if sa is not None:
+            sa.last_error = line
+            sa.error_connection = child.connection
+        self.emit(Log("error", child.peer, line))
 
     def _withdraw_early(self, qm, reason, now, notify_peer=False):
         """Take a failed exchange's early inbound SAs out of the kernel; notify_peer: a Delete

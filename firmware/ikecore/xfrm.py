@@ -318,7 +318,8 @@ class XfrmBackend(KernelBackend):
                   "reqid": kernel_reqid(sa.reqid),
                   "mode": m.XFRM_MODE_TRANSPORT if transport else m.XFRM_MODE_TUNNEL,
                   "replay_window": REPLAY_WINDOW if sa.direction == "in" else 0,
-                  "flags": m.XFRM_STATE_ALIGN4 if sa.protocol == "ah" and family == socket.AF_INET else 0}
+                  "flags": (m.XFRM_STATE_ALIGN4 if sa.protocol == "ah" and family == socket.AF_INET
+                            else 0)}
         values.update(sa_lifetime(sa.lifetime_s, sa.lifetime_kb))
         attrs = algorithm_attrs(sa)
         if sa.encap:
