@@ -1,27 +1,23 @@
-"""The daemon's crypto provider, on the `cryptography` package (CPython only).
+"""The daemon's crypto provider (CPython only), on public APIs only.
 
-Pinned to 38.0.4, the version Debian bookworm ships, so host tests run the image's code. Every
-primitive comes from a library (OpenSSL underneath all of them); this file only adapts names,
-formats and errors to the `ikecore.crypto.CryptoProvider` interface.
-
-Cost matters here (docs/performance.md): the image's CPU is slow and a tunnel set-up is mostly
-crypto. So the hot path avoids `cryptography`'s OpenSSL backend object, whose import alone pulls
-in all of `cryptography.x509` (~0.3 s and ~10 MB RSS on the host, seconds in the guest):
+Three sources, all OpenSSL underneath; this file adapts names, formats and errors to the
+`ikecore.crypto.CryptoProvider` interface and writes no primitive itself:
   * hash / PRF: the standard library's hashlib / hmac (OpenSSL's digests, one C call each);
-  * CBC: OpenSSL's EVP cipher calls through the cffi binding `cryptography` ships;
-  * MODP Diffie-Hellman: OpenSSL's constant-time BN_mod_exp_mont_consttime through the same
-    binding, with a short private exponent (RFC 3526 section 8) and the peer value checked for
-    1 < y < p-1 (`crypto.check_modp_public`). `cryptography`'s own dh.exchange() also runs
-    OpenSSL's full public-key check, one more 2048-bit exponentiation per exchange, which buys
-    nothing for these safe primes (below).
-x509, RSA and ECP use `cryptography`'s public API and are imported only when a peer needs them
-(certificates, an ECP group).
+  * CBC, MODP Diffie-Hellman and the raw RSA signature IKEv1 needs: OpenSSL's public C API
+    through our own ctypes binding (`ikecore.libcrypto`). MODP is OpenSSL's constant-time
+    BN_mod_exp_mont_consttime with a short private exponent (RFC 3526 section 8) and the peer
+    value checked for 1 < y < p-1 (`crypto.check_modp_public`): `cryptography`'s dh.exchange()
+    also runs OpenSSL's full public-key check, one more 2048-bit exponentiation per exchange,
+    which buys nothing for these safe primes (below, docs/performance.md);
+  * x509, RSA verification and ECP: `cryptography`'s public API (any release from 38 to 48),
+    imported only when a peer needs them (certificates, an ECP group) -- its import pulls in
+    `cryptography.x509`, ~0.3 s on the host and seconds in the guest.
 """
 import hashlib
 import hmac
 import os
 
-from . import crypto
+from . import crypto, libcrypto
 from .crypto import CryptoError
 
 _HASHES = {
@@ -71,22 +67,6 @@ _DN_OID = dict((short.upper(), oid) for short, oid in _DN_NAMES)
 _DN_OID.update({"EMAILADDRESS": "1.2.840.113549.1.9.1", "S": "2.5.4.8"})
 
 
-class _OpenSSL:
-    """The cffi binding `cryptography` ships (its `lib` and `ffi`), loaded on first use, plus
-    per-group Montgomery contexts (each prime's set-up done once, then only read)."""
-    lib = ffi = None
-    modp = {}           # group -> (BIGNUM p, BN_MONT_CTX)
-    evp = {}            # cipher name -> EVP_CIPHER*
-
-    @classmethod
-    def load(cls):
-        if cls.lib is None:
-            from cryptography.hazmat.bindings.openssl.binding import Binding
-            binding = Binding()
-            cls.ffi, cls.lib = binding.ffi, binding.lib
-        return cls.lib, cls.ffi
-
-
 def _hash_constructor(alg):
     constructor = _HASHES.get(alg)
     if constructor is None:
@@ -95,78 +75,20 @@ def _hash_constructor(alg):
 
 
 def _cbc(cipher, key, iv, data, encrypt):
-    """CBC without padding, one EVP context per call (OpenSSL's EVP_CipherInit/Update/Final)."""
     crypto.check_cbc_input(cipher, key, iv, data)
-    lib, ffi = _OpenSSL.load()
-    evp = _OpenSSL.evp.get(cipher)
-    if evp is None:
-        evp = lib.EVP_get_cipherbyname(_EVP_CIPHERS[cipher])
-        if evp == ffi.NULL:
-            raise CryptoError("OpenSSL has no %s" % _EVP_CIPHERS[cipher].decode())
-        _OpenSSL.evp[cipher] = evp
-    data = bytes(data)
-    ctx = lib.EVP_CIPHER_CTX_new()
-    if ctx == ffi.NULL:
-        raise CryptoError("out of memory for a %s context" % cipher)
-    try:
-        out = ffi.new("unsigned char[]", len(data) + 32)
-        written = ffi.new("int *")
-        ok = (lib.EVP_CipherInit_ex(ctx, evp, ffi.NULL, bytes(key), bytes(iv), int(encrypt)) == 1
-              and lib.EVP_CIPHER_CTX_set_padding(ctx, 0) == 1
-              and lib.EVP_CipherUpdate(ctx, out, written, data, len(data)) == 1)
-        total = written[0]
-        ok = ok and lib.EVP_CipherFinal_ex(ctx, out + total, written) == 1
-        if not ok:
-            lib.ERR_clear_error()
-            raise CryptoError("%s-cbc %s failed in OpenSSL"
-                              % (cipher, "encryption" if encrypt else "decryption"))
-        return ffi.buffer(out, total + written[0])[:]
-    finally:
-        lib.EVP_CIPHER_CTX_free(ctx)
+    return libcrypto.cbc(_EVP_CIPHERS[cipher], bytes(key), bytes(iv), bytes(data), encrypt)
 
 
-def _modp_context(group):
-    context = _OpenSSL.modp.get(group)
-    if context is None:
-        lib, ffi = _OpenSSL.load()
-        p = _bignum(crypto.int_to_bytes(crypto.modp_prime(group), crypto.group_info(group)[1]))
-        mont = ffi.gc(lib.BN_MONT_CTX_new(), lib.BN_MONT_CTX_free)
-        bn_ctx = lib.BN_CTX_new()
-        try:
-            if mont == ffi.NULL or bn_ctx == ffi.NULL or lib.BN_MONT_CTX_set(mont, p, bn_ctx) != 1:
-                raise CryptoError("cannot set up %s in OpenSSL" % group)
-        finally:
-            lib.BN_CTX_free(bn_ctx)
-        context = _OpenSSL.modp[group] = (p, mont)
-    return context
-
-
-def _bignum(data):
-    lib, ffi = _OpenSSL.lib, _OpenSSL.ffi
-    bn = lib.BN_bin2bn(data, len(data), ffi.NULL)
-    if bn == ffi.NULL:
-        raise CryptoError("out of memory for a big number")
-    return ffi.gc(bn, lib.BN_clear_free)
+_modp_moduli = {}     # group -> libcrypto.Modulus (each prime's Montgomery set-up done once)
 
 
 def _modp_power(group, base, exponent):
-    """base^exponent mod p (base, exponent: big-endian bytes), left-padded to the prime's length.
-    Constant time in the exponent (the private value)."""
-    p, mont = _modp_context(group)
-    lib, ffi = _OpenSSL.lib, _OpenSSL.ffi
-    length = crypto.group_info(group)[1]
-    result = ffi.gc(lib.BN_new(), lib.BN_clear_free)
-    bn_ctx = lib.BN_CTX_new()
-    try:
-        if (result == ffi.NULL or bn_ctx == ffi.NULL or lib.BN_mod_exp_mont_consttime(
-                result, _bignum(base), _bignum(exponent), p, bn_ctx, mont) != 1):
-            lib.ERR_clear_error()
-            raise CryptoError("%s exponentiation failed in OpenSSL" % group)
-        out = ffi.new("unsigned char[]", length)          # zeroed: the left padding
-        lib.BN_bn2bin(result, out + (length - lib.BN_num_bytes(result)))
-        return ffi.buffer(out, length)[:]
-    finally:
-        lib.BN_CTX_free(bn_ctx)
+    """base^exponent mod p (big-endian bytes), left-padded to the prime's length."""
+    modulus = _modp_moduli.get(group)
+    if modulus is None:
+        modulus = _modp_moduli[group] = libcrypto.Modulus(
+            crypto.int_to_bytes(crypto.modp_prime(group), crypto.group_info(group)[1]))
+    return modulus.power(base, exponent)
 
 
 class ModpPrivateKey:
@@ -295,24 +217,9 @@ class CryptographyProvider(crypto.CryptoProvider):
     def sign(self, alg, key_pem, data):
         if alg != "rsa":
             raise CryptoError("unknown signature algorithm %r" % (alg,))
-        from cryptography.hazmat.backends.openssl import rsa as _openssl_rsa
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-        try:
-            key = serialization.load_pem_private_key(bytes(key_pem), password=None)
-        except (ValueError, TypeError) as exc:
-            raise CryptoError("cannot load private key: %s" % exc)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise CryptoError("private key is not an RSA key")
         # IKEv1 signs HASH_I/HASH_R with PKCS#1 v1.5 padding but WITHOUT the DigestInfo wrapper
-        # (strongSwan SIGN_RSA_EMSA_PKCS1_NULL). cryptography's public sign() always adds a
-        # DigestInfo; its OpenSSL backend's signing helper with no digest is exactly
-        # EVP_PKEY_sign with RSA_PKCS1_PADDING over the raw bytes. Pinned version: 38.0.4.
-        try:
-            return _openssl_rsa._rsa_sig_sign(key._backend, padding.PKCS1v15(), None, key,
-                                              bytes(data))
-        except ValueError as exc:
-            raise CryptoError("RSA signing failed: %s" % exc)
+        # (strongSwan SIGN_RSA_EMSA_PKCS1_NULL); cryptography's public sign() always adds one.
+        return libcrypto.rsa_sign_raw(bytes(key_pem), bytes(data))
 
     def verify(self, cert_der, data, signature):
         from cryptography.exceptions import InvalidSignature

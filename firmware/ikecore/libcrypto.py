@@ -1,0 +1,237 @@
+"""Our own small binding to OpenSSL's public C API (libcrypto 3.x), through ctypes.
+
+Only what the provider's hot path and the one signature `cryptography` cannot make need:
+  * CBC ciphers (EVP_CIPHER_fetch + EVP_CipherInit_ex2/Update/Final_ex);
+  * modular exponentiation with a per-prime Montgomery context (BN_mod_exp_mont_consttime);
+  * RSA PKCS#1 v1.5 signing of raw bytes, without a DigestInfo (EVP_PKEY_sign with
+    RSA_PKCS1_PADDING and no digest set), which IKEv1's RSA signatures are.
+
+Every function used is in OpenSSL 3.0's public headers and unchanged since (3.0 to 3.6 are
+tested: the host's, Debian 13's and Buildroot's). The library is the one the standard library's
+`hashlib` already loaded (`libcrypto.so.3`), so the process holds one copy of OpenSSL, not one
+more next to it. ctypes is part of every CPython (Buildroot builds it with libffi always).
+
+Every pointer result is declared c_void_p: ctypes' default int would truncate it on 64 bits.
+"""
+import ctypes
+import ctypes.util
+
+from .crypto import CryptoError
+
+c_int, c_void_p, c_char_p, c_size_t, c_ulong = (ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                                                 ctypes.c_size_t, ctypes.c_ulong)
+
+# name: (result type, argument types), all from OpenSSL 3.0's public headers.
+_FUNCTIONS = {
+    "OpenSSL_version_num": (c_ulong, ()),
+    "ERR_get_error": (c_ulong, ()),
+    "ERR_clear_error": (None, ()),
+    "ERR_error_string_n": (None, (c_ulong, c_char_p, c_size_t)),
+    # evp.h: ciphers
+    "EVP_CIPHER_fetch": (c_void_p, (c_void_p, c_char_p, c_char_p)),
+    "EVP_CIPHER_CTX_new": (c_void_p, ()),
+    "EVP_CIPHER_CTX_free": (None, (c_void_p,)),
+    "EVP_CipherInit_ex2": (c_int, (c_void_p, c_void_p, c_char_p, c_char_p, c_int, c_void_p)),
+    "EVP_CIPHER_CTX_set_padding": (c_int, (c_void_p, c_int)),
+    "EVP_CipherUpdate": (c_int, (c_void_p, c_void_p, ctypes.POINTER(c_int), c_char_p, c_int)),
+    "EVP_CipherFinal_ex": (c_int, (c_void_p, c_void_p, ctypes.POINTER(c_int))),
+    # bn.h: big numbers
+    "BN_bin2bn": (c_void_p, (c_char_p, c_int, c_void_p)),
+    "BN_bn2binpad": (c_int, (c_void_p, c_void_p, c_int)),
+    "BN_new": (c_void_p, ()),
+    "BN_clear_free": (None, (c_void_p,)),
+    "BN_CTX_new": (c_void_p, ()),
+    "BN_CTX_free": (None, (c_void_p,)),
+    "BN_MONT_CTX_new": (c_void_p, ()),
+    "BN_MONT_CTX_set": (c_int, (c_void_p, c_void_p, c_void_p)),
+    "BN_MONT_CTX_free": (None, (c_void_p,)),
+    "BN_mod_exp_mont_consttime": (c_int, (c_void_p,) * 6),
+    # bio.h, pem.h, evp.h, rsa.h: a private key and a raw signature
+    "BIO_new_mem_buf": (c_void_p, (c_char_p, c_int)),
+    "BIO_free": (c_int, (c_void_p,)),
+    "PEM_read_bio_PrivateKey": (c_void_p, (c_void_p, c_void_p, c_void_p, c_char_p)),
+    "EVP_PKEY_is_a": (c_int, (c_void_p, c_char_p)),
+    "EVP_PKEY_get_size": (c_int, (c_void_p,)),
+    "EVP_PKEY_free": (None, (c_void_p,)),
+    "EVP_PKEY_CTX_new_from_pkey": (c_void_p, (c_void_p, c_void_p, c_char_p)),
+    "EVP_PKEY_CTX_free": (None, (c_void_p,)),
+    "EVP_PKEY_sign_init": (c_int, (c_void_p,)),
+    "EVP_PKEY_CTX_set_rsa_padding": (c_int, (c_void_p, c_int)),
+    "EVP_PKEY_sign": (c_int, (c_void_p, c_void_p, ctypes.POINTER(c_size_t), c_char_p, c_size_t)),
+}
+RSA_PKCS1_PADDING = 1                                   # rsa.h
+
+_lib = None
+
+
+def lib():
+    """The loaded library with every function above declared; CryptoError if there is none."""
+    global _lib
+    if _lib is None:
+        _lib = _load()
+    return _lib
+
+
+def _load():
+    import _hashlib  # noqa: F401  (loads the process's libcrypto, so CDLL finds that copy)
+    names = ["libcrypto.so.3", ctypes.util.find_library("crypto")]
+    errors = []
+    for name in names:
+        if not name:
+            continue
+        try:
+            library = ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(str(exc))
+            continue
+        try:
+            version = _declare(library)
+        except AttributeError as exc:
+            raise CryptoError("%s is not OpenSSL 3's libcrypto: %s" % (name, exc))
+        if version < 0x30000000:
+            raise CryptoError("%s is OpenSSL %x, 3.0 or later is needed" % (name, version))
+        return library
+    raise CryptoError("OpenSSL's libcrypto 3 not found (%s)" % "; ".join(errors or ["no candidate"]))
+
+
+def _declare(library):
+    for name, (restype, argtypes) in _FUNCTIONS.items():
+        function = getattr(library, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    return library.OpenSSL_version_num()
+
+
+def version_text():
+    """OpenSSL's version as "3.0.17" (from OpenSSL_version_num: 0xMNN00PP0)."""
+    n = lib().OpenSSL_version_num()
+    return "%d.%d.%d" % (n >> 28, (n >> 20) & 0xFF, (n >> 4) & 0xFF)
+
+
+def error(what):
+    """A CryptoError for a failed call, with OpenSSL's first queued reason; clears the queue."""
+    library = lib()
+    code = library.ERR_get_error()
+    library.ERR_clear_error()
+    if not code:
+        return CryptoError("%s failed in OpenSSL" % what)
+    text = ctypes.create_string_buffer(256)
+    library.ERR_error_string_n(code, text, len(text))
+    return CryptoError("%s failed in OpenSSL: %s" % (what, text.value.decode("ascii", "replace")))
+
+
+# -- CBC ---------------------------------------------------------------------------------------
+_ciphers = {}        # OpenSSL name -> EVP_CIPHER* (fetched once: a fetch per call costs a lookup)
+
+
+def cbc(name, key, iv, data, encrypt):
+    """One CBC pass without padding (len(data) a multiple of the block size, checked by the
+    caller). name: OpenSSL's cipher name, e.g. b"aes-128-cbc"."""
+    library = lib()
+    cipher = _ciphers.get(name)
+    if cipher is None:
+        cipher = library.EVP_CIPHER_fetch(None, name, None)
+        if not cipher:
+            raise error("fetching the cipher %s" % name.decode())
+        _ciphers[name] = cipher
+    ctx = library.EVP_CIPHER_CTX_new()
+    if not ctx:
+        raise CryptoError("out of memory for a %s context" % name.decode())
+    try:
+        out = ctypes.create_string_buffer(len(data) + 32)
+        written, final = c_int(0), c_int(0)
+        if not (library.EVP_CipherInit_ex2(ctx, cipher, key, iv, 1 if encrypt else 0, None) == 1
+                and library.EVP_CIPHER_CTX_set_padding(ctx, 0) == 1
+                and library.EVP_CipherUpdate(ctx, out, ctypes.byref(written), data, len(data)) == 1
+                and library.EVP_CipherFinal_ex(ctx, ctypes.addressof(out) + written.value,
+                                               ctypes.byref(final)) == 1):
+            raise error("%s %s" % (name.decode(), "encryption" if encrypt else "decryption"))
+        return out.raw[:written.value + final.value]
+    finally:
+        library.EVP_CIPHER_CTX_free(ctx)
+
+
+# -- modular exponentiation ----------------------------------------------------------------------
+class Modulus:
+    """A fixed odd modulus with its Montgomery context, set up once and then only read."""
+    __slots__ = ("length", "bn", "mont")
+
+    def __init__(self, modulus_bytes):
+        library = lib()
+        self.length = len(modulus_bytes)
+        self.bn = self.mont = None
+        self.bn = _bignum(modulus_bytes)
+        self.mont = library.BN_MONT_CTX_new()
+        bn_ctx = library.BN_CTX_new()
+        try:
+            if not self.mont or not bn_ctx or library.BN_MONT_CTX_set(self.mont, self.bn, bn_ctx) != 1:
+                raise error("setting up a Montgomery context")
+        finally:
+            library.BN_CTX_free(bn_ctx)
+
+    def power(self, base, exponent):
+        """base^exponent mod m (big-endian bytes in and out, out left-padded to the modulus'
+        length), constant-time in the exponent: it is the private value."""
+        library = lib()
+        result = library.BN_new()
+        bn_ctx = library.BN_CTX_new()
+        bn_base = bn_exponent = None
+        try:
+            bn_base, bn_exponent = _bignum(base), _bignum(exponent)
+            out = ctypes.create_string_buffer(self.length)
+            if not (result and bn_ctx and library.BN_mod_exp_mont_consttime(
+                    result, bn_base, bn_exponent, self.bn, bn_ctx, self.mont) == 1
+                    and library.BN_bn2binpad(result, out, self.length) == self.length):
+                raise error("modular exponentiation")
+            return out.raw
+        finally:
+            for bn in (result, bn_base, bn_exponent):
+                library.BN_clear_free(bn)          # NULL-safe, and wipes the secret
+            library.BN_CTX_free(bn_ctx)
+
+    def __del__(self):
+        if _lib is not None:
+            if self.mont:
+                _lib.BN_MONT_CTX_free(self.mont)
+            _lib.BN_clear_free(self.bn)
+
+
+def _bignum(data):
+    bn = lib().BN_bin2bn(data, len(data), None)
+    if not bn:
+        raise CryptoError("out of memory for a big number")
+    return bn
+
+
+# -- RSA PKCS#1 v1.5 over raw bytes -------------------------------------------------------------
+def rsa_sign_raw(key_pem, data):
+    """The PKCS#1 v1.5 (type 1) signature of `data` itself, no DigestInfo around it: what IKEv1
+    signs (RFC 2409 section 5.1, strongSwan's SIGN_RSA_EMSA_PKCS1_NULL). key_pem: an unencrypted
+    PEM private key; an encrypted one is refused, never prompted for."""
+    library = lib()
+    bio = library.BIO_new_mem_buf(key_pem, len(key_pem))
+    if not bio:
+        raise CryptoError("out of memory for the private key")
+    try:
+        # No callback and an empty passphrase: OpenSSL's default callback would read a
+        # passphrase from the terminal, a daemon has none.
+        pkey = library.PEM_read_bio_PrivateKey(bio, None, None, b"")
+    finally:
+        library.BIO_free(bio)
+    if not pkey:
+        raise error("loading the private key")
+    ctx = None
+    try:
+        if library.EVP_PKEY_is_a(pkey, b"RSA") != 1:
+            raise CryptoError("private key is not an RSA key")
+        ctx = library.EVP_PKEY_CTX_new_from_pkey(None, pkey, None)
+        size = c_size_t(library.EVP_PKEY_get_size(pkey))
+        signature = ctypes.create_string_buffer(size.value)
+        if not (ctx and library.EVP_PKEY_sign_init(ctx) == 1
+                and library.EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
+                and library.EVP_PKEY_sign(ctx, signature, ctypes.byref(size), data, len(data)) == 1):
+            raise error("RSA signing")
+        return signature.raw[:size.value]
+    finally:
+        library.EVP_PKEY_CTX_free(ctx)
+        library.EVP_PKEY_free(pkey)
