@@ -92,7 +92,7 @@ class Driver:
         self.log = log
         self.config_path = config_path
         self.ike_port, self.natt_port = ports
-        self.loop = loop or asyncio.get_event_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self.load_config = load_config          # path, warnings -> Settings (config.load)
         self.endpoints = {}                     # (address, port) -> UdpEndpoint
         self.timer = None

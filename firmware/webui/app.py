@@ -43,7 +43,7 @@ class Options:
 
 
 class Context:
-    """Everything the handlers share, kept on the application as app["ctx"]."""
+    """Everything the handlers share, kept on the application under CONTEXT_KEY."""
 
     def __init__(self, options, clock=None):
         kwargs = {"clock": clock} if clock else {}
@@ -61,8 +61,13 @@ class Context:
         self.templates.filters["zip_pairs"] = lambda items: [(x, x) for x in items]
 
 
+# A typed key where aiohttp has them (3.9+; newer releases warn about plain string keys), the
+# plain string on older ones (Debian 12's 3.8).
+CONTEXT_KEY = web.AppKey("ctx", Context) if hasattr(web, "AppKey") else "ctx"
+
+
 def ctx_of(request):
-    return request.app["ctx"]
+    return request.app[CONTEXT_KEY]
 
 
 def render(request, template, status=200, **values):
@@ -170,7 +175,7 @@ async def _security_headers(request, response):
 def make_app(options, clock=None):
     from webui import views_auth, views_log, views_settings, views_status
     app = web.Application(middlewares=[gate], client_max_size=MAX_FORM_BYTES)
-    app["ctx"] = Context(options, clock)
+    app[CONTEXT_KEY] = Context(options, clock)
     app.on_response_prepare.append(_security_headers)
     views_auth.add_routes(app)
     views_status.add_routes(app)

@@ -1,11 +1,15 @@
 """The Buildroot BR2_EXTERNAL tree in board/: static checks, the board scripts run for real, and
 (when a Buildroot checkout is at hand) Buildroot itself accepting our defconfigs.
 
-A checkout is looked for in $BUILDROOT_DIR, then /tmp/buildroot. Without one, the checks that need
-Buildroot's package list and the `make ..._defconfig` step skip with a message saying so.
+Buildroot is $BUILDROOT_DIR, else the source snapshot in ../shared/buildroot/ unpacked into a
+temporary directory; the checks that need it fail, never skip, without one (make test installs
+make and gcc for its kconfig).
 """
+import ast
+import glob
 import os
 import re
+import sys
 import shutil
 import subprocess
 import tomllib
@@ -74,20 +78,23 @@ def expand(value):
     return value.strip('"').replace("$(BR2_EXTERNAL_IKECORE_PATH)", BOARD)
 
 
-def buildroot_dir():
-    for candidate in (os.environ.get("BUILDROOT_DIR"), "/tmp/buildroot"):
-        if candidate and os.path.isfile(os.path.join(candidate, "Config.in")) \
-                and os.path.isdir(os.path.join(candidate, "package")):
-            return candidate
-    return None
+SNAPSHOTS = os.path.join(TOP, "..", "shared", "buildroot")
 
 
-def need_buildroot():
-    path = buildroot_dir()
-    if path is None:
-        pytest.skip("no Buildroot checkout: set BUILDROOT_DIR (or unpack one in /tmp/buildroot) to "
-                    "check the defconfigs against Buildroot's package list and `make *_defconfig`")
-    return path
+@pytest.fixture(scope="session")
+def buildroot(tmp_path_factory):
+    """A Buildroot source tree: $BUILDROOT_DIR, else the snapshot in ../shared/buildroot/
+    unpacked into a temporary directory (about a second)."""
+    given = os.environ.get("BUILDROOT_DIR")
+    if given:
+        assert os.path.isfile(os.path.join(given, "Config.in")), "BUILDROOT_DIR=%s is no Buildroot" % given
+        return given
+    tarballs = sorted(glob.glob(os.path.join(SNAPSHOTS, "buildroot-*.tar.xz")))
+    assert tarballs, ("no Buildroot: set BUILDROOT_DIR or put a snapshot (buildroot-*.tar.xz) in %s"
+                      % os.path.normpath(SNAPSHOTS))
+    root = tmp_path_factory.mktemp("buildroot")
+    subprocess.run(["tar", "-xJf", tarballs[-1], "-C", str(root)], check=True)
+    return str(root)
 
 
 # --- the external tree --------------------------------------------------------------------------
@@ -133,6 +140,87 @@ def test_pyproject_packages_the_daemon_and_the_web_ui():
     assert "ikecore" in found
     if os.path.isfile(os.path.join(TOP, "firmware", "webui", "__init__.py")):
         assert "webui" in found
+
+
+# --- what the python-ikecore package brings onto a board ---------------------------------------
+
+FIRMWARE = os.path.join(TOP, "firmware")
+OUR_PACKAGES = {"ikecore", "webui"}
+# Standard-library modules Buildroot's python3 builds only when an option is on.
+PYTHON3_OPTIONS = {"_hashlib": "SSL", "ssl": "SSL", "zlib": "ZLIB", "sqlite3": "SQLITE",
+                   "curses": "CURSES", "readline": "READLINE", "lzma": "XZ", "bz2": "BZIP2",
+                   "unicodedata": "UNICODEDATA", "decimal": "DECIMAL", "pyexpat": "PYEXPAT",
+                   "xml": "PYEXPAT", "dbm": "BERKELEYDB", "zstd": "ZSTD"}
+
+
+def firmware_imports():
+    """{top-level module: [files importing it]} over every import statement in firmware/, those
+    inside functions too (the lazy ones run on a board as well)."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(FIRMWARE, "**", "*.py"), recursive=True)):
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], []).append(os.path.relpath(path, TOP))
+    return found
+
+
+def our_selects():
+    return set(re.findall(r"^\s*select\s+(BR2_PACKAGE_\w+)", read("package", "python-ikecore", "Config.in"),
+                          re.M))
+
+
+def test_python_ikecore_selects_every_module_the_firmware_imports():
+    selects = our_selects()
+    missing = []
+    for module, files in sorted(firmware_imports().items()):
+        if module in OUR_PACKAGES:
+            continue
+        if module in sys.stdlib_module_names:
+            symbol = PYTHON3_OPTIONS.get(module) and "BR2_PACKAGE_PYTHON3_" + PYTHON3_OPTIONS[module]
+        else:
+            symbol = "BR2_PACKAGE_PYTHON_" + module.upper().replace("-", "_")
+        if symbol and symbol not in selects:
+            missing.append("%s (imported by %s)" % (symbol, ", ".join(sorted(set(files)))))
+    assert not missing, "board/package/python-ikecore/Config.in must select %s" % missing
+    # The crypto provider loads libcrypto through _hashlib's: the ssl option builds it.
+    assert "BR2_PACKAGE_PYTHON3_SSL" in selects
+
+
+def test_python_ikecore_selects_only_packages_buildroot_has(buildroot):
+    for symbol in sorted(our_selects()):
+        name = symbol[len("BR2_PACKAGE_"):].lower().replace("_", "-")
+        if name.startswith("python3-"):
+            name = "python3"
+        assert os.path.isfile(os.path.join(buildroot, "package", name, "Config.in")), symbol
+        assert re.search(r"^\s*(menu)?config\s+%s\s*$" % symbol,
+                         open(os.path.join(buildroot, "package", name, "Config.in")).read(), re.M), symbol
+
+
+def test_requirements_buildroot_is_what_the_snapshot_gives(buildroot):
+    sys.path.insert(0, BOARD)
+    try:
+        import buildroot_versions
+    finally:
+        sys.path.remove(BOARD)
+    with open(os.path.join(TOP, "requirements-buildroot.txt")) as f:
+        committed = f.read()
+    snapshot = re.search(r"^# Generated by board/buildroot_versions.py from (\S+)", committed, re.M)
+    assert snapshot, "requirements-buildroot.txt has no generator header"
+    generated = buildroot_versions.requirements(buildroot, snapshot.group(1))
+    assert committed == generated, ("requirements-buildroot.txt is stale: rerun "
+                                    "`python3 board/buildroot_versions.py BUILDROOT_DIR --name %s "
+                                    "-o requirements-buildroot.txt`" % snapshot.group(1))
+    pins = dict(line.split("==") for line in committed.splitlines() if "==" in line)
+    for module in ("cryptography", "pyroute2", "aiohttp", "jinja2", "tomlkit"):
+        assert module in pins, module
 
 
 # --- kernel fragments ---------------------------------------------------------------------------
@@ -187,8 +275,8 @@ def test_defconfig_has_our_packages_fragment_and_existing_paths(name):
 
 
 @pytest.mark.parametrize("name", DEFCONFIGS)
-def test_defconfig_symbols_exist_in_buildroot(name):
-    root = need_buildroot()
+def test_defconfig_symbols_exist_in_buildroot(name, buildroot):
+    root = buildroot
     found = subprocess.run(["grep", "-rhoE", "--include=Config.in*", r"^\s*(menu)?config\s+BR2_\w+",
                             root, BOARD], capture_output=True, text=True).stdout
     known = set(line.split()[-1] for line in found.splitlines())
@@ -197,10 +285,8 @@ def test_defconfig_symbols_exist_in_buildroot(name):
 
 
 @pytest.mark.parametrize("name", DEFCONFIGS)
-def test_buildroot_accepts_defconfig_and_keeps_our_options(name, tmp_path):
-    root = need_buildroot()
-    if not shutil.which("make") or not shutil.which("gcc"):
-        pytest.skip("make and gcc are needed to run Buildroot's kconfig")
+def test_buildroot_accepts_defconfig_and_keeps_our_options(name, tmp_path, buildroot):
+    root = buildroot
     out = tmp_path / "out"
     result = subprocess.run(["make", "-s", "-C", root, "BR2_EXTERNAL=" + BOARD, "O=%s" % out, name],
                             capture_output=True, text=True, timeout=300)
