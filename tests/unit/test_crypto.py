@@ -1,6 +1,7 @@
 """The crypto provider on `cryptography`: published known-answer vectors and interop properties."""
 import datetime
 import hashlib
+import os
 
 import pytest
 from cryptography import x509
@@ -348,3 +349,48 @@ def test_rsa_signature_equals_openssl_pkeyutl(pki, tmp_path):
                            str(tmp_path / "hash"), "-pkeyopt", "rsa_padding_mode:pkcs1"],
                           capture_output=True, check=True)
     assert P.sign("rsa", pki["key_pem"], data) == proc.stdout
+
+
+def test_rsa_sign_takes_traditional_pem_and_names_bad_keys(pki):
+    """Key files users have: PKCS#8 (above) and OpenSSL's traditional "RSA PRIVATE KEY" both sign;
+    garbage, an EC key and a passphrase-protected key are refused with the reason."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    traditional = pki["key"].private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption())
+    assert P.sign("rsa", traditional, bytes(20)) == P.sign("rsa", pki["key_pem"], bytes(20))
+    with pytest.raises(CryptoError, match="loading the private key failed in OpenSSL"):
+        P.sign("rsa", b"-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n", bytes(20))
+    ec_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    with pytest.raises(CryptoError, match="not an RSA key"):
+        P.sign("rsa", ec_pem, bytes(20))
+
+
+def test_rsa_sign_refuses_an_encrypted_key_without_asking_for_a_passphrase(pki, tmp_path):
+    """OpenSSL's default passphrase callback reads the terminal; the daemon must fail instead.
+    In a child process in its own session (no terminal to read), with a time limit."""
+    import subprocess
+    import sys
+    encrypted = pki["key"].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                         serialization.BestAvailableEncryption(b"secret"))
+    (tmp_path / "key.pem").write_bytes(encrypted)
+    code = ("import sys; from ikecore.crypto_cryptography import CryptographyProvider as C\n"
+            "from ikecore.crypto import CryptoError\n"
+            "try: C().sign('rsa', open(sys.argv[1], 'rb').read(), bytes(20))\n"
+            "except CryptoError as exc: print('refused:', exc)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(crypto.__file__)))
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "key.pem")], env=env,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                         start_new_session=True)
+    assert out.stdout.startswith("refused: loading the private key failed in OpenSSL"), out
+
+
+def test_libcrypto_is_openssl_3_and_the_one_hashlib_uses():
+    """One copy of OpenSSL per process: our binding's library is the one _hashlib loaded."""
+    from ikecore import libcrypto
+    text = libcrypto.version_text()
+    assert text.startswith("3."), text
+    with open("/proc/self/maps") as f:
+        copies = set(line.split()[-1] for line in f if "libcrypto.so" in line)
+    assert len(copies) == 1, copies
