@@ -3,7 +3,8 @@
 #   make qemu    boot the built image; LAN status page on http://127.0.0.1:8080/ (Ctrl-A X quits)
 #   make run     image + qemu
 APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev \
-                cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring
+                cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring \
+                dpkg-dev gcc make
 #   make image-strongswan  output/images/rootfs-strongswan.squashfs: the firmware plus strongSwan, a
 #                          test-only peer image (tests/qemu/test_tunnel_strongswan.py); never flashed
 TEST_PREREQS += image image-strongswan

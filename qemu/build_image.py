@@ -3,7 +3,7 @@
 
     python3 qemu/build_image.py [--out output] [--initramfs-too] [--variant strongswan]
 
-Parts: the kernel (qemu/build_kernel.sh, cached machine-wide), a root filesystem from Debian bookworm
+Parts: the kernel (qemu/build_kernel.sh, cached machine-wide), a root filesystem from Debian 13 (trixie)
 arm64 packages (qemu/packages.txt, unpacked, trimmed), rootfs-overlay/ and firmware/ (byte-compiled on
 the host), packed as squashfs (zstd) for virtio-blk; a blank data disk template; a bare
 busybox initramfs for the boot benchmark; manifest.json + manifest.txt (sizes, package versions).
@@ -11,14 +11,15 @@ Every input is hashed: when nothing changed the build stops after a few seconds.
 `--variant strongswan` writes only rootfs-strongswan.squashfs: the same firmware plus Debian's
 strongSwan charon and swanctl (qemu/packages-strongswan.txt), a test-only image that lets a real
 strongSwan be "site B" on the guest kernel's data plane (tests/qemu/test_tunnel_strongswan.py).
-Runs with the host's python3 (3.11: the same bytecode magic as the guest's CPython 3.11).
+Runs with the host's python3; the bytecode is written by a host build of the guest's own CPython
+version (qemu/hostpython.py: Debian 12's 3.11 cannot write 3.13 bytecode), cached machine-wide.
 """
 import argparse
 import hashlib
-import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,11 +28,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpio  # noqa: E402
 import debs  # noqa: E402
+import hostpython  # noqa: E402
 import rootfs  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("IKECORE_CACHE", "/var/cache/ikecore")
-GUEST_PYTHON_MAGIC = b"\xa7\r\r\n"   # CPython 3.11 (3495): .pyc compiled here load in the guest
 DATA_DISK_MB = 64
 # rootfs variants: the package lists (under qemu/) unpacked into each, and the file written
 VARIANTS = {
@@ -70,11 +71,10 @@ def build_kernel(images):
     return out
 
 
-def check_host_python():
-    if importlib.util.MAGIC_NUMBER != GUEST_PYTHON_MAGIC:
-        sys.exit(f"build_image: host python {sys.version.split()[0]} writes bytecode magic "
-                 f"{importlib.util.MAGIC_NUMBER!r}; the guest's CPython 3.11 needs {GUEST_PYTHON_MAGIC!r}. "
-                 "Run this script with python3.11.")
+def host_python(packages):
+    """The host interpreter that byte-compiles for the guest (same CPython source as its package)."""
+    name, ver, path = next(p for p in packages if re.match(r"^python3\.\d+-minimal$", p[0]))
+    return hostpython.interpreter(debs.AptCache(CACHE), hostpython.source_version(path, ver))
 
 
 def mksquashfs(staging, out):
@@ -101,11 +101,15 @@ def make_bare_initramfs(busybox_deb, out, workdir):
     root = os.path.join(workdir, "bare")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
-    debs.unpack(busybox_deb, root)
+    unpacked = os.path.join(workdir, "bare-deb")
+    shutil.rmtree(unpacked, ignore_errors=True)
+    debs.unpack(busybox_deb, unpacked)
+    # trixie ships /usr/bin/busybox (merged /usr), bookworm /bin/busybox
+    src = next(p for p in (os.path.join(unpacked, d, "busybox") for d in ("usr/bin", "bin")) if os.path.exists(p))
     keep = os.path.join(root, "bin", "busybox")
-    for entry in os.listdir(root):
-        if entry != "bin":
-            shutil.rmtree(os.path.join(root, entry))
+    os.makedirs(os.path.dirname(keep))
+    shutil.move(src, keep)
+    shutil.rmtree(unpacked)
     with open(os.path.join(root, "init"), "w") as f:
         f.write("#!/bin/busybox sh\n/bin/busybox echo IKECORE-BARE-READY\n/bin/busybox poweroff -f\n")
     os.chmod(os.path.join(root, "init"), 0o755)
@@ -133,7 +137,6 @@ def main():
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="firmware",
                     help="strongswan: only the test-only root filesystem with a strongSwan peer")
     args = ap.parse_args()
-    check_host_python()
     t0 = time.monotonic()
     images = os.path.join(args.out, "images")
     work = os.path.join(args.out, "build")
@@ -146,17 +149,18 @@ def main():
     log("kernel")
     kernel = build_kernel(images)
 
-    log(f"packages: resolving Debian bookworm arm64 dependencies ({' + '.join(lists)})")
+    log(f"packages: resolving Debian {debs.SUITE} arm64 dependencies ({' + '.join(lists)})")
     wanted = [p for name in lists for p in debs.read_list(os.path.join(TOP, "qemu", name))]
     excludes = debs.read_list(os.path.join(TOP, "qemu", "packages.exclude"))
     packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
     log(f"packages: {len(packages)} to unpack")
+    python = host_python(packages)
 
     h = hashlib.sha256()
     h.update(json.dumps([(n, v) for n, v, _ in packages]).encode())
     for part in ("qemu", "rootfs-overlay", "firmware"):
         tree_digest(h, os.path.join(TOP, part))
-    h.update(sys.version.encode())
+    h.update(python.encode())       # its path names the CPython source version
     key = h.hexdigest()[:16]
     rootfs_img = os.path.join(images, rootfs_name)
     stamp = os.path.join(work, f"rootfs{suffix}.key")
@@ -173,7 +177,7 @@ def main():
 
     staging = os.path.join(work, f"rootfs{suffix}")
     log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
-    owners = rootfs.assemble(staging, packages, TOP)
+    owners = rootfs.assemble(staging, packages, TOP, python)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
 

@@ -1,4 +1,4 @@
-"""Debian bookworm arm64 packages for the image: resolve, download, unpack.
+"""Debian 13 (trixie) arm64 packages for the image: resolve, download, unpack.
 
 apt does the dependency resolution with a private state directory (its own sources list, package
 lists, dpkg status and archive cache under the machine-wide cache), so the host's apt setup is
@@ -13,7 +13,8 @@ import re
 import subprocess
 import time
 
-SUITES = ("bookworm", "bookworm-updates")
+SUITE = "trixie"
+SUITES = (SUITE, f"{SUITE}-updates")
 MIRROR = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -46,12 +47,19 @@ class AptCache:
         self.sources = os.path.join(self.etc, "sources.list")
         opts = f"arch=arm64 signed-by={KEYRING}"
         text = "".join(f"deb [{opts}] {MIRROR} {s} main\n" for s in SUITES)
-        text += f"deb [{opts}] {SECURITY} bookworm-security main\n"
+        text += f"deb [{opts}] {SECURITY} {SUITE}-security main\n"
+        # sources too: the host interpreter that byte-compiles for the guest is built from the
+        # guest's own CPython source (qemu/build_hostpython.sh)
+        text += "".join(f"deb-src [signed-by={KEYRING}] {MIRROR} {s} main\n" for s in SUITES)
+        text += f"deb-src [signed-by={KEYRING}] {SECURITY} {SUITE}-security main\n"
         if not os.path.exists(self.sources) or open(self.sources).read() != text:
             with open(self.sources, "w") as f:
                 f.write(text)
+            stamp = os.path.join(self.root, "lists.updated")
+            if os.path.exists(stamp):       # other suites now (a release upgrade): lists are stale
+                os.remove(stamp)
 
-    def _apt(self, *args, capture=False):
+    def _apt(self, *args, cwd=None):
         opts = {
             "APT::Architecture": "arm64", "APT::Architectures": "arm64",
             "Dir::State": self.state, "Dir::State::Lists": self.lists,
@@ -65,10 +73,14 @@ class AptCache:
         }
         cmd = ["apt-get", "-q"] + [a for k, v in opts.items() for a in ("-o", f"{k}={v}")]
         cmd += list(args)
-        r = subprocess.run(cmd, text=True, capture_output=True)
+        r = subprocess.run(cmd, text=True, capture_output=True, cwd=cwd)
         if r.returncode != 0:
             raise DebError(f"apt-get {' '.join(args[:2])} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
         return r.stdout
+
+    def run_in(self, cwd, *args):
+        """apt-get ARGS in directory cwd (`source` downloads and unpacks there)."""
+        return self._apt(*args, cwd=cwd)
 
     def update(self, force=False):
         stamp = os.path.join(self.root, "lists.updated")   # apt deletes strangers in lists/

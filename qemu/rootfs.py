@@ -9,29 +9,28 @@ import shutil
 import subprocess
 
 import debs
+import hostpython
 
 # Trimmed after unpacking: documentation, locales, headers, glibc's gconv (19 MB, we only use UTF-8),
-# and the parts of CPython the firmware never imports.
+# and the parts of CPython the firmware never imports. {py} is the guest's CPython (python3.13).
 TRIM = [
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "usr/share/lintian",
     "usr/share/bug", "usr/share/bash-completion", "usr/share/zsh", "usr/share/gdb", "usr/share/menu",
     "usr/share/pixmaps", "usr/share/applications", "usr/share/doc-base", "usr/share/python3",
     "usr/share/binfmts", "usr/include", "usr/lib/aarch64-linux-gnu/gconv",
     "usr/lib/aarch64-linux-gnu/pkgconfig", "usr/lib/aarch64-linux-gnu/*.a", "usr/lib/aarch64-linux-gnu/audit",
-    "usr/lib/python3.11/test", "usr/lib/python3.11/idlelib", "usr/lib/python3.11/tkinter",
-    "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data",
-    "usr/lib/python3.11/turtledemo", "usr/lib/python3.11/turtle.py", "usr/lib/python3.11/venv",
-    "usr/lib/python3.11/config-3.11-aarch64-linux-gnu", "usr/lib/python3.11/unittest/test",
-    "usr/lib/python3.11/ctypes/test", "usr/lib/python3.11/sqlite3/test", "usr/lib/python3.11/tomllib/test",
-    "usr/lib/python3.11/lib-dynload/_test*", "usr/lib/python3.11/lib-dynload/_ctypes_test*",
-    "usr/lib/python3.11/lib-dynload/xxlimited*", "usr/lib/python3.11/lib-dynload/_xxtestfuzz*",
-    "usr/lib/python3.11/lib-dynload/_tkinter*", "usr/lib/python3/dist-packages/*/tests",
-    "usr/bin/pydoc*", "usr/bin/pygettext*", "usr/bin/2to3*", "usr/bin/idle*", "var/*",
-    # CPython modules for terminals and old databases (and with them readline, ncurses, Berkeley DB,
-    # NIS/Sun RPC/Kerberos libraries); iproute2's tc plugins and arpd (Berkeley DB); OpenSSL engines
-    "usr/lib/python3.11/lib-dynload/nis.*", "usr/lib/python3.11/lib-dynload/_dbm.*",
-    "usr/lib/python3.11/lib-dynload/readline.*", "usr/lib/python3.11/lib-dynload/_curses*",
-    "usr/lib/python3.11/curses", "usr/lib/python3.11/dbm/ndbm.py",
+    "usr/lib/{py}/test", "usr/lib/{py}/idlelib", "usr/lib/{py}/tkinter",
+    "usr/lib/{py}/ensurepip", "usr/lib/{py}/pydoc_data",
+    "usr/lib/{py}/turtledemo", "usr/lib/{py}/turtle.py", "usr/lib/{py}/venv",
+    "usr/lib/{py}/config-*-aarch64-linux-gnu",
+    "usr/lib/{py}/lib-dynload/_test*", "usr/lib/{py}/lib-dynload/_ctypes_test*",
+    "usr/lib/{py}/lib-dynload/xxlimited*", "usr/lib/{py}/lib-dynload/_xxtestfuzz*",
+    "usr/lib/{py}/lib-dynload/_tkinter*", "usr/lib/python3/dist-packages/*/tests",
+    "usr/bin/pydoc*", "usr/bin/pygettext*", "usr/bin/idle*", "var/*",
+    # CPython modules for terminals and old databases (and with them readline, ncurses, Berkeley DB
+    # libraries); iproute2's tc plugins and arpd (Berkeley DB); OpenSSL engines
+    "usr/lib/{py}/lib-dynload/_dbm.*", "usr/lib/{py}/lib-dynload/readline.*",
+    "usr/lib/{py}/lib-dynload/_curses*", "usr/lib/{py}/curses", "usr/lib/{py}/dbm/ndbm.py",
     "usr/lib/aarch64-linux-gnu/tc", "usr/sbin/arpd", "usr/bin/ss", "usr/lib/aarch64-linux-gnu/engines-3",
 ]
 LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
@@ -75,9 +74,17 @@ def usr_merge(staging):
             os.symlink("usr/" + top, src)
 
 
-def trim(staging):
+def python_name(packages):
+    """The guest's CPython ('python3.13'), from its pythonX.Y-minimal package."""
+    names = [m.group(1) for n, _v, _p in packages for m in [re.match(r"^(python3\.\d+)-minimal$", n)] if m]
+    if len(names) != 1:
+        raise BuildError(f"expected one pythonX.Y-minimal package, got {names}")
+    return names[0]
+
+
+def trim(staging, py):
     for pattern in TRIM:
-        for rel in _glob(staging, pattern):
+        for rel in _glob(staging, pattern.format(py=py)):
             p = os.path.join(staging, rel)
             if os.path.isdir(p) and not os.path.islink(p):
                 shutil.rmtree(p)
@@ -171,16 +178,20 @@ def install_firmware(staging, top):
     return installed
 
 
-def byte_compile(staging, firmware_packages):
-    """Compile on the host (same bytecode magic as the guest). Third-party code and the stdlib keep
-    only the bytecode (sourceless .pyc beside where the .py was: about 4 MiB less squashfs); our
-    own firmware keeps its sources so its tracebacks show the lines."""
-    py = os.path.join(staging, "usr", "bin", "python3")
-    if not os.path.lexists(py):
-        os.symlink("python3.11", py)
+def byte_compile(staging, firmware_packages, py, host_python):
+    """Compile with host_python (the guest's CPython version built for the host: same bytecode).
+    Third-party code and the stdlib keep only the bytecode (sourceless .pyc beside where the .py
+    was: about 4 MiB less squashfs); our own firmware keeps its sources so its tracebacks show the lines."""
+    link = os.path.join(staging, "usr", "bin", "python3")
+    if not os.path.lexists(link):
+        os.symlink(py, link)
+    want = hostpython.guest_magic(os.path.join(staging, "usr/lib", py))
+    have = hostpython.host_magic(host_python)
+    if want != have:
+        raise BuildError(f"{host_python} writes bytecode magic {have!r}; the guest's {py} needs {want!r}")
     ours = [os.path.join(staging, SITE, p) for p in firmware_packages]
-    theirs = os.path.join(staging, "usr/lib/python3.11"), os.path.join(staging, SITE)
-    base = ["python3", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+    theirs = os.path.join(staging, "usr/lib", py), os.path.join(staging, SITE)
+    base = [host_python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
             "-s", staging, "-p", "/"]
     runs = [base + ["-b", "-x", "|".join(re.escape(o) for o in ours) or "^$", *theirs]]
     if ours:
@@ -199,8 +210,9 @@ def byte_compile(staging, firmware_packages):
                     os.remove(os.path.join(dirpath, name))
 
 
-def assemble(staging, packages, top):
+def assemble(staging, packages, top, host_python):
     """Build the tree; returns {guest path: package name} for the manifest."""
+    py = python_name(packages)
     if os.path.exists(staging):
         shutil.rmtree(staging)
     os.makedirs(staging)
@@ -212,7 +224,7 @@ def assemble(staging, packages, top):
             owners.setdefault(guest_path(member), name)
         debs.unpack(path, staging)
     usr_merge(staging)
-    trim(staging)
+    trim(staging, py)
     busybox_links(staging)
     # /bin/sh is dash, not busybox: Debian's busybox-static prefers its own applets to PATH
     # (a busybox sh would run busybox `ip` instead of iproute2's, which has xfrm and netns)
@@ -224,7 +236,7 @@ def assemble(staging, packages, top):
     fw = install_firmware(staging, top)
     for p in fw:
         owners[f"{SITE}/{p}"] = "firmware"
-    byte_compile(staging, fw)
+    byte_compile(staging, fw, py, host_python)
     return owners
 
 

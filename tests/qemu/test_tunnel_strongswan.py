@@ -1,4 +1,4 @@
-"""Our router (site A, ikecore) against a real strongSwan gateway (site B: charon 5.9 from Debian's
+"""Our router (site A, ikecore) against a real strongSwan gateway (site B: charon 6.0 from Debian 13's
 arm64 packages, booted from the test-only image rootfs-strongswan.squashfs), LAN to LAN, with both
 kernels doing ESP/AH. On the host charon can only use its userspace data plane (kernel-libipsec,
 which forces NAT-T); here charon installs into the guest kernel with kernel-netlink, as a real
