@@ -26,6 +26,10 @@ TRIM = [
     "usr/lib/{py}/lib-dynload/_test*", "usr/lib/{py}/lib-dynload/_ctypes_test*",
     "usr/lib/{py}/lib-dynload/xxlimited*", "usr/lib/{py}/lib-dynload/_xxtestfuzz*",
     "usr/lib/{py}/lib-dynload/_tkinter*", "usr/lib/python3/dist-packages/*/tests",
+    # the C/C++/Cython sources some extension packages ship beside their built modules
+    "usr/lib/python3/dist-packages/*/*.c", "usr/lib/python3/dist-packages/*/*.cpp",
+    "usr/lib/python3/dist-packages/*/*.pyx", "usr/lib/python3/dist-packages/*/*.pxd",
+    "usr/lib/python3/dist-packages/*/*.h",
     "usr/bin/pydoc*", "usr/bin/pygettext*", "usr/bin/idle*", "var/*",
     # CPython modules for terminals and old databases (and with them readline, ncurses, Berkeley DB
     # libraries); iproute2's tc plugins and arpd (Berkeley DB); OpenSSL engines
