@@ -5,6 +5,11 @@ SHELL := /bin/bash
 TOP := $(CURDIR)
 VENV := $(TOP)/.venv
 PY := $(VENV)/bin/python
+# A second venv with the versions a Buildroot board gets (requirements-buildroot.txt, generated
+# from the Buildroot snapshot by board/buildroot_versions.py): the host-level tests run there too.
+VENV_BOARD := $(TOP)/.venv-buildroot
+PY_BOARD := $(VENV_BOARD)/bin/python
+HOST_TESTS := tests/unit tests/daemon tests/interop tests/xfrm
 CACHE := $(TOP)/.cache
 export PYTHONPATH := $(TOP)/firmware
 
@@ -16,7 +21,7 @@ all: image
 
 include $(wildcard mk/*.mk)
 
-deps: $(CACHE)/apt.stamp $(VENV)/.stamp
+deps: $(CACHE)/apt.stamp $(VENV)/.stamp $(VENV_BOARD)/.stamp
 
 $(CACHE)/apt.stamp: Makefile $(wildcard mk/*.mk)
 	@mkdir -p $(CACHE)
@@ -27,15 +32,26 @@ $(CACHE)/apt.stamp: Makefile $(wildcard mk/*.mk)
 	fi
 	@touch $@
 
-$(VENV)/.stamp: requirements.txt requirements-test.txt
-	@echo ">> python venv in .venv (pinned requirements)"
-	@test -x $(PY) || python3 -m venv $(VENV)
+# Each venv is made afresh when its pins change, so no package of an older pin stays behind.
+$(VENV)/.stamp: requirements.txt requirements-pytest.txt requirements-test.txt
+	@echo ">> python venv in .venv (the image's versions: requirements-test.txt)"
+	@python3 -m venv --clear $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-test.txt
 	@touch $@
 
-# Every test: unit, interop (strongSwan in network namespaces), qemu (booted image), browser.
+$(VENV_BOARD)/.stamp: requirements-buildroot.txt requirements-pytest.txt
+	@echo ">> python venv in .venv-buildroot (a board's versions: requirements-buildroot.txt)"
+	@python3 -m venv --clear $(VENV_BOARD)
+	@$(PY_BOARD) -m pip install -q --disable-pip-version-check -r requirements-buildroot.txt \
+	  -r requirements-pytest.txt
+	@touch $@
+
+# Every test: unit, interop (strongSwan in network namespaces), qemu (booted image), browser, on
+# the image's versions; then the host-level ones again on a board's (Buildroot's) versions.
 test: deps $(TEST_PREREQS)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	@echo ">> $(HOST_TESTS) on a Buildroot board's Python packages (.venv-buildroot)"
+	$(PY_BOARD) -m pytest -q -p no:cacheprovider $(HOST_TESTS)
 
 bench: deps $(BENCH_PREREQS)
 	$(PY) tests/bench/run_all.py

@@ -76,9 +76,9 @@ def config_toml(n, side):
 class Pair:
     """Two cores; `pump()` moves datagrams until both are quiet, draining their events."""
 
-    def __init__(self, n, now=1000.0):
+    def __init__(self, n, now=1000.0, crypto_provider=None):
         self.now = now
-        crypto = CryptographyProvider()
+        crypto = crypto_provider or CryptographyProvider()
         self.a = IkeCore(config.parse(config_toml(n, "a")), crypto, now)
         self.b = IkeCore(config.parse(config_toml(n, "b")), crypto, now)
         self.datagrams = 0
