@@ -9,19 +9,25 @@ One run, one process, the same inputs for each way (CPU time, best of several ro
     MODP-2048; bench_daemon_memory's workload, two in-process cores) on our provider beside the
     same provider with DH and CBC on `cryptography`'s public API instead of the binding.
 
-Prints only (no assertions), with the versions measured: cryptography, OpenSSL, Python.
+Prints only (no assertions), with the versions measured: cryptography, OpenSSL, Python. Run from
+the image's venv, it then runs itself once more in .venv-buildroot (a board's versions) when that
+exists, so both stacks are measured in one `make bench`.
 
     PYTHONPATH=firmware .venv/bin/python tests/bench/bench_crypto_provider.py [--tunnels 40]
 """
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+FIRMWARE = os.path.join(REPO, "firmware")
+BOARD_VENV = os.path.join(REPO, ".venv-buildroot")
 sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
+sys.path.insert(0, FIRMWARE)
 
 import bench_daemon_memory  # noqa: E402
 from ikecore import crypto, libcrypto  # noqa: E402
@@ -130,6 +136,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench_crypto_provider", description=__doc__.splitlines()[0])
     parser.add_argument("--tunnels", type=int, default=40, help="tunnels per round (default 40)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--this-stack-only", action="store_true",
+                        help="do not also run in .venv-buildroot")
     args = parser.parse_args([] if argv is None else argv)
     print("== bench_crypto_provider: %s" % versions())
     results = shared_secret_ms()
@@ -150,6 +158,14 @@ def main(argv=None):
     for name, ms in best.items():
         print("    %-42s %7.2f ms = %6.1f set-ups/s on one core  (%.2fx ours)"
               % (name, ms, 1000.0 / ms, ms / ours_tunnel))
+
+    board_python = os.path.join(BOARD_VENV, "bin", "python")
+    if (not args.this_stack_only and os.path.exists(board_python)
+            and os.path.realpath(sys.prefix) != os.path.realpath(BOARD_VENV)):
+        sys.stdout.flush()
+        subprocess.run([board_python, os.path.abspath(__file__), "--this-stack-only",
+                        "--tunnels", str(args.tunnels), "--rounds", str(args.rounds)],
+                       env=dict(os.environ, PYTHONPATH=FIRMWARE), check=True)
 
 
 if __name__ == "__main__":
