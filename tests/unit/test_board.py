@@ -1,5 +1,5 @@
 """The Buildroot BR2_EXTERNAL tree in board/: static checks, the board scripts run for real, and
-(when a Buildroot checkout is at hand) Buildroot itself accepting our defconfigs.
+Buildroot itself accepting our defconfigs and our package.
 
 Buildroot is $BUILDROOT_DIR, else the source snapshot in ../shared/buildroot/ unpacked into a
 temporary directory; the checks that need it fail, never skip, without one (make test installs
@@ -9,9 +9,9 @@ import ast
 import glob
 import os
 import re
-import sys
 import shutil
 import subprocess
+import sys
 import tomllib
 
 import pytest
@@ -199,9 +199,10 @@ def test_python_ikecore_selects_only_packages_buildroot_has(buildroot):
         name = symbol[len("BR2_PACKAGE_"):].lower().replace("_", "-")
         if name.startswith("python3-"):
             name = "python3"
-        assert os.path.isfile(os.path.join(buildroot, "package", name, "Config.in")), symbol
-        assert re.search(r"^\s*(menu)?config\s+%s\s*$" % symbol,
-                         open(os.path.join(buildroot, "package", name, "Config.in")).read(), re.M), symbol
+        config_in = os.path.join(buildroot, "package", name, "Config.in")
+        assert os.path.isfile(config_in), symbol
+        with open(config_in) as f:
+            assert re.search(r"^\s*(menu)?config\s+%s\s*$" % symbol, f.read(), re.M), symbol
 
 
 def test_requirements_buildroot_is_what_the_snapshot_gives(buildroot):
@@ -276,9 +277,8 @@ def test_defconfig_has_our_packages_fragment_and_existing_paths(name):
 
 @pytest.mark.parametrize("name", DEFCONFIGS)
 def test_defconfig_symbols_exist_in_buildroot(name, buildroot):
-    root = buildroot
     found = subprocess.run(["grep", "-rhoE", "--include=Config.in*", r"^\s*(menu)?config\s+BR2_\w+",
-                            root, BOARD], capture_output=True, text=True).stdout
+                            buildroot, BOARD], capture_output=True, text=True).stdout
     known = set(line.split()[-1] for line in found.splitlines())
     unknown = [symbol for symbol, _ in defconfig_symbols(name) if symbol not in known]
     assert not unknown, "%s: symbols Buildroot does not know: %s" % (name, unknown)
@@ -286,9 +286,8 @@ def test_defconfig_symbols_exist_in_buildroot(name, buildroot):
 
 @pytest.mark.parametrize("name", DEFCONFIGS)
 def test_buildroot_accepts_defconfig_and_keeps_our_options(name, tmp_path, buildroot):
-    root = buildroot
     out = tmp_path / "out"
-    result = subprocess.run(["make", "-s", "-C", root, "BR2_EXTERNAL=" + BOARD, "O=%s" % out, name],
+    result = subprocess.run(["make", "-s", "-C", buildroot, "BR2_EXTERNAL=" + BOARD, "O=%s" % out, name],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "warning" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr
