@@ -3,6 +3,9 @@
 One request object per line, one reply per line, in order; a client may send many requests on
 one connection. Requests (docs/architecture.md):
   {"cmd": "status"}                 -> the status data of DESIGN.md (+ "daemon" counters)
+  {"cmd": "status", "peer"|"id"|"offset"|"limit"|"filter"|"status": ...} -> a selection of it
+  {"cmd": "summary"}                -> counts only
+  {"cmd": "subscribe"}              -> then one line per tunnel event until the client closes
   {"cmd": "up", "peer": NAME}       -> initiate the peer's connections (or one connection by name)
   {"cmd": "down", "peer": NAME}     -> delete the peer's SAs (deletes sent to it)
   {"cmd": "delete", "id": SA_ID}    -> delete one IKE SA or SA by its status id
@@ -15,10 +18,13 @@ The socket is mode 0660 so the web UI's group (--socket-group) may use it.
 import asyncio
 import json
 import os
+import time
 
-from ikecore.driver import RequestError
+from ikecore.driver import PAGE_LIMIT_MAX, RequestError
+from ikecore.status import PEER_STATUSES
 
 MAX_REQUEST = 64 * 1024
+SUBSCRIBER_BUFFER_MAX = 1 << 20   # a subscriber that stops reading is dropped past this
 DEFAULT_SOCKET = "/run/ikecore/control.sock"
 
 
@@ -28,8 +34,13 @@ class ControlServer:
         self.path = path
         self.group = group
         self.server = None
+        self.subscribers = set()     # StreamWriters of open "subscribe" connections
+        if driver is not None:       # (None: a socket-only test)
+            driver.on_notice = self._publish
         self.handlers = {
-            "status": lambda request: driver.status(),
+            "status": lambda request: driver.status(_selection(request)),
+            "summary": lambda request: driver.summary(),
+            "subscribe": lambda request: {"events": list(EVENTS)},
             "up": lambda request: driver.up(_string(request, "peer")),
             "down": lambda request: driver.down(_string(request, "peer")),
             "delete": lambda request: driver.delete(_string(request, "id")),
@@ -80,8 +91,12 @@ class ControlServer:
                     break
                 if not line.strip():
                     continue
-                writer.write(_encode(self.handle_line(line)))
+                reply = self.handle_line(line)
+                writer.write(_encode(reply))
                 await writer.drain()
+                if reply.get("ok") and _command(line) == "subscribe":
+                    await self._stream(reader, writer)
+                    break
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -90,6 +105,32 @@ class ControlServer:
                 await writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+    async def _stream(self, reader, writer):
+        """A subscriber: events are written by _publish until the client closes its end."""
+        self.subscribers.add(writer)
+        try:
+            while await reader.read(4096):
+                pass                   # requests on a subscription are not answered
+        finally:
+            self.subscribers.discard(writer)
+
+    def _publish(self, notice):
+        """One event to every subscriber, without waiting for any of them."""
+        if not self.subscribers:
+            return
+        message = dict(notice.fields)
+        message.update({"event": notice.kind, "time": time.time(), "peer": notice.peer})
+        data = _encode(message)
+        for writer in list(self.subscribers):
+            if writer.transport.get_write_buffer_size() > SUBSCRIBER_BUFFER_MAX:
+                self.subscribers.discard(writer)
+                writer.write(_encode({"event": "overflow"}))
+                writer.close()
+                self.driver.log.warning("control: dropped an event subscriber that stopped "
+                                        "reading (%d bytes queued)" % SUBSCRIBER_BUFFER_MAX)
+                continue
+            writer.write(data)
 
     def handle_line(self, line):
         """One request line -> one reply object (never raises)."""
@@ -113,6 +154,37 @@ class ControlServer:
                                   % (command, type(exc).__name__, exc))
             return {"ok": False, "error": "%s failed: %s: %s"
                     % (command, type(exc).__name__, exc)}
+
+
+EVENTS = ("tunnel-up", "tunnel-down", "ike-up", "ike-down", "failed")
+
+
+def _command(line):
+    try:
+        return json.loads(line).get("cmd")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _selection(request):
+    """The status request's selection, checked: {} for everything."""
+    selection = {}
+    for key in ("peer", "id", "filter"):
+        if key in request:
+            selection[key] = _string(request, key)
+    if "status" in request:
+        if request["status"] not in PEER_STATUSES:
+            raise RequestError("malformed request: 'status' must be one of %s"
+                               % ", ".join(PEER_STATUSES))
+        selection["status"] = request["status"]
+    for key, low, high in (("offset", 0, None), ("limit", 1, PAGE_LIMIT_MAX)):
+        if key in request:
+            value = request[key]
+            if type(value) is not int or value < low or (high is not None and value > high):
+                raise RequestError("malformed request: %r must be an integer from %d%s" % (
+                    key, low, " to %d" % high if high is not None else " up"))
+            selection[key] = value
+    return selection
 
 
 def _string(request, key):

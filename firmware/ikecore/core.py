@@ -13,6 +13,7 @@ quickmode.py and informational.py, the IKE SA object in ikesa.py. Portable: Micr
 import heapq                     # MicroPython has it too (checked in the wasm build)
 
 from . import addresses
+from . import admission as admission_
 from . import codec
 from . import consts as C
 from . import diagnosis
@@ -21,8 +22,8 @@ from . import informational
 from . import phase1
 from . import quickmode
 from . import states
-from .events import DeleteChildSa, IkeSaChanged, InstallChildSa, Log
-from .proposals import ChildProposal
+from . import status as status_
+from .events import DeleteChildSa, IkeSaChanged, InstallChildSa, Log, Notice
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"     # RFC 3948 section 2.2: IKE on port 4500
 NATT_KEEPALIVE = b"\xff"                 # RFC 3948 section 2.3
@@ -34,6 +35,9 @@ INSTALL_RETRY_S = 30                     # renew again this long after the kerne
 # The old pair stays valid meanwhile (it is renewed lifetime/10 before it expires).
 OUTBOUND_SWITCH_DELAY_S = 1
 ZERO_COOKIE = b"\x00" * 8
+# _log_once: one line per source address and kind of trouble per window, at most this many.
+LOG_ONCE_KEYS = 1000
+LOG_ONCE_WINDOW_S = 3600
 
 
 class _ChildGroup:
@@ -132,21 +136,28 @@ class IkeCore:
         self.ike_sas = {}            # id -> ikesa.IkeSa, oldest first
         self._by_icookie = {}        # initiator cookie -> [IkeSa] (finding an SA per datagram)
         self.children = {}           # id -> events.ChildSa
-        self.groups = []             # [_ChildGroup]
+        self.groups = {}             # serial -> _ChildGroup, oldest first
+        self._group_of_child = {}    # child SA id -> its _ChildGroup
+        self._child_by_key = {}      # (protocol, spi, dst) -> child SA id (kernel expires)
         # The same IKE SAs and groups per peer name, in creation order: the questions asked per
         # datagram ("the peer's established SA", "the tunnel's older pairs") without visiting
         # every tunnel (at 1,000 tunnels those scans were the next hot spot after the timers).
         self._peer_sas = {}
         self._peer_groups = {}
         self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
-        self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0}
+        self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0, "retransmissions": 0}
+        self.admission = admission_.Admission()
         self._datagrams = []
         self._events = []
+        self._event_pos = 0          # next_event() reads on from here (no pop(0) per event)
         self._next_ike = 1
         self._next_child = 1
         self._spis = set()
         self._reqids = {}
-        self._malformed_seen = set()
+        self._malformed_seen = set()     # (address, kind) logged in this window (_log_once)
+        self._log_once_since = now
+        self._log_once_dropped = 0
+        self._now = now                  # of the input being handled (for _log_once)
         self.source_addresses = {}   # remote gateway -> our address the kernel sends it from
         self._timers = _DeadlineIndex(_deadline_of)
         self._next_group = 1
@@ -174,9 +185,16 @@ class IkeCore:
         return out
 
     def next_event(self):
-        if self._events:
-            return self._events.pop(0)
-        return None
+        events = self._events
+        pos = self._event_pos
+        if pos >= len(events):
+            return None
+        if pos + 1 == len(events):
+            self._events = []
+            self._event_pos = 0
+        else:
+            self._event_pos = pos + 1
+        return events[pos]
 
     def get_timer(self):
         return self._timers.earliest()
@@ -185,7 +203,7 @@ class IkeCore:
         """The earliest deadline found by visiting every SA (O(n)): what get_timer() must equal.
         For tests (conftest checks it at every step), never on the datagram path."""
         deadlines = []
-        for owner in list(self.ike_sas.values()) + self.groups:
+        for owner in list(self.ike_sas.values()) + list(self.groups.values()) + [self.admission]:
             d = _deadline_of(owner)
             if d is not None:
                 deadlines.append(d)
@@ -199,10 +217,11 @@ class IkeCore:
     def _touch_all(self):
         for sa in self.ike_sas.values():
             self._timers.mark(sa)
-        for group in self.groups:
+        for group in self.groups.values():
             self._timers.mark(group)
 
     def handle_timer(self, now):
+        self._now = now
         try:
             self._handle_timer(now)
         except Exception as exc:           # noqa: BLE001 - one bad SA must not stop the others
@@ -212,10 +231,18 @@ class IkeCore:
         # Only owners whose deadline has come, in creation order (IKE SAs, then child groups), as
         # the former scan of everything visited them; nothing else had anything to do.
         due = self._timers.pop_due(now)
+        if self.admission in due:
+            due.remove(self.admission)
+            self._admission_log(now)
         sas = sorted([o for o in due if not isinstance(o, _ChildGroup)], key=_serial)
         groups = sorted([o for o in due if isinstance(o, _ChildGroup)], key=_serial)
         for sa in sas:
             if sa.id not in self.ike_sas:
+                continue
+            if sa.quiet_stall and sa.only_first and sa.stall_at <= now:
+                # Made under pressure and never heard from again: a spoofed source, most likely.
+                self.admission.expired_quietly += 1
+                self._forget_ike_sa(sa, now)
                 continue
             phase1.on_timer(sa, now)
             for qm in list(sa.quick_modes.values()):
@@ -253,6 +280,7 @@ class IkeCore:
     def receive_datagram(self, data, local, remote, now):
         """One UDP payload from remote (ip, port) to local (ip, port)."""
         self.counters["datagrams"] += 1
+        self._now = now
         try:
             self._receive(data, local, remote, now)
         except Exception as exc:           # noqa: BLE001 - the core must survive any datagram
@@ -292,6 +320,14 @@ class IkeCore:
             return
         if remote[0] != sa.remote[0]:
             return
+        if sa.only_first and data != sa.last_received and header.rcookie != ZERO_COOKIE:
+            if (header.exchange == C.EXCHANGE_MAIN and not sa.dh_counted
+                    and not self.admission.admit_dh(sa, now)):
+                self._admission_log(now)
+                return             # main mode message 3: its initiator sends it again
+            sa.only_first = False  # the peer answered our message 2: a real initiator
+            sa.quiet_stall = False
+            sa.stall_at = sa.created + ikesa.RESPONDER_PATIENCE_S
         if (sa.failed and not sa.initiator and header.rcookie == ZERO_COOKIE
                 and data != sa.reply_to and data != sa.last_received
                 and header.exchange in (C.EXCHANGE_MAIN, C.EXCHANGE_AGGRESSIVE)):
@@ -325,7 +361,7 @@ class IkeCore:
         if conn is None:
             raise KeyError("no connection named %r" % (connection_name,))
         peer = self.settings.peers[conn.peer]
-        if any(g for g in self._groups_of(conn.peer) if g.connection == conn.name
+        if any(g for g in self.groups_of(conn.peer) if g.connection == conn.name
                and not g.replaced):
             return
         sa = self._established_sa(peer.name)
@@ -358,15 +394,13 @@ class IkeCore:
 
     def expire(self, protocol, spi, dst, hard, now):
         """Kernel soft/hard EXPIRE of one of our SAs (protocol "esp"/"ah", spi int)."""
-        for group in list(self.groups):
-            for cid in group.ids:
-                child = self.children.get(cid)
-                if child and child.protocol == protocol and child.spi == spi and child.dst == dst:
-                    if hard:
-                        self._delete_group(group, now, "hard lifetime reached", notify_peer=True)
-                    elif not group.replaced and not group.rekeying:
-                        self._rekey_group(group, now)
-                    return
+        group = self._group_of_child.get(self._child_by_key.get((protocol, spi, dst)))
+        if group is None:
+            return
+        if hard:
+            self._delete_group(group, now, "hard lifetime reached", notify_peer=True)
+        elif not group.replaced and not group.rekeying:
+            self._rekey_group(group, now)
 
     def delete(self, sa_id, now):
         """The page's Delete / ikectl delete: an IKE SA id or a child SA id."""
@@ -375,10 +409,10 @@ class IkeCore:
         if sa is not None:
             self.remove_ike_sa(sa, now, "deleted by the administrator", notify_peer=True)
             return True
-        for group in self.groups:
-            if sa_id in group.ids:
-                self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
-                return True
+        group = self._group_of_child.get(sa_id)
+        if group is not None:
+            self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
+            return True
         raise KeyError("no SA with id %r" % (sa_id,))
 
     def learn_source_address(self, remote_ip, local_ip):
@@ -401,16 +435,15 @@ class IkeCore:
         -> True when sa_id was ours; False for an unknown or already removed SA (a second
         failure of the same pair)."""
         child = self.children.get(sa_id)
-        group = None
-        for candidate in self.groups:
-            if sa_id in candidate.ids:
-                group = candidate
+        group = self._group_of_child.get(sa_id)
         if child is None or group is None:
             return self._early_install_failed(sa_id, reason, now)
-        pending = set(e.sa.id for e in self._events
+        queued = self._events[self._event_pos:]
+        pending = set(e.sa.id for e in queued
                       if isinstance(e, InstallChildSa) and e.sa.id in group.ids)
-        self._events = [e for e in self._events
+        self._events = [e for e in queued
                         if not (isinstance(e, InstallChildSa) and e.sa.id in pending)]
+        self._event_pos = 0
         pending.add(sa_id)
         self._report_kernel_refusal(self.ike_sas.get(child.ike_sa), child, reason)
         self._delete_group(group, now, "the kernel could not install %s" % sa_id,
@@ -422,9 +455,10 @@ class IkeCore:
         """Tear down everything with this peer (deletes sent) and stop initiating to it."""
         self._touch_all()
         self.waiting.pop(peer_name, None)
-        for group in list(self._groups_of(peer_name)):
+        self.admission.forget_queued(peer_name)
+        for group in list(self.groups_of(peer_name)):
             self._delete_group(group, now, "peer taken down", notify_peer=True)
-        for sa in list(self._sas_of(peer_name)):
+        for sa in list(self.sas_of(peer_name)):
             self.remove_ike_sa(sa, now, "peer taken down", notify_peer=True)
 
     def reconfigure(self, settings, now):
@@ -446,35 +480,35 @@ class IkeCore:
         for name, conn in old.connections.items():
             new = settings.connections.get(name)
             if new is None or _fingerprint(new) != _fingerprint(conn):
-                for group in [g for g in self.groups if g.connection == name]:
+                for group in [g for g in self.groups.values() if g.connection == name]:
                     self._delete_group(group, now, "connection reconfigured", notify_peer=True)
                 for queue in self.waiting.values():
                     queue[:] = [w for w in queue if w[0] != name]
 
-    def status(self, now):
-        ike = []
-        for sa in self.ike_sas.values():
-            n = sa.machine.number
-            since = sa.established_at if sa.established_at is not None else sa.created
-            ike.append({
-                "id": sa.id, "peer": sa.peer.name, "remote_gateway": sa.remote[0],
-                "local_address": sa.local[0], "status": states.status_text(n), "state": n,
-                "mode": sa.mode, "role": sa.role, "algorithm": sa.algorithm_text(),
-                "auth": sa.auth, "elapsed_s": int(now - since), "lifetime_s": sa.lifetime_s,
-                "nat_t": sa.nat_t, "phase2_negotiations": sa.phase2_negotiations,
-                "last_error": sa.last_error})
-        sas = []
-        for child in self.children.values():
-            proposal = ChildProposal(child.encr, child.integ, protocol=child.protocol)
-            sas.append({
-                "id": child.id, "ike_sa": child.ike_sa, "destination": child.dst,
-                "direction": "incoming" if child.direction == "in" else "outgoing",
-                "spi": "0x%08x" % child.spi, "protocol": child.protocol.upper(),
-                "mode": child.mode, "algorithm": proposal.describe(child.protocol),
-                "local_net": child.local_net, "remote_net": child.remote_net,
-                "elapsed_s": int(now - child.created), "lifetime_s": child.lifetime_s,
-                "bytes": 0, "packets": 0, "errored_packets": 0})
-        return {"ike_sas": ike, "sas": sas}
+    def status(self, now, peers=None):
+        """The page's data: every IKE SA and SA, or (peers: names) only those peers'."""
+        if peers is None:
+            return status_.everything(self, now)
+        return status_.of_peers(self, peers, now)
+
+    def summary(self):
+        """Counts only (peers by status, IKE SAs by state, SAs) and the admission bounds."""
+        result = status_.summary(self)
+        result["admission"] = self.admission.snapshot()
+        return result
+
+    def select_peers(self, text=None, status=None):
+        """Configured peer names, in the file's order, whose name or gateway contains text and
+        whose status (status.peer_status) is status; None: any."""
+        return status_.select_peers(self, text, status)
+
+    def peer_of(self, sa_id):
+        """The peer name owning an IKE SA or SA id, or None."""
+        sa = self.ike_sas.get(sa_id)
+        if sa is not None:
+            return sa.peer.name
+        child = self.children.get(sa_id)
+        return child.peer if child is not None else None
 
     # ===================================================================== for the exchanges
     def emit(self, event):
@@ -522,7 +556,7 @@ class IkeCore:
             informational.send_notify(sa, notify, None)
 
     def ike_sa_by_spi(self, spi):
-        for sa in self.ike_sas.values():
+        for sa in self._by_icookie.get(spi[:8], ()):
             if sa.spi() == spi:
                 return sa
         return None
@@ -536,22 +570,26 @@ class IkeCore:
 
     def ike_established(self, sa, initial_contact, now):
         peer = sa.peer
+        self.negotiation_ended(sa, now)
         if initial_contact:
             # RFC 2407 4.6.3.3: the peer has no state from before this negotiation began: drop
             # ours from before then (no deletes sent). SAs that came up meanwhile stay: both
             # sides may have initiated at once, each with INITIAL-CONTACT.
-            for group in [g for g in self._groups_of(peer.name) if g.created < sa.created]:
+            for group in [g for g in self.groups_of(peer.name) if g.created < sa.created]:
                 self._delete_group(group, now, "peer sent INITIAL-CONTACT", notify_peer=False)
-            for other in [s for s in self._sas_of(peer.name) if s is not sa
+            for other in [s for s in self.sas_of(peer.name) if s is not sa
                           and s.established_at is not None and s.established_at < sa.created]:
                 self.remove_ike_sa(other, now, "peer sent INITIAL-CONTACT", notify_peer=False)
         if peer.dpd_delay_s and sa.peer_dpd:
             sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
         self.touch(sa)
-        for old in self._sas_of(peer.name):      # a renewal is always with the same peer
+        renewal = False
+        for old in self.sas_of(peer.name):      # a renewal is always with the same peer
             if old.rekeyed_by == sa.id:
                 old.remove_at = now + REPLACED_IKE_KEEP_S
                 self.touch(old)
+                renewal = True
+        self.emit(Notice("ike-up", peer.name, {"ike_sa": sa.id, "renewal": renewal}))
         queue = self.waiting.pop(peer.name, [])
         for name, replaces in queue:
             conn = self.settings.connections.get(name)
@@ -561,7 +599,7 @@ class IkeCore:
     def children_established(self, qm, children, now):
         conn = qm.connection
         renewal = False
-        for group in self._groups_of(qm.sa.peer.name):
+        for group in self.groups_of(qm.sa.peer.name):
             # The tunnel's older SAs age out at their own lifetime (the page shows 4 for a while).
             if group.connection == conn.name:
                 group.replaced = True
@@ -576,8 +614,11 @@ class IkeCore:
                             rekey_at, now + qm.lifetime_s, now)
         group.serial = self._next_group
         self._next_group += 1
-        self.groups.append(group)
+        self.groups[group.serial] = group
         self._peer_groups.setdefault(group.peer, []).append(group)
+        for child in children:
+            self._group_of_child[child.id] = group
+            self._child_by_key[(child.protocol, child.spi, child.dst)] = child.id
         if renewal and qm.initiator:
             group.deferred = [c for c in children if c.direction == "out"]
             group.install_at = now + OUTBOUND_SWITCH_DELAY_S
@@ -587,6 +628,9 @@ class IkeCore:
             if child not in group.deferred and child.id not in qm.early:
                 self.emit(InstallChildSa(child))
         qm.early = []
+        self.emit(Notice("tunnel-up", group.peer, {
+            "connection": conn.name, "ike_sa": qm.sa.id, "sas": list(group.ids),
+            "renewal": renewal}))
 
     def install_before_hash3(self, qm, inbound):
         """A quick mode responder's inbound SAs, installed when message 2 goes out (see
@@ -643,7 +687,7 @@ class IkeCore:
 
     def quick_mode_failed(self, qm, now):
         self._withdraw_early(qm, "quick mode failed before HASH(3)", now, notify_peer=True)
-        for group in self._groups_of(qm.sa.peer.name):
+        for group in self.groups_of(qm.sa.peer.name):
             if group.ids and group.ids[0] in qm.replaces:
                 group.rekeying = False
                 self.touch(group)
@@ -685,7 +729,7 @@ class IkeCore:
         return False
 
     def _group_with_spi(self, peer_name, protocol, direction, spi):
-        for group in self._groups_of(peer_name):
+        for group in self.groups_of(peer_name):
             for cid in group.ids:
                 child = self.children.get(cid)
                 if (child and child.peer == peer_name and child.protocol == protocol
@@ -698,6 +742,18 @@ class IkeCore:
             return
         if notify_peer and sa.established:
             informational.send_delete_ike(sa, now)
+        if sa.established_at is not None:
+            self.emit(Notice("ike-down", sa.peer.name, {"ike_sa": sa.id, "reason": reason}))
+        self._forget_ike_sa(sa, now)
+        self.emit(Log("info", sa.peer.name, "IKE SA %s with %s removed: %s" % (
+            sa.id, sa.remote[0], reason)))
+        self.emit(IkeSaChanged(sa.id, "Idle", states.IDLE_NUMBER))
+        self.negotiation_ended(sa, now)
+
+    def _forget_ike_sa(self, sa, now):
+        """Take the SA out of every table (remove_ike_sa without the delete, the log and the
+        notices: also how a half-open SA of a spray goes)."""
+        self.admission.closed(sa)
         sa.deleted = True
         del self.ike_sas[sa.id]
         self.touch(sa)             # drops its timer entry
@@ -715,30 +771,66 @@ class IkeCore:
             self._peer_sas.pop(sa.peer.name, None)
         heir = self._established_sa(sa.peer.name)
         if heir is not None:
-            for group in self._groups_of(sa.peer.name):
+            for group in self.groups_of(sa.peer.name):
                 for cid in group.ids:
                     child = self.children.get(cid)
                     if child is not None and child.ike_sa == sa.id:
                         child.ike_sa = heir.id
-        self.emit(Log("info", sa.peer.name, "IKE SA %s with %s removed: %s" % (
-            sa.id, sa.remote[0], reason)))
-        self.emit(IkeSaChanged(sa.id, "Idle", states.IDLE_NUMBER))
+
+    def negotiation_ended(self, sa, now):
+        """The SA was authenticated, failed or went: it leaves the admission bounds, and an
+        initiation waiting for a slot may start."""
+        self.admission.closed(sa)
+        while True:
+            name = self.admission.next_queued()
+            if name is None:
+                return
+            peer = self.settings.peers.get(name)
+            if (peer is not None and self.waiting.get(name)
+                    and self._negotiating_sa(name) is None):
+                self._start_ike(peer, now)
 
     # ===================================================================== internals
-    def _sas_of(self, peer_name):
+    def sas_of(self, peer_name):
+        """The peer's IKE SAs, oldest first (status.py reads them)."""
         return self._peer_sas.get(peer_name, ())
 
-    def _groups_of(self, peer_name):
+    def groups_of(self, peer_name):
+        """The peer's child SA groups (one per quick mode), oldest first."""
         return self._peer_groups.get(peer_name, ())
 
     def _log_once(self, remote, kind, level, text):
+        """One line per (address, kind) and LOG_ONCE_WINDOW_S. Past LOG_ONCE_KEYS of them in
+        a window (a spray from spoofed sources) the rest are counted, and the count is one line
+        when the window closes: the log never grows with the attacker's sources."""
+        now = self._now
+        if now - self._log_once_since >= LOG_ONCE_WINDOW_S:
+            if self._log_once_dropped:
+                self.emit(Log("warning", None, "%d more messages from other sources were not "
+                              "logged in the last %d s (malformed, for an unknown SA or from an "
+                              "address with no peer)" % (self._log_once_dropped,
+                                                         int(now - self._log_once_since))))
+            self._malformed_seen = set()
+            self._log_once_since = now
+            self._log_once_dropped = 0
         key = (remote[0], kind)
         if key in self._malformed_seen:
             return
-        if len(self._malformed_seen) > 1000:
-            self._malformed_seen = set()     # bounded memory against spoofed sources
+        if len(self._malformed_seen) >= LOG_ONCE_KEYS:
+            self._log_once_dropped += 1
+            return
         self._malformed_seen.add(key)
         self.emit(Log(level, self._peer_name(remote[0]), text))
+
+    def _admission_log(self, now):
+        """The admission bounds' episode lines: its start once, its end with the counts."""
+        line = self.admission.take_first_line()
+        if line is not None:
+            self.emit(Log("warning", None, line))
+        line = self.admission.end_episode(now)
+        if line is not None:
+            self.emit(Log("warning", None, line))
+        self.touch(self.admission)
 
     def _peer_name(self, address):
         peer = self._peer_by_gateway.get(address)
@@ -777,10 +869,21 @@ class IkeCore:
                                remote[0], peer.name))
             return
         mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
+        computes_dh = mode == states.AGGRESSIVE == peer.phase1_mode   # our answer needs it
+        refusal = self.admission.admit_first_message(remote[0], computes_dh, now)
+        if refusal is not None:
+            self._admission_log(now)
+            return
         # The page shows our configured mode: with a mode mismatch the negotiation stops at
         # "1st msg received" of that mode's table.
         sa = self._new_ike(peer, peer.phase1_mode, states.RESPONDER, header.icookie, local,
                            remote, now)
+        self.admission.opened_responder(sa, computes_dh)
+        sa.only_first = True
+        if self.admission.under_pressure():
+            sa.quiet_stall = True
+            sa.stall_at = now + admission_.PRESSURE_PATIENCE_S
+            self.touch(sa)
         sa.rcookie = self.crypto.random(8)
         sa.feed(states.RECEIVED, now)
         sa.heard_from_peer = True
@@ -795,13 +898,13 @@ class IkeCore:
     def _established_sa(self, peer_name):
         """The newest established, not yet replaced IKE SA with this peer."""
         found = None
-        for sa in self._sas_of(peer_name):
+        for sa in self.sas_of(peer_name):
             if sa.established and sa.rekeyed_by is None:
                 found = sa
         return found
 
     def _negotiating_sa(self, peer_name):
-        for sa in self._sas_of(peer_name):
+        for sa in self.sas_of(peer_name):
             if not sa.machine.established and not sa.failed:
                 return sa
         return None
@@ -810,8 +913,17 @@ class IkeCore:
         queue = self.waiting.setdefault(peer.name, [])
         if not any(w[0] == conn_name for w in queue):
             queue.append((conn_name, replaces))
-        if self._negotiating_sa(peer.name) is None:
-            self._start_ike(peer, now)
+        self._initiate_phase1(peer, now)
+
+    def _initiate_phase1(self, peer, now):
+        """Start a phase 1 with the peer unless one is under way or queued; paced by the
+        admission bound on our own negotiations. -> the new IkeSa or None."""
+        if self._negotiating_sa(peer.name) is not None or self.admission.is_queued(peer.name):
+            return None
+        if not self.admission.may_initiate():
+            self.admission.enqueue(peer.name)
+            return None
+        return self._start_ike(peer, now)
 
     def _start_ike(self, peer, now):
         address = peer.local_address or self.source_addresses.get(peer.remote_gateway)
@@ -819,6 +931,7 @@ class IkeCore:
         remote = (peer.remote_gateway, C.IKE_PORT)
         sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
                            local, remote, now)
+        self.admission.opened_initiator(sa)
         phase1.start(sa, now)
         return sa
 
@@ -827,9 +940,10 @@ class IkeCore:
         new attempt shows the last failure until it has a verdict of its own."""
         peer = failed.peer
         if self.waiting.get(peer.name) and peer.act_as != "responder" \
-                and peer.name in self.settings.peers and self._negotiating_sa(peer.name) is None:
-            sa = self._start_ike(peer, now)
-            sa.last_error = failed.last_error
+                and peer.name in self.settings.peers:
+            sa = self._initiate_phase1(peer, now)
+            if sa is not None:
+                sa.last_error = failed.last_error
 
     def _rekey_ike(self, old, now):
         new = self._start_ike(old.peer, now)
@@ -857,7 +971,12 @@ class IkeCore:
         DeleteChildSa for them)."""
         if group.removed:
             return
-        self.groups.remove(group)
+        del self.groups[group.serial]
+        for cid in group.ids:
+            self._group_of_child.pop(cid, None)
+            child = self.children.get(cid)
+            if child is not None:
+                self._child_by_key.pop((child.protocol, child.spi, child.dst), None)
         same_peer = self._peer_groups.get(group.peer, [])
         if group in same_peer:
             same_peer.remove(group)
@@ -881,12 +1000,15 @@ class IkeCore:
             self.emit(Log("info", group.peer, "SAs of %s (%s) removed: %s" % (
                 group.connection, ", ".join("%s %s 0x%08x" % (c.protocol.upper(), c.direction, c.spi)
                                             for c in children), reason)))
+        if not any(g.connection == group.connection for g in self.groups_of(group.peer)):
+            self.emit(Notice("tunnel-down", group.peer, {"connection": group.connection,
+                                                         "reason": reason}))
 
     def _reinstate_replaced(self, failed, now):
         """A renewal that never reached the kernel replaced nothing: the newest older pair of
         the tunnel, still alive, carries the traffic again and is renewed again a little later
         (not at once: the same kernel error would come straight back)."""
-        tunnel = [g for g in self._groups_of(failed.peer) if g.connection == failed.connection]
+        tunnel = [g for g in self.groups_of(failed.peer) if g.connection == failed.connection]
         older = [g for g in tunnel if g.created <= failed.created]
         if not older or any(not g.replaced for g in tunnel):
             return
@@ -900,10 +1022,10 @@ class IkeCore:
     def _peer_dead(self, sa, now):
         peer = sa.peer
         sa.fail("dead_peer", "no R-U-THERE-ACK for %d s" % peer.dpd_timeout_s, now, keep=False)
-        conns = sorted(set(g.connection for g in self._groups_of(peer.name)))
-        for group in list(self._groups_of(peer.name)):
+        conns = sorted(set(g.connection for g in self.groups_of(peer.name)))
+        for group in list(self.groups_of(peer.name)):
             self._delete_group(group, now, "dead peer", notify_peer=False)
-        for other in list(self._sas_of(peer.name)):
+        for other in list(self.sas_of(peer.name)):
             self.remove_ike_sa(other, now, "dead peer", notify_peer=False)
         if sa.initiator and peer.act_as != "responder":
             for name in conns:
@@ -911,8 +1033,9 @@ class IkeCore:
 
 
 def _deadline_of(owner):
-    """The next time an IKE SA or child group needs handle_timer; None: never (or removed)."""
-    if isinstance(owner, _ChildGroup):
+    """The next time an IKE SA, a child group or the admission bounds (the end of a refusal
+    episode) need handle_timer; None: never (or removed)."""
+    if isinstance(owner, (_ChildGroup, admission_.Admission)):
         return owner.deadline()
     if owner.deleted:
         return None

@@ -1,6 +1,9 @@
 """ikectl: talk to the running daemon over its control socket.
 
   ikectl status [--json]     IKE SAs then SAs, like the status page
+  ikectl status --summary    counts only (peers by status, IKE SAs by state, admission bounds)
+  ikectl status --peer P | --offset N --limit M [--filter TEXT] [--state STATUS]
+  ikectl watch               tunnel events as they happen (up, down, failed with the diagnosis)
   ikectl up PEER | down PEER | delete SA_ID | reload | log [-n N]
   --socket PATH (default /run/ikecore/control.sock) and --json go before or after the command
 Exit status 0 when the daemon said yes; 1 with the reason on stderr when it said no or is not
@@ -43,6 +46,55 @@ def request(path, message, timeout=30.0):
     finally:
         sock.close()
     return json.loads(buffer.decode("utf-8"))
+
+
+def subscribe(path, timeout=None):
+    """Yield the daemon's events (dicts, docs/architecture.md "subscribe") until it closes."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise CtlError("ikecore is not running (no control socket at %s)" % path)
+        sock.sendall(b'{"cmd": "subscribe"}\n')
+        reader = sock.makefile("rb")
+        reply = json.loads(reader.readline() or b"null")
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            raise CtlError("the daemon refused the subscription: %r" % (reply,))
+        for line in reader:
+            yield json.loads(line)
+    finally:
+        sock.close()
+
+
+def format_summary(summary):
+    peers = summary.get("peers_by_status", {})
+    states = summary.get("ike_sas_by_state", {})
+    admission = summary.get("admission", {})
+    lines = ["peers %d: %d activated, %d negotiating, %d idle" % (
+        summary.get("peers", 0), peers.get("Activated", 0), peers.get("Negotiating", 0),
+        peers.get("Idle", 0)),
+        "IKE SAs %d (%s), SAs %d" % (summary.get("ike_sas", 0), ", ".join(
+            "%s in state %s" % (states[k], k) for k in sorted(states, key=int)) or "none",
+            summary.get("sas", 0))]
+    if admission:
+        refused = admission.get("refused", {})
+        lines.append("half-open %d/%d, DH in flight %d/%d, initiating %d/%d (%d queued); "
+                     "refused %d (per address %d, total %d, DH %d)" % (
+                         admission.get("half_open", 0), admission.get("half_open_limit", 0),
+                         admission.get("dh_in_flight", 0), admission.get("dh_in_flight_limit", 0),
+                         admission.get("initiating", 0), admission.get("initiating_limit", 0),
+                         admission.get("queued", 0), sum(refused.values()),
+                         refused.get("address", 0), refused.get("total", 0), refused.get("dh", 0)))
+    return "\n".join(lines)
+
+
+def format_event(event):
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.get("time", 0)))
+    rest = ", ".join("%s=%s" % (k, event[k]) for k in sorted(event)
+                     if k not in ("event", "time", "peer"))
+    return "%s %-11s %s %s" % (stamp, event.get("event"), event.get("peer"), rest)
 
 
 def _duration(seconds):
@@ -126,7 +178,15 @@ def parse_args(argv):
     def command(name, help):
         return commands.add_parser(name, help=help, parents=[common])
 
-    command("status", "IKE SAs and SAs")
+    status = command("status", "IKE SAs and SAs")
+    status.add_argument("--summary", action="store_true", help="counts only")
+    status.add_argument("--peer", help="only this peer's SAs")
+    status.add_argument("--offset", type=int, help="first peer of the page (0-based)")
+    status.add_argument("--limit", type=int, help="peers in the page")
+    status.add_argument("--filter", help="peers whose name or gateway contains this")
+    status.add_argument("--state", choices=("Activated", "Negotiating", "Idle"),
+                        help="peers in this status")
+    command("watch", "tunnel events as they happen")
     command("up", "bring a peer's connections up").add_argument("peer")
     command("down", "delete a peer's SAs").add_argument("peer")
     command("delete", "delete one IKE SA or SA").add_argument("sa_id")
@@ -141,6 +201,15 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     message = {"status": {"cmd": "status"}, "reload": {"cmd": "reload"},
                "kernel": {"cmd": "kernel"}}.get(args.command)
+    if args.command == "watch":
+        return _watch(args)
+    if args.command == "status":
+        if args.summary:
+            message = {"cmd": "summary"}
+        for key, value in (("peer", args.peer), ("offset", args.offset), ("limit", args.limit),
+                           ("filter", args.filter), ("status", args.state)):
+            if value is not None:
+                message[key] = value
     if args.command in ("up", "down"):
         message = {"cmd": args.command, "peer": args.peer}
     elif args.command == "delete":
@@ -159,8 +228,15 @@ def main(argv=None):
     result = reply.get("result")
     if args.json or args.command == "kernel":
         print(json.dumps(result, indent=2, sort_keys=True))
+    elif args.command == "status" and args.summary:
+        print(format_summary(result))
     elif args.command == "status":
         print(format_status(result))
+        page = result.get("page")
+        if page:
+            print("\npeers %d-%d of %d matching (%d configured)" % (
+                page["offset"] + 1, min(page["offset"] + page["limit"], page["matching"]),
+                page["matching"], page["peers"]))
     elif args.command == "log":
         if result:
             print(format_log(result))
@@ -173,6 +249,19 @@ def main(argv=None):
         print("%s going down" % result.get("down"))
     elif args.command == "delete":
         print("deleting %s" % result.get("deleted"))
+    return 0
+
+
+def _watch(args):
+    try:
+        for event in subscribe(args.socket):
+            print(json.dumps(event, sort_keys=True) if args.json else format_event(event),
+                  flush=True)
+    except CtlError as exc:
+        print("ikectl: %s" % exc, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

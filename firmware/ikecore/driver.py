@@ -17,6 +17,7 @@ import struct
 
 from ikecore import events
 from ikecore.config import ConfigError
+from ikecore.kernel import sa_key as kernel_key
 
 IP_PKTINFO = 8                 # <linux/in.h>; the socket module does not export these
 IP_FREEBIND = 15               # bind before the WAN address exists (boot, DHCP)
@@ -25,6 +26,7 @@ UDP_ENCAP_ESPINUDP = 2
 MAX_DATAGRAM = 65535
 IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the real sockets
 ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most this often on timers
+PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 
 
 class UdpEndpoint:
@@ -104,6 +106,7 @@ class Driver:
         self.stopped = False
         self.routes_learned_at = None
         self.connections_by_peer = _connections_by_peer(settings)
+        self.on_notice = None                   # events.Notice -> None (the control socket's)
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -282,6 +285,9 @@ class Driver:
             self._kernel("delete SA %s" % event.sa.id, self.backend.delete_sa, event.sa)
         elif isinstance(event, events.IkeSaChanged):
             self.log.debug("IKE SA %s: %s(%s)" % (event.ike_sa, event.status, event.state))
+        elif isinstance(event, events.Notice):
+            if self.on_notice is not None:
+                self.on_notice(event)
 
     def _install_sa(self, sa):
         """Install one SA; when the kernel refuses, the core hears why (it takes the pair down,
@@ -345,18 +351,57 @@ class Driver:
             self._install_policies(connection, local_gw, reqid)
 
     # --- requests (control socket, signals); each returns a result or raises RequestError
-    def status(self):
-        result = self.core.status(self.now())
-        stats = self.backend.sa_stats()
+    def status(self, selection=None):
+        """Every IKE SA and SA, or a selection (control.py checked its types): {"peer": NAME}
+        or {"id": SA_ID} for one peer's, {"offset", "limit", "filter", "status"} for one page
+        of peers (docs/architecture.md). The kernel is asked for the selected SAs' counters
+        only."""
+        now = self.now()
+        if not selection:
+            result = self.core.status(now)
+            self._add_counters(result, self.backend.sa_stats())
+        else:
+            names, page = self._select_peers(selection)
+            result = self.core.status(now, peers=names)
+            keys = [kernel_key(self.core.children[sa["id"]]) for sa in result["sas"]]
+            self._add_counters(result, self.backend.sa_stats(keys))
+            if page is not None:
+                result["page"] = page
+        result["daemon"] = self.daemon_counters()
+        return result
+
+    def _select_peers(self, selection):
+        """-> (peer names, the "page" object or None)."""
+        if "peer" in selection:
+            if selection["peer"] not in self.settings.peers:
+                raise RequestError("unknown peer %r (peers: %s)" % (selection["peer"],
+                                                                    self._peer_names()))
+            return [selection["peer"]], None
+        if "id" in selection:
+            owner = self.core.peer_of(selection["id"])
+            if owner is None:
+                raise RequestError("unknown SA id %r" % (selection["id"],))
+            return [owner], None
+        matching = self.core.select_peers(selection.get("filter"), selection.get("status"))
+        offset = selection.get("offset", 0)
+        limit = selection.get("limit", PAGE_LIMIT_MAX)
+        return matching[offset:offset + limit], {
+            "offset": offset, "limit": limit, "matching": len(matching),
+            "peers": len(self.settings.peers)}
+
+    def _add_counters(self, result, stats):
+        """The kernel's byte/packet/error counters into the status' SA rows."""
+        children = self.core.children
         for sa in result.get("sas", []):
-            try:
-                key = (sa["protocol"].lower(), int(str(sa["spi"]), 16), sa["destination"])
-            except (KeyError, ValueError, AttributeError):
-                continue
-            counters = stats.get(key)
+            child = children.get(sa["id"])
+            counters = stats.get(kernel_key(child)) if child is not None else None
             if counters:
                 for name in ("bytes", "packets", "errored_packets"):
                     sa[name] = counters.get(name, 0)
+
+    def summary(self):
+        """Counts only (docs/architecture.md, "summary"): never builds an SA row."""
+        result = self.core.summary()
         result["daemon"] = self.daemon_counters()
         return result
 
@@ -366,6 +411,7 @@ class Driver:
         core_counters = getattr(self.core, "counters", None) or {}
         counters["malformed_datagrams"] = core_counters.get("malformed", 0)
         counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
+        counters["retransmissions"] = core_counters.get("retransmissions", 0)
         return counters
 
     def up(self, name):

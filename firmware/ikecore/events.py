@@ -63,3 +63,18 @@ class IkeSaChanged:
         self.ike_sa = ike_sa
         self.status = status
         self.state = state
+
+
+class Notice:
+    """What a subscriber to the control socket hears (docs/architecture.md, "subscribe"):
+    kind "tunnel-up" | "tunnel-down" | "ike-up" | "ike-down" | "failed"; fields: the rest of the
+    event's JSON object (connection, ike_sa, sas, reason, diagnosis, renewal)."""
+    __slots__ = ("kind", "peer", "fields")
+
+    def __init__(self, kind, peer, fields):
+        self.kind = kind
+        self.peer = peer
+        self.fields = fields
+
+    def __repr__(self):
+        return "Notice(%s, %s, %r)" % (self.kind, self.peer, self.fields)

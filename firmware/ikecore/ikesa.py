@@ -14,7 +14,7 @@ from . import keymat
 from . import natt
 from . import states
 from .crypto import cipher_info
-from .events import IkeSaChanged, Log
+from .events import IkeSaChanged, Log, Notice
 
 # Seconds to wait after each (re)transmission; after the last one we give up.
 RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
@@ -132,6 +132,7 @@ class Exchange:
         if data != self.reply_to and data != self.last_received:
             return False
         if data == self.reply_to and self.last_sent is not None:
+            self.counters()["retransmissions"] += 1
             self.transmit(self.last_sent)
         return True
 
@@ -146,6 +147,7 @@ class Exchange:
         if pending.attempt >= len(RETRANSMIT_DELAYS):
             self.pending = None
             return "gave up"
+        self.counters()["retransmissions"] += 1
         self.transmit(pending.data)
         pending.deadline = now + RETRANSMIT_DELAYS[pending.attempt]
         return "sent"
@@ -206,6 +208,12 @@ class IkeSa(Exchange):
         self.peer_idi = None       # aggressive mode responder: the IDii payload of message 1
         self.peer_idi_b = None     # ... and its body as received (HASH_I is computed over it)
         self.idi = self.idr = None
+        # admission.py's bookkeeping: which bound counts this SA, whether it holds a DH result
+        self.admission = None
+        self.dh_counted = False
+        self.remote_at_admission = None
+        self.only_first = False    # a responder SA that has heard nothing but message 1
+        self.quiet_stall = False   # ... made under pressure: it goes quietly at stall_at
 
     # -- descriptive ---------------------------------------------------------------------------------
     @property
@@ -238,6 +246,9 @@ class IkeSa(Exchange):
     def log(self, level, text):
         self.core.emit(Log(level, self.peer.name, text))
 
+    def counters(self):
+        return self.core.counters
+
     def feed(self, inp, now):
         """Move the negotiation state and tell the driver (page live update)."""
         self.machine.feed(inp)
@@ -254,7 +265,12 @@ class IkeSa(Exchange):
         self.last_error = line
         self.error_connection = connection
         self.log("error", line)
+        fields = {"ike_sa": self.id, "diagnosis": line}
+        if connection is not None:
+            fields["connection"] = connection
+        self.core.emit(Notice("failed", self.peer.name, fields))
         if phase == 1:
+            self.core.negotiation_ended(self, now)
             self.failed = True
             self.pending = None
             self.forget_negotiation_secrets()    # this negotiation goes no further

@@ -39,8 +39,9 @@ class KernelBackend:
     def delete_sa(self, sa):
         raise NotImplementedError
 
-    def sa_stats(self):
-        """{(protocol, spi, dst): {"bytes", "packets", "errored_packets"}} for our SAs."""
+    def sa_stats(self, keys=None):
+        """{(protocol, spi, dst): {"bytes", "packets", "errored_packets"}} for our SAs, or only
+        for these keys (a page of the status: the cost is the page's, not every SA's)."""
         raise NotImplementedError
 
     def flush(self):
@@ -74,6 +75,9 @@ def describe_sa(sa):
     return data
 
 
+HISTORY_KEEP = 10000
+
+
 class RecordingBackend(KernelBackend):
     """Remembers installs and deletes; counts nothing (byte counters stay 0)."""
 
@@ -90,27 +94,34 @@ class RecordingBackend(KernelBackend):
             "connection": connection.name, "local_net": connection.local_net,
             "remote_net": connection.remote_net, "protocol": connection.protocol,
             "local_gw": local_gw, "remote_gw": remote_gw, "reqid": reqid}
-        self.history.append(("install_policies", connection.name))
+        self._remember(("install_policies", connection.name))
 
     def remove_policies(self, connection):
         self.policies.pop(connection.name, None)
-        self.history.append(("remove_policies", connection.name))
+        self._remember(("remove_policies", connection.name))
 
     def install_sa(self, sa):
         self.sas[sa_key(sa)] = sa
-        self.history.append(("install_sa", sa.id))
+        self._remember(("install_sa", sa.id))
 
     def delete_sa(self, sa):
         self.sas.pop(sa_key(sa), None)
-        self.history.append(("delete_sa", sa.id))
+        self._remember(("delete_sa", sa.id))
 
-    def sa_stats(self):
-        return dict((key, {"bytes": 0, "packets": 0, "errored_packets": 0}) for key in self.sas)
+    def sa_stats(self, keys=None):
+        wanted = self.sas if keys is None else [key for key in keys if key in self.sas]
+        return dict((key, {"bytes": 0, "packets": 0, "errored_packets": 0}) for key in wanted)
 
     def flush(self):
         self.sas.clear()
         self.policies.clear()
-        self.history.append(("flush", None))
+        self._remember(("flush", None))
+
+    def _remember(self, entry):
+        """Bounded: a daemon recording for days keeps the newest HISTORY_KEEP entries."""
+        self.history.append(entry)
+        if len(self.history) > 2 * HISTORY_KEEP:
+            del self.history[:-HISTORY_KEEP]
 
     def snapshot(self):
         return {"backend": self.name,

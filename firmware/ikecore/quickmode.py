@@ -92,6 +92,9 @@ class QuickMode(Exchange):
     def log(self, level, text):
         self.sa.log(level, text)
 
+    def counters(self):
+        return self.sa.core.counters
+
     def fail(self, cause, detail, now):
         """The exchange failed for one of the seed's causes: the diagnosis, then abandon()."""
         self.sa.fail(cause, detail, now, phase=2, connection=self.connection.name)

@@ -28,6 +28,8 @@ NETLINK_CAP_ACK = 10              # acks carry only the request's header, not th
 NETLINK_EXT_ACK = 11              # errors carry the kernel's text ("Requested type not found")
 RECV_BUFFER = 1 << 16
 XFRM_STAT = "/proc/net/xfrm_stat"
+# sa_stats(keys): up to this many SAs are asked for one by one, more by one dump of every SA.
+STATS_BY_GET_MAX = 256
 
 
 class XfrmError(OSError):
@@ -381,9 +383,13 @@ class XfrmBackend(KernelBackend):
         return [policy_record(msg) for msg in self.channel.request(
             "list policies", m.userpolicy_id, m.XFRM_MSG_GETPOLICY, {}, dump=True)]
 
-    def sa_stats(self):
+    def sa_stats(self, keys=None):
+        if keys is not None and len(keys) <= STATS_BY_GET_MAX:
+            records = [r for r in (self._get_sa(*key) for key in keys) if r is not None]
+        else:
+            records = self.kernel_sas()        # one dump beats thousands of single requests
         stats = {}
-        for record in self.kernel_sas():
+        for record in records:
             if not is_ours(record["reqid"]):
                 continue
             stats[(record["protocol"], record["spi"], record["dst"])] = {
@@ -391,6 +397,16 @@ class XfrmBackend(KernelBackend):
                 "errored_packets": (record["replay_window_errors"] + record["replay_errors"]
                                     + record["integrity_failures"])}
         return stats
+
+    def _get_sa(self, protocol, spi, dst):
+        """One SA by its id (XFRM_MSG_GETSA without DUMP) as an sa_record, None when gone."""
+        family, daddr = m.pack_address(dst)
+        answers = self.channel.request("get %s SA 0x%08x" % (protocol.upper(), spi), m.usersa_id,
+                                       m.XFRM_MSG_GETSA, {"daddr": daddr, "spi": spi,
+                                                          "family": family,
+                                                          "proto": m.PROTOCOLS[protocol]},
+                                       ok_errors=(errno.ESRCH, errno.ENOENT))
+        return sa_record(answers[0]) if answers else None
 
     def flush(self):
         """Delete every SA and policy in our reqid range (ours from this or an earlier run, and

@@ -15,6 +15,7 @@ class FakeCore:
         self.outbox = []
         self.ike_sas = {}
         self.sas = {}
+        self.children = self.sas     # the driver reads child SAs by id (IkeCore.children)
         self.counter = 0
         self.timer = now + 0.2
         self.timer_fired = 0
@@ -94,9 +95,32 @@ class FakeCore:
     def next_event(self):
         return self.queue.pop(0) if self.queue else None
 
-    def status(self, now):
+    def select_peers(self, text=None, status=None):
+        return [name for name in self.settings.peers
+                if (not text or text in name)
+                and (status is None or status == self._peer_status(name))]
+
+    def _peer_status(self, name):
+        return "Activated" if any(sa["peer"] == name for sa in self.ike_sas.values()) else "Idle"
+
+    def peer_of(self, sa_id):
+        if sa_id in self.ike_sas:
+            return self.ike_sas[sa_id]["peer"]
+        return self.sas[sa_id].peer if sa_id in self.sas else None
+
+    def summary(self):
+        by_status = {"Activated": 0, "Negotiating": 0, "Idle": 0}
+        for name in self.settings.peers:
+            by_status[self._peer_status(name)] += 1
+        return {"peers": len(self.settings.peers), "peers_by_status": by_status,
+                "ike_sas": len(self.ike_sas), "ike_sas_by_state": {"9": len(self.ike_sas)},
+                "sas": len(self.sas), "admission": {}}
+
+    def status(self, now, peers=None):
         ike = []
         for sa in self.ike_sas.values():
+            if peers is not None and sa["peer"] not in peers:
+                continue
             entry = dict(sa)
             entry["elapsed_s"] = int(now - entry.pop("created"))
             ike.append(entry)
@@ -106,5 +130,5 @@ class FakeCore:
                 "algorithm": "AES-CBC-128/HMAC-SHA1-96", "local_net": sa.local_net,
                 "remote_net": sa.remote_net, "elapsed_s": int(now - sa.created),
                 "lifetime_s": sa.lifetime_s, "bytes": 0, "packets": 0, "errored_packets": 0}
-               for sa in self.sas.values()]
+               for sa in self.sas.values() if peers is None or sa.peer in peers]
         return {"ike_sas": ike, "sas": sas}

@@ -51,9 +51,9 @@ class CountingBackend(RecordingBackend):
             raise OSError("No such process")
         super().install_sa(sa)
 
-    def sa_stats(self):
+    def sa_stats(self, keys=None):
         return dict((key, {"bytes": 1000 + sa.spi, "packets": 7, "errored_packets": 1})
-                    for key, sa in self.sas.items())
+                    for key, sa in self.sas.items() if keys is None or key in keys)
 
 
 def free_ports():
