@@ -15,8 +15,10 @@ likewise (its half-open limits drop new negotiations beyond them). Here, four ga
   wait in arrival order and start as slots free, so a burst of `up`s (a reboot, an outage's end)
   is paced instead of ending in a storm of retransmissions;
 - under pressure (half-open at half the total bound or more) a responder SA that heard only the
-  first message waits PRESSURE_PATIENCE_S instead of the usual patience and then goes quietly
-  (no page entry, no error line): a spoofed source never sends a second message.
+  first message, new or older, waits PRESSURE_PATIENCE_S instead of the usual patience and then
+  goes quietly (no page entry, no error line): a spoofed source never sends a second message,
+  and a real initiator answers our message 2 at once. Without pressure nothing changes: a peer
+  that stops after message 1 is diagnosed as before.
 Every refusal is counted; the first of an episode is logged with the bound that bit, the end of
 the episode (no refusal for EPISODE_QUIET_S) with the counts. Portable: MicroPython subset.
 """
@@ -39,6 +41,7 @@ class Admission:
     def __init__(self):
         self.half_open = 0
         self.per_address = {}        # remote address -> half-open responder SAs from it
+        self._first_only = {}        # id -> responder SA that heard only message 1, not quieted
         self.dh_in_flight = 0
         self.initiating = 0
         self.queue = []              # peer names waiting for an initiation slot, in order
@@ -65,6 +68,7 @@ class Admission:
         self.half_open += 1
         address = sa.remote_at_admission = sa.remote[0]
         self.per_address[address] = self.per_address.get(address, 0) + 1
+        self._first_only[sa.id] = sa
         if computes_dh:
             sa.dh_counted = True
             self.dh_in_flight += 1
@@ -83,6 +87,19 @@ class Admission:
 
     def under_pressure(self):
         return self.half_open * 2 >= MAX_HALF_OPEN
+
+    def heard_more(self, sa):
+        """The responder SA got a second message: a real initiator, never quieted."""
+        self._first_only.pop(sa.id, None)
+
+    def to_quiet(self):
+        """Under pressure: the first-message-only SAs not yet given the short patience (each
+        once; O(their number) once per episode of pressure, none after)."""
+        if not self._first_only or not self.under_pressure():
+            return []
+        found = list(self._first_only.values())
+        self._first_only = {}
+        return found
 
     # -- initiator -------------------------------------------------------------------------------
     def may_initiate(self):
@@ -114,11 +131,16 @@ class Admission:
         return name
 
     # -- both --------------------------------------------------------------------------------------
-    def closed(self, sa):
-        """The SA was authenticated, failed or removed: it no longer counts (idempotent)."""
+    def closed_dh(self, sa):
+        """The SA holds no DH result waiting for authentication any more (idempotent)."""
         if sa.dh_counted:
             sa.dh_counted = False
             self.dh_in_flight -= 1
+
+    def closed(self, sa):
+        """The SA was authenticated, failed or removed: it no longer counts (idempotent)."""
+        self._first_only.pop(sa.id, None)
+        self.closed_dh(sa)
         if sa.admission == "responder":
             self.half_open -= 1
             address = sa.remote_at_admission

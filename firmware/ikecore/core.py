@@ -36,7 +36,7 @@ INSTALL_RETRY_S = 30                     # renew again this long after the kerne
 OUTBOUND_SWITCH_DELAY_S = 1
 ZERO_COOKIE = b"\x00" * 8
 # _log_once: one line per source address and kind of trouble per window, at most this many.
-LOG_ONCE_KEYS = 1000
+LOG_ONCE_KEYS = 100
 LOG_ONCE_WINDOW_S = 3600
 
 
@@ -327,6 +327,7 @@ class IkeCore:
                 return             # main mode message 3: its initiator sends it again
             sa.only_first = False  # the peer answered our message 2: a real initiator
             sa.quiet_stall = False
+            self.admission.heard_more(sa)
             sa.stall_at = sa.created + ikesa.RESPONDER_PATIENCE_S
         if (sa.failed and not sa.initiator and header.rcookie == ZERO_COOKIE
                 and data != sa.reply_to and data != sa.last_received
@@ -779,8 +780,12 @@ class IkeCore:
 
     def negotiation_ended(self, sa, now):
         """The SA was authenticated, failed or went: it leaves the admission bounds, and an
-        initiation waiting for a slot may start."""
-        self.admission.closed(sa)
+        initiation waiting for a slot may start. A first message we refused stays counted
+        while its SA is listed: a spray of refused first messages is bounded like any other."""
+        if sa.only_first and sa.failed and not sa.deleted:
+            self.admission.closed_dh(sa)
+        else:
+            self.admission.closed(sa)
         while True:
             name = self.admission.next_queued()
             if name is None:
@@ -880,10 +885,6 @@ class IkeCore:
                            remote, now)
         self.admission.opened_responder(sa, computes_dh)
         sa.only_first = True
-        if self.admission.under_pressure():
-            sa.quiet_stall = True
-            sa.stall_at = now + admission_.PRESSURE_PATIENCE_S
-            self.touch(sa)
         sa.rcookie = self.crypto.random(8)
         sa.feed(states.RECEIVED, now)
         sa.heard_from_peer = True
@@ -892,8 +893,20 @@ class IkeCore:
             sa.fail("mode", "the peer started %s mode, we are set to %s mode" % (
                 mode, peer.phase1_mode), now)
             sa.notify_clear(C.INVALID_EXCHANGE_TYPE)
-            return
-        phase1.handle(sa, header, data, now)
+        else:
+            phase1.handle(sa, header, data, now)
+        self._quiet_first_only(now)
+
+    def _quiet_first_only(self, now):
+        """Under pressure: every responder SA that heard only message 1 (refused or answered)
+        goes quietly after PRESSURE_PATIENCE_S, and sends nothing more until then."""
+        for quiet in self.admission.to_quiet():
+            quiet.quiet_stall = True
+            quiet.stall_at = min(quiet.stall_at, now + admission_.PRESSURE_PATIENCE_S)
+            if quiet.remove_at is not None:
+                quiet.remove_at = min(quiet.remove_at, quiet.stall_at)
+            quiet.pending = None     # no retransmissions to what is most likely a forged source
+            self.touch(quiet)
 
     def _established_sa(self, peer_name):
         """The newest established, not yet replaced IKE SA with this peer."""

@@ -270,8 +270,8 @@ class IkeSa(Exchange):
             fields["connection"] = connection
         self.core.emit(Notice("failed", self.peer.name, fields))
         if phase == 1:
-            self.core.negotiation_ended(self, now)
             self.failed = True
+            self.core.negotiation_ended(self, now)
             self.pending = None
             self.forget_negotiation_secrets()    # this negotiation goes no further
             if keep:

@@ -55,10 +55,10 @@ def wait_until(condition, what, timeout=WAIT_S):
 class Daemon:
     """One daemon: its namespace, config file, control socket and process."""
 
-    def __init__(self, side, netns, workdir):
+    def __init__(self, side, netns, workdir, address=None):
         self.side = side
         self.netns = netns
-        self.address = ADDRESS[side]
+        self.address = address or ADDRESS[side]
         self.workdir = workdir
         self.config_path = os.path.join(workdir, "ikecore-%s.toml" % side)
         self.socket_path = os.path.join(workdir, "control-%s.sock" % side)
