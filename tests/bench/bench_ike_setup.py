@@ -1,22 +1,29 @@
-"""IKE SA + quick mode setups per second: our daemon <-> our daemon vs charon <-> charon.
+"""IKE SA + quick mode set-ups: our daemon <-> our daemon vs charon <-> charon, same run.
 
-Same machine, same run, same DH group (MODP-2048 in phase 1 and as PFS group in quick mode),
-same proposal (aes128-sha256), main mode PSK. Each tunnel is its own IKE SA between its own pair
-of WAN addresses (10.100.x.y in namespace a, 10.101.x.y in namespace b, all on one veth pair), with
-its own pair of networks (172.16+.x.0/24 <-> 172.24+.x.0/24), so every tunnel is a full main mode
-plus quick mode, never a quick mode reusing an IKE SA.
+Same machine, same DH group (MODP-2048 in phase 1 and as PFS group in quick mode), same proposal
+(aes128-sha256), main mode PSK. Each tunnel is its own IKE SA between its own pair of WAN
+addresses (10.100.x.y in namespace a, 10.101.x.y in namespace b, all on one veth pair), with its
+own pair of networks, so every tunnel is a full main mode plus quick mode.
 
-Timing: for the rate (default 100 tunnels) all initiations are queued back to back (charon: vici
-`initiate` with timeout -1; ours: control socket `up` per peer); the clock stops when both sides
-report every tunnel up (charon: a `child-updown` up event per tunnel on each side; ours: the
-status shows N IKE SAs in state 9 and 2N SAs on each side, polled every 50 ms). The 1,000-tunnel
-round (RSS, listing time) brings them up 100 at a time: a burst of 1,000 DH exchanges on two
-shared cores measures retransmission storms, not steady state. charon logs at level 0 here and
-our daemon at "info" (per-packet logging would dominate both).
+Three rounds, each for both daemons (docs/performance.md, issue 11's targets):
+  * rate: --tunnels (100) initiated back to back;
+  * burst: --burst (1,000) initiated back to back, all at once (a router's reboot, an outage's
+    end): the rate, and how many tunnels had to be initiated again;
+  * hold: --hold (10,000) brought up 1,000 at a time and held: RSS, and how long the status
+    takes to read (all of it, one page of 50 peers, the counts, `ikectl status --summary`).
+Completion is observed the same way on both sides: events, never status polling. charon: a vici
+`child-updown` up event per tunnel on each side; ours: a control-socket `subscribe` `tunnel-up`
+event per tunnel on each side. A tunnel not up after BATCH_WAIT_S (+0.2 s per tunnel) is
+initiated again, up to RETRIES times (printed).
+
+Printed per daemon: set-ups/s, re-initiations, retransmitted datagrams (UDP datagrams the two
+namespaces received beyond the 9 a tunnel needs: the same count for both daemons; ours also
+prints its own counter), CPU per tunnel (both processes' user+system time over the round / N),
+RSS. charon logs at level 0, ours at "info".
 
 Data planes: ours uses `--kernel=record`; charon uses kernel-libipsec so that its CHILD_SAs really
-install (with kernel-netlink they fail on this host and the quick mode never completes) -- charon
-then also floats to UDP 4500 (faked NAT-D), a few bytes more per tunnel, no extra round trip.
+install (with kernel-netlink they fail on this host) -- charon then also floats to UDP 4500 (faked
+NAT-D), a few bytes more per tunnel, no extra round trip.
 
 Prints only (no assertions). `main(argv)` is what tests/bench/run_all.py calls.
 """
@@ -108,27 +115,26 @@ def charon_conns(n, initiator):
 
 
 class UpCounter(threading.Thread):
-    """Counts vici child-updown "up" events of one charon; wait_for(k) blocks until k arrived."""
+    """Counts one daemon's "tunnel up" events: charon's vici child-updown up, or our control
+    socket's tunnel-up (renewals not counted); wait_for(k) blocks until k arrived."""
 
-    def __init__(self, charon):
+    def __init__(self, events):
         super().__init__(daemon=True)
-        self.session = vici.Session(charon.vici, timeout_s=None)
-        self.session.register("child-updown")
+        self.events = events            # an iterator of tunnel names, one per tunnel up
         self.count = 0
-        self.names = set()          # IKE_SA config names whose CHILD_SA came up
+        self.names = set()              # the tunnels (charon: IKE_SA config names) that came up
         self.error = None
         self.cond = threading.Condition()
+        self.start()
 
     def run(self):
         try:
-            while True:
-                kind, name, body = self.session.recv_packet()
-                if kind == vici.EVENT and name == "child-updown" and body.get("up") == "yes":
-                    with self.cond:
-                        self.count += 1
-                        self.names.update(k for k in body if k != "up")
-                        self.cond.notify_all()
-        except Exception as exc:   # the socket closes when charon stops
+            for name in self.events:
+                with self.cond:
+                    self.count += 1
+                    self.names.add(name)
+                    self.cond.notify_all()
+        except Exception as exc:   # the socket closes when the daemon stops
             with self.cond:
                 self.error = exc
                 self.cond.notify_all()
@@ -144,13 +150,90 @@ class UpCounter(threading.Thread):
             return self.count >= k
 
 
+def charon_ups(charon):
+    session = vici.Session(charon.vici, timeout_s=None)
+    session.register("child-updown")
+    while True:
+        kind, name, body = session.recv_packet()
+        if kind == vici.EVENT and name == "child-updown" and body.get("up") == "yes":
+            for key in body:
+                if key != "up":
+                    yield key
+
+
+def our_ups(daemon):
+    from ikecore.ctl import subscribe
+    for event in subscribe(daemon.socket_path):
+        if event.get("event") == "tunnel-up" and not event.get("renewal"):
+            yield event["peer"]
+
+
 def _batches(n, batch):
     step = batch or n
     return [range(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-def run_charon(bench, workdir, n, batch=None):
-    """N tunnels charon -> charon, all queued at once (batch None) or `batch` at a time."""
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+
+
+def udp_in(ns):
+    """UDP datagrams this namespace's stack has received (IKE on 500/4500)."""
+    out = ns.run(["cat", "/proc/net/snmp"], timeout=30).stdout
+    lines = [l.split() for l in out.splitlines() if l.startswith("Udp:")]
+    return int(lines[1][lines[0].index("InDatagrams")])
+
+
+DATAGRAMS_PER_TUNNEL = 9          # main mode 6 + quick mode 3, both directions together
+
+
+def bring_up(bench, n, batch, initiate, counters, missing):
+    """Initiate tunnels 0..n-1 (`batch` at a time, None: all at once) and wait for both sides'
+    up events; -> (seconds, tunnels initiated again)."""
+    start = time.monotonic()
+    retried = 0
+    for chunk in _batches(n, batch):
+        todo = list(chunk)
+        for attempt in range(RETRIES + 1):
+            for i in todo:
+                initiate(i)
+            if all(c.wait_for(chunk[-1] + 1, BATCH_WAIT_S + len(chunk) * 0.2) for c in counters):
+                break
+            todo = missing(chunk)
+            retried += len(todo)
+        else:
+            raise RuntimeError("only %s of %d tunnels up (%s)" % (
+                [c.count for c in counters], chunk[-1] + 1, counters[1].error))
+    return time.monotonic() - start, retried
+
+
+def measured_round(bench, n, batch, pids, initiate, counters, missing):
+    """bring_up() with the CPU, datagrams and wall time of the round around it."""
+    cpu0 = sum(cpu_s(p) for p in pids)
+    udp0 = udp_in(bench.lab.a) + udp_in(bench.lab.b)
+    seconds, retried = bring_up(bench, n, batch, initiate, counters, missing)
+    cpu = sum(cpu_s(p) for p in pids) - cpu0
+    datagrams = udp_in(bench.lab.a) + udp_in(bench.lab.b) - udp0
+    return {"n": n, "seconds": seconds, "rate": n / seconds, "retried": retried,
+            "cpu_ms_per_tunnel": 1000.0 * cpu / n,
+            "retransmitted": max(0, datagrams - DATAGRAMS_PER_TUNNEL * n)}
+
+
+def timed(fn, repeat=3):
+    """Best of `repeat` wall times of fn() in seconds."""
+    best = None
+    for _ in range(repeat):
+        t = time.monotonic()
+        fn()
+        took = time.monotonic() - t
+        best = took if best is None or took < best else best
+    return best
+
+
+def run_charon(bench, workdir, n, batch=None, hold=False):
     left = Charon(bench.lab.a, os.path.join(workdir, "charon-a-%d" % n), "libipsec",
                   retransmit_tries=5, log_levels=LOG_QUIET).start()
     right = Charon(bench.lab.b, os.path.join(workdir, "charon-b-%d" % n), "libipsec",
@@ -159,33 +242,21 @@ def run_charon(bench, workdir, n, batch=None):
         left.load(charon_conns(n, True), shared_psk=PSK)
         right.load(charon_conns(n, False), shared_psk=PSK)
         idle = {"initiator": left.rss_kb(), "responder": right.rss_kb()}
-        counters = [UpCounter(left), UpCounter(right)]
-        for c in counters:
-            c.start()
+        counters = [UpCounter(charon_ups(left)), UpCounter(charon_ups(right))]
         control = vici.Session(left.vici)
-        start = time.monotonic()
-        retried = 0
-        for chunk in _batches(n, batch):
-            todo = list(chunk)
-            for attempt in range(RETRIES + 1):
-                for i in todo:
-                    control.initiate_async("c%d" % i, "t%d" % i)
-                if all(c.wait_for(chunk[-1] + 1, BATCH_WAIT_S + len(chunk) * 0.2) for c in counters):
-                    break
-                with counters[1].cond:
-                    todo = [i for i in chunk if "t%d" % i not in counters[1].names]
-                retried += len(todo)
-            else:
-                raise RuntimeError("charon: only %s of %d tunnels up (%s)\n%s" % (
-                    [c.count for c in counters], chunk[-1] + 1, counters[1].error,
-                    right.log_tail(20)))
-        seconds = time.monotonic() - start
-        result = {"seconds": seconds, "rate": n / seconds, "rss_idle_kb": idle, "retried": retried,
-                  "rss_kb": {"initiator": left.rss_kb(), "responder": right.rss_kb()}}
-        t = time.monotonic()
-        proc = left.swanctl("--list-sas", timeout=300)
-        result["list_s"] = time.monotonic() - t
-        result["list_lines"] = proc.stdout.count("\n")
+
+        def missing(chunk):
+            with counters[1].cond:
+                return [i for i in chunk if "t%d" % i not in counters[1].names]
+
+        result = measured_round(bench, n, batch, [left.charon_pid(), right.charon_pid()],
+                                lambda i: control.initiate_async("c%d" % i, "t%d" % i),
+                                counters, missing)
+        result.update(rss_idle_kb=idle, rss_kb={"initiator": left.rss_kb(),
+                                                "responder": right.rss_kb()})
+        if hold:
+            result["list_s"] = timed(lambda: left.swanctl("--list-sas", timeout=600), 1)
+            result["count_s"] = timed(lambda: left.swanctl("--stats", timeout=60))
         control.close()
         return result
     finally:
@@ -211,57 +282,66 @@ def our_config(n, initiator):
     return peers, connections
 
 
-def _up_count(status):
-    """(IKE SAs in state 9, SAs): what one side of ours shows as up."""
-    return (sum(1 for sa in status.get("ike_sas", []) if sa.get("state") == 9),
-            len(status.get("sas", [])))
-
-
-def run_ours(bench, workdir, n, batch=None, poll_s=0.05):
+def run_ours(bench, workdir, n, batch=None, hold=False):
     left = OurDaemon(bench.lab.a, os.path.join(workdir, "ours-a-%d" % n), log_level="info")
     right = OurDaemon(bench.lab.b, os.path.join(workdir, "ours-b-%d" % n), log_level="info")
     try:
-        left.start(*our_config(n, True), timeout_s=120)
-        right.start(*our_config(n, False), timeout_s=120)
+        left.start(*our_config(n, True), timeout_s=600)
+        right.start(*our_config(n, False), timeout_s=600)
         idle = {"initiator": left.rss_kb(), "responder": right.rss_kb()}
-        start = time.monotonic()
-        retried = 0
-        for chunk in _batches(n, batch):
-            todo = list(chunk)
-            want = chunk[-1] + 1
-            for attempt in range(RETRIES + 1):
-                for i in todo:
-                    left.up("t%d" % i)
-                deadline = time.monotonic() + BATCH_WAIT_S + len(chunk) * 0.2
-                pending = [left, right]
-                while pending and time.monotonic() < deadline:
-                    pending = [d for d in pending if _up_count(d.status()) < (want, 2 * want)]
-                    if pending:
-                        time.sleep(poll_s)
-                if not pending:
-                    break
-                up = set(sa["peer"] for sa in left.status()["ike_sas"] if sa.get("state") == 9)
-                todo = [i for i in chunk if "t%d" % i not in up]
-                retried += len(todo)
-            else:
-                counts = [_up_count(d.status()) for d in (left, right)]
-                raise RuntimeError("ours: (IKE SAs, SAs) up %s, want (%d, %d)\n%s" % (
-                    counts, want, 2 * want, left.log_tail(20)))
-        seconds = time.monotonic() - start
-        result = {"seconds": seconds, "rate": n / seconds, "rss_idle_kb": idle, "retried": retried,
-                  "rss_kb": {"initiator": left.rss_kb(), "responder": right.rss_kb()}}
-        t = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", left.socket_path,
-                               "status"], env=left.env, capture_output=True, text=True,
-                              timeout=300)
-        result["list_s"] = time.monotonic() - t
-        result["list_lines"] = proc.stdout.count("\n")
-        if proc.returncode != 0:
-            result["list_error"] = proc.stderr.strip()[-300:]
+        counters = [UpCounter(our_ups(left)), UpCounter(our_ups(right))]
+        time.sleep(0.2)           # both subscriptions registered before the first `up`
+        control = ControlConnection(left.socket_path)
+
+        def missing(chunk):
+            with counters[1].cond:
+                return [i for i in chunk if "t%d" % i not in counters[1].names]
+
+        result = measured_round(bench, n, batch, [left.proc.pid, right.proc.pid],
+                                lambda i: control.ask({"cmd": "up", "peer": "t%d" % i}),
+                                counters, missing)
+        counters_left = left.request({"cmd": "summary"})["daemon"]
+        counters_right = right.request({"cmd": "summary"})["daemon"]
+        result.update(rss_idle_kb=idle, rss_kb={"initiator": left.rss_kb(),
+                                                "responder": right.rss_kb()},
+                      own_retransmissions=counters_left["retransmissions"]
+                      + counters_right["retransmissions"])
+        if hold:
+            ctl = [sys.executable, "-m", "ikecore.ctl", "--socket", left.socket_path, "status"]
+            result["list_s"] = timed(lambda: subprocess.run(ctl, env=left.env, capture_output=True,
+                                                           timeout=600, check=True), 1)
+            result["count_s"] = timed(lambda: subprocess.run(
+                ctl + ["--summary"], env=left.env, capture_output=True, timeout=60, check=True))
+            result["page_s"] = timed(lambda: left.request({"cmd": "status", "offset": n // 2,
+                                                           "limit": 50}))
+            result["summary_s"] = timed(lambda: left.request({"cmd": "summary"}))
+            result["full_s"] = timed(lambda: left.request({"cmd": "status"}, timeout_s=600), 1)
+        control.close()
         return result
     finally:
         left.stop()
         right.stop()
+
+
+class ControlConnection:
+    """One control-socket connection kept open for many requests (the `up`s of a round)."""
+
+    def __init__(self, path):
+        import socket
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.reader = self.sock.makefile("rb")
+
+    def ask(self, message):
+        import json
+        self.sock.sendall(json.dumps(message).encode() + b"\n")
+        reply = json.loads(self.reader.readline())
+        if not reply.get("ok"):
+            raise RuntimeError("control request %r failed: %s" % (message, reply.get("error")))
+        return reply["result"]
+
+    def close(self):
+        self.sock.close()
 
 
 # -- reporting --------------------------------------------------------------------------------------
@@ -269,15 +349,17 @@ def _mb(kb):
     return "%.1f MB" % (kb / 1024.0) if kb else "?"
 
 
-def _rate_line(who, r):
-    retried = ", %d re-initiated" % r["retried"] if r.get("retried") else ""
-    return "  %-16s %5.1f setups/s  (%d tunnels in %.2f s%s)" % (
-        who, r["rate"], r["n"], r["seconds"], retried)
+def _round_line(who, r):
+    own = " (its own count %d)" % r["own_retransmissions"] if "own_retransmissions" in r else ""
+    return ("  %-16s %6.1f set-ups/s  (%d tunnels in %.2f s), %d re-initiated, %d datagrams "
+            "retransmitted%s, %.1f ms CPU per tunnel (both daemons)" % (
+                who, r["rate"], r["n"], r["seconds"], r["retried"], r["retransmitted"], own,
+                r["cpu_ms_per_tunnel"]))
 
 
-def _attempt(label, fn, *args):
+def _attempt(label, fn, *args, **kwargs):
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except Exception as exc:
         print("  %s FAILED: %s" % (label, str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)))
         detail = "\n".join(str(exc).strip().splitlines()[1:8])
@@ -296,11 +378,31 @@ def webui_render_times(n):
         return "not available: %r" % exc
 
 
+def compare(title, n, batch, bench, workdir, ours_ok, hold=False):
+    print("-- %s: %d tunnels%s" % (title, n, ", %d at a time" % batch if batch else " at once"))
+    results = {}
+    for who, fn in (("charon<->charon", run_charon), ("ours<->ours", run_ours)):
+        if who.startswith("ours") and not ours_ok:
+            continue
+        r = _attempt(who, fn, bench, workdir, n, batch, hold=hold)
+        if r:
+            results[who] = r
+            print(_round_line(who, r))
+            print("    RSS idle %s / %s, with %d tunnels: initiator %s, responder %s" % (
+                _mb(r["rss_idle_kb"]["initiator"]), _mb(r["rss_idle_kb"]["responder"]), n,
+                _mb(r["rss_kb"]["initiator"]), _mb(r["rss_kb"]["responder"])))
+    c, o = results.get("charon<->charon"), results.get("ours<->ours")
+    if c and o:
+        print("  rate ours/charon: %.2fx (target >= 1.0x); RSS ours/charon (responder): %.2fx" % (
+            o["rate"] / c["rate"], o["rss_kb"]["responder"] / float(c["rss_kb"]["responder"])))
+    return c, o
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="bench_ike_setup", description=__doc__.splitlines()[0])
-    parser.add_argument("--tunnels", type=int, default=100, help="tunnels for the rate (default 100)")
-    parser.add_argument("--big", type=int, default=1000, help="tunnels for RSS/list (default 1000)")
-    parser.add_argument("--skip-big", action="store_true", help="only the rate")
+    parser.add_argument("--tunnels", type=int, default=100, help="the rate round (default 100)")
+    parser.add_argument("--burst", type=int, default=1000, help="the burst round (default 1000; 0 skips)")
+    parser.add_argument("--hold", type=int, default=10000, help="the hold round (default 10000; 0 skips)")
     args = parser.parse_args([] if argv is None else argv)
     # SIGTERM (make's timeout, a CI stop) must still run the clean-up below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_ike_setup: terminated"))
@@ -315,56 +417,26 @@ def main(argv=None):
         print("  skipped: strongSwan charon not installed (make deps)")
         return
     ours_ok, ours_reason = daemon_available()
+    if not ours_ok:
+        print("  ours skipped: %s" % ours_reason)
     workdir = tempfile.mkdtemp(prefix="ikecore-bench-")
-    n_max = max(args.tunnels, 0 if args.skip_big else args.big)
-    bench = BenchLab(n_max)
+    bench = BenchLab(max(args.tunnels, args.burst, args.hold))
     try:
-        results = {}
-        for who, fn, extra in (("charon<->charon", run_charon, ()),
-                               ("ours<->ours", run_ours, ())):
-            if who.startswith("ours") and not ours_ok:
-                print("  %s skipped: %s" % (who, ours_reason))
-                continue
-            r = _attempt(who, fn, bench, workdir, args.tunnels, *extra)
-            if r:
-                r["n"] = args.tunnels
-                results[who] = r
-                print(_rate_line(who, r))
-        c, o = results.get("charon<->charon"), results.get("ours<->ours")
-        if c and o:
-            print("  setup rate ratio ours/charon: %.2fx (target >= 1.0x)" % (o["rate"] / c["rate"]))
-
-        if not args.skip_big:
-            big = {}
-            # 1,000 at once would measure retransmission storms, not steady state: 100 at a time.
-            for who, fn, extra in (("charon<->charon", run_charon, (100,)),
-                                   ("ours<->ours", run_ours, (100, 0.5))):
-                if who.startswith("ours") and not ours_ok:
-                    continue
-                r = _attempt("%s with %d tunnels" % (who, args.big), fn, bench, workdir, args.big, *extra)
-                if r:
-                    r["n"] = args.big
-                    big[who] = r
-                    print(_rate_line(who, r))
-                    print("    RSS idle %s / %s, with %d tunnels: initiator %s, responder %s" % (
-                        _mb(r["rss_idle_kb"]["initiator"]), _mb(r["rss_idle_kb"]["responder"]),
-                        args.big, _mb(r["rss_kb"]["initiator"]), _mb(r["rss_kb"]["responder"])))
-                    print("    listing %d tunnels (%s): %.3f s, %d lines" % (
-                        args.big, "swanctl --list-sas" if who.startswith("charon") else "ikectl status",
-                        r["list_s"], r["list_lines"]))
-            c, o = big.get("charon<->charon"), big.get("ours<->ours")
-            if c and o:
-                ratio = o["rss_kb"]["responder"] / float(c["rss_kb"]["responder"])
-                print("  RSS ratio ours/charon with %d tunnels (responder): %.2fx" % (args.big, ratio))
-                print("  listing time ratio ikectl status / swanctl --list-sas: %.2fx" % (
-                    o["list_s"] / c["list_s"]))
-            render = webui_render_times(args.big)
-            if isinstance(render, dict) and c:
-                for path, seconds in sorted(render.items()):
-                    print("  web UI GET %s with %d tunnels: %.3f s = %.2fx swanctl --list-sas (%.3f s)"
-                          % (path, args.big, seconds, seconds / c["list_s"], c["list_s"]))
-            else:
-                print("  web UI render_times(%d): %s" % (args.big, render))
+        compare("rate", args.tunnels, None, bench, workdir, ours_ok)
+        if args.burst:
+            compare("burst", args.burst, None, bench, workdir, ours_ok)
+        if args.hold:
+            c, o = compare("hold", args.hold, 1000, bench, workdir, ours_ok, hold=True)
+            if c:
+                print("  charon, %d tunnels up: swanctl --list-sas %.2f s, swanctl --stats %.3f s"
+                      % (args.hold, c["list_s"], c["count_s"]))
+            if o:
+                print("  ours, %d tunnels up: ikectl status %.2f s, ikectl status --summary %.3f s"
+                      " (target < 0.05 s), control socket: summary %.3f s, a page of 50 peers "
+                      "%.3f s, everything %.2f s" % (args.hold, o["list_s"], o["count_s"],
+                                                      o["summary_s"], o["page_s"], o["full_s"]))
+            render = webui_render_times(args.hold)
+            print("  web UI with %d tunnels (bench_webui.render_times): %s" % (args.hold, render))
     finally:
         bench.close()
         shutil.rmtree(workdir, ignore_errors=True)
