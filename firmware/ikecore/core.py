@@ -173,6 +173,17 @@ class IkeCore:
         for peer in self.settings.peers.values():
             # The first peer in the file wins, as the scan of the peers did.
             self._peer_by_gateway.setdefault(peer.remote_gateway, peer)
+        # Which connection an ACQUIRE's (src, dst) falls into: per prefix length of remote_net,
+        # the masked network -> its connections in file order (a dict lookup per length, not
+        # a scan of every connection per acquire).
+        self._by_remote_net = {}
+        for order, conn in enumerate(self.settings.connections.values()):
+            try:
+                base, prefix = addresses.parse_net(conn.remote_net)
+            except ValueError:
+                continue
+            key = int.from_bytes(base, "big") & _mask(prefix)
+            self._by_remote_net.setdefault(prefix, {}).setdefault(key, []).append((order, conn))
 
     def connections_of(self, peer_name):
         """The peer's connections in the file's order (settings.connections_of, indexed)."""
@@ -374,24 +385,38 @@ class IkeCore:
             return
         self._wait_for_phase1(peer, conn.name, [], now)
 
+    def connection_for_traffic(self, src_ip, dst_ip):
+        """The first connection in the file whose networks cover src -> dst, or None."""
+        try:
+            dst = int.from_bytes(addresses.ip_bytes(dst_ip), "big")
+        except ValueError:
+            return None
+        best = None
+        for prefix, nets in self._by_remote_net.items():
+            for order, conn in nets.get(dst & _mask(prefix), ()):
+                if best is not None and order >= best[0]:
+                    break
+                try:
+                    if addresses.net_contains(conn.local_net, src_ip):
+                        best = (order, conn)
+                        break
+                except ValueError:
+                    continue
+        return best[1] if best is not None else None
+
     def acquire(self, src_ip, dst_ip, now):
         """Kernel ACQUIRE: a packet src -> dst needs a tunnel we do not have yet."""
-        for conn in self.settings.connections.values():
-            try:
-                hit = (addresses.net_contains(conn.local_net, src_ip)
-                       and addresses.net_contains(conn.remote_net, dst_ip))
-            except ValueError:
-                hit = False
-            if hit:
-                peer = self.settings.peers[conn.peer]
-                if peer.act_as == "responder":
-                    self.emit(Log("info", peer.name, "traffic %s -> %s waits for %s to initiate "
-                                  "(act as responder)" % (src_ip, dst_ip, peer.remote_gateway)))
-                    return
-                self.initiate(conn.name, now)
-                return
-        self.emit(Log("warning", None, "kernel asked for a tunnel %s -> %s that no connection "
-                      "covers" % (src_ip, dst_ip)))
+        conn = self.connection_for_traffic(src_ip, dst_ip)
+        if conn is None:
+            self.emit(Log("warning", None, "kernel asked for a tunnel %s -> %s that no "
+                          "connection covers" % (src_ip, dst_ip)))
+            return
+        peer = self.settings.peers[conn.peer]
+        if peer.act_as == "responder":
+            self.emit(Log("info", peer.name, "traffic %s -> %s waits for %s to initiate "
+                          "(act as responder)" % (src_ip, dst_ip, peer.remote_gateway)))
+            return
+        self.initiate(conn.name, now)
 
     def expire(self, protocol, spi, dst, hard, now):
         """Kernel soft/hard EXPIRE of one of our SAs (protocol "esp"/"ah", spi int)."""
@@ -1054,6 +1079,10 @@ def _deadline_of(owner):
         return None
     found = owner.deadlines()
     return min(found) if found else None
+
+
+def _mask(prefix):
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF if prefix else 0
 
 
 def _serial(owner):

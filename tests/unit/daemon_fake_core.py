@@ -64,6 +64,9 @@ class FakeCore:
         self.queue.append(events.IkeSaChanged(ike_id, "Activated", 9))
         self._log("IKE SA %s established" % ike_id, peer.name)
 
+    def connection_for_traffic(self, src_ip, dst_ip):
+        return None
+
     def acquire(self, src_ip, dst_ip, now):
         self._log("acquire %s -> %s" % (src_ip, dst_ip))
 

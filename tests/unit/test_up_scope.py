@@ -112,3 +112,61 @@ def test_driver_up_looks_up_one_route_and_initiates_that_peers_connections(monke
         finally:
             await driver.stop()
     asyncio.run(main())
+
+
+def test_an_acquire_looks_up_its_own_peers_route_and_timers_refresh_a_batch(monkeypatch):
+    lookups = []
+    monkeypatch.setattr(driver_module, "route_source",
+                        lambda remote_ip: lookups.append(remote_ip) or "192.0.2.1")
+    monkeypatch.setattr(driver_module, "ROUTE_REFRESH_BATCH", 2)
+
+    class RoutingCore(LearningCore):
+        def connection_for_traffic(self, src_ip, dst_ip):
+            return self.settings.connections["c2"] if dst_ip.startswith("10.2.") else None
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        settings = config.parse(CONFIG)
+        core = RoutingCore(settings, None, loop.time())
+        driver = Driver(core, settings, RecordingBackend(), VpnLog(stderr=False, syslog=False),
+                        ports=(0, 0), loop=loop)
+        driver._open_endpoints = lambda: None
+        await driver.start()
+        try:
+            del lookups[:]
+            driver.acquire("192.168.2.7", "10.2.0.9")
+            assert lookups == ["198.51.100.3"]             # c2's peer, nobody else's
+            del lookups[:]
+            driver.acquire("192.168.9.7", "172.31.0.1")    # no connection: no lookup at all
+            assert lookups == []
+            for _ in range(3):                             # three refreshes, two peers each
+                driver._learn_source_addresses(loop.time())
+            assert lookups == ["198.51.100.%d" % n for n in (1, 2, 3, 4, 5, 1)]
+        finally:
+            await driver.stop()
+    asyncio.run(main())
+
+
+def test_the_connection_for_traffic_is_the_first_in_the_file_that_covers_it():
+    peers = {"p": Peer("p", "198.51.100.1", [proposals.parse_ike("aes128-sha1-modp1024")],
+                       psk=b"k")}
+    child = [proposals.parse_child("aes128-sha1", "esp")]
+    conns = {}
+    for name, local, remote in (("wide", "192.168.0.0/16", "10.0.0.0/8"),
+                                ("narrow", "192.168.1.0/24", "10.1.0.0/16"),
+                                ("other-lan", "192.168.2.0/24", "10.2.0.0/16"),
+                                ("host", "192.168.3.0/24", "10.3.3.3")):
+        conns[name] = Connection(name, "p", local, remote, child)
+    core = IkeCore(Settings(peers=peers, connections=conns), CryptographyProvider(), 0.0)
+    pick = lambda src, dst: getattr(core.connection_for_traffic(src, dst), "name", None)
+    assert pick("192.168.1.5", "10.1.2.3") == "wide"        # first in the file wins
+    assert pick("192.168.2.5", "10.2.0.1") == "wide"
+    assert pick("172.16.0.1", "10.1.2.3") is None           # the local side must match too
+    assert pick("192.168.3.9", "10.3.3.3") == "wide"
+    assert pick("192.168.3.9", "11.0.0.1") is None
+    assert pick("192.168.3.9", "not an address") is None
+    del conns["wide"]
+    core.reconfigure(Settings(peers=peers, connections=conns), 1.0)
+    assert pick("192.168.1.5", "10.1.2.3") == "narrow"
+    assert pick("192.168.2.5", "10.1.2.3") is None
+    assert pick("192.168.3.9", "10.3.3.3") == "host"
