@@ -455,9 +455,7 @@ class Driver:
         return {"down": name}
 
     def delete(self, sa_id):
-        current = self.core.status(self.now())
-        known = [sa.get("id") for sa in current.get("ike_sas", []) + current.get("sas", [])]
-        if sa_id not in known:
+        if self.core.peer_of(sa_id) is None:
             raise RequestError("unknown SA id %r" % (sa_id,))
         self.core.delete(sa_id, self.now())
         self._pump()
