@@ -33,10 +33,6 @@ def from_query(query):
     return selection
 
 
-def is_paged(selection):
-    return any(key in selection for key in PAGING_KEYS)
-
-
 def _checked(key, text):
     if key == "status":
         if text not in PEER_STATUSES:

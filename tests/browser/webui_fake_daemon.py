@@ -75,9 +75,18 @@ class FakeDaemon:
         return self
 
     def stop(self):
-        self._loop.call_soon_threadsafe(self._server.close)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _shutdown(self):
+        # Connections still open (a client that has not closed yet) end here, not in a loop
+        # that is gone.
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def set_status(self, status):
         with self._lock:
