@@ -94,4 +94,7 @@ def page_text(page):
     of = "%d" % matching if matching == peers else "%d matching (%d peers)" % (matching, peers)
     if offset >= matching:
         return "No peers on this page: %s" % of
-    return "Peers %d–%d of %s" % (offset + 1, min(offset + limit, matching), of)
+    last = min(offset + limit, matching)
+    if last == offset + 1:
+        return "Peer %d of %s" % (last, of)
+    return "Peers %d–%d of %s" % (offset + 1, last, of)

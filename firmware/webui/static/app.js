@@ -147,7 +147,9 @@
     if (!matching) return "No peers match.";
     var of = matching === peers ? String(matching) : matching + " matching (" + peers + " peers)";
     if (offset >= matching) return "No peers on this page: " + of;
-    return "Peers " + (offset + 1) + "\u2013" + Math.min(offset + limit, matching) + " of " + of;
+    var last = Math.min(offset + limit, matching);
+    if (last === offset + 1) return "Peer " + last + " of " + of;
+    return "Peers " + (offset + 1) + "\u2013" + last + " of " + of;
   }
 
   function showPage(page) {
