@@ -75,6 +75,8 @@ class FakeDaemon:
         return self
 
     def stop(self):
+        if not self._thread.is_alive():
+            return                      # stopped already (a test that takes the daemon away)
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
