@@ -28,22 +28,25 @@ async def status_page(request):
     summary, status, error = None, {"ike_sas": [], "sas": []}, None
     try:
         summary = await control.summary()
-        if asked or summary.get("peers", 0) > PAGE_SIZE:
-            wanted = dict(asked)
-            if "peer" not in wanted:
-                wanted.setdefault("limit", PAGE_SIZE)
-            status = await control.status(**wanted)
-        else:
-            wanted = {}
-            status = await control.status()
     except ControlError as exc:
         error = str(exc)
-        wanted = asked
+    # Everything for a small router when nothing is asked; else one page, also while the daemon
+    # cannot be asked (app.js must not poll a big router's every SA once it answers again).
+    everything = not asked and summary is not None and summary.get("peers", 0) <= PAGE_SIZE
+    wanted = {} if everything else dict(asked)
+    if not everything and "peer" not in wanted:
+        wanted.setdefault("limit", PAGE_SIZE)
+    if summary is not None:
+        try:
+            status = await control.status(**wanted)
+        except ControlError as exc:
+            error = str(exc)
     page = status.get("page")
     return render(request, "status.html", ike_sas=status["ike_sas"], sas=status["sas"],
-                  error=error, paged=bool(wanted), summary=summary, page=page,
-                  asked=asked, api="/api/status" + _query(wanted),
-                  back=request.path_qs, **_pager_links(asked, page))
+                  error=error, summary=summary, page=page, asked=asked,
+                  paged=bool(asked) or (summary is not None and not everything),
+                  api="/api/status" + _query(wanted), back=request.path_qs,
+                  **_pager_links(asked, page))
 
 
 def _pager_links(asked, page):

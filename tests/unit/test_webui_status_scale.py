@@ -210,3 +210,14 @@ def test_delete_asks_for_that_sa_only_and_returns_to_the_page(env):
     unknown = client.post("/delete", {"id": "ike-999", "confirmed": "1"})
     assert unknown.status == 303
     assert "Delete failed: no SA with id &#39;ike-999&#39;" in client.get("/").text
+
+
+def test_daemon_away_the_page_polls_one_page_not_everything(env):
+    fake, client = env
+    fake.stop()
+    os.unlink(fake.socket_path)
+    page = client.get("/")
+    assert page.status == 200 and "cannot talk to the ikecore daemon" in page.text
+    # the router's size is unknown: no paging controls, but app.js asks for one page only
+    assert 'data-api="/api/status?limit=50"' in page.text and 'id="pager"' not in page.text
+    assert client.get("/api/summary").status == 502
