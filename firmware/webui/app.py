@@ -147,7 +147,7 @@ async def gate(request, handler):
 
 
 async def _api_login(request):
-    """HTTP Basic auth for /api/status, /api/summary and /metrics (Prometheus cannot fill in a form)."""
+    """HTTP Basic auth for the API paths (Prometheus cannot fill in a form)."""
     password = _basic_auth_password(request)
     if password is None:
         return False

@@ -4,8 +4,8 @@
 Tests change the state by hand (negotiating -> activated, a failure with its diagnosis) and read
 back which requests the web UI made. The configured peers are `peers` ([{"name",
 "remote_gateway"}], the file's order), or else those the IKE SAs name; `status` with a selection
-(peer, id, offset, limit, filter, status) and `summary` answer as the spec says. Runs its own asyncio loop in a thread so synchronous tests
-(urllib, selenium) can use it.
+(peer, id, offset, limit, filter, status) and `summary` answer as the spec says. Runs its own
+asyncio loop in a thread so synchronous tests (urllib, selenium) can use it.
 """
 import asyncio
 import json
