@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = ("/login",)
 # API paths answer 401 (and accept HTTP Basic auth for scrapers) instead of redirecting to the form.
-API_PATHS = ("/api/status", "/metrics")
+API_PATHS = ("/api/status", "/api/summary", "/metrics")
 MAX_FORM_BYTES = 256 * 1024
 
 SECURITY_HEADERS = {
@@ -147,7 +147,7 @@ async def gate(request, handler):
 
 
 async def _api_login(request):
-    """HTTP Basic auth for /api/status and /metrics (Prometheus cannot fill in a form)."""
+    """HTTP Basic auth for the API paths (Prometheus cannot fill in a form)."""
     password = _basic_auth_password(request)
     if password is None:
         return False

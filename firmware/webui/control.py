@@ -18,6 +18,11 @@ class ControlError(Exception):
     """The daemon could not be asked, or it answered {"ok": false, "error": ...}."""
 
 
+class Refused(ControlError):
+    """The daemon answered {"ok": false, "error": ...}: the request itself was wrong (an unknown
+    peer or SA id, a bad selection), as opposed to a daemon that cannot be reached."""
+
+
 class ControlClient:
     def __init__(self, socket_path, timeout_s=TIMEOUT_S):
         self.socket_path = socket_path
@@ -59,22 +64,32 @@ class ControlClient:
         if not isinstance(reply, dict) or "ok" not in reply:
             raise ControlError("unexpected reply from the ikecore daemon: %.200r" % (line,))
         if not reply["ok"]:
-            raise ControlError(str(reply.get("error") or "the daemon refused %r" % cmd))
+            raise Refused(str(reply.get("error") or "the daemon refused %r" % cmd))
         return reply.get("result")
 
-    async def status_json(self):
-        """The status as JSON text, straight from the daemon's reply when it is a plain
-        {"ok": true, "result": {...}} line (no decode + re-encode of a big status)."""
-        line = await self._ask("status", {})
+    async def status_json(self, **selection):
+        """The status (or a selection of it: docs/architecture.md, "Control socket") as JSON
+        text, straight from the daemon's reply when it is a plain {"ok": true, "result": {...}}
+        line (no decode + re-encode of a big status)."""
+        line = await self._ask("status", selection)
         match = OK_RESULT.match(line)
         if match:
             return match.group(1).decode("utf-8")
         return json.dumps(self._result("status", line), separators=(",", ":"))
 
-    async def status(self):
-        result = await self.request("status")
+    async def status(self, **selection):
+        """Every IKE SA and SA, or a selection: peer=NAME, id=SA_ID (that SA's peer), or a page
+        offset=, limit=, filter=, status= (the result then has "page")."""
+        result = await self.request("status", **selection)
         if not isinstance(result, dict):
             raise ControlError("the daemon's status is not an object")
         result.setdefault("ike_sas", [])
         result.setdefault("sas", [])
+        return result
+
+    async def summary(self):
+        """Counts only: peers by status, IKE SAs (by state number), SAs, daemon counters."""
+        result = await self.request("summary")
+        if not isinstance(result, dict):
+            raise ControlError("the daemon's summary is not an object")
         return result

@@ -1,7 +1,22 @@
-"""/metrics: the status data in the Prometheus text exposition format (version 0.0.4)."""
+"""/metrics: the status data in the Prometheus text exposition format (version 0.0.4).
+
+The counts come from the daemon's `summary` (O(peers), no SA rows). The per-IKE-SA and per-SA
+series (state, elapsed, bytes, ...) need every SA: they are there only while the router has at
+most PER_SA_ROWS_MAX IKE SAs + SAs (a small router's scrape is what it always was), and
+`ikecore_per_sa_series` says whether this scrape has them. A router with 10,000 tunnels would
+otherwise pull ~4 MB of status and expose ~100,000 series per scrape.
+"""
 import re
 
-STATUSES = ("Activated", "Idle", "Negotiating")
+from ikecore.states import status_text
+from ikecore.status import PEER_STATUSES
+
+PER_SA_ROWS_MAX = 1000
+
+
+def per_sa_series_fit(summary):
+    """Whether a scrape with this summary may carry the per-SA series."""
+    return summary.get("ike_sas", 0) + summary.get("sas", 0) <= PER_SA_ROWS_MAX
 
 
 def _label_value(value):
@@ -13,8 +28,9 @@ def _labels(pairs):
                              for k, v in pairs)
 
 
-def render(status, up=True):
-    """Text for one scrape; up=False when the daemon could not be asked (status then empty)."""
+def render(summary, status=None, up=True):
+    """Text for one scrape: summary from the daemon's `summary` request ({} when up=False: the
+    daemon could not be asked), status its full status or None (no per-SA series)."""
     out = []
 
     def family(name, kind, help_text, samples):
@@ -23,17 +39,35 @@ def render(status, up=True):
         for labels, value in samples:
             out.append("%s%s %s" % (name, _labels(labels) if labels else "", value))
 
-    ike_sas = status.get("ike_sas", [])
-    sas = status.get("sas", [])
     family("ikecore_up", "gauge", "1 when the ikecore daemon answered the web UI.",
            [((), 1 if up else 0)])
-    counts = {s: 0 for s in STATUSES}
-    for ike in ike_sas:
-        counts[ike.get("status")] = counts.get(ike.get("status"), 0) + 1
+    counts = {s: 0 for s in sorted(PEER_STATUSES)}
+    for state, n in (summary.get("ike_sas_by_state") or {}).items():
+        key = status_text(int(state)) if str(state).isdigit() else str(state)
+        counts[key] = counts.get(key, 0) + int(n)
     family("ikecore_ike_sas", "gauge", "IKE SAs (key tunnels) by status.",
            [((("status", s),), n) for s, n in counts.items()])
-    family("ikecore_sas", "gauge", "IPsec SAs (traffic tunnels).", [((), len(sas))])
+    family("ikecore_sas", "gauge", "IPsec SAs (traffic tunnels).",
+           [((), int(summary.get("sas") or 0))])
+    by_status = summary.get("peers_by_status") or {}
+    family("ikecore_peers", "gauge", "Configured peers by status (Activated: an IKE SA is up).",
+           [((("status", s),), int(by_status.get(s) or 0)) for s in sorted(PEER_STATUSES)])
+    family("ikecore_per_sa_series", "gauge",
+           "1 when this scrape has the per-IKE-SA and per-SA series (at most %d IKE SAs + SAs)."
+           % PER_SA_ROWS_MAX, [((), 1 if status is not None else 0)])
+    if status is not None:
+        _per_sa(family, status)
+    # The daemon's own counters (datagrams received, malformed, ...), when it reports them.
+    for key, value in sorted((summary.get("daemon") or {}).items()):
+        if type(value) is int and re.match(r"^[a-z][a-z0-9_]*$", key):
+            family("ikecore_daemon_%s_total" % key, "counter",
+                   "The daemon's %s counter." % key.replace("_", " "), [((), value)])
+    return "\n".join(out) + "\n"
 
+
+def _per_sa(family, status):
+    ike_sas = status.get("ike_sas", [])
+    sas = status.get("sas", [])
     ike_labels = [(ike, (("id", ike.get("id")), ("peer", ike.get("peer")),
                          ("remote_gateway", ike.get("remote_gateway")))) for ike in ike_sas]
     family("ikecore_ike_sa_state", "gauge",
@@ -57,9 +91,3 @@ def render(status, up=True):
                [(labels, int(sa.get(key) or 0)) for sa, labels in sa_labels])
     family("ikecore_sa_elapsed_seconds", "gauge", "Seconds since each SA was established.",
            [(labels, int(sa.get("elapsed_s") or 0)) for sa, labels in sa_labels])
-    # The daemon's own counters (datagrams received, malformed, ...), when it reports them.
-    for key, value in sorted((status.get("daemon") or {}).items()):
-        if type(value) is int and re.match(r"^[a-z][a-z0-9_]*$", key):
-            family("ikecore_daemon_%s_total" % key, "counter",
-                   "The daemon's %s counter." % key.replace("_", " "), [((), value)])
-    return "\n".join(out) + "\n"

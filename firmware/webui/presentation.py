@@ -3,6 +3,7 @@
 The daemon reports machine values (DESIGN.md status shape); the page shows them as the seed
 defines each column: "Negotiating(5)", "Incoming", "Far end", seconds as plain numbers.
 """
+from ikecore.status import PEER_STATUSES  # noqa: F401 (the status page's status choice)
 
 NAT_T_TEXT = {"none": "none", "far end": "Far end", "near end": "Near end"}
 DIRECTION_TEXT = {"incoming": "Incoming", "outgoing": "Outgoing", "in": "Incoming",
@@ -73,3 +74,27 @@ def spi_anchor(spi):
 
 def text_or_dash(value):
     return "—" if value is None or value == "" else value
+
+
+def summary_text(summary):
+    """The line above the tables when they are paged: peers by status, IKE SA and SA counts."""
+    by_status = summary.get("peers_by_status") or {}
+    return "%s peers: %s up, %s negotiating, %s idle · %s IKE SAs · %s SAs" % (
+        summary.get("peers", 0), by_status.get("Activated", 0), by_status.get("Negotiating", 0),
+        by_status.get("Idle", 0), summary.get("ike_sas", 0), summary.get("sas", 0))
+
+
+def page_text(page):
+    """Which peers the paged tables show: "Peers 51–100 of 10000" ("of 37 matching (10000
+    peers)" with a filter)."""
+    offset, limit = page.get("offset", 0), page.get("limit", 0)
+    matching, peers = page.get("matching", 0), page.get("peers", 0)
+    if not matching:
+        return "No peers match."
+    of = "%d" % matching if matching == peers else "%d matching (%d peers)" % (matching, peers)
+    if offset >= matching:
+        return "No peers on this page: %s" % of
+    last = min(offset + limit, matching)
+    if last == offset + 1:
+        return "Peer %d of %s" % (last, of)
+    return "Peers %d–%d of %s" % (offset + 1, last, of)

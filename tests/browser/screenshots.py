@@ -1,7 +1,8 @@
 """Regenerate the README's screenshots of the web UI: python3 tests/browser/screenshots.py DIR
 
 Status page (tunnels up, one negotiating, one failing with its diagnosis), the VPN and firewall
-logs, and a peer settings page with a validation error, at desktop and phone widths. Uses the
+logs, a peer settings page with a validation error, at desktop and phone widths, and the status
+page of a router with many peers (one page of five). Uses the
 same fake daemon and headless Chromium as the browser tests.
 """
 import os
@@ -13,6 +14,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
 
 import webui_browser as browser  # noqa: E402
+from webui_fake_daemon import many_tunnels  # noqa: E402
 from webui_scenario import Scenario  # noqa: E402
 
 PASSWORD = "screenshot-password"
@@ -28,6 +30,17 @@ def capture(driver, path, width, mobile):
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", dict(metrics, height=height))
     driver.save_screenshot(path)
     print("wrote", path, "(%dx%d)" % (width, height))
+
+
+def many_status(n=2000):
+    """n tunnels, some negotiating: the paged status page's screenshot."""
+    status = many_tunnels(n)
+    for ike in status["ike_sas"][7::97]:
+        ike.update(status="Negotiating", state=5, algorithm=None, elapsed_s=0,
+                   phase2_negotiations=0)
+    ids = {ike["id"] for ike in status["ike_sas"] if ike["status"] == "Negotiating"}
+    status["sas"] = [sa for sa in status["sas"] if sa["ike_sa"] not in ids]
+    return status
 
 
 def main(argv=None):
@@ -65,6 +78,9 @@ def main(argv=None):
             d.find_element("css selector", "#error-remote_gateway")
             capture(d, os.path.join(out, "settings-peer.png"), *DESKTOP)
             capture(d, os.path.join(out, "settings-peer-phone.png"), *PHONE)
+            scene.daemon.set_status(many_status())
+            d.get(scene.url + "/?offset=100&limit=5")
+            capture(d, os.path.join(out, "status-paged.png"), *DESKTOP)
         finally:
             b.quit()
             scene.stop()

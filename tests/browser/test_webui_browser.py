@@ -6,7 +6,7 @@ import re
 import pytest
 
 import webui_browser as browser
-from webui_fake_daemon import sa_pair
+from webui_fake_daemon import many_tunnels, sa_pair
 from webui_scenario import PSK, Scenario
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
@@ -194,3 +194,42 @@ def test_6_injected_script_in_a_peer_id_is_shown_as_text(scene, chrome):
         "&gt;", ">").replace("&amp;", "&").replace("&quot;", '"')
     assert chrome.execute_script("return window.pwned === undefined;")
     assert not re.search(r"<script>window\.pwned", chrome.page_source)
+
+
+def test_7_many_peers_are_paged_filtered_and_updated_live(scene, chrome):
+    from selenium.webdriver.support.ui import Select
+    scene.daemon.set_status(many_tunnels(130))
+    asked_before = len(scene.daemon.requests)
+    logged_in(chrome, scene)
+    assert browser.text_of(chrome, "#pager-text") == "Peers 1–50 of 130"
+    assert browser.text_of(chrome, "#summary").startswith("130 peers: 130 up, 0 negotiating")
+    # the filter form puts its choice in the query string: a reload keeps it
+    by_css(chrome, "#peer-filter input[name=filter]").send_keys("peer12")
+    Select(by_css(chrome, "#peer-filter select[name=status]")).select_by_value("Activated")
+    by_css(chrome, "#peer-filter button[type=submit]").click()
+    wait(chrome, lambda d: "Peers 1–11 of 11 matching" in browser.text_of(d, "#pager-text"),
+         "peer12, peer120..peer129")
+    assert "filter=peer12" in chrome.current_url and "status=Activated" in chrome.current_url
+    # live: a peer that starts negotiating leaves the Activated page and the summary line counts it
+    scene.daemon.update(lambda s: s["ike_sas"][125].update(status="Negotiating", state=3))
+    wait(chrome, lambda d: "Peers 1–10 of 10 matching" in browser.text_of(d, "#pager-text"),
+         "the page redrawn without peer125")
+    wait(chrome, lambda d: "129 up, 1 negotiating" in browser.text_of(d, "#summary"),
+         "the summary line updated")
+    assert row_text(chrome, "ike-ike-125") == ""
+    chrome.refresh()
+    assert by_css(chrome, "#peer-filter input[name=filter]").get_attribute("value") == "peer12"
+    assert "Peers 1–10 of 10 matching" in browser.text_of(chrome, "#pager-text")
+    # next page, then a Delete there comes back to that page
+    chrome.get(scene.url + "/")
+    browser.click(chrome, "#pager-next")
+    wait(chrome, lambda d: browser.text_of(d, "#pager-text") == "Peers 51–100 of 130",
+         "the second page")
+    assert "198.51.100.52" in row_text(chrome, "ike-ike-50")
+    browser.click(chrome, "#ike-ike-60 button")
+    browser.alert(chrome).accept()
+    wait(chrome, lambda d: "Deleted the IKE SA with" in by_css(d, ".flash").text, "deleted")
+    assert chrome.current_url.endswith("/?offset=50")
+    assert {"cmd": "status", "id": "ike-60"} in scene.daemon.requests
+    assert not [r for r in scene.daemon.requests[asked_before:]
+                if r["cmd"] == "status" and len(r) == 1], "a big router's status was pulled whole"

@@ -4,6 +4,7 @@ harness). The page watches daemon a through its control socket:
 
   browser --HTTP--> python3 -m webui --control socket--> daemon a (10.99.0.1) <--IKE--> daemon b
 """
+import json
 import os
 import sys
 
@@ -38,22 +39,35 @@ def config(side, act_as):
 
 
 @pytest.fixture
-def page(daemons, tmp_path):
-    daemons["b"].start(config("b", "responder"))
-    daemons["a"].start(config("a", "both"))          # waits for `up` (no traffic here)
-    state = tmp_path / "webui-state"
-    state.mkdir()
-    auth.PasswordStore(str(state)).set(PASSWORD)
-    server = ProcessWebui(daemons["a"].socket_path, str(state), daemons["a"].config_path).start()
-    b = browser.Browser()
-    driver = b.driver
-    driver.get(server.url + "/login")
-    driver.find_element("css selector", "#password").send_keys(PASSWORD)
-    driver.find_element("css selector", "form button[type=submit]").click()
-    wait_until(lambda: driver.current_url.rstrip("/") == server.url, "the status page")
-    yield driver, server
-    b.quit()
-    server.stop()
+def open_page(daemons, tmp_path):
+    """open_page(config of a) -> (driver, webui): both daemons started, logged in on the page."""
+    opened = []
+
+    def open_(doc_a):
+        daemons["b"].start(config("b", "responder"))
+        daemons["a"].start(doc_a)                    # waits for `up` (no traffic here)
+        state = tmp_path / "webui-state"
+        state.mkdir()
+        auth.PasswordStore(str(state)).set(PASSWORD)
+        server = ProcessWebui(daemons["a"].socket_path, str(state),
+                              daemons["a"].config_path).start()
+        opened.append(server)
+        b = browser.Browser()
+        opened.append(b)
+        driver = b.driver
+        driver.get(server.url + "/login")
+        driver.find_element("css selector", "#password").send_keys(PASSWORD)
+        driver.find_element("css selector", "form button[type=submit]").click()
+        wait_until(lambda: driver.current_url.rstrip("/") == server.url, "the status page")
+        return driver, server
+    yield open_
+    for thing in reversed(opened):
+        thing.quit() if isinstance(thing, browser.Browser) else thing.stop()
+
+
+@pytest.fixture
+def page(open_page):
+    return open_page(config("a", "both"))
 
 
 def test_real_tunnel_shows_live_deletes_and_renegotiates(daemons, page):
@@ -121,3 +135,51 @@ def test_real_daemon_applies_a_settings_change_without_dropping_the_tunnel(daemo
     driver.find_element("css selector", "#connection-form button[type=submit]").click()
     error = wait_until(lambda: browser.text_of(driver, "#error-remote_net"), "the field error")
     assert "overlaps local_net 192.168.10.0/24" in error
+
+
+SPARE_PEERS = 60
+
+
+def test_real_daemon_pages_and_filters_many_peers(daemons, open_page):
+    """61 configured peers: the page shows 50 at a time with the daemon's summary above them,
+    and its filter, status choice and paging are the daemon's own selections."""
+    doc = config("a", "both")
+    doc["peer"] += [{"name": "spare%02d" % i, "remote_gateway": "192.0.2.%d" % (i + 1),
+                     "act_as": "responder", "psk": "spare peer key %d" % i}
+                    for i in range(SPARE_PEERS)]
+    driver, server = open_page(doc)
+    assert browser.text_of(driver, "#pager-text") == "Peers 1–50 of 61"
+    assert browser.text_of(driver, "#summary") == \
+        "61 peers: 0 up, 0 negotiating, 61 idle · 0 IKE SAs · 0 SAs"
+    daemons["a"].result({"cmd": "up", "peer": "b"})
+    # live, without a reload: app.js polls this page's selection and /api/summary
+    wait_until(lambda: browser.text_of(driver, "#summary") ==
+               "61 peers: 1 up, 0 negotiating, 60 idle · 1 IKE SAs · 2 SAs", "the summary line")
+    wait_until(lambda: "Activated" in browser.text_of(driver, "#ike-sas tbody"), "b's IKE SA")
+
+    driver.get(server.url + "/?status=Activated")
+    assert browser.text_of(driver, "#pager-text") == "Peer 1 of 1 matching (61 peers)"
+    assert ADDRESS["b"] in browser.text_of(driver, "#ike-sas tbody")
+    driver.get(server.url + "/?filter=spare5")           # spare50 .. spare59
+    assert browser.text_of(driver, "#pager-text") == "Peers 1–10 of 10 matching (61 peers)"
+    assert browser.text_of(driver, "#ike-sas-empty") == "No IKE security associations."
+    driver.get(server.url + "/?offset=50")
+    assert browser.text_of(driver, "#pager-text") == "Peers 51–61 of 61"
+    browser.click(driver, "#pager-previous")
+    wait_until(lambda: browser.text_of(driver, "#pager-text") == "Peers 1–50 of 61",
+               "the first page again")
+
+    def api(path):
+        driver.get(server.url + path)
+        return json.loads(driver.find_element("tag name", "body").text)
+    one = api("/api/status?limit=1")
+    assert one["page"] == {"offset": 0, "limit": 1, "matching": 61, "peers": 61}
+    assert [ike["remote_gateway"] for ike in one["ike_sas"]] == [ADDRESS["b"]]
+    assert api("/api/status?peer=spare07")["ike_sas"] == []
+    assert "unknown peer 'nobody'" in api("/api/status?peer=nobody")["error"]
+    assert api("/api/status?limit=1001") == {
+        "error": "'limit' must be an integer from 1 to 1000, not 1001"}
+    driver.get(server.url + "/metrics")
+    metrics = driver.find_element("tag name", "body").text
+    assert 'ikecore_peers{status="Idle"} 60' in metrics
+    assert 'ikecore_ike_sas{status="Activated"} 1' in metrics and "ikecore_sas 2" in metrics

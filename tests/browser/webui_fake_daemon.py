@@ -2,13 +2,19 @@
 (docs/architecture.md) over a real Unix socket, serving status data of the DESIGN.md shape.
 
 Tests change the state by hand (negotiating -> activated, a failure with its diagnosis) and read
-back which requests the web UI made. Runs its own asyncio loop in a thread so synchronous tests
-(urllib, selenium) can use it.
+back which requests the web UI made. The configured peers are `peers` ([{"name",
+"remote_gateway"}], the file's order), or else those the IKE SAs name; `status` with a selection
+(peer, id, offset, limit, filter, status) and `summary` answer as the spec says. Runs its own
+asyncio loop in a thread so synchronous tests (urllib, selenium) can use it.
 """
 import asyncio
 import json
 import threading
 
+from ikecore.status import PEER_STATUSES
+
+PAGE_LIMIT_MAX = 1000
+RANK = {"Idle": 0, "Negotiating": 1, "Activated": 2}
 PEER_GATEWAY = "198.51.100.2"
 OUR_ADDRESS = "203.0.113.1"
 
@@ -53,6 +59,7 @@ class FakeDaemon:
         self.socket_path = socket_path
         self.status = status if status is not None else {"ike_sas": [], "sas": []}
         self.log = log if log is not None else []
+        self.peers = None               # [{"name", "remote_gateway"}]; None: the IKE SAs' peers
         self.requests = []              # every request received, in order
         self.on_delete = None           # optional hook(sa_id) after the default removal
         self.fail_with = None           # text: answer every request {"ok": false, ...}
@@ -68,9 +75,20 @@ class FakeDaemon:
         return self
 
     def stop(self):
-        self._loop.call_soon_threadsafe(self._server.close)
+        if not self._thread.is_alive():
+            return                      # stopped already (a test that takes the daemon away)
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+    async def _shutdown(self):
+        # Connections still open (a client that has not closed yet) end here, not in a loop
+        # that is gone.
+        self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def set_status(self, status):
         with self._lock:
@@ -115,7 +133,9 @@ class FakeDaemon:
             return {"ok": False, "error": self.fail_with}
         cmd = request["cmd"]
         if cmd == "status":
-            return {"ok": True, "result": self.status}
+            return self._status(request)
+        if cmd == "summary":
+            return {"ok": True, "result": self._summary()}
         if cmd == "log":
             limit = int(request.get("limit", 100))
             return {"ok": True, "result": self.log[-limit:]}
@@ -138,3 +158,98 @@ class FakeDaemon:
         if self.on_delete:
             self.on_delete(self.status, sa_id)
         return {"ok": True, "result": None}
+
+    # --- the selections of docs/architecture.md ("Asking about many tunnels ...")
+    def _peers(self):
+        if self.peers is not None:
+            return self.peers
+        seen = {}
+        for ike in self.status["ike_sas"]:
+            seen.setdefault(ike["peer"], {"name": ike["peer"],
+                                          "remote_gateway": ike["remote_gateway"]})
+        return list(seen.values())
+
+    def _peer_statuses(self):
+        best = {}
+        for ike in self.status["ike_sas"]:
+            status = ike["status"] if ike["status"] in RANK else "Idle"
+            if RANK[status] > RANK[best.get(ike["peer"], "Idle")]:
+                best[ike["peer"]] = status
+        return best
+
+    def _status(self, request):
+        keys = [k for k in ("peer", "id", "offset", "limit", "filter", "status") if k in request]
+        if not keys:
+            return {"ok": True, "result": self.status}
+        problem = _selection_problem(request)
+        if problem:
+            return {"ok": False, "error": "malformed request: " + problem}
+        page = None
+        if "peer" in request:
+            if request["peer"] not in [p["name"] for p in self._peers()]:
+                return {"ok": False, "error": "unknown peer %r" % request["peer"]}
+            names = [request["peer"]]
+        elif "id" in request:
+            owner = self._owner(request["id"])
+            if owner is None:
+                return {"ok": False, "error": "unknown SA id %r" % request["id"]}
+            names = [owner]
+        else:
+            statuses = self._peer_statuses()
+            text = request.get("filter")
+            matching = [p["name"] for p in self._peers()
+                        if (not text or text in p["name"] or text in str(p["remote_gateway"]))
+                        and request.get("status", statuses.get(p["name"], "Idle"))
+                        == statuses.get(p["name"], "Idle")]
+            offset, limit = request.get("offset", 0), request.get("limit", PAGE_LIMIT_MAX)
+            names = matching[offset:offset + limit]
+            page = {"offset": offset, "limit": limit, "matching": len(matching),
+                    "peers": len(self._peers())}
+        result = self._of_peers(set(names))
+        if page is not None:
+            result["page"] = page
+        return {"ok": True, "result": result}
+
+    def _owner(self, sa_id):
+        ike_peer = {i["id"]: i["peer"] for i in self.status["ike_sas"]}
+        if sa_id in ike_peer:
+            return ike_peer[sa_id]
+        for sa in self.status["sas"]:
+            if sa["id"] == sa_id:
+                return ike_peer.get(sa["ike_sa"])
+        return None
+
+    def _of_peers(self, names):
+        ike_sas = [i for i in self.status["ike_sas"] if i["peer"] in names]
+        ids = {i["id"] for i in ike_sas}
+        result = {"ike_sas": ike_sas, "sas": [s for s in self.status["sas"] if s["ike_sa"] in ids]}
+        if "daemon" in self.status:
+            result["daemon"] = self.status["daemon"]
+        return result
+
+    def _summary(self):
+        statuses = self._peer_statuses()
+        by_status = {s: 0 for s in PEER_STATUSES}
+        for peer in self._peers():
+            by_status[statuses.get(peer["name"], "Idle")] += 1
+        by_state = {}
+        for ike in self.status["ike_sas"]:
+            by_state[str(ike["state"])] = by_state.get(str(ike["state"]), 0) + 1
+        return {"peers": len(self._peers()), "peers_by_status": by_status,
+                "ike_sas": len(self.status["ike_sas"]), "ike_sas_by_state": by_state,
+                "sas": len(self.status["sas"]), "admission": {},
+                "daemon": self.status.get("daemon", {})}
+
+
+def _selection_problem(request):
+    """What the daemon's control.py refuses in a status selection, or None."""
+    for key in ("peer", "id", "filter"):
+        if key in request and (not isinstance(request[key], str) or not request[key]):
+            return "%r needs a non-empty string" % key
+    if "status" in request and request["status"] not in PEER_STATUSES:
+        return "'status' must be one of %s" % ", ".join(PEER_STATUSES)
+    for key, low, high in (("offset", 0, None), ("limit", 1, PAGE_LIMIT_MAX)):
+        value = request.get(key, low)
+        if type(value) is not int or value < low or (high is not None and value > high):
+            return "%r must be an integer from %d" % (key, low)
+    return None

@@ -133,20 +133,63 @@
     box.hidden = !message;
   }
 
-  function poll() {
-    var started = Date.now();
-    fetch("/api/status", {credentials: "same-origin", cache: "no-store"})
+  // The paged page's words (presentation.py's summary_text and page_text).
+  function summaryText(s) {
+    var by = s.peers_by_status || {};
+    return (s.peers || 0) + " peers: " + (by.Activated || 0) + " up, " + (by.Negotiating || 0) +
+      " negotiating, " + (by.Idle || 0) + " idle \u00b7 " + (s.ike_sas || 0) + " IKE SAs \u00b7 " +
+      (s.sas || 0) + " SAs";
+  }
+
+  function pageText(page) {
+    var offset = page.offset || 0, limit = page.limit || 0;
+    var matching = page.matching || 0, peers = page.peers || 0;
+    if (!matching) return "No peers match.";
+    var of = matching === peers ? String(matching) : matching + " matching (" + peers + " peers)";
+    if (offset >= matching) return "No peers on this page: " + of;
+    var last = Math.min(offset + limit, matching);
+    if (last === offset + 1) return "Peer " + last + " of " + of;
+    return "Peers " + (offset + 1) + "\u2013" + last + " of " + of;
+  }
+
+  function showPage(page) {
+    if (!page || !document.getElementById("pager")) return;
+    document.getElementById("pager-text").textContent = pageText(page);
+    document.getElementById("pager-previous").hidden = !(page.offset > 0);
+    document.getElementById("pager-next").hidden = page.offset + page.limit >= page.matching;
+  }
+
+  function getJson(url) {
+    return fetch(url, {credentials: "same-origin", cache: "no-store"})
       .then(function (response) {
-        if (response.status === 401) { window.location.href = "/login?next=/"; return null; }
+        if (response.status === 401) {
+          window.location.href = "/login?next=" +
+            encodeURIComponent(window.location.pathname + window.location.search);
+          return null;
+        }
         return response.json().then(function (data) {
           if (!response.ok) throw new Error(data.error || ("HTTP " + response.status));
           return data;
         });
+      });
+  }
+
+  function poll() {
+    var started = Date.now();
+    // The page's own selection (one page of peers when there are many), else everything.
+    var api = document.getElementById("ike-sas").getAttribute("data-api") || "/api/status";
+    var summaryBox = document.getElementById("summary");
+    getJson(api)
+      .then(function (data) {
+        if (!data) return null;
+        fill("ike-sas", data.ike_sas || [], ikeRow);
+        fill("sas", data.sas || [], saRow);
+        showPage(data.page);
+        return summaryBox ? getJson("/api/summary") : data;
       })
       .then(function (data) {
         if (!data) return;
-        fill("ike-sas", data.ike_sas || [], ikeRow);
-        fill("sas", data.sas || [], saRow);
+        if (summaryBox) summaryBox.textContent = summaryText(data);
         showError(null);
         document.getElementById("updated").textContent =
           "Last update " + new Date().toLocaleTimeString() + ".";
