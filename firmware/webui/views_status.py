@@ -33,8 +33,13 @@ async def api_status(request):
 
 
 async def metrics_page(request):
+    from webui.views_certs import inventory      # it needs ikecore.config, as settings pages do
     status, error = await fetch_status(request)
-    return web.Response(text=metrics.render(status, up=error is None),
+    try:
+        certificates = await inventory(request)
+    except web.HTTPException:                      # an unreadable config: no certificate rows
+        certificates = []
+    return web.Response(text=metrics.render(status, up=error is None, certificates=certificates),
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
