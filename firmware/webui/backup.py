@@ -28,6 +28,7 @@ import secrets
 import shutil
 import tarfile
 import tomllib
+import zlib
 
 FORMAT = "ikecore-settings-backup"
 VERSION = 1
@@ -150,8 +151,9 @@ def read(data):
         raise BackupError("the file is not a .tar.gz archive: not an ikecore settings backup")
     members = {}
     total = 0
+    raw = _gunzip(data)
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             for info in tar:
                 if len(members) >= MAX_FILES:
                     raise BackupError("the archive holds more than %d files" % MAX_FILES)
@@ -171,7 +173,7 @@ def read(data):
                 members[name] = tar.extractfile(info).read()
     except BackupError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:  # gzip errors are OSError
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         raise BackupError("the archive is truncated or damaged (%s)" % (
             str(exc) or type(exc).__name__)) from None
     manifest = _manifest(members)
@@ -199,6 +201,24 @@ def read(data):
     if manifest["config"] not in files:
         raise BackupError("the backup holds no configuration file %s" % manifest["config"])
     return manifest, files
+
+
+def _gunzip(data):
+    """The whole gzip stream, its CRC and length checked (tarfile alone stops reading at the
+    archive's end marker and never sees a damaged or missing tail), at most MAX_UNPACKED."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        raw = inflater.decompress(data, MAX_UNPACKED + 1)
+    except zlib.error as exc:
+        raise BackupError("the archive is truncated or damaged (%s)" % exc) from None
+    if len(raw) > MAX_UNPACKED:
+        raise BackupError("the archive unpacks to more than %d MiB" % (MAX_UNPACKED // 2 ** 20))
+    if not inflater.eof:
+        raise BackupError("the archive is truncated or damaged (the compressed data ends "
+                          "early)")
+    if inflater.unused_data.strip(b"\0"):
+        raise BackupError("the archive is damaged (data after its end)")
+    return raw
 
 
 def _manifest(members):
@@ -387,7 +407,8 @@ def _entry_changes(old_text, new_text):
             keys = sorted(k for k in set(before[name]) | set(after[name])
                           if before[name].get(k) != after[name].get(k))
             if keys:
-                shown = ["pre-shared key" if k in ("psk", "psk_file") else k for k in keys]
+                shown = sorted({"pre-shared key" if k in ("psk", "psk_file") else k
+                                for k in keys})
                 changes.append("%s %s: %s changed" % (what, name, ", ".join(shown)))
     return changes
 
