@@ -1,9 +1,10 @@
 """The web UI under aiohttp's test client, logged in, against the fake control socket.
 
     def test_x(tmp_path):
-        run_webui(tmp_path, CONFIG, scenario)     # scenario(web) is a coroutine function
+            run_webui(tmp_path, CONFIG, scenario)     # scenario(web) is a coroutine function
+    run_webui_with(socket_path, cfg, state_dir, scenario)     # in front of a real daemon
 web.client is aiohttp.test_utils.TestClient (cookies kept), web.post() adds the CSRF token,
-web.cfg the config file, web.fake the FakeDaemon.
+web.cfg the config file, web.fake the FakeDaemon (None with a real daemon).
 """
 import asyncio
 import os
@@ -54,18 +55,27 @@ class Web:
 
 
 def run_webui(tmp_path, config_text, scenario, **options):
+    """scenario(web) against a fake daemon, with the config file tmp_path/etc/ikecore.toml."""
     cfg = tmp_path / "etc" / "ikecore.toml"
     cfg.parent.mkdir(exist_ok=True)
     if config_text is not None:
         cfg.write_text(config_text)
         os.chmod(str(cfg), 0o660)
-    state = tmp_path / "state"
-    state.mkdir(exist_ok=True)
-    auth.PasswordStore(str(state)).set(PASSWORD)
     fake = FakeDaemon(str(tmp_path / "control.sock")).start()
+    try:
+        return run_webui_with(fake.socket_path, cfg, tmp_path / "state", scenario, fake=fake,
+                              **options)
+    finally:
+        fake.stop()
+
+
+def run_webui_with(socket_path, cfg, state, scenario, fake=None, **options):
+    """scenario(web) with the web UI in front of the daemon at socket_path (a real one too)."""
+    os.makedirs(str(state), exist_ok=True)
+    auth.PasswordStore(str(state)).set(PASSWORD)
 
     async def main():
-        app = make_app(Options(fake.socket_path, str(state), str(cfg), **options))
+        app = make_app(Options(socket_path, str(state), str(cfg), **options))
         client = TestClient(TestServer(app))
         await client.start_server()
         try:
@@ -76,7 +86,4 @@ def run_webui(tmp_path, config_text, scenario, **options):
             return await scenario(web)
         finally:
             await client.close()
-    try:
-        return asyncio.run(main())
-    finally:
-        fake.stop()
+    return asyncio.run(main())
