@@ -60,6 +60,44 @@ def test_settings_save_keeps_the_factory_comments_with_the_images_libraries(rout
     assert saved.startswith(factory.rstrip("\n")), saved
 
 
+def test_console_prompt_shows_the_host_name_and_directory(router):
+    """The console shell (dash) used to print a literal \\h:\\w$ (bash escapes it knows nothing
+    of): /etc/profile's PS1 now expands to host:directory# at every prompt."""
+    host = router.check("hostname").strip()
+    router.check("true")
+    router.check("true")     # its lines are read after the prompts that follow the first one
+    text = router.console_text()
+    assert "\\h:\\w" not in text
+    # between one command's end marker and the next one's start only the prompts are printed
+    # (the harness turned the echo off)
+    prompts = re.findall(r"IKE_\d+_0\n([^\n]*?)IKB_\d+\n", text)[-1]
+    assert prompts and prompts == "%s:/# " % host * (len(prompts) // len(host + ":/# ")), prompts
+
+
+MAINTENANCE = """
+import os, tempfile
+from webui import backup, certstore
+d = tempfile.mkdtemp()
+open(os.path.join(d, "ikecore.toml"), "w").write(open("/etc/ikecore/ikecore.toml").read())
+store = certstore.CertStore(d)
+csr = store.generate("router", "router.example", alt_names="203.0.113.1")
+data = backup.create(os.path.join(d, "ikecore.toml"), include_keys=True)
+manifest, files = backup.read(data)
+token = backup.stage(os.path.join(d, "ikecore.toml"), manifest, files)
+print(sorted(files), manifest["private_keys"], csr.splitlines()[0].decode(),
+      backup.summarize(os.path.join(d, "ikecore.toml"), token)["files"])
+"""
+
+
+def test_certificates_and_backup_with_the_images_libraries(router):
+    """The Certificates page's key + CSR and a backup made, read back and staged, with the
+    image's Python and cryptography (a board's differ from the host's)."""
+    out = router.check("python3 -c " + shlex.quote(MAINTENANCE), timeout=180)
+    assert out.strip().splitlines()[-1] == (
+        "['certs/local/router.csr', 'certs/local/router.key', 'ikecore.toml'] True "
+        "-----BEGIN CERTIFICATE REQUEST----- []"), out
+
+
 def test_daemons_are_restarted_when_they_die(router):
     child = router.check("cat /run/respawn/webui.pid").strip()
     router.check(f"kill -9 {child}")
