@@ -64,14 +64,11 @@ def test_console_prompt_shows_the_host_name_and_directory(router):
     """The console shell (dash) used to print a literal \\h:\\w$ (bash escapes it knows nothing
     of): /etc/profile's PS1 now expands to host:directory# at every prompt."""
     host = router.check("hostname").strip()
-    router.check("true")
-    router.check("true")     # its lines are read after the prompts that follow the first one
+    before = len(router.console_text())
+    router.check("true")       # the harness sends 3 lines: the shell prompts before each
     text = router.console_text()
     assert "\\h:\\w" not in text
-    # between one command's end marker and the next one's start only the prompts are printed
-    # (the harness turned the echo off)
-    prompts = re.findall(r"IKE_\d+_0\n([^\n]*?)IKB_\d+\n", text)[-1]
-    assert prompts and prompts == "%s:/# " % host * (len(prompts) // len(host + ":/# ")), prompts
+    assert text[before:].count("%s:/# " % host) >= 3, text[before:]
 
 
 MAINTENANCE = """
