@@ -169,13 +169,13 @@ async def form_submit(request):
                                           errors, top, editing=name, has_secret=has_secret,
                                           psk_typed=bool(form.get("psk")), stored=stored))
     message = "Saved %s %s. %s" % (facts["what"], entry.get("name"),
-                                   await reload_daemon(request))
+                                   await _reload(request))
     if warnings:
         message += " Warning: " + "; ".join(warnings)
     raise redirect(facts["url"], message, request)
 
 
-async def reload_daemon(request):
+async def _reload(request):
     try:
         await ctx_of(request).control.request("reload")
     except ControlError as exc:
@@ -199,7 +199,7 @@ async def delete(request):
             raise redirect(facts["url"], "Cannot delete %s %s: %s" % (
                 facts["what"], name, exc.message), request)
     raise redirect(facts["url"], "Deleted %s %s. %s" % (facts["what"], name,
-                                                       await reload_daemon(request)), request)
+                                                       await _reload(request)), request)
 
 
 def add_routes(app):
