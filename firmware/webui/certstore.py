@@ -20,12 +20,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from ikecore.config import NAME_PATTERN      # certificates are named as peers are
+
 STORE_DIR = "certs"
 CA, LOCAL = "ca", "local"
 EXPIRY_WARNING_DAYS = 30          # the page, the log and /metrics flag certificates this close
 KEY_BITS = (2048, 3072, 4096)     # RSA: the daemon signs with RSA only (auth = "rsa")
 MAX_UPLOAD = 64 * 1024
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")   # as ikecore.config names
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo

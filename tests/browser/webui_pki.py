@@ -51,10 +51,10 @@ class Authority:
         self.key = rsa_key(bits)
         now = datetime.datetime.now(UTC)
         self.cert = self._build(name(cn), self.key.public_key(), now - datetime.timedelta(days=1),
-                                now + datetime.timedelta(days=3650), ca=True)
+                                now + datetime.timedelta(days=3650), ca=True, issuer=name(cn))
 
-    def _build(self, subject, public_key, not_before, not_after, ca=False, sans=()):
-        issuer = subject if ca and not hasattr(self, "cert") else self.cert.subject
+    def _build(self, subject, public_key, not_before, not_after, ca=False, sans=(), issuer=None):
+        issuer = issuer or self.cert.subject
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                    .public_key(public_key).serial_number(x509.random_serial_number())
                    .not_valid_before(not_before.replace(tzinfo=None))

@@ -130,11 +130,13 @@ def test_backup_change_restore_gives_the_files_back_byte_for_byte(tmp_path):
         (etc / "certs" / "ca" / "later.pem").write_bytes(cert_pem(CA.cert))
         r, _ = await web.post("/settings/connections/branch-lan/delete", {"confirmed": "1"})
         assert r.status == 303
+        (etc / "branch.psk").unlink()          # no longer used by the saved peer: removed
         assert settings_files(etc) != original
         r, summary = await restore(web, data)
         assert r.status == 200
         text = summary.decode()
         assert "certs/ca/later.pem: removed" in text and "ikecore.toml: changed" in text
+        assert "branch.psk: added" in text
         assert "connection branch-lan is added" in text
         assert re.search(r"<li>peer branch: [^<]*pre-shared key, [^<]*remote_gateway changed",
                          text)
@@ -148,7 +150,8 @@ def test_backup_change_restore_gives_the_files_back_byte_for_byte(tmp_path):
         assert web.fake.requests[-1]["cmd"] == "reload"
     run_webui(tmp_path, None, scenario)
     assert settings_files(etc) == original
-    assert os.stat(str(etc / "certs" / "local" / "gw.key")).st_mode & 0o077 == 0
+    for secret in ("certs/local/gw.key", "branch.psk"):      # as recorded in the backup
+        assert os.stat(str(etc / secret)).st_mode & 0o777 == 0o600, secret
 
 
 def test_without_private_keys_the_file_says_so_and_restore_keeps_this_routers_keys(tmp_path):
