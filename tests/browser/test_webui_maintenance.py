@@ -82,9 +82,14 @@ def submit_and_wait(d, form_selector, expect):
     """Submit the form and wait for the next page's flash or error line; -> its text."""
     css(d, form_selector + " button[type=submit]").click()
 
+    from selenium.common.exceptions import StaleElementReferenceException
+
     def answered(d):
-        found = d.find_elements("css selector", ".flash, #form-error")
-        return found and expect in found[0].text and found[0].text
+        try:     # the old page's line may be found just before the new page replaces it
+            found = d.find_elements("css selector", ".flash, #form-error")
+            return found and expect in found[0].text and found[0].text
+        except StaleElementReferenceException:
+            return False
     return wait(d, answered, "%r after submitting %s" % (expect, form_selector))
 
 
