@@ -243,12 +243,25 @@ def test_damaged_or_missing_data_partition_falls_back_to_defaults(router, tmp_pa
         r.stop()
 
 
+def as_webui(code):
+    """A python3 -c command run as the web UI's user, as the page would run it."""
+    return "su -s /bin/sh webui -c " + shlex.quote("python3 -c " + shlex.quote(code))
+
+
 def test_setting_survives_reboot(router):
-    """Last in this module: it reboots the shared router."""
+    """Last in this module: it reboots the shared router. A key the web UI stored (0600, its
+    own) is still readable to it afterwards: a backup with private keys works."""
     token = secrets.token_hex(8)
     router.check(f"echo {token} > /data/ikecore/imagetest.setting && sync")
+    router.check(as_webui("from webui import certstore; certstore.CertStore('/data/ikecore')"
+                          ".generate('imagetest', 'imagetest.example')") + " && sync",
+                 timeout=180)
     router.reboot(timeout=300)
     assert router.check("cat /etc/ikecore/imagetest.setting").strip() == token
     assert " data: " not in router.check("logread")       # mounted as is: no format, no fallback
-    router.check("rm /data/ikecore/imagetest.setting")
+    out = router.check(as_webui(
+        "from webui import backup; manifest, files = backup.read(backup.create("
+        "'/etc/ikecore/ikecore.toml', True)); print(sorted(files))"), timeout=180)
+    assert "certs/local/imagetest.key" in out, out
+    router.check("rm -r /data/ikecore/imagetest.setting /data/ikecore/certs")
     router.wait_http(router.lan_url, timeout=120)
