@@ -17,7 +17,7 @@ from webui_client import run_webui  # noqa: E402
 from webui_pki import Authority, cert_pem, ec_key, key_pem, pkcs12_bytes  # noqa: E402
 
 from ikecore import config  # noqa: E402
-from webui import views_certs  # noqa: E402
+from webui import certstore, views_certs  # noqa: E402
 
 URL = "/settings/certificates"
 CONFIG = """\
@@ -239,8 +239,7 @@ def test_expired_and_expiring_certificates_are_flagged(tmp_path, caplog):
                          text, re.M)
         assert re.search(r'^ikecore_certificate_expiring\{name="soon",.*\} 1$', text, re.M)
         assert re.search(r'^ikecore_certificate_expiring\{name="fine",.*\} 0$', text, re.M)
-        not_after = int(expired.not_valid_after.replace(
-            tzinfo=__import__("datetime").timezone.utc).timestamp())
+        not_after = int(certstore.describe(expired)["not_after"].timestamp())
         assert re.search(r'^ikecore_certificate_not_after_timestamp_seconds\{name="old",.*\} %d$'
                          % not_after, text, re.M)
     run_webui(tmp_path, CONFIG, scenario)
