@@ -1,8 +1,9 @@
 """Regenerate the README's screenshots of the web UI: python3 tests/browser/screenshots.py DIR
 
 Status page (tunnels up, one negotiating, one failing with its diagnosis), the VPN and firewall
-logs, and a peer settings page with a validation error, at desktop and phone widths. Uses the
-same fake daemon and headless Chromium as the browser tests.
+logs, a peer settings page with a validation error, at desktop and phone widths, and the
+certificates page (a CA, our certificate close to expiry, a request waiting to be signed). Uses
+the same fake daemon and headless Chromium as the browser tests.
 """
 import os
 import sys
@@ -28,6 +29,18 @@ def capture(driver, path, width, mobile):
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", dict(metrics, height=height))
     driver.save_screenshot(path)
     print("wrote", path, "(%dx%d)" % (width, height))
+
+
+def store_certificates(config_dir):
+    from webui import certstore
+    from webui_pki import Authority, cert_pem, key_pem
+    ca = Authority("Example Corp CA")
+    store = certstore.CertStore(config_dir)
+    store.add_ca("corp-ca", cert_pem(ca.cert))
+    cert, key = ca.issue("gw.example.com", days=380, start_days_ago=360,
+                         sans=["gw.example.com", "203.0.113.1"])
+    store.add_local("gw", cert_pem(cert), key_pem(key))
+    store.generate("gw-2027", "gw.example.com", "Example Corp", "SE", "gw.example.com")
 
 
 def main(argv=None):
@@ -65,6 +78,9 @@ def main(argv=None):
             d.find_element("css selector", "#error-remote_gateway")
             capture(d, os.path.join(out, "settings-peer.png"), *DESKTOP)
             capture(d, os.path.join(out, "settings-peer-phone.png"), *PHONE)
+            store_certificates(scene.tmp)
+            d.get(scene.url + "/settings/certificates")
+            capture(d, os.path.join(out, "certificates.png"), *DESKTOP)
         finally:
             b.quit()
             scene.stop()
