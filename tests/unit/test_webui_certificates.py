@@ -104,6 +104,11 @@ def test_a_typed_path_still_works(tmp_path):
     os.chmod(str(tmp_path / "etc" / "gw.key"), 0o600)
 
     async def scenario(web):
+        # a typed path that is wrong: the error names it, the typed text is shown again
+        r, body = await web.post("/settings/peers/branch", dict(
+            PEER_FORM, cert_path="nowhere.crt", key="gw.key", ca_path="ca.crt"))
+        assert r.status == 400 and b"nowhere.crt does not exist" in body
+        assert b'id="f-cert_path" name="cert_path" value="nowhere.crt"' in body
         r, body = await web.post("/settings/peers/branch", dict(
             PEER_FORM, cert_path="gw.crt", key="gw.key", ca_path="ca.crt"))
         assert r.status == 303, body
