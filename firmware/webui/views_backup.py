@@ -8,12 +8,16 @@ import socket
 
 from aiohttp import web
 
-from webui import backup
 from webui.app import ctx_of, redirect, render
 from webui.control import ControlError
 from webui.views_settings import in_thread, settings_lock
 
 URL = "/settings/backup"
+
+
+def _backup():
+    from webui import backup       # tarfile, difflib...: at first use, so start-up stays quick
+    return backup
 
 
 def _config_file(request):
@@ -25,6 +29,7 @@ async def page(request, status=200, error=None):
 
 
 async def download(request):
+    backup = _backup()
     form = await request.post()
     include_keys = form.get("private_keys") == "on"
     async with settings_lock(request):
@@ -38,6 +43,7 @@ async def download(request):
 
 
 async def upload(request):
+    backup = _backup()
     form = await request.post()
     item = form.get("file")
     if item is None or isinstance(item, str):
@@ -56,6 +62,7 @@ async def upload(request):
 
 
 async def confirm(request):
+    backup = _backup()
     token = request.match_info["token"]
     control = ctx_of(request).control
     async with settings_lock(request):
@@ -79,6 +86,7 @@ async def confirm(request):
 
 
 async def cancel(request):
+    backup = _backup()
     try:
         await in_thread(backup.discard, _config_file(request), request.match_info["token"])
     except backup.BackupError:
