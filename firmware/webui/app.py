@@ -34,12 +34,13 @@ class Options:
     """Command line settings of the web UI (see __main__)."""
 
     def __init__(self, socket_path, state_dir, config_path="/etc/ikecore/ikecore.toml",
-                 firewall_log=None, logread=None):
+                 firewall_log=None, logread=None, expiry_check_delay_s=60):
         self.socket_path = socket_path
         self.state_dir = state_dir
         self.config_path = config_path
         self.firewall_log = firewall_log
         self.logread = logread
+        self.expiry_check_delay_s = expiry_check_delay_s
 
 
 class Context:
@@ -54,6 +55,7 @@ class Context:
         self.limiter = auth.LoginLimiter(**kwargs)
         self.firewall_source = LogSource(options.firewall_log, options.logread)
         self.settings_lock = asyncio.Lock()     # one read-modify-write of the config at a time
+        self.expiry_task = None                 # views_certs: logs certificates near expiry
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
             autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -173,7 +175,8 @@ async def _security_headers(request, response):
 
 
 def make_app(options, clock=None):
-    from webui import views_auth, views_log, views_settings, views_status
+    from webui import views_auth, views_backup, views_certs, views_log, views_settings, \
+        views_status
     app = web.Application(middlewares=[gate], client_max_size=MAX_FORM_BYTES)
     app[CONTEXT_KEY] = Context(options, clock)
     app.on_response_prepare.append(_security_headers)
@@ -181,5 +184,7 @@ def make_app(options, clock=None):
     views_status.add_routes(app)
     views_log.add_routes(app)
     views_settings.add_routes(app)
+    views_certs.add_routes(app)
+    views_backup.add_routes(app)
     app.router.add_static("/static/", os.path.join(HERE, "static"), append_version=False)
     return app

@@ -34,3 +34,10 @@ def pfs_groups():
 def with_current(options, current):
     """The choices plus the current value when the file holds one we do not list (an alias)."""
     return options if not current or current in options else [current] + list(options)
+
+
+def with_current_pairs(options, current):
+    """(value, text) choices plus the current value when it is none of them (a typed path)."""
+    if not current or current in [value for value, _ in options]:
+        return options
+    return [(current, current)] + list(options)

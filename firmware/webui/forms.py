@@ -70,8 +70,9 @@ def peer_entry(form, old):
     else:
         entry.pop("psk", None)
         entry.pop("psk_file", None)
+        # cert and ca: a stored one picked from the dropdown, or a path typed beside it
         for key in ("cert", "key", "ca"):
-            _set(entry, key, form.get(key))
+            _set(entry, key, form.get(key + "_path") or form.get(key))
     slots = _proposals(form, entry)
     _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
     entry["nat_t"] = form.get("nat_t") == "on"

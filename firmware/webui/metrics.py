@@ -28,9 +28,10 @@ def _labels(pairs):
                              for k, v in pairs)
 
 
-def render(summary, status=None, up=True):
+def render(summary, status=None, up=True, certificates=()):
     """Text for one scrape: summary from the daemon's `summary` request ({} when up=False: the
-    daemon could not be asked), status its full status or None (no per-SA series)."""
+    daemon could not be asked), status its full status or None (no per-SA series);
+    certificates: webui.certstore.inventory() entries (their expiry is exported)."""
     out = []
 
     def family(name, kind, help_text, samples):
@@ -62,6 +63,15 @@ def render(summary, status=None, up=True):
         if type(value) is int and re.match(r"^[a-z][a-z0-9_]*$", key):
             family("ikecore_daemon_%s_total" % key, "counter",
                    "The daemon's %s counter." % key.replace("_", " "), [((), value)])
+    cert_labels = [(c, (("name", c["name"]), ("kind", c["kind"]), ("path", c["path"]),
+                        ("subject", c["info"]["subject"]))) for c in certificates if c["info"]]
+    family("ikecore_certificate_not_after_timestamp_seconds", "gauge",
+           "End of validity of each stored or configured certificate (Unix time).",
+           [(labels, int(c["info"]["not_after"].timestamp())) for c, labels in cert_labels])
+    family("ikecore_certificate_expiring", "gauge",
+           "1 when a certificate is expired, not yet valid or expires within the warning "
+           "threshold (webui.certstore.EXPIRY_WARNING_DAYS).",
+           [(labels, 1 if c["info"]["warn"] else 0) for c, labels in cert_labels])
     return "\n".join(out) + "\n"
 
 

@@ -37,26 +37,26 @@ def _config():
     return config                  # do not edit settings never need it
 
 
-def _config_path(request):
+def config_path(request):
     # Through symlinks: the atomic rename must happen beside the real file (e.g. /etc/ikecore ->
     # a writable data partition), never replace the link in a read-only directory.
     return os.path.realpath(ctx_of(request).options.config_path)
 
 
-async def _in_thread(fn, *args):
+async def in_thread(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
-def _lock(request):
+def settings_lock(request):
     return ctx_of(request).settings_lock
 
 
-async def _read(request):
+async def read_config(request):
     """The document (tomlkit: comments and layout kept for saving; .unwrap() for plain data),
     or an error page when the file cannot be read/parsed."""
     config = _config()
     try:
-        return await _in_thread(config.read_document, _config_path(request))
+        return await in_thread(config.read_document, config_path(request))
     except config.ConfigError as exc:
         raise web.HTTPInternalServerError(
             text=render(request, "error.html", title="Configuration unreadable",
@@ -77,23 +77,40 @@ def _section_of(request):
 
 async def list_page(request):
     section = _section_of(request)
-    doc = (await _read(request)).unwrap()
+    doc = (await read_config(request)).unwrap()
     entries = doc.get(section, [])
     return render(request, "settings_list.html", section=section, facts=SECTIONS[section],
                   entries=entries, quote=quote)
 
 
 def _form_context(request, section, doc, values, errors, top_error=None, editing=None,
-                  has_secret=False, psk_typed=False):
+                  has_secret=False, psk_typed=False, stored=None):
     return dict(section=section, facts=SECTIONS[section], values=values, errors=errors,
                 top_error=top_error, editing=editing, has_secret=has_secret,
                 psk_typed=psk_typed, choices=choices,
-                peer_names=[p.get("name") for p in doc.get("peer", [])])
+                peer_names=[p.get("name") for p in doc.get("peer", [])], **(stored or {}))
+
+
+async def _stored_certificates(request, section):
+    """The peer form's certificate dropdowns from the store (/settings/certificates): our
+    certificates that have their key, the CA certificates, and {certificate: its key}."""
+    if section != "peer":
+        return {}
+    from webui.views_certs import store_of
+    entries = [e for e in await in_thread(store_of(request).entries) if e["info"]]
+
+    def label(e):
+        return "%s (%s, until %s)" % (e["name"], e["info"]["subject"],
+                                      e["info"]["not_after"].strftime("%Y-%m-%d"))
+    return {"cert_options": [(e["path"], label(e)) for e in entries
+                             if e["kind"] == "local" and e["key_path"]],
+            "ca_options": [(e["path"], label(e)) for e in entries if e["kind"] == "ca"],
+            "stored_keys": {e["path"]: e["key_path"] for e in entries if e["key_path"]}}
 
 
 async def form_page(request):
     section = _section_of(request)
-    doc = (await _read(request)).unwrap()
+    doc = (await read_config(request)).unwrap()
     name = request.match_info.get("name")
     entry = _find(doc.get(section, []), name)[1] if name else {}
     values = forms.form_values(entry)
@@ -101,10 +118,14 @@ async def form_page(request):
         # An unchecked box sends nothing, so the box must show the daemon's default (NAT-T on,
         # DESIGN.md) when the file leaves nat_t out, or saving would silently turn it off.
         values.setdefault("nat_t", "on")
+    stored = await _stored_certificates(request, section)
+    if values.get("key") and values.get("key") == stored.get("stored_keys", {}).get(
+            values.get("cert")):
+        values["key"] = ""           # the certificate's own stored key: shown as automatic
     has_secret = bool(entry.get("psk") or entry.get("psk_file"))
     return render(request, SECTIONS[section]["template"],
                   **_form_context(request, section, doc, values, {}, editing=name,
-                                  has_secret=has_secret))
+                                  has_secret=has_secret, stored=stored))
 
 
 async def form_submit(request):
@@ -113,14 +134,20 @@ async def form_submit(request):
     config = _config()
     name = request.match_info.get("name")
     form = await request.post()
-    async with _lock(request):
-        doc = await _read(request)
+    stored = await _stored_certificates(request, section)
+    async with settings_lock(request):
+        doc = await read_config(request)
         entries = doc.unwrap().get(section, [])
         if name:
             index, old = _find(entries, name)
         else:
             index, old = len(entries), None
         entry, slots = facts["to_entry"](form, old)
+        if entry.get("auth") == "rsa" and not entry.get("key"):
+            # a stored certificate chosen without a key path: the key stored with it
+            key = stored.get("stored_keys", {}).get(entry.get("cert"))
+            if key:
+                entry["key"] = key
         config.set_entry(doc, section, index if name else None, entry)
         renamed = name and entry.get("name") != name
         if section == "peer" and renamed:      # connections follow their peer's new name
@@ -129,7 +156,7 @@ async def form_submit(request):
                     connection["peer"] = entry.get("name")
         warnings = []
         try:
-            await _in_thread(config.write_document_atomic, _config_path(request),
+            await in_thread(config.write_document_atomic, config_path(request),
                              doc, warnings)
         except config.ConfigError as exc:
             field = forms.field_of_error(exc.key, section, index, slots, facts["fields"])
@@ -140,7 +167,7 @@ async def form_submit(request):
             return render(request, facts["template"], status=400,
                           **_form_context(request, section, doc.unwrap(), forms.submitted_values(form),
                                           errors, top, editing=name, has_secret=has_secret,
-                                          psk_typed=bool(form.get("psk"))))
+                                          psk_typed=bool(form.get("psk")), stored=stored))
     message = "Saved %s %s. %s" % (facts["what"], entry.get("name"),
                                    await _reload(request))
     if warnings:
@@ -161,12 +188,12 @@ async def delete(request):
     facts = SECTIONS[section]
     config = _config()
     name = request.match_info["name"]
-    async with _lock(request):
-        doc = await _read(request)
+    async with settings_lock(request):
+        doc = await read_config(request)
         index, _ = _find(doc.unwrap().get(section, []), name)
         config.delete_entry(doc, section, index)
         try:
-            await _in_thread(config.write_document_atomic, _config_path(request),
+            await in_thread(config.write_document_atomic, config_path(request),
                              doc)
         except config.ConfigError as exc:
             raise redirect(facts["url"], "Cannot delete %s %s: %s" % (

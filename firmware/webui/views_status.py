@@ -90,7 +90,8 @@ async def api_summary(request):
 
 async def metrics_page(request):
     """Counts from the summary; the per-SA series only while the router has few SAs (pulling
-    every SA on each scrape is what a big router must not do)."""
+    every SA on each scrape is what a big router must not do); certificate expiry."""
+    from webui.views_certs import inventory      # it needs ikecore.config, as settings pages do
     control = ctx_of(request).control
     summary, status = {}, None
     try:
@@ -100,7 +101,11 @@ async def metrics_page(request):
         up = True
     except ControlError:
         up = False
-    return web.Response(text=metrics.render(summary, status, up=up),
+    try:
+        certificates = await inventory(request)
+    except web.HTTPException:                      # an unreadable config: no certificate rows
+        certificates = []
+    return web.Response(text=metrics.render(summary, status, up=up, certificates=certificates),
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

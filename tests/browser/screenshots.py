@@ -1,9 +1,10 @@
 """Regenerate the README's screenshots of the web UI: python3 tests/browser/screenshots.py DIR
 
 Status page (tunnels up, one negotiating, one failing with its diagnosis), the VPN and firewall
-logs, a peer settings page with a validation error, at desktop and phone widths, and the status
-page of a router with many peers (one page of five). Uses the
-same fake daemon and headless Chromium as the browser tests.
+logs, a peer settings page with a validation error, at desktop and phone widths, the status
+page of a router with many peers (one page of five), and the certificates page (a CA, our
+certificate close to expiry, a request waiting to be signed). Uses the same fake daemon and
+headless Chromium as the browser tests.
 """
 import os
 import sys
@@ -41,6 +42,18 @@ def many_status(n=2000):
     ids = {ike["id"] for ike in status["ike_sas"] if ike["status"] == "Negotiating"}
     status["sas"] = [sa for sa in status["sas"] if sa["ike_sa"] not in ids]
     return status
+
+
+def store_certificates(config_dir):
+    from webui import certstore
+    from webui_pki import Authority, cert_pem, key_pem
+    ca = Authority("Example Corp CA")
+    store = certstore.CertStore(config_dir)
+    store.add_ca("corp-ca", cert_pem(ca.cert))
+    cert, key = ca.issue("gw.example.com", days=380, start_days_ago=360,
+                         sans=["gw.example.com", "203.0.113.1"])
+    store.add_local("gw", cert_pem(cert), key_pem(key))
+    store.generate("gw-2027", "gw.example.com", "Example Corp", "SE", "gw.example.com")
 
 
 def main(argv=None):
@@ -81,6 +94,9 @@ def main(argv=None):
             scene.daemon.set_status(many_status())
             d.get(scene.url + "/?offset=100&limit=5")
             capture(d, os.path.join(out, "status-paged.png"), *DESKTOP)
+            store_certificates(scene.tmp)
+            d.get(scene.url + "/settings/certificates")
+            capture(d, os.path.join(out, "certificates.png"), *DESKTOP)
         finally:
             b.quit()
             scene.stop()

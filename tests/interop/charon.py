@@ -85,7 +85,7 @@ class Conn:
 
     def __init__(self, name, local_addr, remote_addr, proposals, psk, children, aggressive=False,
                  local_id=None, remote_id=None, dpd_delay=None, rekey_time=None, encap=False,
-                 keyingtries=1, unique=None):
+                 keyingtries=1, unique=None, cert=None):
         self.name = name
         self.local_addr = local_addr
         self.remote_addr = remote_addr
@@ -100,6 +100,11 @@ class Conn:
         self.encap = encap
         self.keyingtries = keyingtries
         self.unique = unique
+        self.cert = cert            # our certificate's file name in x509/: RSA signatures
+
+    @property
+    def auth(self):
+        return "pubkey" if self.cert else "psk"
 
     def render(self):
         lines = ["  %s {" % self.name,
@@ -116,9 +121,11 @@ class Conn:
             lines.append("    rekey_time = %s" % self.rekey_time)
         if self.unique:
             lines.append("    unique = %s" % self.unique)
-        lines += ["    local {", "      auth = psk"]
+        lines += ["    local {", "      auth = %s" % self.auth]
+        if self.cert:
+            lines.append("      certs = %s" % self.cert)
         lines.append("      id = %s" % (self.local_id or self.local_addr))
-        lines += ["    }", "    remote {", "      auth = psk"]
+        lines += ["    }", "    remote {", "      auth = %s" % self.auth]
         lines.append("      id = %s" % (self.remote_id or self.remote_addr))
         lines += ["    }", "    children {"]
         for child in self.children:
@@ -138,6 +145,8 @@ def swanctl_conf(conns, shared_psk=None):
         lines += ["  ike-any {", '    secret = "%s"' % shared_psk.replace('"', '\\"'), "  }", "}"]
         return "\n".join(lines) + "\n"
     for i, conn in enumerate(conns):
+        if conn.cert:
+            continue            # its key is a credential file (Charon.add_credentials)
         lines += ["  ike-%d {" % i,
                   "    id-local = %s" % (conn.local_id or conn.local_addr),
                   "    id-remote = %s" % (conn.remote_id or conn.remote_addr),
@@ -286,6 +295,16 @@ class Charon:
         with open(self.swanctl_path, "w") as f:
             f.write(swanctl_conf(conns, shared_psk))
         self.swanctl("--load-all", "--clear", "--noprompt", "--file", self.swanctl_path)
+
+    def add_credentials(self, cert_name, cert_pem, rsa_key_pem, ca_pem):
+        """Our certificate (x509/cert_name), its PKCS#1 RSA key, the CA we trust; load() then
+        loads them with the connections (swanctl --file takes x509/, rsa/, x509ca/ from the
+        directory of swanctl.conf)."""
+        for sub, name, data in (("x509", cert_name, cert_pem), ("rsa", cert_name, rsa_key_pem),
+                                ("x509ca", "ca-" + cert_name, ca_pem)):
+            os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
+            with open(os.path.join(self.workdir, sub, name), "wb") as f:
+                f.write(data)
 
     def initiate(self, child, timeout_s=10, check=False):
         """`swanctl --initiate --child X`; returns the CompletedProcess (rc 0 = CHILD_SA up)."""

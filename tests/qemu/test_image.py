@@ -60,6 +60,41 @@ def test_settings_save_keeps_the_factory_comments_with_the_images_libraries(rout
     assert saved.startswith(factory.rstrip("\n")), saved
 
 
+def test_console_prompt_shows_the_host_name_and_directory(router):
+    """The console shell (dash) used to print a literal \\h:\\w$ (bash escapes it knows nothing
+    of): /etc/profile's PS1 now expands to host:directory# at every prompt."""
+    host = router.check("hostname").strip()
+    before = len(router.console_text())
+    router.check("true")       # the harness sends 3 lines: the shell prompts before each
+    text = router.console_text()
+    assert "\\h:\\w" not in text
+    assert text[before:].count("%s:/# " % host) >= 3, text[before:]
+
+
+MAINTENANCE = """
+import os, tempfile
+from webui import backup, certstore
+d = tempfile.mkdtemp()
+open(os.path.join(d, "ikecore.toml"), "w").write(open("/etc/ikecore/ikecore.toml").read())
+store = certstore.CertStore(d)
+csr = store.generate("router", "router.example", alt_names="203.0.113.1")
+data = backup.create(os.path.join(d, "ikecore.toml"), include_keys=True)
+manifest, files = backup.read(data)
+token = backup.stage(os.path.join(d, "ikecore.toml"), manifest, files)
+print(sorted(files), manifest["private_keys"], csr.splitlines()[0].decode(),
+      backup.summarize(os.path.join(d, "ikecore.toml"), token)["files"])
+"""
+
+
+def test_certificates_and_backup_with_the_images_libraries(router):
+    """The Certificates page's key + CSR and a backup made, read back and staged, with the
+    image's Python and cryptography (a board's differ from the host's)."""
+    out = router.check("python3 -c " + shlex.quote(MAINTENANCE), timeout=180)
+    assert out.strip().splitlines()[-1] == (
+        "['certs/local/router.csr', 'certs/local/router.key', 'ikecore.toml'] True "
+        "-----BEGIN CERTIFICATE REQUEST----- []"), out
+
+
 def test_daemons_are_restarted_when_they_die(router):
     child = router.check("cat /run/respawn/webui.pid").strip()
     router.check(f"kill -9 {child}")
@@ -208,12 +243,25 @@ def test_damaged_or_missing_data_partition_falls_back_to_defaults(router, tmp_pa
         r.stop()
 
 
+def as_webui(code):
+    """A python3 -c command run as the web UI's user, as the page would run it."""
+    return "su -s /bin/sh webui -c " + shlex.quote("python3 -c " + shlex.quote(code))
+
+
 def test_setting_survives_reboot(router):
-    """Last in this module: it reboots the shared router."""
+    """Last in this module: it reboots the shared router. A key the web UI stored (0600, its
+    own) is still readable to it afterwards: a backup with private keys works."""
     token = secrets.token_hex(8)
     router.check(f"echo {token} > /data/ikecore/imagetest.setting && sync")
+    router.check(as_webui("from webui import certstore; certstore.CertStore('/data/ikecore')"
+                          ".generate('imagetest', 'imagetest.example')") + " && sync",
+                 timeout=180)
     router.reboot(timeout=300)
     assert router.check("cat /etc/ikecore/imagetest.setting").strip() == token
     assert " data: " not in router.check("logread")       # mounted as is: no format, no fallback
-    router.check("rm /data/ikecore/imagetest.setting")
+    out = router.check(as_webui(
+        "from webui import backup; manifest, files = backup.read(backup.create("
+        "'/etc/ikecore/ikecore.toml', True)); print(sorted(files))"), timeout=180)
+    assert "certs/local/imagetest.key" in out, out
+    router.check("rm -r /data/ikecore/imagetest.setting /data/ikecore/certs")
     router.wait_http(router.lan_url, timeout=120)

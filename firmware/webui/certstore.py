@@ -1,0 +1,392 @@
+"""The certificate store of the Certificates page: files under <config dir>/certs/, referred to
+from ikecore.toml by paths relative to the config file (as any cert/key/ca path may be).
+
+    certs/ca/NAME.pem       a CA certificate (a peer's `ca`)
+    certs/local/NAME.pem    our certificate (a peer's `cert`)
+    certs/local/NAME.key    its RSA private key, unencrypted PKCS#8 PEM, mode 0600 (`key`)
+    certs/local/NAME.csr    a request made on the router, until the signed certificate comes
+
+Every check (is it a certificate, does the key belong to it, the PKCS#12 password) is
+`cryptography`'s public API; any refusal is a CertError naming the problem, and nothing is
+written then. The private key is only ever read back to compare it with a certificate.
+"""
+import datetime
+import os
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+from ikecore.config import NAME_PATTERN      # certificates are named as peers are
+
+STORE_DIR = "certs"
+CA, LOCAL = "ca", "local"
+EXPIRY_WARNING_DAYS = 30          # the page, the log and /metrics flag certificates this close
+KEY_BITS = (2048, 3072, 4096)     # RSA: the daemon signs with RSA only (auth = "rsa")
+MAX_UPLOAD = 64 * 1024
+PEM = serialization.Encoding.PEM
+DER = serialization.Encoding.DER
+SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+class CertError(Exception):
+    """An upload or request refused; the message says why, for the page."""
+
+
+def _utc(cert, which):
+    # not_valid_*_utc arrived in cryptography 42; the naive UTC ones before it.
+    value = getattr(cert, which + "_utc", None)
+    if value is None:
+        value = getattr(cert, which).replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def load_certificates(data, what="the file"):
+    """PEM (one or more) or DER bytes -> list of x509.Certificate; CertError otherwise."""
+    if not data:
+        raise CertError("%s is empty" % what)
+    try:
+        if b"-----BEGIN" in data:
+            certs = [x509.load_pem_x509_certificate(block) for block in _pem_blocks(
+                data, b"CERTIFICATE")]
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        certs = []
+    if not certs:
+        raise CertError("%s is not an X.509 certificate (PEM or DER)" % what)
+    return certs
+
+
+def _pem_blocks(data, label):
+    pattern = re.compile(rb"-----BEGIN %s-----.+?-----END %s-----" % (label, label), re.S)
+    return [m.group(0) for m in pattern.finditer(data)]
+
+
+def load_one_certificate(data, what="the file"):
+    certs = load_certificates(data, what)
+    if len(certs) > 1:
+        raise CertError("%s holds %d certificates; upload one at a time" % (what, len(certs)))
+    return certs[0]
+
+
+def load_private_key(data, password=None, what="the key file"):
+    """PEM or DER private key (encrypted when a password is given) -> an RSA key."""
+    if not data:
+        raise CertError("%s is empty" % what)
+    secret = password.encode("utf-8") if password else None
+    loader = (serialization.load_pem_private_key if b"-----BEGIN" in data
+              else serialization.load_der_private_key)
+    try:
+        key = loader(data, password=secret)
+    except TypeError:       # encrypted without a password, or a password for a plain key
+        raise CertError("%s is %s" % (what, "not encrypted: leave the password empty"
+                                      if secret else "encrypted: give its password")) from None
+    except ValueError:
+        raise CertError("%s is not a private key, or the password is wrong" % what) from None
+    return _rsa_only(key, what)
+
+
+def _rsa_only(key, what):
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise CertError("%s is not an RSA key; the daemon signs with RSA only" % what)
+    return key
+
+
+def key_matches(cert, key):
+    return cert.public_key().public_bytes(DER, SPKI) == key.public_key().public_bytes(DER, SPKI)
+
+
+def load_pkcs12(data, password):
+    """PKCS#12 bytes -> (key, certificate, [other certificates])."""
+    if not data:
+        raise CertError("the PKCS#12 file is empty")
+    try:
+        key, cert, others = pkcs12.load_key_and_certificates(
+            data, password.encode("utf-8") if password else None)
+    except ValueError:
+        if data[:1] != b"\x30":       # not even a DER SEQUENCE: the wrong kind of file
+            raise CertError("the file is not a PKCS#12 (.p12/.pfx) file") from None
+        raise CertError("cannot open the PKCS#12 file: the password is wrong "
+                        "(or the file is damaged)") from None
+    if cert is None or key is None:
+        raise CertError("the PKCS#12 file must hold a certificate and its private key")
+    return _rsa_only(key, "the PKCS#12 file's key"), cert, list(others or [])
+
+
+def describe(cert, now=None):
+    """What the page, the log and /metrics show of a certificate."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    not_after = _utc(cert, "not_valid_after")
+    not_before = _utc(cert, "not_valid_before")
+    days = (not_after - now).total_seconds() / 86400
+    if now < not_before:
+        state = "not yet valid"
+    elif days < 0:
+        state = "expired"
+    elif days < EXPIRY_WARNING_DAYS:
+        state = "expires soon"
+    else:
+        state = "valid"
+    return {"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+            "not_before": not_before, "not_after": not_after, "days_left": int(days // 1),
+            "state": state, "warn": state != "valid",
+            "fingerprint": cert.fingerprint(hashes.SHA256()).hex(":")}
+
+
+def _check_name(name):
+    if not NAME_PATTERN.match(name or ""):
+        raise CertError("%r is not a valid name: 1-32 letters, digits, '.', '_', '-', "
+                        "starting with a letter or digit" % (name or ""))
+    return name
+
+
+class CertStore:
+    """The store under config_dir/certs. Paths handed out are relative to config_dir."""
+
+    def __init__(self, config_dir):
+        self.config_dir = config_dir
+
+    def path(self, kind, name, ext):
+        return "/".join((STORE_DIR, kind, "%s.%s" % (name, ext)))
+
+    def _full(self, relative):
+        return os.path.join(self.config_dir, relative)
+
+    def _exists(self, kind, name, ext):
+        return os.path.exists(self._full(self.path(kind, name, ext)))
+
+    def _write(self, relative, data, mode):
+        """Write + fsync + rename, so a crash never leaves half a file where a peer looks."""
+        full = self._full(relative)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        tmp = os.path.join(os.path.dirname(full), ".%s.tmp" % os.path.basename(full))
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, full)
+
+    def _remove(self, relative):
+        try:
+            os.unlink(self._full(relative))
+        except FileNotFoundError:
+            pass
+
+    def _new_name(self, kind, name):
+        _check_name(name)
+        if any(self._exists(kind, name, ext) for ext in ("pem", "key", "csr")):
+            raise CertError("a %s named %r already exists; choose another name or delete it "
+                            "first" % ("CA certificate" if kind == CA else "certificate", name))
+        return name
+
+    # --- adding
+    def add_ca(self, name, data):
+        self._new_name(CA, name)
+        cert = load_one_certificate(data, "the CA certificate file")
+        constraints = _extension(cert, x509.BasicConstraints)
+        if constraints is not None and not constraints.ca:
+            raise CertError("%s is not a CA certificate (its basic constraints say CA:FALSE); "
+                            "upload it as our certificate instead" % cert.subject.rfc4514_string())
+        self._write(self.path(CA, name, "pem"), cert.public_bytes(PEM), 0o644)
+        return self.path(CA, name, "pem")
+
+    def add_local(self, name, cert_data, key_data, key_password=None):
+        self._new_name(LOCAL, name)
+        cert = load_one_certificate(cert_data, "the certificate file")
+        key = load_private_key(key_data, key_password)
+        return self._store_local(name, cert, key)
+
+    def add_pkcs12(self, name, data, password):
+        """Our certificate and key from a .p12; CA certificates in it are stored as NAME-ca1.."""
+        self._new_name(LOCAL, name)
+        key, cert, others = load_pkcs12(data, password)
+        stored = self._store_local(name, cert, key)
+        for number, other in enumerate(others, 1):
+            ca_name = "%s-ca%d" % (name, number)
+            if not self._exists(CA, ca_name, "pem"):
+                self._write(self.path(CA, ca_name, "pem"), other.public_bytes(PEM), 0o644)
+        return stored
+
+    def _store_local(self, name, cert, key):
+        if not key_matches(cert, key):
+            raise CertError("the private key does not belong to the certificate %s"
+                            % cert.subject.rfc4514_string())
+        # the key first: a certificate is only listed as usable once its key is in place
+        self._write(self.path(LOCAL, name, "key"), _key_pem(key), 0o600)
+        self._write(self.path(LOCAL, name, "pem"), cert.public_bytes(PEM), 0o644)
+        return self.path(LOCAL, name, "pem")
+
+    def generate(self, name, common_name, organization="", country="", alt_names="",
+                 bits=2048):
+        """A new RSA key kept on the router and a CSR for it (returned as PEM bytes)."""
+        self._new_name(LOCAL, name)
+        if not (common_name or "").strip():
+            raise CertError("the common name (CN) must not be empty")
+        if int(bits) not in KEY_BITS:
+            raise CertError("key size must be one of %s bits" % ", ".join(map(str, KEY_BITS)))
+        country = (country or "").strip().upper()
+        if country and not re.match(r"^[A-Z]{2}$", country):
+            raise CertError("country %r is not a two-letter code like SE" % country)
+        attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name.strip())]
+        if (organization or "").strip():
+            attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization.strip()))
+        if country:
+            attributes.append(x509.NameAttribute(NameOID.COUNTRY_NAME, country))
+        try:
+            subject = x509.Name(attributes)
+        except ValueError as exc:
+            raise CertError("bad subject: %s" % exc) from None
+        builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+        alts = parse_alt_names(alt_names)
+        if alts:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alts), critical=False)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(bits))
+        csr = builder.sign(key, hashes.SHA256()).public_bytes(PEM)
+        self._write(self.path(LOCAL, name, "key"), _key_pem(key), 0o600)
+        self._write(self.path(LOCAL, name, "csr"), csr, 0o644)
+        return csr
+
+    def csr(self, name):
+        _check_name(name)
+        try:
+            with open(self._full(self.path(LOCAL, name, "csr")), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise CertError("no certificate request named %r" % name) from None
+
+    def add_signed(self, name, data):
+        """The CA's answer to our CSR: it must carry the public key of the key we kept."""
+        self.csr(name)
+        cert = load_one_certificate(data, "the signed certificate file")
+        with open(self._full(self.path(LOCAL, name, "key")), "rb") as handle:
+            key = serialization.load_pem_private_key(handle.read(), password=None)
+        if not key_matches(cert, key):
+            raise CertError("the certificate %s does not match the key of request %r: it was "
+                            "signed for another request" % (cert.subject.rfc4514_string(), name))
+        self._write(self.path(LOCAL, name, "pem"), cert.public_bytes(PEM), 0o644)
+        self._remove(self.path(LOCAL, name, "csr"))
+        return self.path(LOCAL, name, "pem")
+
+    def delete(self, kind, name):
+        _check_name(name)
+        for ext in ("pem", "key", "csr"):
+            self._remove(self.path(kind, name, ext))
+
+    # --- listing
+    def entries(self, now=None):
+        """[{kind, name, path, key_path, csr, info}] sorted by kind then name; info is None for
+        a pending request (no certificate yet) or a file that no longer parses (then error)."""
+        found = []
+        for kind in (CA, LOCAL):
+            directory = self._full("/".join((STORE_DIR, kind)))
+            try:
+                names = sorted(os.listdir(directory))
+            except FileNotFoundError:
+                continue
+            stems = sorted({n.rsplit(".", 1)[0] for n in names
+                            if not n.startswith(".") and n.rsplit(".", 1)[-1] in (
+                                "pem", "csr")})
+            for stem in stems:
+                entry = {"kind": kind, "name": stem, "path": self.path(kind, stem, "pem"),
+                         "key_path": None, "csr": False, "info": None, "error": None}
+                if kind == LOCAL:
+                    if self._exists(LOCAL, stem, "key"):
+                        entry["key_path"] = self.path(LOCAL, stem, "key")
+                    entry["csr"] = self._exists(LOCAL, stem, "csr")
+                if self._exists(kind, stem, "pem"):
+                    try:
+                        with open(self._full(entry["path"]), "rb") as handle:
+                            entry["info"] = describe(load_one_certificate(handle.read()), now)
+                    except (OSError, CertError) as exc:
+                        entry["error"] = str(exc)
+                found.append(entry)
+        return found
+
+
+def parse_alt_names(text):
+    """"vpn.example.com, 203.0.113.1, admin@example.com" -> GeneralName list."""
+    import ipaddress
+    names = []
+    for item in re.split(r"[,\s]+", (text or "").strip()):
+        if not item:
+            continue
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(item)))
+            continue
+        except ValueError:
+            pass
+        if "@" in item:
+            names.append(x509.RFC822Name(item))
+        elif re.match(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$", item):
+            names.append(x509.DNSName(item))
+        else:
+            raise CertError("alternative name %r is not a domain name, an IP address or an "
+                            "e-mail address" % item)
+    return names
+
+
+def _key_pem(key):
+    return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _extension(cert, kind):
+    try:
+        return cert.extensions.get_extension_for_class(kind).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def referenced(config_dir, doc):
+    """{path as the store names it: {"peers": [names], "as": {"cert", "key", "ca"}}} for every
+    cert/key/ca of the configuration (a plain dict of the TOML)."""
+    used = {}
+    for peer in doc.get("peer", []):
+        for key in ("cert", "key", "ca"):
+            value = peer.get(key)
+            if isinstance(value, str) and value:
+                slot = used.setdefault(normalize(config_dir, value), {"peers": [], "as": set()})
+                if peer.get("name") not in slot["peers"]:
+                    slot["peers"].append(peer.get("name"))
+                slot["as"].add(key)
+    return used
+
+
+def normalize(config_dir, value):
+    """A path from the config as the store names it (relative to config_dir when inside)."""
+    full = os.path.normpath(value if os.path.isabs(value) else os.path.join(config_dir, value))
+    relative = os.path.relpath(full, os.path.normpath(config_dir))
+    return value if relative.startswith("..") else relative.replace(os.sep, "/")
+
+
+def inventory(config_dir, doc, now=None):
+    """The store's entries plus the certificate files peers name outside it (kind "file", the
+    paths typed before the store existed), each with "used_by": the peers that use it."""
+    used = referenced(config_dir, doc)
+    entries = CertStore(config_dir).entries(now)
+    known = set()
+    for entry in entries:
+        paths = [entry["path"]] + ([entry["key_path"]] if entry["key_path"] else [])
+        known.update(paths)
+        entry["used_by"] = sorted({p for path in paths for p in used.get(path, {}).get(
+            "peers", [])})
+    for path, slot in sorted(used.items()):
+        if path in known or not slot["as"] & {"cert", "ca"}:
+            continue
+        entry = {"kind": "file", "name": path, "path": path, "key_path": None, "csr": False,
+                 "info": None, "error": None, "used_by": sorted(slot["peers"])}
+        full = path if os.path.isabs(path) else os.path.join(config_dir, path)
+        try:
+            with open(full, "rb") as handle:
+                entry["info"] = describe(load_certificates(handle.read(), path)[0], now)
+        except OSError as exc:
+            entry["error"] = "cannot read %s: %s" % (path, exc.strerror)
+        except CertError as exc:
+            entry["error"] = str(exc)
+        entries.append(entry)
+    return entries

@@ -1,0 +1,91 @@
+"""A small test CA for the certificate tests (unit, browser, interop): issues RSA certificates,
+signs the router's CSRs, packs PKCS#12 files. Only cryptography's public API."""
+import datetime
+import ipaddress
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+
+PEM = serialization.Encoding.PEM
+UTC = datetime.timezone.utc
+
+
+def name(cn, org="ikecore test"):
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def rsa_key(bits=2048):
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def ec_key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key, password=None):
+    encryption = (serialization.BestAvailableEncryption(password.encode()) if password
+                  else serialization.NoEncryption())
+    return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def cert_pem(cert):
+    return cert.public_bytes(PEM)
+
+
+def alt_names(names):
+    out = []
+    for item in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(item)))
+        except ValueError:
+            out.append(x509.DNSName(item))
+    return out
+
+
+class Authority:
+    def __init__(self, cn="Test CA", bits=2048):
+        self.key = rsa_key(bits)
+        now = datetime.datetime.now(UTC)
+        self.cert = self._build(name(cn), self.key.public_key(), now - datetime.timedelta(days=1),
+                                now + datetime.timedelta(days=3650), ca=True, issuer=name(cn))
+
+    def _build(self, subject, public_key, not_before, not_after, ca=False, sans=(), issuer=None):
+        issuer = issuer or self.cert.subject
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(public_key).serial_number(x509.random_serial_number())
+                   .not_valid_before(not_before.replace(tzinfo=None))
+                   .not_valid_after(not_after.replace(tzinfo=None))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), True))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), False)
+        return builder.sign(self.key, hashes.SHA256())
+
+    def issue(self, cn, key=None, days=365, start_days_ago=1, sans=()):
+        """(certificate, key) for cn, valid from start_days_ago ago for `days` from then."""
+        key = key or rsa_key()
+        start = datetime.datetime.now(UTC) - datetime.timedelta(days=start_days_ago)
+        cert = self._build(name(cn), key.public_key(), start,
+                           start + datetime.timedelta(days=days), sans=alt_names(sans))
+        return cert, key
+
+    def sign_csr(self, csr_pem, days=365):
+        csr = x509.load_pem_x509_csr(csr_pem)
+        assert csr.is_signature_valid
+        try:
+            sans = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            sans = []
+        start = datetime.datetime.now(UTC) - datetime.timedelta(days=1)
+        return self._build(csr.subject, csr.public_key(), start,
+                           start + datetime.timedelta(days=days), sans=list(sans))
+
+
+def pkcs12_bytes(cert, key, password, cas=()):
+    encryption = (serialization.BestAvailableEncryption(password.encode()) if password
+                  else serialization.NoEncryption())
+    return pkcs12.serialize_key_and_certificates(b"test", key, cert, list(cas) or None,
+                                                 encryption)
