@@ -18,8 +18,8 @@ Prints (never asserts):
         [--profile] [--top 25]
 
 With --daemons (root, network namespaces): the same N tunnels between two real daemons
-(`python3 -m ikecore --profile FILE`) in bench_ike_setup.py's lab, brought up and polled exactly
-as that benchmark does, then both daemons' cProfile tables: where the daemon's time goes beyond
+(`python3 -m ikecore --profile FILE`) in bench_ike_setup.py's lab, brought up and observed (events)
+exactly as that benchmark does, then both daemons' cProfile tables: where the daemon's time goes beyond
 the core (asyncio, control socket, status, logging).
 """
 import argparse
@@ -116,8 +116,9 @@ def set_up(pair, n):
         pair.pump()
 
 
-def profile_daemons(n, top, poll_s=0.05):
-    """Two real daemons, bench_ike_setup's lab and workload; prints both cProfile tables."""
+def profile_daemons(n, top):
+    """Two real daemons, bench_ike_setup's lab and workload, completion seen through their event
+    subscriptions as there; prints both cProfile tables."""
     import shutil
     import tempfile
     import bench_ike_setup as bench
@@ -133,18 +134,19 @@ def profile_daemons(n, top, poll_s=0.05):
                          extra_args=["--profile", daemon.profile_path])
             daemons.append(daemon)
         left, right = daemons
+        counters = [bench.UpCounter(bench.our_ups(d)) for d in daemons]
+        time.sleep(0.2)
+        control = bench.ControlConnection(left.socket_path)
         start = time.monotonic()
         for i in range(n):
-            left.up("t%d" % i)
-        deadline = start + 120 + n
-        while time.monotonic() < deadline:
-            if all(bench._up_count(d.status()) >= (n, 2 * n) for d in daemons):
-                break
-            time.sleep(poll_s)
+            control.ask({"cmd": "up", "peer": "t%d" % i})
+        for counter in counters:
+            counter.wait_for(n, 120 + n)
         seconds = time.monotonic() - start
-        print("  daemons: %s up in %.2f s = %.1f set-ups/s; RSS initiator %d kB, responder %d kB"
-              % ([bench._up_count(d.status()) for d in daemons], seconds, n / seconds,
-                 left.rss_kb(), right.rss_kb()))
+        control.close()
+        print("  daemons: %s tunnels up in %.2f s = %.1f set-ups/s; RSS initiator %d kB, "
+              "responder %d kB" % ([c.count for c in counters], seconds, n / seconds,
+                                   left.rss_kb(), right.rss_kb()))
         for daemon, side in ((left, "initiator"), (right, "responder")):
             snmp = daemon.ns.run(["cat", "/proc/net/snmp"]).stdout
             udp = [line.split() for line in snmp.splitlines() if line.startswith("Udp:")]
