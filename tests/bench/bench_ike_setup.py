@@ -192,6 +192,15 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
 
 
+def rss_of(pid):
+    """VmRSS of a process in kB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
 def udp_in(ns):
     """UDP datagrams this namespace's stack has received (IKE on 500/4500)."""
     out = ns.run(["cat", "/proc/net/snmp"], timeout=30).stdout

@@ -5,9 +5,10 @@
 MODE is "main" or "aggressive". Each message is the real first message our own core writes for
 that mode (so the responder parses it as well-formed), with a fresh initiator cookie each time;
 sources are addresses of this namespace (the responder cannot tell them from spoofed ones).
-Prints "SENT n" at the end. Between sources it pauses PAUSE_S: the point is what the responder
-keeps, not how many datagrams its socket buffer can lose.
+Prints "SENT n" at the end. Between sources it pauses PAUSE_S ($SPRAY_PAUSE_S, default 0.05):
+the point is what the responder keeps, not how many datagrams its socket buffer can lose.
 """
+import os
 import socket
 import sys
 import time
@@ -17,7 +18,7 @@ from ikecore.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
 from ikecore.settings import Connection, Identity, Peer, Settings
 
-PAUSE_S = 0.05
+PAUSE_S = float(os.environ.get("SPRAY_PAUSE_S", "0.05"))
 
 
 def first_message(target, source, mode):

@@ -1,0 +1,225 @@
+"""A hub under a flood of forged first messages: ours vs charon as the hub, same run, same spray.
+
+Issue 11's flood: B branch tunnels are up (main mode PSK, as bench_ike_setup's workload); then
+20,000 main mode and 2,000 aggressive mode message 1s arrive from 1,000 + 100 addresses the hub
+has peers for (each one's real first message with a fresh cookie: tests/daemon/spray.py, our
+own core writes them), and meanwhile one more branch sets up its tunnel. Printed for each hub:
+established tunnels lost, how long the new branch took, the hub's CPU over the flood, its RSS
+before and after, and what it kept (IKE SAs listed) and logged. Prints only, never asserts.
+
+    PYTHONPATH=firmware .venv/bin/python tests/bench/bench_flood.py [--branches 100]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "interop"))
+sys.path.insert(0, os.path.join(REPO, "firmware"))
+
+import bench_ike_setup as b  # noqa: E402
+import netns  # noqa: E402
+import vici  # noqa: E402
+from charon import LOG_QUIET, Charon, Child, Conn  # noqa: E402
+from ours import OurDaemon, connection_entry, daemon_available, peer_entry  # noqa: E402
+
+MAIN_SOURCES, AGGRESSIVE_SOURCES, PER_SOURCE = 1000, 100, 20
+SPRAY = os.path.join(REPO, "tests", "daemon", "spray.py")
+SPRAY_ID = "spray.example"
+SETTLE_S = 15
+
+
+def sprayed(i, branches):
+    """Address of the i-th forged source (after the branches' addresses)."""
+    return b.wan_a(branches + 1 + i)
+
+
+def spray(bench, branches, done):
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "firmware"), SPRAY_PAUSE_S="0.002")
+    sent = 0
+    for mode, first, count in (("main", 0, MAIN_SOURCES),
+                               ("aggressive", MAIN_SOURCES, AGGRESSIVE_SOURCES)):
+        sources = [sprayed(first + k, branches) for k in range(count)]
+        out = bench.lab.a.run([sys.executable, SPRAY, b.wan_b(0), mode, str(PER_SOURCE)] + sources,
+                              env=env, timeout=600).stdout
+        sent += int(out.split()[-1])
+    done.append(sent)
+
+
+def run(kind, bench, workdir, branches):
+    hub_addr = b.wan_b(0)                  # every branch's tunnel ends at one hub address
+    if kind == "ours":
+        return run_ours(bench, workdir, branches, hub_addr)
+    return run_charon(bench, workdir, branches, hub_addr)
+
+
+def _flood_round(bench, branches, hub_pid, initiate, hub_up_counter, established, extra):
+    """Tunnels 0..branches-2 up, then the flood with the last branch set up in the middle."""
+    b.bring_up(bench, branches - 1, None, initiate, [hub_up_counter], lambda chunk: list(chunk))
+    before = established()
+    rss0 = b.rss_of(hub_pid)
+    cpu0 = b.cpu_s(hub_pid)
+    done = []
+    thread = threading.Thread(target=spray, args=(bench, branches, done), daemon=True)
+    start = time.monotonic()
+    thread.start()
+    time.sleep(2)
+    t_new = time.monotonic()
+    initiate(branches - 1)
+    new_up = hub_up_counter.wait_for(branches, 120)
+    new_s = time.monotonic() - t_new if new_up else None
+    thread.join()
+    flood_s = time.monotonic() - start
+    time.sleep(SETTLE_S)
+    after = established()
+    result = {"lost": len(before - after), "kept": len(before & after), "new_s": new_s,
+              "sent": done[0] if done else 0, "flood_s": flood_s,
+              "cpu_s": b.cpu_s(hub_pid) - cpu0, "rss0": rss0, "rss1": b.rss_of(hub_pid)}
+    result.update(extra())
+    return result
+
+
+def run_ours(bench, workdir, branches, hub_addr):
+    peers_a, conns_a = [], []
+    peers_b, conns_b = [], []
+    for i in range(branches):
+        lnet, rnet = b.net_a(i), b.net_b(i)
+        peers_a.append(peer_entry("t%d" % i, hub_addr, b.wan_a(i), [b.IKE_PROPOSAL], b.PSK,
+                                  act_as="both", dpd=(0, 120)))
+        conns_a.append(connection_entry("c%d" % i, "t%d" % i, lnet, rnet, [b.CHILD_PROPOSAL]))
+        peers_b.append(peer_entry("t%d" % i, b.wan_a(i), hub_addr, [b.IKE_PROPOSAL], b.PSK,
+                                  act_as="responder", dpd=(0, 120)))
+        conns_b.append(connection_entry("c%d" % i, "t%d" % i, rnet, lnet, [b.CHILD_PROPOSAL]))
+    for k in range(MAIN_SOURCES + AGGRESSIVE_SOURCES):
+        aggressive = k >= MAIN_SOURCES
+        peers_b.append(peer_entry("s%d" % k, sprayed(k, branches), hub_addr, [b.IKE_PROPOSAL],
+                                  b.PSK, mode="aggressive" if aggressive else "main",
+                                  act_as="responder", dpd=(0, 120),
+                                  remote_id=("fqdn", SPRAY_ID) if aggressive else None))
+        conns_b.append(connection_entry("x%d" % k, "s%d" % k, "10.250.0.0/24",
+                                        "10.251.%d.%d/32" % (k // 250, k % 250),
+                                        [b.CHILD_PROPOSAL]))
+    left = OurDaemon(bench.lab.a, os.path.join(workdir, "ours-branches"), log_level="info")
+    hub = OurDaemon(bench.lab.b, os.path.join(workdir, "ours-hub"), log_level="info")
+    try:
+        left.start(peers_a, conns_a, timeout_s=300)
+        hub.start(peers_b, conns_b, timeout_s=300)
+        counter = b.UpCounter(b.our_ups(hub))
+        time.sleep(0.2)
+        control = b.ControlConnection(left.socket_path)
+
+        def established():
+            status = hub.request({"cmd": "status", "status": "Activated"})
+            return set((sa["id"], sa["spi"]) for sa in status["sas"])
+
+        def extra():
+            summary = hub.request({"cmd": "summary"})
+            with open(hub.log_path) as f:
+                lines = f.read().splitlines()
+            return {"listed": summary["ike_sas"], "admission": summary["admission"],
+                    "log_lines": len(lines)}
+
+        return _flood_round(bench, branches, hub.proc.pid,
+                            lambda i: control.ask({"cmd": "up", "peer": "t%d" % i}),
+                            counter, established, extra)
+    finally:
+        left.stop()
+        hub.stop()
+
+
+def run_charon(bench, workdir, branches, hub_addr):
+    left_conns, hub_conns = [], []
+    for i in range(branches):
+        lnet, rnet = b.net_a(i), b.net_b(i)
+        left_conns.append(Conn("t%d" % i, b.wan_a(i), hub_addr, [b.IKE_PROPOSAL], b.PSK,
+                               [Child("c%d" % i, lnet, rnet, [b.CHILD_PROPOSAL])], rekey_time=0))
+        hub_conns.append(Conn("t%d" % i, hub_addr, b.wan_a(i), [b.IKE_PROPOSAL], b.PSK,
+                              [Child("c%d" % i, rnet, lnet, [b.CHILD_PROPOSAL])], rekey_time=0))
+    for k in range(MAIN_SOURCES + AGGRESSIVE_SOURCES):
+        aggressive = k >= MAIN_SOURCES
+        hub_conns.append(Conn("s%d" % k, hub_addr, sprayed(k, branches), [b.IKE_PROPOSAL], b.PSK,
+                              [Child("x%d" % k, "10.250.0.0/24",
+                                     "10.251.%d.%d/32" % (k // 250, k % 250), [b.CHILD_PROPOSAL])],
+                              aggressive=aggressive, rekey_time=0,
+                              remote_id=SPRAY_ID if aggressive else None))
+    left = Charon(bench.lab.a, os.path.join(workdir, "charon-branches"), "libipsec",
+                  retransmit_tries=5, log_levels=LOG_QUIET).start()
+    hub = Charon(bench.lab.b, os.path.join(workdir, "charon-hub"), "libipsec",
+                 retransmit_tries=5, log_levels=LOG_QUIET).start()
+    try:
+        left.load(left_conns, shared_psk=b.PSK)
+        hub.load(hub_conns, shared_psk=b.PSK)
+        counter = b.UpCounter(b.charon_ups(hub))
+        control = vici.Session(left.vici)
+
+        def established():
+            return set((sa.get("name"), sa.get("spi")) for sa in _child_sas(hub))
+
+        def extra():
+            return {"listed": len(hub.list_sas())}
+
+        return _flood_round(bench, branches, hub.charon_pid(),
+                            lambda i: control.initiate_async("c%d" % i, "t%d" % i),
+                            counter, established, extra)
+    finally:
+        left.stop()
+        hub.stop()
+
+
+def _child_sas(charon):
+    """(name, inbound SPI) of every installed CHILD_SA of charon."""
+    found = []
+    for ike in charon.list_sas():
+        for child in (ike.get("child-sas") or {}).values():
+            if isinstance(child, dict) and child.get("state") == "INSTALLED":
+                found.append({"name": child.get("name"), "spi": child.get("spi-in")})
+    return found
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="bench_flood", description=__doc__.splitlines()[0])
+    parser.add_argument("--branches", type=int, default=100)
+    args = parser.parse_args([] if argv is None else argv)
+    print("== bench_flood: %d branch tunnels up, then %d main + %d aggressive mode first messages "
+          "from %d + %d forged sources, one more branch set up meanwhile" % (
+              args.branches - 1, MAIN_SOURCES * PER_SOURCE, AGGRESSIVE_SOURCES * PER_SOURCE,
+              MAIN_SOURCES, AGGRESSIVE_SOURCES))
+    ok, reason = netns.can_create_netns()
+    if not ok or not os.path.exists("/usr/lib/ipsec/charon") or not daemon_available()[0]:
+        print("  skipped: %s" % (reason or "charon or our daemon not available"))
+        return
+    workdir = tempfile.mkdtemp(prefix="ikecore-flood-")
+    bench = b.BenchLab(args.branches + 1 + MAIN_SOURCES + AGGRESSIVE_SOURCES)
+    try:
+        results = {}
+        for kind in ("charon", "ours"):
+            r = b._attempt(kind, run, kind, bench, workdir, args.branches)
+            if not r:
+                continue
+            results[kind] = r
+            print("  %-6s hub: %d of %d established tunnels lost; new branch up in %s; flood of "
+                  "%d datagrams in %.1f s cost the hub %.1f s CPU; RSS %s -> %s; %d IKE SAs "
+                  "listed %d s after%s" % (
+                      kind, r["lost"], r["lost"] + r["kept"],
+                      "%.1f s" % r["new_s"] if r["new_s"] is not None else "NOT within 120 s",
+                      r["sent"], r["flood_s"], r["cpu_s"], b._mb(r["rss0"]), b._mb(r["rss1"]),
+                      r["listed"], SETTLE_S,
+                      "; %d log lines in all, admission %s" % (r["log_lines"], r["admission"])
+                      if "admission" in r else ""))
+        c, o = results.get("charon"), results.get("ours")
+        if c and o and c["cpu_s"]:
+            print("  hub CPU over the flood ours/charon: %.2fx" % (o["cpu_s"] / c["cpu_s"]))
+    finally:
+        bench.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
