@@ -89,8 +89,11 @@ def make_bundle(rootfs, out, version, build, keys, compatible_string=None):
         tmp = out + ".tmp"
         if os.path.exists(tmp):
             os.remove(tmp)
+        # zstd: the guest kernel's squashfs has no zlib (mksquashfs's default); data and fragments
+        # stored as they are: the root filesystem image in it is compressed already
         r = subprocess.run(["rauc", "bundle", f"--cert={keys.cert}", f"--key={keys.key}",
-                            f"--keyring={keys.keyring}", content, tmp], capture_output=True, text=True)
+                            f"--keyring={keys.keyring}", "--mksquashfs-args=-comp zstd -noD -noF",
+                            content, tmp], capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"rauc bundle failed:\n{r.stdout}{r.stderr}")
         os.replace(tmp, out)

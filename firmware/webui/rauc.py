@@ -112,6 +112,6 @@ async def inspect(path, compatible):
 async def install(path):
     """Write the bundle into the other slot and make it the next boot's (the RAUC service does
     it; its post-install handler then reboots the router)."""
-    code, _out, err = await _run(["install", path], INSTALL_TIMEOUT_S)
-    if code != 0:
-        raise RaucError("The installation failed: %s." % _reason(err))
+    code, out, err = await _run(["install", path], INSTALL_TIMEOUT_S)
+    if code != 0:       # the service's reason is in the progress lines on stdout
+        raise RaucError("The installation failed: %s." % _reason(out + err))
