@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpio  # noqa: E402
-import firmware_update  # noqa: E402
 import debs  # noqa: E402
+import firmware_update  # noqa: E402
 import hostpython  # noqa: E402
 import rootfs  # noqa: E402
 
