@@ -1,10 +1,12 @@
 # The offline arm64 firmware image (qemu/) and its QEMU launchers.
 #   make image   build output/images/ (kernel cached machine-wide in $(IKECORE_CACHE); seconds when unchanged)
-#   make qemu    boot the built image; LAN status page on http://127.0.0.1:8080/ (Ctrl-A X quits)
+#   make qemu    boot the built image from its A/B system disk (output/system.img, made once; firmware
+#                upgrades through the page land there); LAN status page on http://127.0.0.1:8080/
 #   make run     image + qemu
 APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex bison bc libssl-dev libelf-dev \
                 cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring \
-                dpkg-dev gcc make
+                dpkg-dev gcc make \
+                rauc fdisk openssl libc6-dev-arm64-cross
 #   make image-strongswan  output/images/rootfs-strongswan.squashfs: the firmware plus strongSwan, a
 #                          test-only peer image (tests/qemu/test_tunnel_strongswan.py); never flashed
 TEST_PREREQS += image image-strongswan
@@ -21,6 +23,6 @@ image-strongswan: image
 	@python3 qemu/build_image.py --out $(TOP)/output --variant strongswan
 
 qemu:
-	@python3 qemu/run.py --images $(TOP)/output/images --data $(TOP)/output/data.img
+	@python3 qemu/run.py --images $(TOP)/output/images --data $(TOP)/output/data.img --system $(TOP)/output/system.img
 
 run: image qemu

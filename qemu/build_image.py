@@ -28,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cpio  # noqa: E402
 import debs  # noqa: E402
+import firmware_update  # noqa: E402
 import hostpython  # noqa: E402
 import rootfs  # noqa: E402
 
@@ -39,6 +40,26 @@ VARIANTS = {
     "firmware": (["packages.txt"], "rootfs.squashfs"),
     "strongswan": (["packages.txt", "packages-strongswan.txt"], "rootfs-strongswan.squashfs"),
 }
+
+
+def firmware_version():
+    """$IKECORE_VERSION, else `git describe` of the clone (a dirty tree says so)."""
+    if os.environ.get("IKECORE_VERSION"):
+        return os.environ["IKECORE_VERSION"]
+    r = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty", "--tags"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else "unversioned"
+
+
+def install_release(staging, version, keys):
+    """What the firmware page shows (/usr/share/ikecore/release) and the keyring RAUC checks
+    bundles against (/etc/rauc/keyring.pem): not in git, made by the build."""
+    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(os.path.join(staging, "usr", "share", "ikecore", "release"), "w") as f:
+        f.write(f"VERSION={version}\nBUILD_DATE={build_date}\n"
+                f"COMPATIBLE={firmware_update.compatible()}\n")
+    shutil.copyfile(keys.keyring, os.path.join(staging, "etc", "rauc", "keyring.pem"))
+    return build_date
 
 
 def log(msg):
@@ -156,8 +177,13 @@ def main():
     log(f"packages: {len(packages)} to unpack")
     python = host_python(packages)
 
+    version = firmware_version()
+    keys = firmware_update.signing_keys(args.out)
     h = hashlib.sha256()
     h.update(json.dumps([(n, v) for n, v, _ in packages]).encode())
+    h.update(version.encode())
+    with open(keys.keyring, "rb") as f:
+        h.update(f.read())
     for part in ("qemu", "rootfs-overlay", "firmware"):
         tree_digest(h, os.path.join(TOP, part))
     h.update(python.encode())       # its path names the CPython source version
@@ -166,8 +192,8 @@ def main():
     stamp = os.path.join(work, f"rootfs{suffix}.key")
     outputs = [rootfs_img]
     if firmware:
-        outputs += [os.path.join(images, "manifest.json"), os.path.join(images, "bare-initramfs.cpio.gz"),
-                    os.path.join(images, "data-template.img")]
+        outputs += [os.path.join(images, n) for n in ("manifest.json", "bare-initramfs.cpio.gz",
+                    "data-template.img", "boot-initramfs.cpio.gz", "system.img", "firmware.raucb")]
     if (not args.force and not args.initramfs_too and os.path.exists(stamp)
             and open(stamp).read() == key and all(map(os.path.exists, outputs))):
         if firmware:
@@ -180,6 +206,7 @@ def main():
     owners = rootfs.assemble(staging, packages, TOP, python)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
+    build_date = install_release(staging, version, keys)
 
     log(f"root filesystem: mksquashfs (zstd) -> {rootfs_name}")
     mksquashfs(staging, rootfs_img)
@@ -202,8 +229,16 @@ def main():
     log("data disk template")
     make_data_template(os.path.join(images, "data-template.img"))
 
+    log("A/B: boot selector initramfs, system disk (slot A = this root filesystem), signed bundle")
+    firmware_update.make_boot_initramfs(os.path.join(images, "boot-initramfs.cpio.gz"), work)
+    firmware_update.make_system_disk(rootfs_img, os.path.join(images, "system.img"))
+    firmware_update.make_bundle(rootfs_img, os.path.join(images, "firmware.raucb"), version, build_date, keys)
+    if keys.development:
+        log(f"bundle signed with the development key in {os.path.dirname(keys.key)} (docs/upgrade.md)")
+
     log("manifest")
-    rootfs.write_manifest(images, staging, kernel, rootfs_img, packages, owners)
+    rootfs.write_manifest(images, staging, kernel, rootfs_img, packages, owners,
+                          os.path.join(images, "boot-initramfs.cpio.gz"))
     with open(stamp, "w") as f:
         f.write(key)
     log(f"image ready in {time.monotonic() - t0:.0f} s: {images}")

@@ -36,6 +36,9 @@ TRIM = [
     "usr/lib/{py}/lib-dynload/_dbm.*", "usr/lib/{py}/lib-dynload/readline.*",
     "usr/lib/{py}/lib-dynload/_curses*", "usr/lib/{py}/curses", "usr/lib/{py}/dbm/ndbm.py",
     "usr/lib/aarch64-linux-gnu/tc", "usr/sbin/arpd", "usr/bin/ss", "usr/lib/aarch64-linux-gnu/engines-3",
+    # pulled in by RAUC (libcurl, glib): SASL's plugins (curl's LDAP uses none; sasldb needs
+    # Berkeley DB), GIO's desktop and schema tools
+    "usr/lib/aarch64-linux-gnu/sasl2", "usr/lib/aarch64-linux-gnu/glib-2.0", "usr/bin/dbus-run-session",
 ]
 LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
 MERGED = ("bin", "sbin", "lib")       # Debian's merged /usr: /bin -> usr/bin ...
@@ -313,7 +316,7 @@ def _owner(rel, owners):
     return "rootfs-overlay"
 
 
-def write_manifest(images, staging, kernel, rootfs_img, packages, owners):
+def write_manifest(images, staging, kernel, rootfs_img, packages, owners, boot_initramfs=None):
     sizes = {}
     blobs = {}
     for dirpath, _dirs, files in os.walk(staging):
@@ -342,6 +345,9 @@ def write_manifest(images, staging, kernel, rootfs_img, packages, owners):
         "rootfs": {"file": os.path.basename(rootfs_img), "format": "squashfs (zstd -15, 256 KiB blocks) on virtio-blk",
                    "bytes": rootfs_bytes, "unpacked_bytes": sum(sizes.values())},
         "packages": [{"name": n, "version": v} for n, v, _ in packages],
+        # the A/B boot selector (qemu/bootsel.c) the kernel starts before the root filesystem
+        "boot": ({"file": os.path.basename(boot_initramfs), "bytes": os.path.getsize(boot_initramfs)}
+                 if boot_initramfs else None),
         "parts": parts,
     }
     _write(images, manifest)
@@ -363,14 +369,16 @@ def update_manifest_kernel(images, kernel):
 
 
 def _write(images, manifest):
-    k, r = manifest["kernel"], manifest["rootfs"]
-    manifest["total_compressed_bytes"] = k["gzip_bytes"] + r["bytes"]
+    k, r, b = manifest["kernel"], manifest["rootfs"], manifest.get("boot")
+    manifest["total_compressed_bytes"] = k["gzip_bytes"] + r["bytes"] + (b["bytes"] if b else 0)
     with open(os.path.join(images, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     mib = 1024 * 1024
     lines = [f"kernel   {k['file']:<18} {k['bytes'] / mib:7.2f} MiB ({k['gzip_bytes'] / mib:.2f} MiB gzip)  Linux {k['version']}",
              f"rootfs   {r['file']:<18} {r['bytes'] / mib:7.2f} MiB  ({r['unpacked_bytes'] / mib:.1f} MiB unpacked; {r['format']})",
-             f"total    compressed kernel + root filesystem: {manifest['total_compressed_bytes'] / mib:.2f} MiB",
+             *([f"boot     {b['file']:<18} {b['bytes'] / mib:7.2f} MiB  (A/B boot selector, gzip)"] if b else []),
+             f"total    compressed kernel + {'boot selector + ' if b else ''}root filesystem: "
+             f"{manifest['total_compressed_bytes'] / mib:.2f} MiB",
              "", f"{'part':<32} {'version':<28} {'unpacked':>10} {'compressed':>11}"]
     for p in manifest["parts"]:
         lines.append(f"{p['name']:<32} {p['version']:<28} {p['unpacked_bytes'] / 1024:8.0f} K {p['compressed_bytes'] / 1024:9.0f} K")

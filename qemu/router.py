@@ -63,16 +63,25 @@ def new_data_disk(images, path):
     return path
 
 
+def new_system_disk(images, path):
+    """A fresh copy of the A/B system disk (slot A = this build, slot B empty), sparse."""
+    subprocess.run(["cp", "--sparse=always", os.path.join(images, "system.img"), path], check=True)
+    return path
+
+
 class Router:
     """One router VM. wan: "user" (QEMU user-mode network, guest gets 10.0.2.15 by DHCP, port 80
     of the WAN address forwarded from wan_port) or ("udp", local_port, remote_port) for a WAN
     segment shared with another router. cmdline: extra kernel options (ikecore.wan=...).
     smp: 2 vCPUs by default, one per core of the 2-core build machines (the NanoPi R2S has 4):
     with one, the daemon's and the web UI's start-up imports queue behind each other and the
-    page answered ~1 s later (5.4-5.9 s against 6.6-6.8 s, QEMU start to page, same run)."""
+    page answered ~1 s later (5.4-5.9 s against 6.6-6.8 s, QEMU start to page, same run).
+    system_disk: an A/B system disk (new_system_disk()) to boot through the boot selector's
+    initramfs, which picks root slot A or B from the disk's boot state (firmware upgrades);
+    without it the root filesystem file `rootfs` is the root disk, read-only, as before."""
 
     def __init__(self, images=None, data_disk=None, name="router", wan="user", cmdline="",
-                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs", smp=2):
+                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs", smp=2, system_disk=None):
         self.images = images or default_images()
         self.data_disk = data_disk
         self.name = name
@@ -83,6 +92,7 @@ class Router:
         self.log_path = log_path
         self.rootfs = rootfs
         self.smp = smp
+        self.system_disk = system_disk
         self.lan_port = free_port()
         self.wan_port = free_port() if wan == "user" else None
         self.proc = None
@@ -117,7 +127,13 @@ class Router:
                 "-netdev", "user,id=lan,net=192.168.1.0/24,host=192.168.1.2,restrict=on,"
                            f"hostfwd=tcp:127.0.0.1:{self.lan_port}-192.168.1.1:80",
                 "-device", f"virtio-net-pci,netdev=lan,mac={mac}:02,addr=0x3,romfile="]
-        if self.rootfs.endswith(".squashfs"):
+        if self.system_disk:    # A/B: the boot selector (qemu/bootsel.c) mounts slot A or B
+            cmd += ["-initrd", os.path.join(img, "boot-initramfs.cpio.gz"),
+                    "-drive", f"if=none,id=root,format=raw,file={self.system_disk}",
+                    "-device", "virtio-blk-pci,drive=root,addr=0x4"]
+            append = cmd.index("-append") + 1
+            cmd[append] = " ".join(cmd[append].replace("root=/dev/vda rootfstype=squashfs ro", "").split())
+        elif self.rootfs.endswith(".squashfs"):
             cmd += ["-drive", f"if=none,id=root,format=raw,readonly=on,file={os.path.join(img, self.rootfs)}",
                     "-device", "virtio-blk-pci,drive=root,addr=0x4"]
         else:   # initramfs variant (measurements): no root disk, /init from the archive
@@ -262,6 +278,16 @@ class Router:
         except subprocess.TimeoutExpired:
             self.kill()
         self.start(timeout)
+
+    def restart_after_guest_reboot(self, timeout=600, boot_timeout=300):
+        """The guest rebooted by itself (e.g. after a firmware install, or the health check giving
+        up): QEMU exits (-no-reboot); wait for that, then boot the same disks again."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{self.name}: the guest did not reboot within {timeout} s; console tail:\n"
+                               f"{self.console_tail()}") from None
+        self.start(boot_timeout)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Boot the image interactively: serial console on this terminal (Ctrl-A X quits QEMU), LAN page
-forwarded to http://127.0.0.1:8080/, settings kept in a data disk that survives runs.
+forwarded to http://127.0.0.1:8080/, settings kept in a data disk that survives runs, root slots
+A/B on a system disk that does too.
 
-    python3 qemu/run.py [--images output/images] [--data output/data.img] [--port 8080]
+    python3 qemu/run.py [--images output/images] [--data output/data.img] [--system output/system.img]
+                        [--port 8080]
 """
 import argparse
 import os
@@ -13,7 +15,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from router import Router, default_images, new_data_disk  # noqa: E402
+from router import Router, default_images, new_data_disk, new_system_disk  # noqa: E402
 
 
 def announce_when_up(url, proc):
@@ -30,13 +32,17 @@ def main():
     ap = argparse.ArgumentParser(description="boot the ikecore image in QEMU")
     ap.add_argument("--images", default=default_images())
     ap.add_argument("--data", default=os.path.join(os.path.dirname(default_images()), "data.img"))
+    ap.add_argument("--system", default=os.path.join(os.path.dirname(default_images()), "system.img"),
+                    help="A/B system disk (root slots and boot state), copied once from the images")
     ap.add_argument("--port", type=int, default=8080, help="host port of the LAN page")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(args.images, "Image")):
         sys.exit(f"no image in {args.images}: run `make image` first")
     if not os.path.exists(args.data):
         new_data_disk(args.images, args.data)
-    r = Router(args.images, args.data, name="router")
+    if not os.path.exists(args.system):
+        new_system_disk(args.images, args.system)
+    r = Router(args.images, args.data, name="router", system_disk=args.system)
     r.lan_port = args.port
     cmd = r.qemu_command()
     cmd[cmd.index("-serial") + 1] = "mon:stdio"

@@ -17,6 +17,9 @@ PUBLIC_PATHS = ("/login",)
 # API paths answer 401 (and accept HTTP Basic auth for scrapers) instead of redirecting to the form.
 API_PATHS = ("/api/status", "/api/summary", "/metrics")
 MAX_FORM_BYTES = 256 * 1024
+# POSTs whose multipart body the handler streams (larger than MAX_FORM_BYTES): the handler checks
+# the CSRF token, sent as the body's first field, itself before it reads the rest
+STREAMED_UPLOADS = ("/firmware/upload",)
 
 SECURITY_HEADERS = {
     # No inline script or style anywhere: everything comes from /static.
@@ -123,7 +126,7 @@ async def gate(request, handler):
     session = ctx.sessions.get(request.cookies.get(auth.SESSION_COOKIE))
     request["session"] = session
     path = request.path
-    if request.method == "POST":
+    if request.method == "POST" and path not in STREAMED_UPLOADS:
         token = request.headers.get("X-CSRF-Token")
         if token is None and request.content_type in ("application/x-www-form-urlencoded",
                                                       "multipart/form-data"):
@@ -175,8 +178,8 @@ async def _security_headers(request, response):
 
 
 def make_app(options, clock=None):
-    from webui import views_auth, views_backup, views_certs, views_log, views_settings, \
-        views_status
+    from webui import views_auth, views_backup, views_certs, views_firmware, views_log, \
+        views_settings, views_status
     app = web.Application(middlewares=[gate], client_max_size=MAX_FORM_BYTES)
     app[CONTEXT_KEY] = Context(options, clock)
     app.on_response_prepare.append(_security_headers)
@@ -186,5 +189,6 @@ def make_app(options, clock=None):
     views_settings.add_routes(app)
     views_certs.add_routes(app)
     views_backup.add_routes(app)
+    views_firmware.add_routes(app)
     app.router.add_static("/static/", os.path.join(HERE, "static"), append_version=False)
     return app

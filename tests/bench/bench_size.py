@@ -1,4 +1,4 @@
-"""Image size: compressed kernel + root filesystem, with a per-part breakdown (printed, never
+"""Image size: compressed kernel + A/B boot selector + root filesystem, with a per-part breakdown (printed, never
 asserted). Target: <= 24 MiB. Reads output/images/manifest.json written by `make image`."""
 import json
 import os
@@ -18,9 +18,11 @@ def main(images=None):
     m = json.load(open(path))
     k, r = m["kernel"], m["rootfs"]
     total = m["total_compressed_bytes"]
-    print("== image size (compressed kernel + root filesystem)")
+    print("== image size (compressed kernel + boot selector + root filesystem)")
     print(f"kernel  {k['file']}: {k['bytes'] / MIB:.2f} MiB raw, {k['gzip_bytes'] / MIB:.2f} MiB gzip (Linux {k['version']})")
     print(f"rootfs  {r['file']}: {r['bytes'] / MIB:.2f} MiB ({r['unpacked_bytes'] / MIB:.1f} MiB unpacked), {r['format']}")
+    if m.get("boot"):
+        print(f"boot    {m['boot']['file']}: {m['boot']['bytes'] / MIB:.2f} MiB (A/B boot selector)")
     print(f"total   {total / MIB:.2f} MiB  (target <= {TARGET_MIB} MiB: {'met' if total <= TARGET_MIB * MIB else 'NOT met'})")
     print(f"\n{'part':<30} {'version':<26} {'unpacked KiB':>12} {'compressed KiB':>15}")
     for p in m["parts"]:

@@ -120,8 +120,8 @@ class Client:
         self.cookies = {}
         self.set_cookie_headers = []
 
-    def request(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         headers = dict(headers or {})
         if self.cookies:
             headers["Cookie"] = "; ".join("%s=%s" % kv for kv in self.cookies.items())
@@ -152,6 +152,30 @@ class Client:
             fields["csrf_token"] = csrf
         headers = dict(headers or {}, **{"Content-Type": "application/x-www-form-urlencoded"})
         return self.request("POST", path, body=urlencode(fields, doseq=True), headers=headers)
+
+    def upload(self, path, field, file_path, csrf=True):
+        """multipart/form-data POST as a browser sends a file form: the CSRF token field first,
+        then the file, streamed from disk (never read into memory here)."""
+        token = self.csrf_token() if csrf is True else (csrf or "")
+        boundary = "ikecoretestboundary%d" % os.getpid()
+        head = ('--%s\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n%s\r\n'
+                '--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n'
+                'Content-Type: application/octet-stream\r\n\r\n'
+                % (boundary, token, boundary, field, os.path.basename(file_path))).encode()
+        tail = ("\r\n--%s--\r\n" % boundary).encode()
+
+        def body():
+            yield head
+            with open(file_path, "rb") as f:
+                while True:
+                    chunk = f.read(256 * 1024)
+                    if not chunk:
+                        break
+                    yield chunk
+            yield tail
+        length = len(head) + os.path.getsize(file_path) + len(tail)
+        return self.request("POST", path, body=body(), timeout=1800, headers={
+            "Content-Type": "multipart/form-data; boundary=" + boundary, "Content-Length": str(length)})
 
     def csrf_token(self, path="/login"):
         """The token of this client's session, read from a page as the browser would."""

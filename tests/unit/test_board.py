@@ -346,12 +346,29 @@ def test_post_build_gives_the_offline_images_layout(tmp_path):
     assert os.readlink(target / "etc" / "ikecore") == "/data/ikecore"
 
 
-def test_r2s_post_build_boots_from_sd_with_data_partition_and_serial_shell(tmp_path):
+def test_r2s_post_build_boots_ab_slots_from_sd_with_data_partition_and_serial_shell(tmp_path):
     target = make_target(tmp_path)
-    subprocess.run([os.path.join(BOARD, "nanopi-r2s", "post-build.sh"), str(target)], check=True)
-    extlinux = (target / "boot" / "extlinux" / "extlinux.conf").read_text()
-    assert "devicetree /boot/rk3328-nanopi-r2s.dtb" in extlinux
-    assert "root=/dev/mmcblk0p1" in extlinux and "ikecore.data=/dev/mmcblk0p2" in extlinux
+    # Buildroot's host mkimage stands in as a copy, so the script's call and arguments are real
+    host = tmp_path / "host" / "bin"
+    host.mkdir(parents=True)
+    (host / "mkimage").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                                  'while [ $# -gt 2 ]; do shift; done; cp "$1" "$2"\n')
+    (host / "mkimage").chmod(0o755)
+    env = dict(os.environ, HOST_DIR=str(tmp_path / "host"), BASE_DIR=str(tmp_path))
+    env.pop("IKECORE_RAUC_KEYRING", None)
+    subprocess.run([os.path.join(BOARD, "nanopi-r2s", "post-build.sh"), str(target)], check=True, env=env)
+    assert "-T script" in (host / "args").read_text()
+    script = (target / "boot" / "boot.scr").read_text()
+    assert "root=/dev/mmcblk0p${rauc_part}" in script and "rauc.slot=${rauc_slot}" in script
+    assert "ikecore.data=/dev/mmcblk0p3" in script and "/boot/rk3328-nanopi-r2s.dtb" in script
+    conf = (target / "etc" / "rauc" / "system.conf").read_text()
+    assert "bootloader=uboot" in conf and "compatible=ikecore-nanopi-r2s" in conf
+    assert "device=/dev/mmcblk0p1" in conf and "device=/dev/mmcblk0p2" in conf
+    assert (target / "etc" / "fw_env.config").read_text().splitlines()[-1] == "/dev/mmcblk0 0x3F8000 0x8000"
+    assert "0x3F8000" in read("nanopi-r2s", "uboot-env.fragment")
+    # a development keyring made next to the build output, not in the tree
+    assert (target / "etc" / "rauc" / "keyring.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    assert (tmp_path / "keys" / "development.key.pem").is_file()
     assert "ttyS2::respawn:-/bin/sh" in (target / "etc" / "inittab").read_text()
 
 
@@ -380,4 +397,5 @@ def test_r2s_genimage_keeps_upstream_boot_layout_and_adds_data_partition():
     assert re.search(r'image = "idbloader.img"\s+offset = 32K', cfg)
     assert re.search(r'image = "u-boot.itb"\s+offset = 8M', cfg)
     assert re.search(r'offset = 16M\s+image = "rootfs.ext4"', cfg)
+    assert re.search(r'partition rootfs-b \{\s+partition-type = 0x83\s+image = "rootfs.ext4"', cfg)
     assert 'image = "data.ext4"' in cfg and 'label = "ikecore-data"' in cfg
