@@ -28,6 +28,7 @@ IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the re
 ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most this often on timers
 PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 ROUTE_REFRESH_BATCH = 200      # peers whose route is looked up again per refresh
+MAX_BOUND_ADDRESSES = 32       # beyond this many local addresses, one wildcard socket per port
 
 
 class UdpEndpoint:
@@ -156,9 +157,13 @@ class Driver:
         self.backend.close()
 
     def _bind_addresses(self):
-        addresses = [peer.local_address for peer in self.settings.peers.values()]
-        if addresses and all(addresses):
-            return sorted(set(addresses))
+        """The peers' local addresses when all have one and they are few (two daemons may then
+        share a host), else the wildcard: IP_PKTINFO tells and picks the address per datagram,
+        and 10,000 peers on their own addresses must not need 20,000 sockets."""
+        addresses = set(peer.local_address for peer in self.settings.peers.values())
+        if addresses and None not in addresses and "" not in addresses \
+                and len(addresses) <= MAX_BOUND_ADDRESSES:
+            return sorted(addresses)
         return ["0.0.0.0"]
 
     def _open_endpoints(self):

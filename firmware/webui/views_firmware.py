@@ -96,7 +96,12 @@ async def upload(request):
             manifest = await rauc.inspect(path, rauc.read_release()["COMPATIBLE"])
             await rauc.install(path)
         except Refused as exc:
-            return await _page(request, exc.status, error=str(exc))
+            response = await _page(request, exc.status, error=str(exc))
+            if exc.status == 413:
+                # The rest of the body was not read: this connection cannot carry another request
+                # (and must not keep the server's shutdown waiting for it).
+                response.force_close()
+            return response
         except rauc.RaucError as exc:
             return await _page(request, 400, error=str(exc))
         except ValueError as exc:       # not a multipart body
