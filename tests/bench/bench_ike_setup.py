@@ -399,11 +399,11 @@ def webui_render_times(n):
         return "not available: %r" % exc
 
 
-def compare(title, n, batch, bench, workdir, ours_ok, hold=False):
+def compare(title, n, batch, bench, workdir, ours_ok, hold=False, only=None):
     print("-- %s: %d tunnels%s" % (title, n, ", %d at a time" % batch if batch else " at once"))
     results = {}
     for who, fn in (("charon<->charon", run_charon), ("ours<->ours", run_ours)):
-        if who.startswith("ours") and not ours_ok:
+        if (who.startswith("ours") and not ours_ok) or (only and not who.startswith(only)):
             continue
         r = _attempt(who, fn, bench, workdir, n, batch, hold=hold)
         if r:
@@ -424,6 +424,8 @@ def main(argv=None):
     parser.add_argument("--tunnels", type=int, default=100, help="the rate round (default 100)")
     parser.add_argument("--burst", type=int, default=1000, help="the burst round (default 1000; 0 skips)")
     parser.add_argument("--hold", type=int, default=10000, help="the hold round (default 10000; 0 skips)")
+    parser.add_argument("--only", choices=("ours", "charon"),
+                        help="one daemon only (a rerun; the ratios need both in one run)")
     args = parser.parse_args([] if argv is None else argv)
     # SIGTERM (make's timeout, a CI stop) must still run the clean-up below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_ike_setup: terminated"))
@@ -443,11 +445,12 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="ikecore-bench-")
     bench = BenchLab(max(args.tunnels, args.burst, args.hold))
     try:
-        compare("rate", args.tunnels, None, bench, workdir, ours_ok)
+        compare("rate", args.tunnels, None, bench, workdir, ours_ok, only=args.only)
         if args.burst:
-            compare("burst", args.burst, None, bench, workdir, ours_ok)
+            compare("burst", args.burst, None, bench, workdir, ours_ok, only=args.only)
         if args.hold:
-            c, o = compare("hold", args.hold, 1000, bench, workdir, ours_ok, hold=True)
+            c, o = compare("hold", args.hold, 1000, bench, workdir, ours_ok, hold=True,
+                           only=args.only)
             if c:
                 print("  charon, %d tunnels up: swanctl --list-sas %.2f s, swanctl --stats %.3f s"
                       % (args.hold, c["list_s"], c["count_s"]))
