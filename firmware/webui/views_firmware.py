@@ -19,6 +19,7 @@ from webui.app import ctx_of, render
 UPLOAD_URL = "/firmware/upload"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024     # a root slot's size (qemu/firmware_update.py SLOT_MIB)
 CHUNK = 256 * 1024
+DISCARD_MAX_BYTES = 4 * MAX_BUNDLE_BYTES  # read and dropped after a refusal, then the connection closes
 UPLOAD_NAME = "firmware-upload.raucb"
 LOCK_KEY = web.AppKey("firmware_lock", asyncio.Lock) if hasattr(web, "AppKey") else "firmware_lock"
 
@@ -78,6 +79,19 @@ async def _receive(reader, path):
     os.chmod(path, 0o644)     # rauc refuses bundles others may write
 
 
+async def _discard_rest(request):
+    """Read what is left of a refused upload's body without keeping it, so the browser gets
+    the refusal instead of a reset connection; a body past DISCARD_MAX_BYTES is cut off."""
+    left = DISCARD_MAX_BYTES
+    while left > 0:
+        chunk = await request.content.read(min(CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+    if request.transport is not None:
+        request.transport.close()
+
+
 async def upload(request):
     lock = request.app[LOCK_KEY]
     if lock.locked():
@@ -96,10 +110,10 @@ async def upload(request):
             manifest = await rauc.inspect(path, rauc.read_release()["COMPATIBLE"])
             await rauc.install(path)
         except Refused as exc:
+            if exc.status == 413:
+                await _discard_rest(request)
             response = await _page(request, exc.status, error=str(exc))
             if exc.status == 413:
-                # The rest of the body was not read: this connection cannot carry another request
-                # (and must not keep the server's shutdown waiting for it).
                 response.force_close()
             return response
         except rauc.RaucError as exc:
