@@ -9,18 +9,23 @@ APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex biso
                 rauc fdisk openssl libc6-dev-arm64-cross
 #   make image-strongswan  output/images/rootfs-strongswan.squashfs: the firmware plus strongSwan, a
 #                          test-only peer image (tests/qemu/test_tunnel_strongswan.py); never flashed
-TEST_PREREQS += image image-strongswan
+#   make image-libreswan   output/images/rootfs-libreswan.squashfs: the firmware plus Libreswan's pluto,
+#                          the same for tests/qemu/test_tunnel_libreswan.py; never flashed
+TEST_PREREQS += image image-strongswan image-libreswan
 BENCH_PREREQS += image
 
 IKECORE_CACHE ?= /var/cache/ikecore
 export IKECORE_CACHE
 
-.PHONY: image image-strongswan qemu run
+.PHONY: image image-strongswan image-libreswan qemu run
 image: $(CACHE)/apt.stamp
 	@python3 qemu/build_image.py --out $(TOP)/output
 
 image-strongswan: image
 	@python3 qemu/build_image.py --out $(TOP)/output --variant strongswan
+
+image-libreswan: image
+	@python3 qemu/build_image.py --out $(TOP)/output --variant libreswan
 
 qemu:
 	@python3 qemu/run.py --images $(TOP)/output/images --data $(TOP)/output/data.img --system $(TOP)/output/system.img

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Assemble the offline arm64 firmware image in output/images/.
 
-    python3 qemu/build_image.py [--out output] [--initramfs-too] [--variant strongswan]
+    python3 qemu/build_image.py [--out output] [--initramfs-too] [--variant strongswan|libreswan]
 
 Parts: the kernel (qemu/build_kernel.sh, cached machine-wide), a root filesystem from Debian 13 (trixie)
 arm64 packages (qemu/packages.txt, unpacked, trimmed), rootfs-overlay/ and firmware/ (byte-compiled on
@@ -10,7 +10,9 @@ busybox initramfs for the boot benchmark; manifest.json + manifest.txt (sizes, p
 Every input is hashed: when nothing changed the build stops after a few seconds.
 `--variant strongswan` writes only rootfs-strongswan.squashfs: the same firmware plus Debian's
 strongSwan charon and swanctl (qemu/packages-strongswan.txt), a test-only image that lets a real
-strongSwan be "site B" on the guest kernel's data plane (tests/qemu/test_tunnel_strongswan.py).
+strongSwan be "site B" on the guest kernel's data plane (tests/qemu/test_tunnel_strongswan.py);
+`--variant libreswan` likewise rootfs-libreswan.squashfs with Debian's Libreswan pluto
+(qemu/packages-libreswan.txt, tests/qemu/test_tunnel_libreswan.py).
 Runs with the host's python3; the bytecode is written by a host build of the guest's own CPython
 version (qemu/hostpython.py: Debian 12's 3.11 cannot write 3.13 bytecode), cached machine-wide.
 """
@@ -39,6 +41,7 @@ DATA_DISK_MB = 64
 VARIANTS = {
     "firmware": (["packages.txt"], "rootfs.squashfs"),
     "strongswan": (["packages.txt", "packages-strongswan.txt"], "rootfs-strongswan.squashfs"),
+    "libreswan": (["packages.txt", "packages-libreswan.txt"], "rootfs-libreswan.squashfs"),
 }
 
 
@@ -156,7 +159,7 @@ def main():
                     help="also write rootfs.cpio.zst/.gz (to measure initramfs against squashfs)")
     ap.add_argument("--force", action="store_true", help="rebuild the root filesystem even if unchanged")
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="firmware",
-                    help="strongswan: only the test-only root filesystem with a strongSwan peer")
+                    help="strongswan/libreswan: only the test-only root filesystem with that peer")
     args = ap.parse_args()
     t0 = time.monotonic()
     images = os.path.join(args.out, "images")

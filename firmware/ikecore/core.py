@@ -19,6 +19,7 @@ from . import consts as C
 from . import diagnosis
 from . import ikesa
 from . import informational
+from . import lifetime
 from . import phase1
 from . import quickmode
 from . import states
@@ -161,6 +162,8 @@ class IkeCore:
         self.source_addresses = {}   # remote gateway -> our address the kernel sends it from
         self._timers = _DeadlineIndex(_deadline_of)
         self._next_group = 1
+        self.learned = lifetime.Learned()    # lifetimes the peer keeps silently (lifetime.py)
+        self.lifetime_notes = {}     # child SA id -> why its lifetime is not ours (the page)
         self._index_settings()
 
     def _index_settings(self):
@@ -496,6 +499,7 @@ class IkeCore:
         for name, peer in old.peers.items():
             new = settings.peers.get(name)
             if new is None or _fingerprint(new) != _fingerprint(peer):
+                self.learned.forget("peer", name)
                 self.settings = old
                 self.down(name, now)
                 self.settings = settings
@@ -506,6 +510,7 @@ class IkeCore:
         for name, conn in old.connections.items():
             new = settings.connections.get(name)
             if new is None or _fingerprint(new) != _fingerprint(conn):
+                self.learned.forget("connection", name)
                 for group in [g for g in self.groups.values() if g.connection == name]:
                     self._delete_group(group, now, "connection reconfigured", notify_peer=True)
                 for queue in self.waiting.values():
@@ -610,6 +615,8 @@ class IkeCore:
             sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
         self.touch(sa)
         renewal = False
+        if not sa.initiator:
+            self._learn_from_peer_ike_rekey(sa, now)
         for old in self.sas_of(peer.name):      # a renewal is always with the same peer
             if old.rekeyed_by == sa.id:
                 old.remove_at = now + REPLACED_IKE_KEEP_S
@@ -630,6 +637,8 @@ class IkeCore:
             if group.connection == conn.name:
                 group.replaced = True
                 renewal = True
+                if not qm.initiator:
+                    self._learn_from_peer_child_rekey(qm, group)
                 self.touch(group)
         if qm.sa.error_connection == conn.name:
             qm.sa.last_error = None        # that connection's tunnel works now
@@ -651,6 +660,8 @@ class IkeCore:
         self.touch(group)
         for child in children:
             self.children[child.id] = child
+            if qm.lifetime_note:
+                self.lifetime_notes[child.id] = qm.lifetime_note
             if child not in group.deferred and child.id not in qm.early:
                 self.emit(InstallChildSa(child))
         qm.early = []
@@ -747,12 +758,62 @@ class IkeCore:
         for direction in ("out", "in"):
             group = self._group_with_spi(sa.peer.name, protocol, direction, spi)
             if group is not None:
+                child = self.children.get(group.ids[0])
+                learned = child and self.learned.from_delete(
+                    "connection", group.connection, now - group.created, child.lifetime_s)
+                if learned:
+                    sa.log("info", "the peer deleted the SAs of %s after %d s, before our "
+                           "lifetime of %d s: taking %d s as its lifetime from now on" % (
+                               group.connection, learned, child.lifetime_s, learned))
                 self._delete_group(group, now, "deleted by the peer", notify_peer=False)
                 return True
         self._log_once(sa.remote, "delete-%s-%08x" % (protocol, spi), "info",
                        "delete from %s names unknown %s SPI 0x%08x" % (
                            sa.remote[0], protocol.upper(), spi))
         return False
+
+    def peer_deleted_ike(self, target, now):
+        """The peer's Delete of one of its IKE SAs with us (maybe an early end: lifetime.py)."""
+        if target.established_at is not None:
+            learned = self.learned.from_delete("peer", target.peer.name,
+                                               now - target.established_at, target.lifetime_s)
+            if learned:
+                target.log("info", "the peer deleted IKE SA %s after %d s, before our lifetime "
+                           "of %d s: taking %d s as its lifetime from now on" % (
+                               target.id, learned, target.lifetime_s, learned))
+        target.log("info", "peer %s deleted IKE SA %s" % (target.remote[0], target.id))
+        self.remove_ike_sa(target, now, "deleted by the peer", notify_peer=False)
+
+    def _learn_from_peer_ike_rekey(self, sa, now):
+        """The peer started this IKE SA while older ones are up: a renewal offering its own
+        lifetime, which the older ones lived by too (lifetime.py)."""
+        for old in self.sas_of(sa.peer.name):
+            if old is sa or old.established_at is None or not old.established:
+                continue
+            note = self.learned.from_rekey("peer", sa.peer.name, sa.lifetime_s, old.lifetime_s)
+            if note is None:
+                continue
+            old.log("info", "the peer renewed IKE SA %s as %s with a lifetime of %d s, shorter "
+                    "than its %d s: the peer's lifetime is in force" % (
+                        old.id, sa.id, sa.lifetime_s, old.lifetime_s))
+            old.lifetime_note, old.lifetime_s = note, sa.lifetime_s
+            old.expire_at = min(old.expire_at, old.established_at + sa.lifetime_s)
+            self.touch(old)
+
+    def _learn_from_peer_child_rekey(self, qm, group):
+        """The peer renewed this group's tunnel: its offer's lifetime was in force for it."""
+        old = [self.children[cid] for cid in group.ids if cid in self.children]
+        note = old and self.learned.from_rekey("connection", group.connection, qm.lifetime_s,
+                                               old[0].lifetime_s)
+        if not note:
+            return
+        qm.log("info", "the peer renewed the SAs of %s with a lifetime of %d s, shorter than "
+               "their %d s: the peer's lifetime is in force" % (
+                   group.connection, qm.lifetime_s, old[0].lifetime_s))
+        for child in old:
+            child.lifetime_s = qm.lifetime_s
+            self.lifetime_notes[child.id] = note
+        group.expire_at = min(group.expire_at, group.created + qm.lifetime_s)
 
     def _group_with_spi(self, peer_name, protocol, direction, spi):
         for group in self.groups_of(peer_name):
@@ -879,6 +940,8 @@ class IkeCore:
         sa_id = "ike-%d" % self._next_ike
         self._next_ike += 1
         sa = ikesa.IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
+        sa.lifetime_s, sa.lifetime_note = self.learned.in_force("peer", peer.name,
+                                                                peer.lifetime_s)
         sa.serial = self._next_ike
         self.touch(sa)
         sa.initial_contact = self._established_sa(peer.name) is None
@@ -1025,6 +1088,8 @@ class IkeCore:
         not_installed = set(not_installed) | set(c.id for c in group.deferred)
         group.deferred, group.install_at = [], None
         children = [self.children.pop(cid) for cid in group.ids if cid in self.children]
+        for cid in group.ids:
+            self.lifetime_notes.pop(cid, None)
         sa = self._established_sa(group.peer)
         if sa is not None:
             self.touch(sa)

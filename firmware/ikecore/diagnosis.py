@@ -16,11 +16,24 @@ CAUSES = {
     "unreachable": ("the remote peer could not be reached",
                     "check the remote gateway address, the route to it, that UDP port 500 is "
                     "not blocked and that the peer runs IKE"),
+    # Aggressive mode message 1 that nobody answers: a peer set to main mode only (Libreswan's
+    # default) drops it without a word, so silence does not prove the peer is unreachable.
+    "unreachable_or_mode": ("the remote peer could not be reached, or it accepts main mode only",
+                            "check that the peer allows aggressive mode (or use main mode on "
+                            "both), the remote gateway address, the route to it, that UDP port "
+                            "500 is not blocked and that the peer runs IKE"),
     "mode": ("probable mode mismatch",
              "check that both peers use the same IKE phase 1 mode (main or aggressive)"),
     "p1_algorithm": ("probable algorithm mismatch",
                      "check the IKE proposals (encryption, hash, DH group) on both peers: at "
                      "least one combination must be the same"),
+    # NO-PROPOSAL-CHOSEN for an offer a common default accepts: Libreswan also answers so when it
+    # has no connection or no pre-shared key for our ID and address ("Can't authenticate").
+    "p1_algorithm_or_id": ("probable algorithm mismatch, or our ID or key is not configured on "
+                           "the peer",
+                           "check the IKE proposals on both peers, and that the peer has a "
+                           "connection and a pre-shared key (or certificate) for our ID and "
+                           "address"),
     "auth_method": ("probable authentication method mismatch",
                     "check that both peers authenticate the same way (pre-shared key or "
                     "certificates)"),

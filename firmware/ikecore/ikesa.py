@@ -171,7 +171,9 @@ class IkeSa(Exchange):
         self.last_change = now
         # negotiated
         self.proposal = None
-        self.lifetime_s = peer.lifetime_s
+        self.lifetime_s = peer.lifetime_s     # in force: see phase1._accept_transform
+        self.lifetime_note = None  # why it differs from ours, for the status and page
+        self.lifetime_told = False     # responder: we sent RESPONDER-LIFETIME
         self.auth = peer.auth
         self.natt = natt.NattSession(bool(peer.nat_t))
         self.keepalive_at = None

@@ -15,6 +15,8 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import keymat
+from . import phase1
+from . import proposals
 from .crypto import CryptoError
 
 
@@ -133,6 +135,9 @@ def _notify(sa, note, now, authenticated):
         cause = diagnosis.cause_of_notify(t, 1)
         if cause in ("psk", "id_or_mode") and sa.auth != "psk":
             cause = "cert"
+        if cause == "p1_algorithm" and any(proposals.common_default_ike(p)
+                                           for p in phase1.offered_proposals(sa)):
+            cause = "p1_algorithm_or_id"
         detail = "the peer answered with %s in state %d" % (text, sa.machine.number)
         if authenticated:
             sa.fail(cause, detail, now)
@@ -151,8 +156,7 @@ def _delete(sa, payload, now):
         for spi in payload.spis:
             target = sa.core.ike_sa_by_spi(bytes(spi))
             if target is not None:
-                target.log("info", "peer %s deleted IKE SA %s" % (sa.remote[0], target.id))
-                sa.core.remove_ike_sa(target, now, "deleted by the peer", notify_peer=False)
+                sa.core.peer_deleted_ike(target, now)
         return
     proto = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}.get(payload.protocol)
     if proto is None:

@@ -39,16 +39,21 @@ KEEPALIVE_INTERVAL_S = natt.KEEPALIVE_INTERVAL_S
 
 
 # -- building blocks of the messages -----------------------------------------------------------
-def _sa_payload(sa):
-    """Our phase 1 offer: one ISAKMP proposal with one transform per configured IkeProposal.
-    Aggressive mode sends its KE with the offer, so every transform must name that one group
-    (RFC 2409 section 5.4): the proposals with another group are left out."""
+def offered_proposals(sa):
+    """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
+    every transform must name that one group (RFC 2409 section 5.4): the proposals with another
+    group are left out."""
     offer = sa.peer.proposals[:3]
     if sa.mode == states.AGGRESSIVE:
         offer = [p for p in offer if p.dh == offer[0].dh]
+    return offer
+
+
+def _sa_payload(sa):
+    """Our phase 1 offer: one ISAKMP proposal with one transform per offered IkeProposal."""
     transforms = []
-    for number, p in enumerate(offer):
-        attrs = proposals.ike_attributes(p, sa.auth, sa.peer.lifetime_s)
+    for number, p in enumerate(offered_proposals(sa)):
+        attrs = proposals.ike_attributes(p, sa.auth, sa.lifetime_s)
         transforms.append(codec.Transform(number + 1, C.KEY_IKE,
                                           [codec.Attribute(t, v) for t, v in attrs]))
     return codec.SaPayload([codec.Proposal(1, C.PROTO_ISAKMP, b"", transforms)],
@@ -56,10 +61,37 @@ def _sa_payload(sa):
 
 
 def _vendor_payloads(sa):
-    """DPD (RFC 3706 section 7) so the peer answers our R-U-THEREs, and NAT-T (RFC 3947): every
-    variant from the initiator, the chosen one back from the responder."""
-    vids = [codec.VendorPayload(vendor.VID_DPD)] if sa.peer.dpd_delay_s else []
-    return vids + sa.natt.vendor_payloads(sa.initiator)
+    """DPD (RFC 3706 section 7) and NAT-T (RFC 3947: every variant from the initiator, the chosen
+    one back from the responder). DPD goes out even when our own probing is off (dpd.delay_s =
+    0): the vendor ID says we answer R-U-THERE, and a peer that sees none (Libreswan) never
+    probes us, so it could not detect our death."""
+    return [codec.VendorPayload(vendor.VID_DPD)] + sa.natt.vendor_payloads(sa.initiator)
+
+
+def _responder_lifetime_payloads(sa):
+    """Responder: RFC 2407 section 4.6.3.1 (as Cisco uses it for the ISAKMP SA) when we chose a
+    lifetime shorter than the one offered, so the initiator does not outlive our SA."""
+    if not sa.lifetime_told:
+        return []
+    data = proposals.lifetime_notify_data(proposals.P1_LIFE_TYPE, proposals.P1_LIFE_DURATION,
+                                          sa.lifetime_s)
+    return [codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=C.PROTO_ISAKMP, spi=sa.spi(),
+                                data=data)]
+
+
+def _honour_responder_lifetime(sa, received):
+    """Initiator: a RESPONDER-LIFETIME for the ISAKMP SA in the responder's answer; we adopt a
+    shorter lifetime than ours (a longer one is no promise we could keep)."""
+    for note in received.all(codec.NotifyPayload):
+        if note.notify_type != C.RESPONDER_LIFETIME or note.protocol != C.PROTO_ISAKMP:
+            continue
+        seconds, _ = proposals.lifetime_from_notify(bytes(note.data), proposals.P1_LIFE_TYPE,
+                                                    proposals.P1_LIFE_DURATION)
+        if seconds and seconds < sa.lifetime_s:
+            sa.log("info", "IKE SA %s: the peer's RESPONDER-LIFETIME is %d s, shorter than our "
+                   "%d s: using %d s" % (sa.id, seconds, sa.lifetime_s, seconds))
+            sa.lifetime_note = "the peer's (RESPONDER-LIFETIME); we proposed %d" % sa.lifetime_s
+            sa.lifetime_s = seconds
 
 
 def _note_vendor_ids(sa, received):
@@ -250,6 +282,7 @@ def main_inR1_outI2(sa, header, data, now):
     if received is None or not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
         return
     _note_vendor_ids(sa, received)
+    _honour_responder_lifetime(sa, received)
     sa.feed(states.VALID, now)
     sa.ke_i = _dh_start(sa)
     sa.ni = _nonce(sa)
@@ -284,6 +317,7 @@ def main_inR3(sa, header, data, now):
         return
     received = _open_authenticated(sa, header, data, now, 6, responder_hash=True)
     if received is not None:
+        _honour_responder_lifetime(sa, received)
         _established(sa, received, now)
 
 
@@ -297,7 +331,8 @@ def main_inI1_outR1(sa, header, data, now):
         return
     _note_vendor_ids(sa, received)
     sa.feed(states.VALID, now)
-    out = sa.message(C.EXCHANGE_MAIN, [sa.chosen_sa] + _vendor_payloads(sa))
+    out = sa.message(C.EXCHANGE_MAIN, [sa.chosen_sa] + _vendor_payloads(sa)
+                     + _responder_lifetime_payloads(sa))
     _send_next(sa, out, now, wants_answer=False)
 
 
@@ -350,6 +385,7 @@ def aggr_inR1_outI2(sa, header, data, now):
     if not auth.check_id(sa, received, now):
         return
     _note_vendor_ids(sa, received)
+    _honour_responder_lifetime(sa, received)
     _process_natd(sa, received)
     sa.feed(states.VALID, now)
     _float(sa)
@@ -389,7 +425,7 @@ def aggr_inI1_outR1(sa, header, data, now):
     out = sa.message(C.EXCHANGE_AGGRESSIVE,
                      [sa.chosen_sa, codec.KePayload(sa.ke_r), codec.NoncePayload(sa.nr), sa.idr]
                      + auth.proof_payloads(sa, hash_r) + auth.cert_requests(sa) + _vendor_payloads(sa)
-                     + _natd_payloads(sa))
+                     + _responder_lifetime_payloads(sa) + _natd_payloads(sa))
     # The initiator's answer is the last message: we retransmit until it comes.
     _send_next(sa, out, now, wants_answer=True)
 
@@ -419,9 +455,21 @@ def aggr_inI2(sa, header, data, now):
 
 # -- shared steps ----------------------------------------------------------------------------------
 def _accept_transform(sa, chosen):
+    """The transform agreed, and the lifetime in force: the shorter of the offered one and ours.
+    A responder that keeps its shorter one says so (RESPONDER-LIFETIME, logged)."""
     sa.proposal = chosen.proposal
-    if chosen.lifetime_s:
-        sa.lifetime_s = min(chosen.lifetime_s, sa.peer.lifetime_s)
+    offered = chosen.lifetime_s
+    if not offered or offered == sa.lifetime_s:
+        return
+    if offered < sa.lifetime_s:
+        sa.lifetime_note = "the peer's; ours is %d" % sa.lifetime_s
+        sa.lifetime_s = offered
+    elif not sa.initiator:
+        sa.lifetime_told = True
+        sa.lifetime_note = "ours; the peer proposed %d" % offered
+        sa.log("info", "IKE SA %s: the peer proposed a lifetime of %d s, ours is %d s: using the "
+               "shorter %d s and telling the peer (RESPONDER-LIFETIME)" % (
+                   sa.id, offered, sa.lifetime_s, sa.lifetime_s))
 
 
 def _choose_transform(sa, received, now):
@@ -559,8 +607,9 @@ def on_timer(sa, now):
             cause, detail = sa.hint
             sa.fail(cause, detail, now)
         elif not sa.heard_from_peer:
-            sa.fail("unreachable", "no answer to %d transmissions of message 1 in %d s" % (
-                len(RETRANSMIT_DELAYS), sum(RETRANSMIT_DELAYS)), now)
+            cause = "unreachable_or_mode" if sa.mode == states.AGGRESSIVE else "unreachable"
+            sa.fail(cause, "no answer to %d transmissions of %s mode message 1 in %d s" % (
+                len(RETRANSMIT_DELAYS), sa.mode, sum(RETRANSMIT_DELAYS)), now)
         elif sa.mode == states.MAIN and sa.initiator and sa.machine.state == "MI_3_SENT":
             sa.fail("psk", "the peer never answered message 5 (it could not decrypt it)", now)
         else:

@@ -337,6 +337,56 @@ def _lifetimes(attrs, type_attr, duration_attr):
     return seconds, kilobytes, None
 
 
+def lifetime_notify_data(type_attr, duration_attr, seconds, kilobytes=0):
+    """The data of a RESPONDER-LIFETIME notify (RFC 2407 4.6.3.1): RFC 2408 section 3.3 data
+    attributes, Life Type + Life Duration per limit (P1_* for an IKE SA, P2_* for IPsec)."""
+    pairs = [(type_attr, LIFE_SECONDS), (duration_attr, seconds)]
+    if kilobytes:
+        pairs += [(type_attr, LIFE_KILOBYTES), (duration_attr, kilobytes)]
+    out = []
+    for kind, value in pairs:
+        if value <= 0xFFFF:
+            out.append((0x8000 | kind).to_bytes(2, "big") + value.to_bytes(2, "big"))
+        else:
+            out.append(kind.to_bytes(2, "big") + (4).to_bytes(2, "big") + value.to_bytes(4, "big"))
+    return b"".join(out)
+
+
+def lifetime_from_notify(data, type_attr, duration_attr):
+    """(seconds, kilobytes) a RESPONDER-LIFETIME notify's data names, None where absent; a
+    malformed attribute list names nothing (the notify is advisory)."""
+    attrs = []
+    pos = 0
+    while pos + 4 <= len(data):
+        word = int.from_bytes(data[pos:pos + 2], "big")
+        if word & 0x8000:
+            attrs.append((word & 0x7FFF, int.from_bytes(data[pos + 2:pos + 4], "big")))
+            pos += 4
+        else:
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            if pos + 4 + length > len(data):
+                return None, None
+            attrs.append((word, int.from_bytes(data[pos + 4:pos + 4 + length], "big")))
+            pos += 4 + length
+    if pos != len(data):
+        return None, None
+    seconds, kilobytes, problem = _lifetimes(attrs, type_attr, duration_attr)
+    return (None, None) if problem else (seconds, kilobytes)
+
+
+# Libreswan's IKEv1 defaults (lib/libswan/ike_info.c, 4.x and 5.x): AES or 3DES, SHA2-256,
+# SHA2-512 or SHA1, MODP-2048, MODP-1536 or ECP-256; strongSwan's defaults accept most of these.
+_COMMON_DEFAULT_IKE = (("aes128", "aes256", "3des"), ("sha256", "sha512", "sha1"),
+                       ("modp2048", "modp1536", "ecp256"))
+
+
+def common_default_ike(proposal):
+    """Whether a peer left at its default proposals would accept this IkeProposal: then a
+    NO-PROPOSAL-CHOSEN more likely means something else (diagnosis "p1_algorithm_or_id")."""
+    encrs, integs, groups = _COMMON_DEFAULT_IKE
+    return proposal.encr in encrs and proposal.integ in integs and proposal.dh in groups
+
+
 def _attr_int(value):
     """An attribute value as int (variable-length values may arrive as bytes)."""
     if isinstance(value, (bytes, bytearray)):

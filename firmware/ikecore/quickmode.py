@@ -76,7 +76,9 @@ class QuickMode(Exchange):
         self.peer_spis = {}                 # protocol -> the peer's inbound SPI
         self.chosen = None                  # protocol -> proposals.ChildTransform
         self.proposal = None                # the ChildProposal agreed
-        self.lifetime_s = connection.lifetime_s
+        # the lifetime we offer and, once agreed, the one in force (see _accept_lifetime)
+        self.lifetime_s, self.lifetime_note = sa.core.learned.in_force(
+            "connection", connection.name, connection.lifetime_s)
         self.lifetime_kb = connection.lifetime_kb
         self.init_exchange()                # its messages: retransmission, repeats
         self.done = False
@@ -144,7 +146,7 @@ class QuickMode(Exchange):
         result = []
         for number, p in enumerate(conn.proposals[:3]):
             for proto in bundle(conn.protocol):
-                tid, attrs = proposals.child_transform(p, proto, conn.lifetime_s, conn.lifetime_kb,
+                tid, attrs = proposals.child_transform(p, proto, self.lifetime_s, conn.lifetime_kb,
                                                        conn.pfs, udp=_udp_encapsulation(self.sa))
                 result.append(codec.Proposal(number + 1, PROTOCOL_IDS[proto], self.my_spis[proto],
                                              [codec.Transform(1, tid, attrs)]))
@@ -201,8 +203,9 @@ class QuickMode(Exchange):
         self.chosen = chosen
         self.proposal = _proposal_of(conn, chosen)
         first = chosen[bundle(conn.protocol)[0]]
-        if first.lifetime_s:
-            self.lifetime_s = min(self.lifetime_s, first.lifetime_s)
+        if first.lifetime_s and first.lifetime_s < self.lifetime_s:
+            self.lifetime_note = "the peer's; we proposed %d" % self.lifetime_s
+            self.lifetime_s = first.lifetime_s
         for note in received.all(codec.NotifyPayload):
             if note.notify_type == C.RESPONDER_LIFETIME:
                 self._responder_lifetime(note)
@@ -224,18 +227,16 @@ class QuickMode(Exchange):
 
     def _responder_lifetime(self, note):
         """RFC 2407 section 4.6.3.1: the responder shortened the lifetime; we adopt it."""
-        try:
-            attrs = _decode_attribute_list(bytes(note.data))
-        except ValueError:
-            return
-        kind = None
-        for t, v in attrs:
-            if t == proposals.P2_LIFE_TYPE:
-                kind = v
-            elif t == proposals.P2_LIFE_DURATION and kind == proposals.LIFE_SECONDS:
-                self.lifetime_s = min(self.lifetime_s, v)
-            elif t == proposals.P2_LIFE_DURATION and kind == proposals.LIFE_KILOBYTES:
-                self.lifetime_kb = min(self.lifetime_kb, v) if self.lifetime_kb else v
+        seconds, kilobytes = proposals.lifetime_from_notify(
+            bytes(note.data), proposals.P2_LIFE_TYPE, proposals.P2_LIFE_DURATION)
+        if seconds and seconds < self.lifetime_s:
+            self.log("info", "quick mode %s: the peer's RESPONDER-LIFETIME is %d s, shorter than "
+                     "our %d s: using %d s" % (self.connection.name, seconds, self.lifetime_s,
+                                               seconds))
+            self.lifetime_note = "the peer's (RESPONDER-LIFETIME); we proposed %d" % self.lifetime_s
+            self.lifetime_s = seconds
+        if kilobytes:
+            self.lifetime_kb = min(self.lifetime_kb, kilobytes) if self.lifetime_kb else kilobytes
 
     # -- responder -------------------------------------------------------------------------------
     def handle_request(self, received, now):
@@ -304,9 +305,11 @@ class QuickMode(Exchange):
             self.my_spis[proto] = sa.core.allocate_spi(proto)
             answer.append(codec.Proposal(numbers[index], PROTOCOL_IDS[proto], self.my_spis[proto],
                                          [transforms[t_index]]))
-            if transform.lifetime_s and transform.lifetime_s > conn.lifetime_s:
+            if transform.lifetime_s and transform.lifetime_s > self.lifetime_s:
                 shorten = True
-            elif transform.lifetime_s:
+                self.lifetime_note = "ours; the peer proposed %d" % transform.lifetime_s
+            elif transform.lifetime_s and transform.lifetime_s < self.lifetime_s:
+                self.lifetime_note = "the peer's; ours is %d" % self.lifetime_s
                 self.lifetime_s = transform.lifetime_s
             if transform.lifetime_kb and conn.lifetime_kb and transform.lifetime_kb > conn.lifetime_kb:
                 shorten = True
@@ -320,10 +323,13 @@ class QuickMode(Exchange):
         after += [self.id_ci, self.id_cr]
         if shorten:
             # RFC 2407 section 4.6.3.1: tell the initiator the lifetime we will use.
+            self.log("info", "quick mode %s: the peer proposed a longer lifetime than our %d s: "
+                     "using ours and telling the peer (RESPONDER-LIFETIME)" % (
+                         conn.name, self.lifetime_s))
             proto = bundle(conn.protocol)[0]
             after.append(codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=PROTOCOL_IDS[proto],
                                              spi=self.peer_spis[proto],
-                                             data=_lifetime_attributes(conn)))
+                                             data=_lifetime_attributes(self)))
         _, raw = codec.encode_payloads(after)
         h = keymat.qm_hash2(sa.crypto, sa.prf, sa.keys.skeyid_a, self.mid, self.ni, raw)
         # We retransmit until HASH(3) comes: it is the last message of the exchange.
@@ -445,40 +451,10 @@ def _proposal_of(conn, chosen):
     return proposals.ChildProposal(encr, first.integ, protocol=conn.protocol)
 
 
-def _lifetime_attributes(conn):
+def _lifetime_attributes(qm):
     """The SA attributes of a RESPONDER-LIFETIME notify: life type + duration pairs."""
-    attrs = [codec.Attribute(proposals.P2_LIFE_TYPE, proposals.LIFE_SECONDS),
-             codec.Attribute(proposals.P2_LIFE_DURATION, conn.lifetime_s)]
-    if conn.lifetime_kb:
-        attrs += [codec.Attribute(proposals.P2_LIFE_TYPE, proposals.LIFE_KILOBYTES),
-                  codec.Attribute(proposals.P2_LIFE_DURATION, conn.lifetime_kb)]
-    out = []
-    for a in attrs:
-        if a.value <= 0xFFFF:
-            out.append((0x8000 | a.type).to_bytes(2, "big") + a.value.to_bytes(2, "big"))
-        else:
-            out.append(a.type.to_bytes(2, "big") + (4).to_bytes(2, "big") + a.value.to_bytes(4, "big"))
-    return b"".join(out)
-
-
-def _decode_attribute_list(data):
-    """[(type, int value)] of RFC 2408 section 3.3 data attributes (a notify's data)."""
-    out = []
-    pos = 0
-    while pos < len(data):
-        if pos + 4 > len(data):
-            raise ValueError("truncated attribute")
-        word = int.from_bytes(data[pos:pos + 2], "big")
-        if word & 0x8000:
-            out.append((word & 0x7FFF, int.from_bytes(data[pos + 2:pos + 4], "big")))
-            pos += 4
-        else:
-            length = int.from_bytes(data[pos + 2:pos + 4], "big")
-            if pos + 4 + length > len(data):
-                raise ValueError("truncated attribute value")
-            out.append((word, int.from_bytes(data[pos + 4:pos + 4 + length], "big")))
-            pos += 4 + length
-    return out
+    return proposals.lifetime_notify_data(proposals.P2_LIFE_TYPE, proposals.P2_LIFE_DURATION,
+                                          qm.lifetime_s, qm.lifetime_kb)
 
 
 def find_connection(core, peer, received):

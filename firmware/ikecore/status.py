@@ -21,12 +21,14 @@ def ike_sa_row(sa, now):
         "local_address": sa.local[0], "status": states.status_text(n), "state": n,
         "mode": sa.mode, "role": sa.role, "algorithm": sa.algorithm_text(),
         "auth": sa.auth, "elapsed_s": int(now - since), "lifetime_s": sa.lifetime_s,
+        "lifetime_note": sa.lifetime_note,
         "nat_t": sa.nat_t, "phase2_negotiations": sa.phase2_negotiations,
         "last_error": sa.last_error}
 
 
-def child_row(child, now):
-    """One SA (the counters are the kernel's: the driver fills them in)."""
+def child_row(child, now, lifetime_note=None):
+    """One SA (the counters are the kernel's: the driver fills them in); lifetime_note: whose
+    lifetime is in force when it is not ours (lifetime.py), else None."""
     proposal = ChildProposal(child.encr, child.integ, protocol=child.protocol)
     return {
         "id": child.id, "ike_sa": child.ike_sa, "destination": child.dst,
@@ -35,13 +37,15 @@ def child_row(child, now):
         "mode": child.mode, "algorithm": proposal.describe(child.protocol),
         "local_net": child.local_net, "remote_net": child.remote_net,
         "elapsed_s": int(now - child.created), "lifetime_s": child.lifetime_s,
+        "lifetime_note": lifetime_note,
         "bytes": 0, "packets": 0, "errored_packets": 0}
 
 
 def everything(core, now):
     """Every IKE SA then every SA, oldest first (the status request without a selection)."""
     return {"ike_sas": [ike_sa_row(sa, now) for sa in core.ike_sas.values()],
-            "sas": [child_row(c, now) for c in core.children.values()]}
+            "sas": [child_row(c, now, core.lifetime_notes.get(c.id))
+                    for c in core.children.values()]}
 
 
 def of_peers(core, names, now):
@@ -54,7 +58,7 @@ def of_peers(core, names, now):
             for cid in group.ids:
                 child = core.children.get(cid)
                 if child is not None:
-                    sas.append(child_row(child, now))
+                    sas.append(child_row(child, now, core.lifetime_notes.get(cid)))
     return {"ike_sas": ike, "sas": sas}
 
 

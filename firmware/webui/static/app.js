@@ -71,6 +71,15 @@
     cell(row, "Delete").appendChild(button);
   }
 
+  // The lifetime in force differs from ours: say whose it is (the daemon's lifetime_note).
+  function lifetimeNote(td, note) {
+    if (!note) return;
+    var div = document.createElement("div");
+    div.className = "lifetime-note";
+    div.textContent = note;
+    td.appendChild(div);
+  }
+
   function ikeRow(ike) {
     var row = document.createElement("tr");
     row.id = "ike-" + ike.id;
@@ -96,7 +105,7 @@
     }
     cell(row, "Algorithm", text(ike.algorithm));
     cell(row, "Elapsed time", ike.elapsed_s, "num");
-    cell(row, "Life time", ike.lifetime_s, "num");
+    lifetimeNote(cell(row, "Life time", ike.lifetime_s, "num"), ike.lifetime_note);
     cell(row, "NAT-T", NAT_T[String(ike.nat_t || "none").toLowerCase()] || String(ike.nat_t));
     cell(row, "Phase 2 negotiations", ike.phase2_negotiations, "num");
     deleteButton(row, ike.id, "Delete the IKE SA with " + ike.remote_gateway + "?");
@@ -112,7 +121,7 @@
     cell(row, "Protocol", sa.protocol);
     cell(row, "Algorithm", text(sa.algorithm));
     cell(row, "Elapsed time", sa.elapsed_s, "num");
-    cell(row, "Life time", sa.lifetime_s, "num");
+    lifetimeNote(cell(row, "Life time", sa.lifetime_s, "num"), sa.lifetime_note);
     cell(row, "Bytes processed", sa.bytes, "num");
     cell(row, "Errored packets", sa.errored_packets, "num");
     deleteButton(row, sa.id, "Delete the " + sa.protocol + " SA " + sa.spi + "?");
