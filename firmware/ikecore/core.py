@@ -556,7 +556,7 @@ class IkeCore:
             sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
         self.touch(sa)
         if not sa.initiator:
-            self._learn_from_peer_ike_rekey(sa, now)
+            self._learn_from_peer_ike_rekey(sa)
         for old in self._sas_of(peer.name):      # a renewal is always with the same peer
             if old.rekeyed_by == sa.id:
                 old.remove_at = now + REPLACED_IKE_KEEP_S
@@ -716,7 +716,7 @@ class IkeCore:
         target.log("info", "peer %s deleted IKE SA %s" % (target.remote[0], target.id))
         self.remove_ike_sa(target, now, "deleted by the peer", notify_peer=False)
 
-    def _learn_from_peer_ike_rekey(self, sa, now):
+    def _learn_from_peer_ike_rekey(self, sa):
         """The peer started this IKE SA while older ones are up: a renewal offering its own
         lifetime, which the older ones lived by too (lifetime.py)."""
         for old in self._sas_of(sa.peer.name):
