@@ -616,7 +616,7 @@ class IkeCore:
         self.touch(sa)
         renewal = False
         if not sa.initiator:
-            self._learn_from_peer_ike_rekey(sa, now)
+            self._learn_from_peer_ike_rekey(sa)
         for old in self.sas_of(peer.name):      # a renewal is always with the same peer
             if old.rekeyed_by == sa.id:
                 old.remove_at = now + REPLACED_IKE_KEEP_S
@@ -784,7 +784,7 @@ class IkeCore:
         target.log("info", "peer %s deleted IKE SA %s" % (target.remote[0], target.id))
         self.remove_ike_sa(target, now, "deleted by the peer", notify_peer=False)
 
-    def _learn_from_peer_ike_rekey(self, sa, now):
+    def _learn_from_peer_ike_rekey(self, sa):
         """The peer started this IKE SA while older ones are up: a renewal offering its own
         lifetime, which the older ones lived by too (lifetime.py)."""
         for old in self.sas_of(sa.peer.name):

@@ -4,10 +4,12 @@ several quick modes over one IKE SA, deletes in both directions (informational e
 import re
 import time
 
+import pytest
+
 from charon import Child
 from netns import NET_A, NET_A2, NET_B, NET_B2
 from ours import connection_entry
-from scenarios import PEER, charon_conn, our_config, our_ike_sa, scenario, wait_settled
+from scenarios import CONN, PEER, charon_conn, our_config, our_ike_sa, scenario, wait_settled
 
 CONN2 = "lan2"
 
@@ -98,3 +100,23 @@ def test_charon_dpd_is_answered(ours, charon_libipsec):
     assert ike["state"] == "ESTABLISHED" and _charon_children_in([ike])
     assert our_ike_sa(ours.status())["state"] == 9
 
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_charon_accepts_our_phase1_responder_lifetime(ours, charon_libipsec, mode):
+    """charon initiates offering its IKE lifetime (rekey_time 4 h + 10 %); ours is 3600 s: we
+    keep ours and send RESPONDER-LIFETIME in message 2 (issue 15); charon goes on to quick mode."""
+    our, their = scenario(mode, "modern", pfs=True)
+    charon_libipsec.load([charon_conn(their)])
+    peers, connections = our_config(our, act_as="responder")
+    peers[0]["lifetime_s"] = 3600
+    ours.start(peers, connections)
+    proc = charon_libipsec.initiate(CONN)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    status = _activated_with(ours, 2)
+    sa = our_ike_sa(status)
+    assert sa["lifetime_s"] == 3600 and sa["role"] == "responder", sa
+    assert re.fullmatch(r"ours; the peer proposed \d+", sa["lifetime_note"]), sa
+    assert int(sa["lifetime_note"].rsplit(" ", 1)[1]) > 3600, sa
+    assert _charon_children_in(charon_libipsec.wait_for(
+        lambda sas: _charon_children_in(sas), 20, "charon CHILD_SA INSTALLED"))
