@@ -22,18 +22,25 @@ class CtlError(Exception):
     pass
 
 
-def request(path, message, timeout=30.0):
-    """Send one request, return the reply object; CtlError when the daemon cannot be reached."""
+def _connect(path, timeout):
+    """A connected control socket, or CtlError naming why there is none."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise CtlError("ikecore is not running (no control socket at %s)" % path)
-        except PermissionError:
-            raise CtlError("permission denied on %s (run as root or in the socket's group)"
-                           % path)
+        sock.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        raise CtlError("ikecore is not running (no control socket at %s)" % path)
+    except PermissionError:
+        sock.close()
+        raise CtlError("permission denied on %s (run as root or in the socket's group)" % path)
+    return sock
+
+
+def request(path, message, timeout=30.0):
+    """Send one request, return the reply object; CtlError when the daemon cannot be reached."""
+    sock = _connect(path, timeout)
+    try:
         sock.sendall((json.dumps(message) + "\n").encode("utf-8"))
         buffer = b""
         while not buffer.endswith(b"\n"):
@@ -50,13 +57,8 @@ def request(path, message, timeout=30.0):
 
 def subscribe(path, timeout=None):
     """Yield the daemon's events (dicts, docs/architecture.md "subscribe") until it closes."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    sock = _connect(path, timeout)
     try:
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise CtlError("ikecore is not running (no control socket at %s)" % path)
         sock.sendall(b'{"cmd": "subscribe"}\n')
         reader = sock.makefile("rb")
         reply = json.loads(reader.readline() or b"null")
