@@ -28,9 +28,11 @@ NAT-D), a few bytes more per tunnel, no extra round trip.
 Prints only (no assertions). `main(argv)` is what tests/bench/run_all.py calls.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -348,13 +350,11 @@ class ControlConnection:
     """One control-socket connection kept open for many requests (the `up`s of a round)."""
 
     def __init__(self, path):
-        import socket
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(path)
         self.reader = self.sock.makefile("rb")
 
     def ask(self, message):
-        import json
         self.sock.sendall(json.dumps(message).encode() + b"\n")
         reply = json.loads(self.reader.readline())
         if not reply.get("ok"):
