@@ -22,12 +22,13 @@ def ike_settings(local, remote, local_net, remote_net, mode="main", act_as="both
                  ike=None, child=None, protocol="esp", pfs=None, lifetime_s=28800,
                  child_lifetime_s=3600, child_lifetime_kb=0, local_id=None, remote_id=None,
                  dpd=(30, 120), extra_connections=(), auth="psk", cert_der=None, key_pem=None,
-                 ca_der=None, nat_t=True):
+                 ca_ders=(), chain_ders=(), crl_ders=(), nat_t=True):
     peer = Peer("peer", remote, [proposals.parse_ike(p) for p in (ike or FAST_IKE)],
                 phase1_mode=mode, act_as=act_as, psk=psk, lifetime_s=lifetime_s,
                 local_address=local, local_id=local_id, remote_id=remote_id,
                 dpd_delay_s=dpd[0], dpd_timeout_s=dpd[1], auth=auth, cert_der=cert_der,
-                key_pem=key_pem, ca_der=ca_der, nat_t=nat_t)
+                key_pem=key_pem, ca_ders=ca_ders, chain_ders=chain_ders,
+                crl_ders=crl_ders, nat_t=nat_t)
     conn = Connection("lan", "peer", local_net, remote_net,
                       [proposals.parse_child(p, protocol) for p in (child or FAST_CHILD)],
                       protocol=protocol, pfs=pfs, lifetime_s=child_lifetime_s,
@@ -230,7 +231,7 @@ class _IkePki:
     def side(self, label, ca=None):
         """Settings kwargs for one side authenticating with its certificate."""
         return {"auth": "rsa", "cert_der": self.certs[label], "key_pem": self.keys[label],
-                "ca_der": ca or self.ca}
+                "ca_ders": [ca or self.ca]}
 
 
 _PKI = []
