@@ -198,10 +198,10 @@ class _IkePki:
         def key():
             return rsa.generate_private_key(public_exponent=65537, key_size=1024)   # speed only
 
-        def build(subject, issuer, pub, signer, ca=False, sans=()):
+        def build(subject, issuer, pub, signer, ca=False, sans=(), until=end):
             b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                  .public_key(pub).serial_number(x509.random_serial_number())
-                 .not_valid_before(start).not_valid_after(end))
+                 .not_valid_before(start).not_valid_after(until))
             if ca:
                 b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             if sans:
@@ -224,6 +224,17 @@ class _IkePki:
             self.certs[label] = build(name("gw-" + label.lower()), name("Test CA"), k.public_key(),
                                       ca_key, sans=[x509.DNSName(dns),
                                                     x509.IPAddress(ipaddress.ip_address(ip))])
+        # gw-a again, issued by an intermediate CA (chain), and once more expired in 2025
+        inter_key = key()
+        self.intermediate = build(name("Intermediate CA"), name("Test CA"),
+                                  inter_key.public_key(), ca_key, ca=True)
+        sans_a = [x509.DNSName("a.example"), x509.IPAddress(ipaddress.ip_address(GW_A))]
+        self.keys["via_intermediate"] = self.keys["expired"] = self.keys["A"]
+        a_public = serialization.load_pem_private_key(self.keys["A"], None).public_key()
+        self.certs["via_intermediate"] = build(name("gw-a"), name("Intermediate CA"), a_public,
+                                               inter_key, sans=sans_a)
+        self.certs["expired"] = build(name("gw-a"), name("Test CA"), a_public, ca_key,
+                                      sans=sans_a, until=datetime.datetime(2025, 1, 1))
         k = key()
         self.keys["foreign"] = pem(k)
         self.certs["foreign"] = build(name("gw-a"), name("Other CA"), k.public_key(), other_key)
