@@ -542,14 +542,9 @@ class _Checker:
             self.error(path, "%s is not a PEM or DER X.509 certificate" % full)
 
     def crl(self, path, value):
-        """A CRL file as DER (PEM or DER on disk)."""
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
         full, data = self.file(path, value, "CRL")
         try:
-            if b"-----BEGIN" in data:
-                return x509.load_pem_x509_crl(data).public_bytes(serialization.Encoding.DER)
-            return x509.load_der_x509_crl(data).public_bytes(serialization.Encoding.DER)
+            return _crl_der(data)
         except ValueError:
             self.error(path, "%s is not a PEM or DER X.509 CRL" % full)
 
@@ -640,6 +635,34 @@ def parse(text, source=DEFAULT_SOURCE, base_dir=None, warnings=None):
     base_dir. Non-fatal findings (a world-readable key file) are appended to `warnings`."""
     doc = _decode(text, source)
     return _Checker(text, source, base_dir, [] if warnings is None else warnings).document(doc)
+
+
+def _crl_der(data):
+    """A CRL file's content (PEM or DER) as DER; ValueError when it is neither."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data).public_bytes(serialization.Encoding.DER)
+    return x509.load_der_x509_crl(data).public_bytes(serialization.Encoding.DER)
+
+
+def resolve(config_path, path):
+    """A file named in the configuration, relative paths taken from the file's directory."""
+    if os.path.isabs(path) or not config_path:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
+
+
+def load_crl(config_path, path):
+    """A CRL file named in the configuration as DER, for the daemon's reload when it changes."""
+    full = resolve(config_path, path)
+    try:
+        with open(full, "rb") as handle:
+            return _crl_der(handle.read())
+    except OSError as exc:
+        raise ConfigError("cannot read CRL file %s: %s" % (full, exc.strerror)) from None
+    except ValueError:
+        raise ConfigError("%s is not a PEM or DER X.509 CRL" % full) from None
 
 
 def load(path, warnings=None):

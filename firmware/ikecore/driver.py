@@ -14,6 +14,7 @@ import asyncio
 import os
 import socket
 import struct
+import time
 
 from ikecore import events
 from ikecore.config import ConfigError
@@ -24,6 +25,10 @@ UDP_ENCAP = 100                # <linux/udp.h>
 UDP_ENCAP_ESPINUDP = 2
 MAX_DATAGRAM = 65535
 IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the real sockets
+# Written by the NTP client's hook (rootfs-overlay/etc/init.d/S45ntpd) once the clock is set;
+# until then certificate dates are not enforced (a board without a battery starts in 1970).
+CLOCK_SYNCED_FILE = os.environ.get("IKECORE_CLOCK_SYNCED", "/run/ikecore/clock-synced")
+TRUST_REFRESH_S = 10           # look at the clock stamp and the CRL files at most this often
 ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most this often on timers
 
 
@@ -104,6 +109,8 @@ class Driver:
         self.stopped = False
         self.routes_learned_at = None
         self.connections_by_peer = _connections_by_peer(settings)
+        self.trust_checked_at = None
+        self.crl_mtimes = {}                    # CRL path -> mtime of the copy the peer holds
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -118,6 +125,10 @@ class Driver:
         self._install_trap_policies()
         now = self.now()
         self._learn_source_addresses(now)
+        self._refresh_trust(now)
+        if self.core.wall_offset is None:
+            self.log.warning("clock not synchronized (no NTP answer yet): certificate dates "
+                             "are not enforced until it is")
         for connection in self.settings.connections.values():
             if self.settings.peers[connection.peer].act_as == "initiator":
                 self._initiate(connection.name, now)
@@ -189,6 +200,7 @@ class Driver:
         if data == b"\xff" and local[1] == NATT_PORT:
             return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
+        self._refresh_trust(self.now())
         try:
             self.core.receive_datagram(data, local, remote, self.now())
         except Exception as exc:
@@ -210,6 +222,39 @@ class Driver:
         now = self.now()
         self._learn_source_addresses(now)
         self._feed("acquire", self.core.acquire, src_ip, dst_ip, now)
+
+    def _refresh_trust(self, now):
+        """Tell the core the wall clock once NTP has set it, and reload CRL files that changed
+        (the core never reads a clock or a file)."""
+        if self.trust_checked_at is not None and now - self.trust_checked_at < TRUST_REFRESH_S:
+            return
+        self.trust_checked_at = now
+        if self.core.wall_offset is None and os.path.exists(CLOCK_SYNCED_FILE):
+            self.core.wall_offset = time.time() - now
+            self.log.info("clock synchronized by NTP: certificate dates are enforced")
+        for peer in self.settings.peers.values():
+            if peer.crls:
+                self._reload_crls(peer)
+
+    def _reload_crls(self, peer):
+        from ikecore import config
+        mtimes = {}
+        for path in peer.crls:
+            try:
+                mtimes[path] = os.stat(config.resolve(self.config_path, path)).st_mtime_ns
+            except OSError:
+                mtimes[path] = None
+        if all(self.crl_mtimes.get(p, m) == m for p, m in mtimes.items()):
+            self.crl_mtimes.update(mtimes)
+            return
+        try:
+            peer.crl_ders = [config.load_crl(self.config_path, path) for path in peer.crls]
+        except ConfigError as exc:
+            self.log.error("peer %s: CRL not reloaded, the previous one stays: %s"
+                           % (peer.name, exc))
+            return
+        self.crl_mtimes.update(mtimes)
+        self.log.info("peer %s: CRLs reloaded (%s)" % (peer.name, ", ".join(peer.crls)))
 
     def _learn_source_addresses(self, now):
         """Tell the core which of our addresses the kernel sends from to each peer without a
@@ -358,6 +403,7 @@ class Driver:
                 for name in ("bytes", "packets", "errored_packets"):
                     sa[name] = counters.get(name, 0)
         result["daemon"] = self.daemon_counters()
+        result["clock_synchronized"] = self.core.wall_offset is not None
         return result
 
     def daemon_counters(self):
