@@ -78,15 +78,18 @@ def proof_payloads(sa, hash_value):
     """What proves our identity in MM 5/6 and AM 2/3."""
     if sa.auth != "rsa":
         return [codec.HashPayload(hash_value)]
-    return [codec.CertPayload(C.CERT_X509_SIGNATURE, sa.peer.cert_der),
+    # Our certificate first, then the configured intermediates (one CERT payload each).
+    return [codec.CertPayload(C.CERT_X509_SIGNATURE, der)
+            for der in [sa.peer.cert_der] + sa.peer.chain_ders] + [
             codec.SigPayload(sa.crypto.sign("rsa", sa.peer.key_pem, hash_value))]
 
 
 def cert_requests(sa):
     """CR naming our CA (MM 3/4, AM 1/2), so the peer sends its certificate."""
-    if sa.auth != "rsa" or not sa.peer.ca_der:
+    if sa.auth != "rsa":
         return []
-    return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(sa.peer.ca_der))]
+    return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(ca))
+            for ca in sa.peer.ca_ders]
 
 
 # -- the peer's proof ---------------------------------------------------------------------------------
@@ -136,19 +139,22 @@ def verify(sa, received, now, number, expected, what, received_id):
             return False
         return True
     sig = received.one(codec.SigPayload)
-    cert = None
-    for c in received.all(codec.CertPayload):
-        if c.encoding == C.CERT_X509_SIGNATURE:
-            cert = bytes(c.data)
-            break
+    # The first X.509 CERT payload is the peer's own certificate, any further ones the
+    # intermediates of its chain (RFC 2408 3.9 leaves the order open; strongSwan and Libreswan
+    # send the end entity first).
+    sent = [bytes(c.data) for c in received.all(codec.CertPayload)
+            if c.encoding == C.CERT_X509_SIGNATURE]
+    cert = sent[0] if sent else None
     if sig is None:
         return _cert_failed(sa, "message %d carries no signature" % number, now)
     if cert is None:
         return _cert_failed(sa, "the peer sent no certificate in message %d" % number, now,
                             C.CERTIFICATE_UNAVAILABLE)
     try:
-        problem = sa.crypto.cert_verify(cert, sa.peer.ca_der) if sa.peer.ca_der else \
-            "no CA is configured to check it against"
+        peer = sa.peer
+        problem = sa.crypto.cert_verify(cert, peer.ca_ders, sent[1:] + peer.chain_ders,
+                                        peer.crl_ders, sa.core.wall_time(now)) \
+            if peer.ca_ders else "no CA is configured to check it against"
         if problem is not None:
             return _cert_failed(sa, "the peer's certificate %s: %s" % (
                 sa.crypto.cert_subject(cert), problem), now, C.INVALID_CERT_AUTHORITY)

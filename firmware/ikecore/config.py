@@ -31,7 +31,7 @@ DEFAULT_CHILD_PROPOSALS = {"esp": ["aes128-sha1"], "ah": ["sha1"], "esp+ah": ["a
 
 GENERAL_KEYS = ("wan_interface", "lan_interface")
 PEER_KEYS = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as", "local_id",
-             "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "proposals",
+             "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "intermediates", "crls", "proposals",
              "lifetime_s", "nat_t", "dpd")
 CONNECTION_KEYS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
                    "lifetime_s", "lifetime_kb")
@@ -460,7 +460,7 @@ class _Checker:
                       local_address=local_address, **secrets)
 
     def preshared_key(self, path, entry):
-        for key in ("cert", "key", "ca"):
+        for key in ("cert", "key", "ca", "intermediates", "crls"):
             if key in entry:
                 self.error(path + (key,), "is only used with auth = \"rsa\"")
         if "psk" in entry and "psk_file" in entry:
@@ -489,17 +489,14 @@ class _Checker:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
 
-        loaded = {}
-        for key, what in (("cert", "certificate"), ("ca", "CA certificate")):
-            full, data = self.file(path + (key,), entry[key], what)
-            try:
-                if b"-----BEGIN" in data:
-                    certificate = x509.load_pem_x509_certificate(data)
-                else:
-                    certificate = x509.load_der_x509_certificate(data)
-            except ValueError:
-                self.error(path + (key,), "%s is not a PEM or DER X.509 certificate" % full)
-            loaded[key] = certificate
+        loaded = {"cert": self.certificate(path + ("cert",), entry["cert"], "certificate")}
+        # ca: one file (the original key) or a list of them; intermediates and crls: lists.
+        cas = entry["ca"] if isinstance(entry["ca"], list) else [entry["ca"]]
+        cas = self.path_list(path + ("ca",), cas)
+        if not cas:
+            self.error(path + ("ca",), "must name at least one CA certificate file")
+        intermediates = self.path_list(path + ("intermediates",), entry.get("intermediates", []))
+        crls = self.path_list(path + ("crls",), entry.get("crls", []))
         full, data = self.file(path + ("key",), entry["key"], "private key")
         try:
             private_key = serialization.load_pem_private_key(data, password=None)
@@ -518,9 +515,38 @@ class _Checker:
         key_pem = private_key.private_bytes(serialization.Encoding.PEM,
                                             serialization.PrivateFormat.PKCS8,
                                             serialization.NoEncryption())
-        return {"cert": entry["cert"], "key": entry["key"], "ca": entry["ca"],
-                "cert_der": loaded["cert"].public_bytes(der),
-                "ca_der": loaded["ca"].public_bytes(der), "key_pem": key_pem}
+        return {"cert": entry["cert"], "key": entry["key"], "ca": cas,
+                "intermediates": intermediates, "crls": crls,
+                "cert_der": loaded["cert"].public_bytes(der), "key_pem": key_pem,
+                "ca_ders": [self.certificate(path + (("ca", i) if isinstance(entry["ca"], list)
+                                                     else ("ca",)), p, "CA certificate")
+                            .public_bytes(der) for i, p in enumerate(cas)],
+                "chain_ders": [self.certificate(path + ("intermediates", i), p,
+                                                "intermediate certificate").public_bytes(der)
+                               for i, p in enumerate(intermediates)],
+                "crl_ders": [self.crl(path + ("crls", i), p) for i, p in enumerate(crls)]}
+
+    def path_list(self, path, value):
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            self.error(path, "must be a list of file names")
+        return value
+
+    def certificate(self, path, value, what):
+        from cryptography import x509
+        full, data = self.file(path, value, what)
+        try:
+            if b"-----BEGIN" in data:
+                return x509.load_pem_x509_certificate(data)
+            return x509.load_der_x509_certificate(data)
+        except ValueError:
+            self.error(path, "%s is not a PEM or DER X.509 certificate" % full)
+
+    def crl(self, path, value):
+        full, data = self.file(path, value, "CRL")
+        try:
+            return _crl_der(data)
+        except ValueError:
+            self.error(path, "%s is not a PEM or DER X.509 CRL" % full)
 
     def dpd(self, path, value):
         self.table(path, value, ("delay_s", "timeout_s"))
@@ -609,6 +635,34 @@ def parse(text, source=DEFAULT_SOURCE, base_dir=None, warnings=None):
     base_dir. Non-fatal findings (a world-readable key file) are appended to `warnings`."""
     doc = _decode(text, source)
     return _Checker(text, source, base_dir, [] if warnings is None else warnings).document(doc)
+
+
+def _crl_der(data):
+    """A CRL file's content (PEM or DER) as DER; ValueError when it is neither."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    if b"-----BEGIN" in data:
+        return x509.load_pem_x509_crl(data).public_bytes(serialization.Encoding.DER)
+    return x509.load_der_x509_crl(data).public_bytes(serialization.Encoding.DER)
+
+
+def resolve(config_path, path):
+    """A file named in the configuration, relative paths taken from the file's directory."""
+    if os.path.isabs(path) or not config_path:
+        return path
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
+
+
+def load_crl(config_path, path):
+    """A CRL file named in the configuration as DER, for the daemon's reload when it changes."""
+    full = resolve(config_path, path)
+    try:
+        with open(full, "rb") as handle:
+            return _crl_der(handle.read())
+    except OSError as exc:
+        raise ConfigError("cannot read CRL file %s: %s" % (full, exc.strerror)) from None
+    except ValueError:
+        raise ConfigError("%s is not a PEM or DER X.509 CRL" % full) from None
 
 
 def load(path, warnings=None):

@@ -134,6 +134,9 @@ class IkeCore:
     def __init__(self, settings, crypto, now=0.0):
         self.settings = settings
         self.crypto = crypto
+        # Wall-clock time minus `now`, set by the driver once the system clock is synchronized
+        # (NTP); None until then, and certificate dates are not enforced.
+        self.wall_offset = None
         self.ike_sas = {}            # id -> ikesa.IkeSa, oldest first
         self._by_icookie = {}        # initiator cookie -> [IkeSa] (finding an SA per datagram)
         self.children = {}           # id -> events.ChildSa
@@ -165,6 +168,10 @@ class IkeCore:
         self.learned = lifetime.Learned()    # lifetimes the peer keeps silently (lifetime.py)
         self.lifetime_notes = {}     # child SA id -> why its lifetime is not ours (the page)
         self._index_settings()
+
+    def wall_time(self, now):
+        """Unix time at `now`, or None while the driver has not said the clock is set."""
+        return None if self.wall_offset is None else now + self.wall_offset
 
     def _index_settings(self):
         """Per-peer views of the settings, so a per-tunnel question (a quick mode request's

@@ -232,8 +232,14 @@ class CryptoProvider:
         """Subject alternative names as [(kind, text)], kind "dns" | "email" | "ip"."""
         self._missing("certificates")
 
-    def cert_verify(self, cert_der, ca_der):
-        """None when cert_der is signed by the CA (and the CA issued it); else the reason (text)."""
+    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None):
+        """None when cert_der has a valid certification path to one of ca_ders (trust anchors,
+        DER) through any of chain_ders (intermediates the peer sent or that are configured):
+        signatures, basicConstraints, keyUsage (CAs: keyCertSign; the peer's certificate:
+        digitalSignature), revocation by crl_ders (DER; none: not checked) and validity dates at
+        at_time (Unix seconds; None while the clock is not synchronized: dates not checked).
+        Else the reason as text: "expired on DATE", "not yet valid until DATE", "revoked on
+        DATE", "unknown issuer NAME", "issuer NAME is not a CA", "wrong key usage: ..."."""
         self._missing("certificates")
 
     def cert_public_key(self, cert_der):

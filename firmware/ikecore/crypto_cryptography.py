@@ -136,6 +136,26 @@ def _load_cert(cert_der):
         raise CryptoError("malformed certificate: %s" % exc)
 
 
+def _date(cert, attribute):
+    """A validity date as "2026-12-07 07:00:00 UTC" (cryptography 42+ has *_utc, 38 only the
+    naive UTC attribute, deprecated since)."""
+    value = getattr(cert, attribute + "_utc", None) or getattr(cert, attribute)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _revocation_date(cert, crl_ders):
+    from cryptography import x509
+    for der in crl_ders:
+        crl = x509.load_der_x509_crl(bytes(der))
+        if crl.issuer != cert.issuer:
+            continue
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is not None:
+            value = getattr(entry, "revocation_date_utc", None) or entry.revocation_date
+            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "an unknown date"
+
+
 def _name_text(name):
     # Via the DER, so certificates and ID payloads get their text from the same code.
     return _der_dn_text(name.public_bytes())
@@ -253,27 +273,32 @@ class CryptographyProvider(crypto.CryptoProvider):
         names += [("ip", str(v)) for v in ext.get_values_for_type(x509.IPAddress)]
         return names
 
-    def cert_verify(self, cert_der, ca_der):
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-        ec = _ec()
-        cert = _load_cert(cert_der)
-        ca = _load_cert(ca_der)
-        if cert.issuer != ca.subject:
-            return "issuer %r is not the CA %r" % (_name_text(cert.issuer), _name_text(ca.subject))
-        key = ca.public_key()
-        try:
-            if isinstance(key, rsa.RSAPublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
-                           cert.signature_hash_algorithm)
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                key.verify(cert.signature, cert.tbs_certificate_bytes,
-                           ec.ECDSA(cert.signature_hash_algorithm))
-            else:
-                return "unsupported CA key type"
-        except InvalidSignature:
-            return "certificate signature does not verify with the CA key"
-        return None
+    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None):
+        # OpenSSL's path validation does the RFC 5280 work; here only its verdict is worded.
+        result = libcrypto.verify_path(bytes(cert_der), [bytes(d) for d in chain_ders],
+                                       [bytes(d) for d in ca_ders], [bytes(d) for d in crl_ders],
+                                       at_time)
+        if result is None:
+            usage = libcrypto.leaf_key_usage(bytes(cert_der))
+            if not usage & (libcrypto.KU_DIGITAL_SIGNATURE | libcrypto.KU_NON_REPUDIATION):
+                return "wrong key usage: its keyUsage allows no digitalSignature"
+            return None
+        code, text, failed_der = result
+        failed = _load_cert(failed_der if failed_der else cert_der)
+        kind = libcrypto.V_ERR.get(code)
+        if kind == "expired":
+            return "expired on %s" % _date(failed, "not_valid_after")
+        if kind == "not_yet_valid":
+            return "not yet valid until %s" % _date(failed, "not_valid_before")
+        if kind == "revoked":
+            return "revoked on %s" % _revocation_date(failed, crl_ders)
+        if kind == "unknown_issuer":
+            return "unknown issuer %s" % _name_text(failed.issuer)
+        if kind == "not_ca":
+            return "issuer %s is not a CA" % _name_text(failed.subject)
+        if kind == "ca_key_usage":
+            return "wrong key usage: issuer %s may not sign certificates" % _name_text(failed.subject)
+        return "%s (%s)" % (text, _name_text(failed.subject))
 
     def cert_public_key(self, cert_der):
         from cryptography.hazmat.primitives import serialization

@@ -14,8 +14,9 @@ import asyncio
 import os
 import socket
 import struct
+import time
 
-from ikecore import events
+from ikecore import config, events
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
 
@@ -25,6 +26,10 @@ UDP_ENCAP = 100                # <linux/udp.h>
 UDP_ENCAP_ESPINUDP = 2
 MAX_DATAGRAM = 65535
 IKE_PORT, NATT_PORT = 500, 4500  # what the core sees; --ports only moves the real sockets
+# Written by the NTP client's hook (rootfs-overlay/etc/init.d/S45ntpd) once the clock is set;
+# until then certificate dates are not enforced (a board without a battery starts in 1970).
+CLOCK_SYNCED_FILE = os.environ.get("IKECORE_CLOCK_SYNCED", "/run/ikecore/clock-synced")
+TRUST_REFRESH_S = 10           # look at the clock stamp and the CRL files at most this often
 ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most this often on timers
 PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 ROUTE_REFRESH_BATCH = 200      # peers whose route is looked up again per refresh
@@ -110,6 +115,8 @@ class Driver:
         self._route_cursor = 0
         self.connections_by_peer = _connections_by_peer(settings)
         self.on_notice = None                   # events.Notice -> None (the control socket's)
+        self.trust_checked_at = None
+        self.crl_mtimes = {}                    # (peer, CRL path) -> mtime of the copy it holds
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -124,6 +131,10 @@ class Driver:
         self._install_trap_policies()
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
+        self._refresh_trust(now)
+        if self.core.wall_offset is None:
+            self.log.warning("clock not synchronized (no NTP answer yet): certificate dates "
+                             "are not enforced until it is")
         for connection in self.settings.connections.values():
             if self.settings.peers[connection.peer].act_as == "initiator":
                 self._initiate(connection.name, now)
@@ -199,6 +210,7 @@ class Driver:
         if data == b"\xff" and local[1] == NATT_PORT:
             return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
+        self._refresh_trust(self.now())
         try:
             self.core.receive_datagram(data, local, remote, self.now())
         except Exception as exc:
@@ -222,6 +234,39 @@ class Driver:
         if connection is not None:           # its peer's route now, not every peer's
             self._learn_source_address(self.settings.peers[connection.peer])
         self._feed("acquire", self.core.acquire, src_ip, dst_ip, now)
+
+    def _refresh_trust(self, now):
+        """Tell the core the wall clock once NTP has set it, and reload CRL files that changed
+        (the core never reads a clock or a file)."""
+        if self.trust_checked_at is not None and now - self.trust_checked_at < TRUST_REFRESH_S:
+            return
+        self.trust_checked_at = now
+        if self.core.wall_offset is None and os.path.exists(CLOCK_SYNCED_FILE):
+            self.core.wall_offset = time.time() - now
+            self.log.info("clock synchronized by NTP: certificate dates are enforced")
+        for peer in self.settings.peers.values():
+            if peer.crls:
+                self._reload_crls(peer)
+
+    def _reload_crls(self, peer):
+        mtimes = {}
+        for path in peer.crls:
+            try:
+                mtime = os.stat(config.resolve(self.config_path, path)).st_mtime_ns
+            except OSError:
+                mtime = None
+            mtimes[(peer.name, path)] = mtime
+        if all(self.crl_mtimes.get(key, m) == m for key, m in mtimes.items()):
+            self.crl_mtimes.update(mtimes)
+            return
+        try:
+            peer.crl_ders = [config.load_crl(self.config_path, path) for path in peer.crls]
+        except ConfigError as exc:
+            self.log.error("peer %s: CRL not reloaded, the previous one stays: %s"
+                           % (peer.name, exc))
+            return
+        self.crl_mtimes.update(mtimes)
+        self.log.info("peer %s: CRLs reloaded (%s)" % (peer.name, ", ".join(peer.crls)))
 
     def _learn_source_addresses(self, now, everyone=False):
         """Tell the core which of our addresses the kernel sends from to each peer without a
@@ -386,6 +431,7 @@ class Driver:
             if page is not None:
                 result["page"] = page
         result["daemon"] = self.daemon_counters()
+        result["clock_synchronized"] = self.core.wall_offset is not None
         return result
 
     def _select_peers(self, selection):
@@ -421,6 +467,7 @@ class Driver:
         """Counts only (docs/architecture.md, "summary"): never builds an SA row."""
         result = self.core.summary()
         result["daemon"] = self.daemon_counters()
+        result["clock_synchronized"] = self.core.wall_offset is not None
         return result
 
     def daemon_counters(self):

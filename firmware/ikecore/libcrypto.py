@@ -58,8 +58,41 @@ _FUNCTIONS = {
     "EVP_PKEY_sign_init": (c_int, (c_void_p,)),
     "EVP_PKEY_CTX_set_rsa_padding": (c_int, (c_void_p, c_int)),
     "EVP_PKEY_sign": (c_int, (c_void_p, c_void_p, ctypes.POINTER(c_size_t), c_char_p, c_size_t)),
+    # x509.h, x509_vfy.h, x509v3.h, safestack.h: certificate path validation
+    "d2i_X509": (c_void_p, (c_void_p, ctypes.POINTER(c_void_p), ctypes.c_long)),
+    "X509_free": (None, (c_void_p,)),
+    "d2i_X509_CRL": (c_void_p, (c_void_p, ctypes.POINTER(c_void_p), ctypes.c_long)),
+    "X509_CRL_free": (None, (c_void_p,)),
+    "X509_get_key_usage": (ctypes.c_uint32, (c_void_p,)),
+    "OPENSSL_sk_new_null": (c_void_p, ()),
+    "OPENSSL_sk_push": (c_int, (c_void_p, c_void_p)),
+    "OPENSSL_sk_free": (None, (c_void_p,)),
+    "X509_STORE_new": (c_void_p, ()),
+    "X509_STORE_free": (None, (c_void_p,)),
+    "X509_STORE_add_cert": (c_int, (c_void_p, c_void_p)),
+    "X509_STORE_add_crl": (c_int, (c_void_p, c_void_p)),
+    "X509_STORE_set_flags": (c_int, (c_void_p, c_ulong)),
+    "X509_STORE_CTX_new": (c_void_p, ()),
+    "X509_STORE_CTX_free": (None, (c_void_p,)),
+    "X509_STORE_CTX_init": (c_int, (c_void_p, c_void_p, c_void_p, c_void_p)),
+    "X509_STORE_CTX_set_flags": (None, (c_void_p, c_ulong)),
+    "X509_STORE_CTX_set_time": (None, (c_void_p, c_ulong, ctypes.c_int64)),
+    "X509_verify_cert": (c_int, (c_void_p,)),
+    "X509_STORE_CTX_get_error": (c_int, (c_void_p,)),
+    "X509_verify_cert_error_string": (c_char_p, (ctypes.c_long,)),
+    "X509_STORE_CTX_get_current_cert": (c_void_p, (c_void_p,)),
+    "i2d_X509": (c_int, (c_void_p, ctypes.POINTER(c_void_p))),
 }
 RSA_PKCS1_PADDING = 1                                   # rsa.h
+# x509_vfy.h: verification flags and the error codes the provider words itself
+X509_V_FLAG_CRL_CHECK = 0x4
+X509_V_FLAG_NO_CHECK_TIME = 0x200000
+V_ERR = {2: "unknown_issuer", 18: "unknown_issuer", 19: "unknown_issuer", 20: "unknown_issuer",
+         21: "unknown_issuer", 9: "not_yet_valid", 10: "expired", 23: "revoked",
+         79: "not_ca", 32: "ca_key_usage"}
+# x509v3.h: key usage bits X509_get_key_usage returns (all bits set when there is no extension)
+KU_DIGITAL_SIGNATURE = 0x0080
+KU_NON_REPUDIATION = 0x0040
 
 _lib = None
 
@@ -235,3 +268,88 @@ def rsa_sign_raw(key_pem, data):
     finally:
         library.EVP_PKEY_CTX_free(ctx)
         library.EVP_PKEY_free(pkey)
+
+
+# -- certificate path validation ---------------------------------------------------------------
+def _d2i(function, der, what):
+    buf = ctypes.create_string_buffer(der, len(der))
+    cursor = c_void_p(ctypes.addressof(buf))
+    obj = function(None, ctypes.byref(cursor), len(der))
+    if not obj:
+        raise error("reading the %s" % what)
+    return obj
+
+
+def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
+    """OpenSSL's own path validation (X509_verify_cert): leaf_der up to one of trusted_ders,
+    through any of untrusted_ders (intermediates sent or configured), with basicConstraints, the
+    CAs' keyCertSign, validity dates at at_time (Unix seconds; None: dates not checked) and,
+    when crl_ders is not empty, the leaf's revocation. Returns None when the path holds, else
+    (error code, OpenSSL's text, DER of the certificate it failed on or None)."""
+    library = lib()
+    owned_x509, owned_crl = [], []
+    store = library.X509_STORE_new()
+    untrusted = library.OPENSSL_sk_new_null()
+    ctx = library.X509_STORE_CTX_new()
+    try:
+        if not (store and untrusted and ctx):
+            raise CryptoError("out of memory for certificate verification")
+        leaf = _d2i(library.d2i_X509, leaf_der, "peer certificate")
+        owned_x509.append(leaf)
+        for der in trusted_ders:
+            owned_x509.append(_d2i(library.d2i_X509, der, "CA certificate"))
+            if library.X509_STORE_add_cert(store, owned_x509[-1]) != 1:
+                raise error("adding a CA certificate")
+        for der in untrusted_ders:
+            owned_x509.append(_d2i(library.d2i_X509, der, "intermediate certificate"))
+            library.OPENSSL_sk_push(untrusted, owned_x509[-1])
+        for der in crl_ders:
+            owned_crl.append(_d2i(library.d2i_X509_CRL, der, "CRL"))
+            if library.X509_STORE_add_crl(store, owned_crl[-1]) != 1:
+                raise error("adding a CRL")
+        if crl_ders:
+            library.X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)
+        if library.X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1:
+            raise error("setting up certificate verification")
+        if at_time is None:
+            library.X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME)
+        else:
+            library.X509_STORE_CTX_set_time(ctx, 0, int(at_time))
+        ok = library.X509_verify_cert(ctx)
+        library.ERR_clear_error()
+        if ok == 1:
+            return None
+        code = library.X509_STORE_CTX_get_error(ctx)
+        text = library.X509_verify_cert_error_string(code) or b"unknown error"
+        return code, text.decode("ascii", "replace"), _i2d(library.X509_STORE_CTX_get_current_cert(ctx))
+    finally:
+        library.X509_STORE_CTX_free(ctx)            # all NULL-safe
+        library.OPENSSL_sk_free(untrusted)
+        library.X509_STORE_free(store)
+        for obj in owned_x509:
+            library.X509_free(obj)
+        for obj in owned_crl:
+            library.X509_CRL_free(obj)
+
+
+def _i2d(cert):
+    if not cert:
+        return None
+    library = lib()
+    size = library.i2d_X509(cert, None)
+    if size <= 0:
+        return None
+    buf = ctypes.create_string_buffer(size)
+    cursor = c_void_p(ctypes.addressof(buf))
+    library.i2d_X509(cert, ctypes.byref(cursor))
+    return buf.raw
+
+
+def leaf_key_usage(cert_der):
+    """The keyUsage bits of a certificate (all set when it has no keyUsage extension)."""
+    library = lib()
+    cert = _d2i(library.d2i_X509, cert_der, "certificate")
+    try:
+        return library.X509_get_key_usage(cert)
+    finally:
+        library.X509_free(cert)

@@ -31,18 +31,21 @@ class Peer:
     """"VPN peer settings (IKE)": one remote gateway and how phase 1 is negotiated with it.
 
     proposals: list of ikecore.proposals.IkeProposal (parsed, in preference order, at most 3).
-    psk: bytes or None. cert/key/ca: file paths (auth == "rsa"); the loaded material is put in
-    cert_der / key_pem / ca_der by the config loader so the core never opens files.
+    psk: bytes or None. cert/key: file paths, ca/intermediates/crls: lists of file paths
+    (auth == "rsa"); the loaded material is put in cert_der / key_pem / ca_ders / chain_ders /
+    crl_ders (DER) by the config loader so the core never opens files.
     """
     __slots__ = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as",
                  "local_id", "remote_id", "auth", "psk", "cert", "key", "ca",
-                 "cert_der", "key_pem", "ca_der", "proposals", "lifetime_s", "nat_t",
+                 "intermediates", "crls", "cert_der", "key_pem", "ca_ders", "chain_ders",
+                 "crl_ders", "proposals", "lifetime_s", "nat_t",
                  "dpd_delay_s", "dpd_timeout_s")
 
     def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
                  local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
                  ca=None, lifetime_s=28800, nat_t=True, dpd_delay_s=30, dpd_timeout_s=120,
-                 local_address=None, cert_der=None, key_pem=None, ca_der=None):
+                 local_address=None, cert_der=None, key_pem=None, ca_ders=(),
+                 intermediates=(), crls=(), chain_ders=(), crl_ders=()):
         self.name = name
         self.remote_gateway = remote_gateway
         self.local_address = local_address      # our WAN address, or None = any
@@ -57,7 +60,11 @@ class Peer:
         self.ca = ca
         self.cert_der = cert_der
         self.key_pem = key_pem
-        self.ca_der = ca_der
+        self.intermediates = list(intermediates)
+        self.crls = list(crls)
+        self.ca_ders = list(ca_ders)            # trust anchors (several CAs per peer)
+        self.chain_ders = list(chain_ders)      # configured intermediates, also sent to the peer
+        self.crl_ders = list(crl_ders)
         self.proposals = proposals
         self.lifetime_s = lifetime_s
         self.nat_t = nat_t

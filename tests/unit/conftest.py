@@ -22,12 +22,13 @@ def ike_settings(local, remote, local_net, remote_net, mode="main", act_as="both
                  ike=None, child=None, protocol="esp", pfs=None, lifetime_s=28800,
                  child_lifetime_s=3600, child_lifetime_kb=0, local_id=None, remote_id=None,
                  dpd=(30, 120), extra_connections=(), auth="psk", cert_der=None, key_pem=None,
-                 ca_der=None, nat_t=True):
+                 ca_ders=(), chain_ders=(), crl_ders=(), nat_t=True):
     peer = Peer("peer", remote, [proposals.parse_ike(p) for p in (ike or FAST_IKE)],
                 phase1_mode=mode, act_as=act_as, psk=psk, lifetime_s=lifetime_s,
                 local_address=local, local_id=local_id, remote_id=remote_id,
                 dpd_delay_s=dpd[0], dpd_timeout_s=dpd[1], auth=auth, cert_der=cert_der,
-                key_pem=key_pem, ca_der=ca_der, nat_t=nat_t)
+                key_pem=key_pem, ca_ders=ca_ders, chain_ders=chain_ders,
+                crl_ders=crl_ders, nat_t=nat_t)
     conn = Connection("lan", "peer", local_net, remote_net,
                       [proposals.parse_child(p, protocol) for p in (child or FAST_CHILD)],
                       protocol=protocol, pfs=pfs, lifetime_s=child_lifetime_s,
@@ -197,10 +198,10 @@ class _IkePki:
         def key():
             return rsa.generate_private_key(public_exponent=65537, key_size=1024)   # speed only
 
-        def build(subject, issuer, pub, signer, ca=False, sans=()):
+        def build(subject, issuer, pub, signer, ca=False, sans=(), until=end):
             b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                  .public_key(pub).serial_number(x509.random_serial_number())
-                 .not_valid_before(start).not_valid_after(end))
+                 .not_valid_before(start).not_valid_after(until))
             if ca:
                 b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             if sans:
@@ -223,6 +224,17 @@ class _IkePki:
             self.certs[label] = build(name("gw-" + label.lower()), name("Test CA"), k.public_key(),
                                       ca_key, sans=[x509.DNSName(dns),
                                                     x509.IPAddress(ipaddress.ip_address(ip))])
+        # gw-a again, issued by an intermediate CA (chain), and once more expired in 2025
+        inter_key = key()
+        self.intermediate = build(name("Intermediate CA"), name("Test CA"),
+                                  inter_key.public_key(), ca_key, ca=True)
+        sans_a = [x509.DNSName("a.example"), x509.IPAddress(ipaddress.ip_address(GW_A))]
+        self.keys["via_intermediate"] = self.keys["expired"] = self.keys["A"]
+        a_public = serialization.load_pem_private_key(self.keys["A"], None).public_key()
+        self.certs["via_intermediate"] = build(name("gw-a"), name("Intermediate CA"), a_public,
+                                               inter_key, sans=sans_a)
+        self.certs["expired"] = build(name("gw-a"), name("Test CA"), a_public, ca_key,
+                                      sans=sans_a, until=datetime.datetime(2025, 1, 1))
         k = key()
         self.keys["foreign"] = pem(k)
         self.certs["foreign"] = build(name("gw-a"), name("Other CA"), k.public_key(), other_key)
@@ -230,7 +242,7 @@ class _IkePki:
     def side(self, label, ca=None):
         """Settings kwargs for one side authenticating with its certificate."""
         return {"auth": "rsa", "cert_der": self.certs[label], "key_pem": self.keys[label],
-                "ca_der": ca or self.ca}
+                "ca_ders": [ca or self.ca]}
 
 
 _PKI = []

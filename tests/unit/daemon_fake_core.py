@@ -19,6 +19,7 @@ class FakeCore:
         self.counter = 0
         self.timer = now + 0.2
         self.timer_fired = 0
+        self.wall_offset = None
 
     def _log(self, text, peer=None, level="info"):
         self.queue.append(events.Log(level, peer, text))

@@ -293,7 +293,7 @@ def test_rsa_peer_loads_certificate_material(tmp_path):
     assert peer.auth == "rsa" and peer.psk is None
     assert peer.cert_der == cert.public_bytes(serialization.Encoding.DER)
     assert peer.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert peer.ca_der and peer.cert == "gw.pem"
+    assert peer.ca_ders and peer.cert == "gw.pem"
 
 
 @pytest.mark.parametrize("change,key,fragment", [

@@ -1,5 +1,6 @@
 """ikecore.driver in-process: events to the kernel backend, timer, counters, reload, stop."""
 import asyncio
+import os
 import socket
 
 import pytest
@@ -211,3 +212,54 @@ def test_vpn_log_ring_and_syslog(tmp_path, monkeypatch):
     finally:
         vpn.close()
         listener.close()
+
+
+def test_clock_stamp_turns_date_checks_on_and_changed_crls_are_reloaded(tmp_path, monkeypatch):
+    """Until the NTP hook's stamp exists the core gets no wall time (dates not enforced); a CRL
+    file that changes is read again, a broken one keeps the previous list."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from ikecore import driver as driver_module
+    from ikecore.settings import Peer
+
+    stamp = tmp_path / "clock-synced"
+    monkeypatch.setattr(driver_module, "CLOCK_SYNCED_FILE", str(stamp))
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "CA")])
+    day = datetime.datetime(2026, 1, 1)
+
+    def write_crl(serials):
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(issuer)
+                   .last_update(day).next_update(day + datetime.timedelta(days=30)))
+        for serial in serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(day).build())
+        crl = builder.sign(key, hashes.SHA256())
+        (tmp_path / "ca.crl").write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+        return crl.public_bytes(serialization.Encoding.DER)
+
+    first = write_crl([1])
+    peer = Peer("rsa-peer", "192.0.2.9", [], auth="rsa", crls=[str(tmp_path / "ca.crl")],
+                crl_ders=[first])
+
+    async def test(driver, core, backend):
+        driver.settings.peers["rsa-peer"] = peer
+        driver.trust_checked_at = None
+        driver._refresh_trust(driver.now())
+        assert core.wall_offset is None and driver.status()["clock_synchronized"] is False
+        assert peer.crl_ders == [first]
+        stamp.write_text("")
+        second = write_crl([1, 2])
+        os.utime(tmp_path / "ca.crl", ns=(1, 1))     # a new mtime whatever the clock's grain
+        driver.trust_checked_at = None
+        driver._refresh_trust(driver.now())
+        assert driver.status()["clock_synchronized"] is True
+        assert peer.crl_ders == [second]
+        (tmp_path / "ca.crl").write_text("garbage")
+        os.utime(tmp_path / "ca.crl", ns=(2, 2))
+        driver.trust_checked_at = None
+        driver._refresh_trust(driver.now())
+        assert peer.crl_ders == [second]
+    run(test)

@@ -227,6 +227,44 @@ def test_certificate_from_a_foreign_ca(ike_link_factory, ike_pki, i, bad):
     assert any("certificate mismatch" in e and "INVALID-CERT-AUTHORITY" in e for e in other_errors)
 
 
+@pytest.mark.parametrize("configured", [False, True])
+def test_certificate_from_an_intermediate_ca(ike_link_factory, ike_pki, configured):
+    """A's certificate is issued by an intermediate: A sends it in a second CERT payload, or B
+    has it configured. Without either, B refuses with the unknown issuer."""
+    a = dict(ike_pki.side("A"), cert_der=ike_pki.certs["via_intermediate"])
+    b = ike_pki.side("B")
+    if configured:
+        b["chain_ders"] = [ike_pki.intermediate]
+    else:
+        a["chain_ders"] = [ike_pki.intermediate]
+    link = ike_link_factory(a_kwargs=a, b_kwargs=b)
+    _start(link, "A")
+    for name in "AB":
+        assert (_one(link, name)["state"], _one(link, name)["last_error"]) == (9, None)
+
+    link = ike_link_factory(a_kwargs=dict(a, chain_ders=[]), b_kwargs=ike_pki.side("B"))
+    _start(link, "A")
+    _assert_line(_one(link, "B")["last_error"], "certificate mismatch",
+                 "unknown issuer C=CH, O=ikecore test, CN=Intermediate CA")
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_expired_certificate_refused_once_the_clock_is_set(ike_link_factory, ike_pki,
+                                                           synchronized):
+    """Dates count only once the driver says the clock is synchronized (wall_offset)."""
+    link = ike_link_factory(a_kwargs=dict(ike_pki.side("A"), cert_der=ike_pki.certs["expired"]),
+                            b_kwargs=ike_pki.side("B"))
+    if synchronized:
+        # 2026-06-01 at the link's clock
+        link.core("B").wall_offset = 1780272000 - link.clock.now
+    _start(link, "A")
+    if synchronized:
+        _assert_line(_one(link, "B")["last_error"], "certificate mismatch",
+                     "expired on 2025-01-01 00:00:00 UTC")
+    else:
+        assert _one(link, "B")["state"] == 9
+
+
 def test_certificate_does_not_carry_the_claimed_id(ike_link_factory, ike_pki, ike_identity):
     link = ike_link_factory(a_kwargs=dict(ike_pki.side("A"),
                                           local_id=ike_identity("fqdn", "not-in-cert.example")),
