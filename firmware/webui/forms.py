@@ -76,6 +76,10 @@ def peer_entry(form, old):
     slots = _proposals(form, entry)
     _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
     entry["nat_t"] = form.get("nat_t") == "on"
+    if form.get("catch_all") == "on":
+        entry["catch_all"] = True
+    else:
+        entry.pop("catch_all", None)
     dpd = dict(entry.get("dpd") or {})
     _set(dpd, "delay_s", form.get("dpd.delay_s"), number=True)
     _set(dpd, "timeout_s", form.get("dpd.timeout_s"), number=True)

@@ -483,3 +483,21 @@ def test_catch_all_is_warned_about():
     config.parse(CATCH_ALL % 1, warnings=warnings)
     (line,) = warnings
     assert "peer[0].catch_all" in line and "accepts anyone who knows its pre-shared key" in line
+
+
+def test_status_page_and_ikectl_show_where_the_peer_is_now():
+    from ikecore import ctl
+    from webui import presentation
+    wire = Wire()
+    wire.add("hub", hub_settings(("branch1", fqdn("b1.example.net"), "10.1.0.0/24")), HUB)
+    wire.add("b1", branch_settings(fqdn("b1.example.net"), "10.1.0.0/24"), "10.0.0.2",
+             behind_nat=True)
+    up(wire, "b1")
+    (row,) = wire.ike("hub")
+    port = row["remote_address"].split(":")[1]
+    assert presentation.gateway_text(row) == "%s:%s (%%any)" % (NAT, port)
+    assert "%s:%s (%%any)" % (NAT, port) in ctl.format_status({"ike_sas": [row], "sas": []})
+    fixed = dict(row, remote_gateway=HUB, remote_address=HUB + ":500", configured_gateway=HUB)
+    assert presentation.gateway_text(fixed) == HUB
+    named = dict(fixed, configured_gateway="hub.example.net")
+    assert presentation.gateway_text(named) == HUB + " (hub.example.net)"
