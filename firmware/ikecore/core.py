@@ -504,19 +504,23 @@ class IkeCore:
         peer = self.settings.peers.get(peer_name)
         if peer is None or peer.gateway_kind != settings_.GATEWAY_NAME:
             return
-        self._touch_all()
+        old = self.resolved.get(peer_name)
+        if old is not None and self._peer_by_gateway.get(old) is peer:
+            del self._peer_by_gateway[old]
         if address is None:
             self.resolved.pop(peer_name, None)
-            self._index_settings()
+            if any(sa.failed and sa.remote[0] == peer.remote_gateway
+                   for sa in self.sas_of(peer_name)):
+                return                   # already listed with this diagnosis
             sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
                                (peer.local_address or "0.0.0.0", C.IKE_PORT),
                                (peer.remote_gateway, C.IKE_PORT), now)
-            sa.fail("dns", "%s: %s" % (peer.remote_gateway, error or "no IPv4 address"), now)
+            sa.fail("dns", error or "no IPv4 address", now)
             return
-        old = self.resolved.get(peer_name)
+        self.resolved[peer_name] = address
+        # Fixed addresses first: a name that resolves to one cannot take it over.
+        self._peer_by_gateway.setdefault(address, peer)
         if old != address:
-            self.resolved[peer_name] = address
-            self._index_settings()
             self.emit(Log("info", peer_name, "%s resolves to %s%s" % (
                 peer.remote_gateway, address, " (was %s)" % old if old else "")))
         if self.waiting.get(peer_name) and self._negotiating_sa(peer_name) is None:

@@ -132,6 +132,7 @@ class Driver:
         self._kernel("flush", self.backend.flush)
         self._open_endpoints()
         self._install_trap_policies()
+        self._resolve_trap_gateways()
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
         self._refresh_trust(now)
@@ -309,6 +310,14 @@ class Driver:
         task = self.loop.create_task(self._resolve(event.peer, event.name))
         self.resolving.add(task)
         task.add_done_callback(self.resolving.discard)
+
+    def _resolve_trap_gateways(self):
+        """A DNS-named peer that initiates on traffic (act_as "both") needs its trap policies,
+        so its address, before any initiation: look it up now (initiations look up again)."""
+        for peer in self.settings.peers.values():
+            if (peer.gateway_kind == "name" and peer.act_as == "both"
+                    and self._gateway_address(peer) is None):
+                self._resolve_gateway(events.ResolveGateway(peer.name, peer.remote_gateway))
 
     async def _resolve(self, peer_name, name):
         """getaddrinfo in the loop's executor (never blocking the loop), bounded in time; the
@@ -619,6 +628,7 @@ class Driver:
         except OSError as exc:     # the new config stays; the old sockets still serve
             self.log.error("reload: cannot open the UDP sockets: %s" % exc)
         self._install_trap_policies()
+        self._resolve_trap_gateways()
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
         for name, connection in new.connections.items():
