@@ -374,6 +374,8 @@ class IkeCore:
             dynamic.follow(self, sa, local, remote, now)
         elif remote[0] != sa.remote[0]:
             return
+        if sa.established:
+            dynamic.note_message_id(sa, header)
         if sa.only_first and data != sa.last_received and header.rcookie != ZERO_COOKIE:
             if (header.exchange == C.EXCHANGE_MAIN and not sa.dh_counted
                     and not self.admission.admit_dh(sa, now)):

@@ -29,6 +29,8 @@ from . import states
 from .crypto import CryptoError
 from .events import ChildSa, DeleteChildSa, InstallChildSa, Log
 
+REPLAY_WINDOW = 32         # informational message ids remembered per IKE SA (note_message_id)
+
 
 # -- choosing the peer ---------------------------------------------------------------------------------
 def first_message_peer(core, mode, data):
@@ -118,6 +120,8 @@ def moved_and_proven(sa, header, data):
     if not sa.established or sa.keys is None or not header.flags & C.FLAG_ENCRYPTION:
         return False
     mid = header.message_id
+    if mid in sa.used_mids or mid in sa.peer_informational_mids:
+        return False               # a replay (from a forged source) moves nothing
     if header.exchange == C.EXCHANGE_INFORMATIONAL:
         compute = keymat.informational_hash
     elif header.exchange == C.EXCHANGE_QUICK and mid and mid not in sa.quick_modes:
@@ -132,6 +136,18 @@ def moved_and_proven(sa, header, data):
         return False
     expected = compute(sa.crypto, sa.prf, sa.keys.skeyid_a, mid, received.raw_after(0))
     return bytes(received.payloads[0].data) == expected
+
+
+def note_message_id(sa, header):
+    """The message ids of the peer's protected informationals on an established SA, the newest
+    REPLAY_WINDOW of them: a copy replayed from elsewhere must not move the SA."""
+    if header.exchange != C.EXCHANGE_INFORMATIONAL or not header.flags & C.FLAG_ENCRYPTION:
+        return
+    seen = sa.peer_informational_mids
+    if header.message_id not in seen:
+        seen.append(header.message_id)
+        if len(seen) > REPLAY_WINDOW:
+            del seen[0]
 
 
 def follow(core, sa, local, remote, now):

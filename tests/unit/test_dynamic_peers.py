@@ -284,6 +284,25 @@ def test_an_unauthenticated_message_from_elsewhere_moves_nothing():
     assert sa.remote == ("198.51.100.20", 500)
 
 
+def test_a_replayed_authenticated_message_from_elsewhere_moves_nothing():
+    """A copy of the branch's R-U-THERE, sent again from another address (a forged source),
+    proves nothing: its message id was seen already."""
+    wire = Wire()
+    wire.add("hub", hub_settings(("branch1", fqdn("b1.example.net"), "10.1.0.0/24"),
+                                 dpd=(300, 900)), HUB)
+    wire.add("b1", branch_settings(fqdn("b1.example.net"), "10.1.0.0/24", dpd=(10, 60)),
+             "198.51.100.20")
+    up(wire, "b1")
+    sent = []
+    wire.step(11, drop=lambda name, data: sent.append((name, data)) and False)
+    (probe,) = [d for n, d in sent if n == "b1" and d[18] == 5]     # informational exchange
+    hub = wire.core("hub")
+    (sa,) = hub.ike_sas.values()
+    hub.receive_datagram(probe, (HUB, 500), ("198.51.100.66", 500), wire.now)
+    assert sa.remote == ("198.51.100.20", 500)
+    assert not [t for t in wire.logs("hub") if "moved from" in t]
+
+
 # -- main mode with certificates: the ID of message 5 chooses ------------------------------------------
 def _dn(pki, label):
     return Identity("dn", CryptographyProvider().cert_subject(pki.certs[label]))
