@@ -17,6 +17,7 @@ import struct
 import time
 
 from ikecore import config, events
+from ikecore import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
 
@@ -315,7 +316,7 @@ class Driver:
         """A DNS-named peer that initiates on traffic (act_as "both") needs its trap policies,
         so its address, before any initiation: look it up now (initiations look up again)."""
         for peer in self.settings.peers.values():
-            if (peer.gateway_kind == "name" and peer.act_as == "both"
+            if (peer.gateway_kind == S.GATEWAY_NAME and peer.act_as == "both"
                     and self._gateway_address(peer) is None):
                 self._resolve_gateway(events.ResolveGateway(peer.name, peer.remote_gateway))
 
