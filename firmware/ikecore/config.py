@@ -420,9 +420,9 @@ class _Checker:
                              "branch.example.net) or \"%%any\"" % value)
         return text.rstrip(".").lower()
 
-    def dynamic_peer(self, path, entry, peer):
+    def dynamic_peer(self, path, peer):
         """The combinations a peer from any address (or a catch-all) cannot have."""
-        if "catch_all" in entry and not peer.dynamic:
+        if peer.catch_all and not peer.dynamic:
             self.error(path + ("catch_all",), "is only for a peer with remote_gateway = "
                        "\"%any\"")
         if not peer.dynamic:
@@ -522,7 +522,7 @@ class _Checker:
                       local_id=local_id, remote_id=remote_id, auth=auth, lifetime_s=lifetime,
                       nat_t=nat_t, dpd_delay_s=delay, dpd_timeout_s=timeout,
                       local_address=local_address, catch_all=catch_all, **secrets)
-        self.dynamic_peer(path, entry, peer)
+        self.dynamic_peer(path, peer)
         return peer
 
     def preshared_key(self, path, entry):
