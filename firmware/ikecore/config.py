@@ -14,6 +14,7 @@ import stat
 import tomllib
 
 from ikecore import settings as S
+from ikecore.proposals import MAX_PROPOSALS
 
 DEFAULT_SOURCE = "ikecore.toml"
 
@@ -21,7 +22,6 @@ PHASE1_LIFETIME_RANGE = (60, 3 * 86400)
 PHASE2_LIFETIME_RANGE = (60, 86400)
 DPD_DELAY_RANGE = (1, 3600)            # 0 turns DPD off
 DPD_TIMEOUT_RANGE = (1, 86400)
-MAX_PROPOSALS = 3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,15}$")
 FQDN_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"

@@ -43,7 +43,7 @@ def offered_proposals(sa):
     """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
     every transform must name that one group (RFC 2409 section 5.4): the proposals with another
     group are left out."""
-    offer = sa.peer.proposals[:3]
+    offer = sa.peer.proposals[:proposals.MAX_PROPOSALS]
     if sa.mode == states.AGGRESSIVE:
         offer = [p for p in offer if p.dh == offer[0].dh]
     return offer

@@ -22,8 +22,6 @@ from .events import ChildSa
 from .addresses import ip_text, parse_net, same_net
 from .ikesa import RETRANSMIT_DELAYS, Exchange
 
-PROTOCOL_IDS = {"esp": C.PROTO_IPSEC_ESP, "ah": C.PROTO_IPSEC_AH}
-PROTOCOL_NAMES = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}
 # How long a finished exchange is remembered to answer a repeated last message.
 DONE_KEEP_S = 60
 
@@ -144,11 +142,11 @@ class QuickMode(Exchange):
         share its proposal number (an AND bundle, RFC 2408 section 4.2)."""
         conn = self.connection
         result = []
-        for number, p in enumerate(conn.proposals[:3]):
+        for number, p in enumerate(conn.proposals[:proposals.MAX_PROPOSALS]):
             for proto in bundle(conn.protocol):
                 tid, attrs = proposals.child_transform(p, proto, self.lifetime_s, conn.lifetime_kb,
                                                        conn.pfs, udp=_udp_encapsulation(self.sa))
-                result.append(codec.Proposal(number + 1, PROTOCOL_IDS[proto], self.my_spis[proto],
+                result.append(codec.Proposal(number + 1, proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                              [codec.Transform(1, tid, attrs)]))
         return result
 
@@ -171,7 +169,7 @@ class QuickMode(Exchange):
         self.nr = bytes(nonce.data)
         answer = {}
         for prop in sa_payload.proposals:
-            proto = PROTOCOL_NAMES.get(prop.protocol)
+            proto = proposals.PROTOCOL_NAMES.get(prop.protocol)
             if proto is None or proto in answer or len(prop.transforms) != 1 or len(prop.spi) != 4:
                 answer = None
                 break
@@ -252,7 +250,7 @@ class QuickMode(Exchange):
         # Group the offered ISAKMP proposals by number: each group is one SA bundle.
         numbers, offered, spis = [], [], []
         for prop in sa_payload.proposals:
-            proto = PROTOCOL_NAMES.get(prop.protocol)
+            proto = proposals.PROTOCOL_NAMES.get(prop.protocol)
             if proto is None:
                 continue
             if prop.number not in numbers:
@@ -303,7 +301,7 @@ class QuickMode(Exchange):
                 return
             self.peer_spis[proto] = peer_spi
             self.my_spis[proto] = sa.core.allocate_spi(proto)
-            answer.append(codec.Proposal(numbers[index], PROTOCOL_IDS[proto], self.my_spis[proto],
+            answer.append(codec.Proposal(numbers[index], proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                          [transforms[t_index]]))
             if transform.lifetime_s and transform.lifetime_s > self.lifetime_s:
                 shorten = True
@@ -327,7 +325,7 @@ class QuickMode(Exchange):
                      "using ours and telling the peer (RESPONDER-LIFETIME)" % (
                          conn.name, self.lifetime_s))
             proto = bundle(conn.protocol)[0]
-            after.append(codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=PROTOCOL_IDS[proto],
+            after.append(codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=proposals.PROTOCOL_IDS[proto],
                                              spi=self.peer_spis[proto],
                                              data=_lifetime_attributes(self)))
         _, raw = codec.encode_payloads(after)
@@ -376,7 +374,7 @@ class QuickMode(Exchange):
             encr_len, integ_len = proposals.child_key_lengths(proto, _ChildKeyView(t))
             for direction, spi in (("in", self.my_spis[proto]), ("out", self.peer_spis[proto])):
                 # KEYMAT of each SA uses that SA's SPI: the one its receiver chose.
-                material = keymat.keymat(sa.crypto, sa.prf, sa.keys.skeyid_d, PROTOCOL_IDS[proto],
+                material = keymat.keymat(sa.crypto, sa.prf, sa.keys.skeyid_d, proposals.PROTOCOL_IDS[proto],
                                          spi, self.ni, self.nr, encr_len + integ_len, g_qm)
                 encr_key, integ_key = keymat.split_keymat(material, encr_len, integ_len)
                 local_gw, remote_gw = sa.local[0], sa.remote[0]

@@ -7,7 +7,8 @@ Form field names are the entry's key paths: "local_id.value", "dpd.delay_s", "pr
 import copy
 import re
 
-PROPOSAL_SLOTS = 3
+from ikecore.proposals import MAX_PROPOSALS as PROPOSAL_SLOTS
+
 INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 FIELD_ALIASES = {"psk_file": "psk"}     # keys without a field of their own
 KEY_IN_SECTION = re.compile(r"^(?P<section>peer|connection)\[(?P<index>\d+)\](?:\.(?P<rest>.+))?$")

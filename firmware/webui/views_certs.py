@@ -11,7 +11,7 @@ import os
 
 from aiohttp import web
 
-from webui.app import CONTEXT_KEY, redirect, render
+from webui.context import CONTEXT_KEY, redirect, render
 from webui.views_settings import config_path, in_thread, read_config, settings_lock
 
 URL = "/settings/certificates"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from webui import choices, forms
-from webui.app import ctx_of, redirect, render
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
 
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from webui import metrics, selection as selection_
-from webui.app import ctx_of, redirect, render
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError, Refused
 
 PAGE_SIZE = 50          # peers on one page of the status page

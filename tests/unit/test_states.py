@@ -60,9 +60,9 @@ def test_illegal_input_leaves_state_unchanged():
 
 
 def test_status_text():
-    assert states.status_label(0) == "Idle(0)"
-    assert states.status_label(5) == "Negotiating(5)"
-    assert states.status_label(9) == "Activated(9)"
+    assert states.status_text(0) == "Idle"
+    assert states.status_text(5) == "Negotiating"
+    assert states.status_text(9) == "Activated"
 
 
 def test_tables_are_validated(monkeypatch):

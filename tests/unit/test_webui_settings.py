@@ -13,7 +13,7 @@ from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from ikecore import config  # noqa: E402
 from webui import auth  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PSK = "correct horse battery staple"
 CONFIG = """\

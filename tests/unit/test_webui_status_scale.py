@@ -14,7 +14,7 @@ from webui_fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
 from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth, metrics  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 from webui.views_status import PAGE_SIZE  # noqa: E402
 
 PASSWORD = "correct-password"
