@@ -190,6 +190,23 @@ def test_metrics_of_a_big_router_come_from_the_summary(env):
     assert [r["cmd"] for r in fake.requests] == ["summary", "status"]
 
 
+def test_metrics_show_admission_control(env):
+    fake, client = env
+    status = big_status(10)
+    status["admission"] = {"half_open": 640, "half_open_limit": 1000, "dh_in_flight": 3,
+                           "dh_in_flight_limit": 200, "initiating": 0, "initiating_limit": 32,
+                           "queued": 0, "refused": {"address": 1234, "total": 0, "dh": 7},
+                           "expired_quietly": 55}
+    fake.set_status(status)
+    text = client.get("/metrics").text
+    assert "ikecore_admission_half_open 640" in text
+    assert "ikecore_admission_half_open_limit 1000" in text
+    assert "ikecore_admission_dh_in_flight_limit 200" in text
+    assert 'ikecore_admission_refused_total{bound="address"} 1234' in text
+    assert 'ikecore_admission_refused_total{bound="dh"} 7' in text
+    assert "ikecore_admission_expired_quietly_total 55" in text
+
+
 def test_delete_asks_for_that_sa_only_and_returns_to_the_page(env):
     fake, client = env
     back = "/?filter=peer11&offset=5&limit=5"
