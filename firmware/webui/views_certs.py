@@ -11,32 +11,18 @@ import os
 
 from aiohttp import web
 
+from webui.config_file import certstore, in_thread, inventory, settings_lock, store_of
 from webui.context import CONTEXT_KEY, redirect, render
-from webui.views_settings import config_path, in_thread, read_config, settings_lock
 
 URL = "/settings/certificates"
 log = logging.getLogger("webui.certificates")
 
 
-def _certstore():
-    from webui import certstore    # imports cryptography: late, so start-up stays quick (TCG)
-    return certstore
-
-
-def store_of(request):
-    return _certstore().CertStore(os.path.dirname(config_path(request)))
-
-
-async def inventory(request):
-    doc = (await read_config(request)).unwrap()
-    return await in_thread(_certstore().inventory, os.path.dirname(config_path(request)), doc)
-
-
 async def page(request, status=200, error=None, values=None):
     entries = await inventory(request)
     return render(request, "certificates.html", status=status, entries=entries, error=error,
-                  values=values or {}, warning_days=_certstore().EXPIRY_WARNING_DAYS,
-                  key_bits=_certstore().KEY_BITS)
+                  values=values or {}, warning_days=certstore().EXPIRY_WARNING_DAYS,
+                  key_bits=certstore().KEY_BITS)
 
 
 def _upload(form, field):
@@ -44,10 +30,10 @@ def _upload(form, field):
     item = form.get(field)
     if item is None or isinstance(item, str):
         return b""
-    data = item.file.read(_certstore().MAX_UPLOAD + 1)
-    if len(data) > _certstore().MAX_UPLOAD:
-        raise _certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
-                                     % (item.filename or field, _certstore().MAX_UPLOAD // 1024))
+    data = item.file.read(certstore().MAX_UPLOAD + 1)
+    if len(data) > certstore().MAX_UPLOAD:
+        raise certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
+                                     % (item.filename or field, certstore().MAX_UPLOAD // 1024))
     return data
 
 
@@ -64,7 +50,7 @@ async def _change(request, action, done):
     try:
         async with settings_lock(request):
             result = await in_thread(action, store, form)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         return await page(request, status=400, error=str(exc), values=_typed(form))
     raise redirect(URL, done(form, result), request)
 
@@ -104,7 +90,7 @@ async def download_csr(request):
     name = request.match_info["name"]
     try:
         data = await in_thread(store_of(request).csr, name)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         raise web.HTTPNotFound(text="%s\n" % exc)
     return web.Response(body=data, content_type="application/pkcs10", headers={
         "Content-Disposition": 'attachment; filename="%s.csr"' % name})
@@ -119,7 +105,7 @@ async def add_signed(request):
 
 async def delete(request):
     kind, name = request.match_info["kind"], request.match_info["name"]
-    if kind not in (_certstore().CA, _certstore().LOCAL):
+    if kind not in (certstore().CA, certstore().LOCAL):
         raise web.HTTPNotFound(text="no such kind of certificate: %s\n" % kind)
     async with settings_lock(request):
         entry = next((e for e in await inventory(request)
@@ -140,7 +126,7 @@ def log_expiring(config_file):
     path = os.path.realpath(config_file)
     try:
         doc = config.read_document(path).unwrap()
-        entries = _certstore().inventory(os.path.dirname(path), doc)
+        entries = certstore().inventory(os.path.dirname(path), doc)
     except (config.ConfigError, OSError) as exc:
         log.warning("certificate expiry check skipped: %s", exc)
         return
