@@ -583,6 +583,25 @@ _HANDLERS = {
 }
 
 
+def _check_handlers():
+    """Each state that waits for the peer's next message (it has a VALID move in
+    states.TRANSITIONS) has exactly one handler here, and no handler names another state: the
+    two tables are checked against each other at import, as states checks its own."""
+    waiting = set()
+    for (mode, role), table in states.TRANSITIONS.items():
+        for state, moves in table.items():
+            if states.VALID in moves:
+                waiting.add((mode, role, state))
+    missing = sorted(waiting - set(_HANDLERS))
+    stray = sorted(set(_HANDLERS) - waiting)
+    if missing or stray:
+        raise ValueError("phase 1 handlers: no handler for %s; handlers for states that wait "
+                         "for no message: %s" % (missing or "none", stray or "none"))
+
+
+_check_handlers()
+
+
 def on_timer(sa, now):
     """Retransmit our last phase 1 message, or give up (the diagnosis says why); NAT keepalives."""
     if sa.keepalive_at is not None and sa.keepalive_at <= now:

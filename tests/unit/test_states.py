@@ -84,3 +84,15 @@ def test_describe_draws_every_state():
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="no negotiation states"):
         states.Machine("base", "initiator")
+
+
+def test_phase1_handlers_are_checked_against_the_transitions(monkeypatch):
+    from ikecore import phase1
+    handlers = dict(phase1._HANDLERS)
+    del handlers[(states.MAIN, states.RESPONDER, "MR_1_SENT")]
+    handlers[(states.MAIN, states.INITIATOR, "MI_ACTIVATED")] = phase1.main_inR3
+    monkeypatch.setattr(phase1, "_HANDLERS", handlers)
+    with pytest.raises(ValueError, match=r"no handler for \[\('main', 'responder', 'MR_1_SENT'\)\]"
+                                         r".*wait for no message: \[\('main', 'initiator', "
+                                         r"'MI_ACTIVATED'\)\]"):
+        phase1._check_handlers()
