@@ -25,6 +25,14 @@ from .ikesa import RETRANSMIT_DELAYS, Exchange
 # How long a finished exchange is remembered to answer a repeated last message.
 DONE_KEEP_S = 60
 
+# The states of one quick mode; HANDLERS (below the class) says which method takes the peer's
+# next message in each. The responder's first message is _new_request: it makes the exchange.
+# DONE and FAILED take none: repeats of the peer's last one get our last answer again.
+QI_1_SENT = "QI_1_SENT"       # initiator: HASH(1), SA, Ni [, KE], IDci, IDcr sent
+QR_2_SENT = "QR_2_SENT"       # responder: HASH(2), SA, Nr [, KE], IDci, IDcr sent
+DONE = "DONE"                 # the SAs are the core's
+FAILED = "FAILED"             # diagnosed or abandoned; nothing of it stays
+
 
 def bundle(protocol):
     """"esp+ah" -> ("esp", "ah"): the SAs one quick mode creates per direction."""
@@ -79,10 +87,17 @@ class QuickMode(Exchange):
             "connection", connection.name, connection.lifetime_s)
         self.lifetime_kb = connection.lifetime_kb
         self.init_exchange()                # its messages: retransmission, repeats
-        self.done = False
-        self.failed = False
+        self.state = QI_1_SENT if initiator else QR_2_SENT
         self.forget_at = None
         self.id_ci = self.id_cr = None      # the ID payloads as exchanged
+
+    @property
+    def done(self):
+        return self.state == DONE
+
+    @property
+    def failed(self):
+        return self.state == FAILED
 
     def deadline(self):
         if self.pending is not None:
@@ -102,7 +117,7 @@ class QuickMode(Exchange):
 
     def abandon(self, now):
         """Stop here: no more retransmissions, a late message is ignored, no SA of it stays."""
-        self.failed = True
+        self.state = FAILED
         self.pending = None
         self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
@@ -341,22 +356,22 @@ class QuickMode(Exchange):
         self._forget_secrets()
         sa.core.install_before_hash3(self, [c for c in self.children if c.direction == "in"])
 
-    def handle_final(self, received, now):
+    def handle_final(self, received, now, next_iv):
         """<-- HDR*, HASH(3): the SAs go into the kernel."""
         if received.index_of(codec.HashPayload) != 0:
             self.sa.core.malformed(self.sa.remote, codec.MalformedMessage(
                 "quick mode message 3 must start with HASH"), self.sa)
-            return False
+            return
         expected = keymat.qm_hash3(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, self.nr)
         if bytes(received.payloads[0].data) != expected:
             self.log("warning", "quick mode %s: HASH(3) did not verify, message dropped"
                      % self.connection.name)
-            return False
+            return
         self.last_received = received.data
+        self.sa.set_iv(self.mid, next_iv)
         self.pending = None
         self._complete(self.children, now)
-        return True
 
     def _refuse(self, cause, detail, notify_type, now):
         from . import informational
@@ -398,7 +413,7 @@ class QuickMode(Exchange):
         """The exchange succeeded: hand the ChildSas to the core (which emits the events)."""
         sa = self.sa
         conn = self.connection
-        self.done = True
+        self.state = DONE
         self.forget_at = now + DONE_KEEP_S
         sa.phase2_negotiations += 1
         sa.log("info", "quick mode %s with %s established: %s %s, SPIs in %s out %s, lifetime %d s" % (
@@ -425,6 +440,10 @@ class QuickMode(Exchange):
         if self.forget_at is not None and self.forget_at <= now:
             self.sa.quick_modes.pop(self.mid, None)
 
+
+
+HANDLERS = {QI_1_SENT: QuickMode.handle_response, QR_2_SENT: QuickMode.handle_final,
+            DONE: None, FAILED: None}
 
 def _udp_encapsulation(sa):
     """Encapsulation Mode numbering for child_transform: None without a NAT, else the RFC's
@@ -505,11 +524,9 @@ def receive(sa, header, data, now):
     if qm is None:
         _new_request(sa, received, next_iv, now)
         return
-    if qm.initiator and not qm.done:
-        qm.handle_response(received, now, next_iv)
-    elif not qm.initiator and not qm.done:
-        if qm.handle_final(received, now):
-            sa.set_iv(mid, next_iv)
+    handler = HANDLERS[qm.state]
+    if handler is not None:
+        handler(qm, received, now, next_iv)
 
 
 def _new_request(sa, received, next_iv, now):
@@ -536,7 +553,7 @@ def _new_request(sa, received, next_iv, now):
         # Remember the refusal under this message id so retransmissions are not re-diagnosed.
         placeholder = QuickMode(sa, _NoConnection(), False, mid, now)
         placeholder.last_received = received.data
-        placeholder.failed = True
+        placeholder.state = FAILED
         placeholder.forget_at = now + DONE_KEEP_S
         sa.quick_modes[mid] = placeholder
         from . import informational
