@@ -135,10 +135,6 @@ def _payload_body(payload):
     return data[C.GENERIC_HEADER_LENGTH:]
 
 
-def _attributes(transform):
-    return [(a.type, a.value) for a in transform.attributes]
-
-
 def _single_isakmp_proposal(sa_payload):
     """The phase 1 SA must hold exactly one ISAKMP proposal (RFC 2409 section 5)."""
     props = [p for p in sa_payload.proposals if p.protocol == C.PROTO_ISAKMP]
@@ -267,7 +263,7 @@ def _confirm_choice(sa, header, sa_payload, now):
     chosen = None
     if len(proposal.transforms) == 1:
         chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
-                                       _attributes(proposal.transforms[0]))
+                                       proposal.transforms[0].attribute_pairs())
     if chosen is None or (sa.mode == states.AGGRESSIVE and chosen.proposal.dh != sa.proposal.dh):
         sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
         return False
@@ -484,7 +480,7 @@ def _choose_transform(sa, received, now):
         sa.core.malformed(sa.remote, exc, sa)
         return False
     sa.sai_b = received.body(received.index_of(codec.SaPayload))
-    offered = [_attributes(t) for t in proposal.transforms]
+    offered = [t.attribute_pairs() for t in proposal.transforms]
     ours_all = sa.peer.proposals
     if sa.mode == states.AGGRESSIVE and offered:
         # The KE in this message is for the group of the offer: only that group can be chosen.

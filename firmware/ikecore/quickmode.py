@@ -189,7 +189,7 @@ class QuickMode(Exchange):
                 answer = None
                 break
             t = prop.transforms[0]
-            answer[proto] = (t.transform_id, [(a.type, a.value) for a in t.attributes])
+            answer[proto] = (t.transform_id, t.attribute_pairs())
             self.peer_spis[proto] = bytes(prop.spi)
         chosen = None
         if answer:
@@ -273,7 +273,7 @@ class QuickMode(Exchange):
                 offered.append({})
                 spis.append({})
             i = numbers.index(prop.number)
-            offered[i][proto] = [(t.transform_id, [(a.type, a.value) for a in t.attributes])
+            offered[i][proto] = [(t.transform_id, t.attribute_pairs())
                                  for t in prop.transforms]
             spis[i][proto] = (bytes(prop.spi), prop.transforms)
         match = None
