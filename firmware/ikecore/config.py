@@ -450,7 +450,7 @@ class _Checker:
                       "hash of the key that can be guessed offline; prefer main mode")
         ike_proposals = self.proposal_list(path + ("proposals",), entry.get("proposals"),
                                            proposals.parse_ike, DEFAULT_IKE_PROPOSALS)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 28800),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.IKE_LIFETIME_S),
                                 *PHASE1_LIFETIME_RANGE)
         nat_t = self.boolean(path + ("nat_t",), entry.get("nat_t", True))
         delay, timeout = self.dpd(path + ("dpd",), entry.get("dpd", {}))
@@ -550,12 +550,12 @@ class _Checker:
 
     def dpd(self, path, value):
         self.table(path, value, ("delay_s", "timeout_s"))
-        delay = value.get("delay_s", 30)
+        delay = value.get("delay_s", S.DPD_DELAY_S)
         if delay != 0:
             self.integer(path + ("delay_s",), delay, *DPD_DELAY_RANGE)
         elif type(delay) is not int:
             self.integer(path + ("delay_s",), delay, 0, 0)
-        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", 120),
+        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", S.DPD_TIMEOUT_S),
                                *DPD_TIMEOUT_RANGE)
         if delay and timeout <= delay:
             self.error(path + ("timeout_s",), "must be longer than delay_s (%d), got %d"
@@ -589,7 +589,7 @@ class _Checker:
                 pfs = proposals.parse_group(pfs)
             except ValueError as exc:
                 self.error(path + ("pfs",), "%s, or \"none\"" % exc)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 3600),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.CHILD_LIFETIME_S),
                                 *PHASE2_LIFETIME_RANGE)
         lifetime_kb = self.integer(path + ("lifetime_kb",), entry.get("lifetime_kb", 0), 0,
                                    None)
