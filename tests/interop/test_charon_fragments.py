@@ -1,11 +1,10 @@
 """IKE fragmentation against strongSwan's charon over a 576-byte path that loses IP fragments.
 
 Both veth ends get `ip link set mtu 576`, and both namespaces drop IP fragments before
-reassembly (an nftables prerouting chain at priority -450, counting what it drops): a datagram
-larger than the path is lost, as on the many paths that drop fragments. The certificates are a
-4096-bit chain (CA and both leaves 4096-bit RSA, made here with `cryptography`): main mode
-messages 5 and 6 are about 1.9 kB, so the exchange only completes if both ends send them as IKE
-fragments and reassemble the other's. charon runs with `fragmentation = yes` and
+reassembly (netns.make_small_path): a datagram larger than the path is lost, as on the many
+paths that drop fragments. The certificates are a 4096-bit chain (CA and both leaves 4096-bit
+RSA, made here with `cryptography`): main mode messages 5 and 6 are about 1.9 kB, so the
+exchange only completes if both ends send them as IKE fragments and reassemble the other's. charon runs with `fragmentation = yes` and
 `charon.fragment_size = 576`; we run with our defaults (fragmentation = "yes", 576 bytes).
 """
 import os
@@ -20,27 +19,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
 from webui_pki import Authority, cert_pem, key_pem, rsa_key  # noqa: E402
 
-from netns import WAN_A, WAN_B  # noqa: E402
+from netns import WAN_A, WAN_B, dropped_ip_fragments, make_small_path, \
+    undo_small_path  # noqa: E402
 from scenarios import CONN, PEER, charon_conn, our_config, scenario, wait_settled  # noqa: E402
 
 PATH_MTU = 576
-NFT_TABLE = "ikfrag"
-
-
-def nft_drop_ip_fragments(ns):
-    """A prerouting chain in `ns` that drops (and counts) every IP fragment before reassembly."""
-    ns.run(["nft", "add", "table", "ip", NFT_TABLE])
-    ns.run(["nft", "add", "chain", "ip", NFT_TABLE, "pre",
-            "{ type filter hook prerouting priority -450 ; }"])
-    ns.run(["nft", "add", "rule", "ip", NFT_TABLE, "pre", "ip", "frag-off", "&", "0x3fff", "!=",
-            "0", "counter", "drop"])
-
-
-def dropped_ip_fragments(ns):
-    out = ns.run(["nft", "list", "chain", "ip", NFT_TABLE, "pre"]).stdout
-    return int(re.search(r"counter packets (\d+)", out).group(1))
-
-
 @pytest.fixture
 def small_path(lab):
     """The lab's WAN at 576 bytes with IP fragments dropped, restored afterwards (the lab is
@@ -49,13 +32,11 @@ def small_path(lab):
         pytest.skip("nft not installed")
     try:
         for ns in (lab.a, lab.b):
-            ns.run(["ip", "link", "set", "wan0", "mtu", str(PATH_MTU)])
-            nft_drop_ip_fragments(ns)
+            make_small_path(ns.name, "wan0", PATH_MTU)
         yield lab
     finally:
         for ns in (lab.a, lab.b):
-            ns.run(["nft", "delete", "table", "ip", NFT_TABLE], check=False)
-            ns.run(["ip", "link", "set", "wan0", "mtu", "1500"], check=False)
+            undo_small_path(ns.name, "wan0")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +108,7 @@ def test_rsa_4096_main_mode_over_a_576_byte_path(ours, charon_576, small_path, c
     assert counters["reassembled_messages"] >= 1, counters
     assert counters["fragments_dropped"] == 0, counters
     # Nothing crossed the path as IP fragments: every datagram fit in 576 bytes.
-    assert dropped_ip_fragments(small_path.a) == dropped_ip_fragments(small_path.b) == 0
+    assert dropped_ip_fragments(small_path.a.name) == dropped_ip_fragments(small_path.b.name) == 0
 
 
 def test_without_fragmentation_the_same_exchange_is_lost_on_that_path(ours, charon_576,
@@ -138,6 +119,6 @@ def test_without_fragmentation_the_same_exchange_is_lost_on_that_path(ours, char
     _setup(ours, charon, chain, act_as="responder", our_fragmentation="no")
     proc = charon.initiate(CONN, timeout_s=30)
     assert proc.returncode != 0
-    assert dropped_ip_fragments(small_path.a) > 0      # charon's message 5, IP-fragmented
+    assert dropped_ip_fragments(small_path.a.name) > 0      # charon's message 5, IP-fragmented
     counters = ours.status()["daemon"]
     assert counters["fragments_sent"] == counters["reassembled_messages"] == 0, counters
