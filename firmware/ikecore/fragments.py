@@ -2,7 +2,7 @@
 MicroPython subset, no I/O, no clock).
 
 An RSA phase 1 message carries a certificate (a 4096-bit chain makes main mode message 5 about
-2.5 kB): more than one datagram on a 576-byte path, and paths that drop IP fragments (many
+1.9 kB): more than one datagram on a 576-byte path, and paths that drop IP fragments (many
 carrier NATs) lose it. With this extension the message goes as several datagrams, each an
 ISAKMP header copied from the message (next payload 132, the encryption flag cleared, its own
 length) followed by one fragment payload:
@@ -210,7 +210,8 @@ class Reassembler:
             self._drop(remote, "buffer", "a fragment from %s: %d bytes of fragments are held "
                        "already, the most at once" % (remote[0], MAX_BUFFERED_BYTES))
         if (entry.size if entry else 0) + len(piece) > MAX_MESSAGE_BYTES:
-            self._forget(key)
+            if entry is not None:
+                self._forget(key)
             self._drop(remote, "size", "a fragmented message from %s: longer than %d bytes, "
                        "the most reassembled" % (remote[0], MAX_MESSAGE_BYTES))
         if entry is None:
@@ -230,7 +231,7 @@ class Reassembler:
 
     def expire(self, now):
         """Drop the sets not completed within REASSEMBLY_TIMEOUT_S. Run on every fragment: a
-        scan of at most MAX_PENDING entries (MicroPython's dicts keep no insertion order)."""
+        scan of at most MAX_PENDING entries, relying on no dict order."""
         for key in [k for k, e in self.pending.items() if now - e.started >= REASSEMBLY_TIMEOUT_S]:
             entry = self.pending[key]
             self._forget(key)

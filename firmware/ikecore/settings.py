@@ -74,7 +74,7 @@ class Peer:
         self.nat_t = nat_t
         self.dpd_delay_s = dpd_delay_s          # 0 = DPD off
         self.dpd_timeout_s = dpd_timeout_s
-        self.fragmentation = fragmentation      # fragments.MODES
+        self.fragmentation = fragmentation      # FRAGMENTATION_MODES
         self.fragment_size = fragment_size      # largest IP datagram sent as a fragment
 
 

@@ -182,6 +182,9 @@ def test_size_bound_drops_the_message_and_frees_its_memory():
         feed(r, [fragment(5, piece)])
     assert info.value.kind == "size" and "longer than 16384 bytes" in log.lines[0][1]
     assert (r.pending, r.buffered) == ({}, 0)
+    with pytest.raises(fragments.Dropped):             # one fragment alone too long
+        feed(r, [fragment(1, b"x" * (fragments.MAX_MESSAGE_BYTES + 1))])
+    assert (r.pending, r.buffered, r.counters["fragments_dropped"]) == ({}, 0, 2)
 
 
 def test_time_bound_expires_unfinished_messages():
