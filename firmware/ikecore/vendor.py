@@ -23,7 +23,7 @@ VID_CISCO_UNITY_PREFIX = b"\x12\xf5\xf2\x8c\x45\x71\x68\xa9\x70\x2d\x9f\xe2\x74\
 VID_STRONGSWAN = b"\x88\x2f\xe5\x6d\x6f\xd2\x0d\xbc\x22\x51\x61\x3b\x2e\xbe\x5b\xeb"
 
 # MD5("FRAGMENTATION"), optionally followed by 4 capability bytes: IKEv1 fragmentation
-# (not supported here).
+# (fragments.py sends it with strongSwan's capability bytes).
 VID_FRAGMENTATION = b"\x40\x48\xb7\xd5\x6e\xbc\xe8\x85\x25\xe7\xde\x7f\x00\xd6\xc2\xd3"
 
 # MD5("MS NT5 ISAKMPOAKLEY") followed by a 4-byte Windows version.
