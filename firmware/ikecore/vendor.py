@@ -43,17 +43,6 @@ KNOWN = (
 )
 
 
-def vendor_ids_to_send(nat_t=True, dpd=True):
-    """The vendor IDs an initiator puts in its first message (a responder answers with DPD if it
-    does DPD and only the NAT-T variant it chose: see natt.choose_variant)."""
-    vids = []
-    if dpd:
-        vids.append(VID_DPD)
-    if nat_t:
-        vids.extend(natt.vendor_ids())
-    return vids
-
-
 def has(vids, vid):
     """Whether the peer's vendor IDs (bytes or VendorPayload) include vid exactly."""
     return vid in [getattr(v, "data", v) for v in vids]
