@@ -92,6 +92,23 @@ def test_one_quick_mode_per_pair_and_a_status_row_pair_each(pairs_link):
     assert len(link.sas("A")) == 8
 
 
+def test_our_quick_modes_run_one_at_a_time_per_ike_sa(pairs_link):
+    """charon keeps the state of only a few quick modes per IKE SA (core.QUICK_MODES_AT_ONCE):
+    the other pairs wait for the one under way."""
+    link = pairs_link()
+    link.a.initiate("lan#1", link.clock.now)
+    link.flush()
+    for name in ("lan#2", "lan#3", "lan#4"):
+        link.a.initiate(name, link.clock.now)
+    link.a.initiate("lan#3", link.clock.now)                  # already waiting: not twice
+    (sa,) = link.a.ike_sas.values()
+    under_way = [qm for qm in sa.quick_modes.values() if not qm.done and not qm.failed]
+    assert [qm.connection.name for qm in under_way] == ["lan#2"]
+    assert [conn.name for conn, _ in sa.qm_waiting] == ["lan#3", "lan#4"]
+    link.flush()
+    assert sa.qm_waiting == [] and len(link.sas("A")) == 8
+
+
 def test_acquire_starts_only_the_pair_the_packet_belongs_to(pairs_link):
     link = pairs_link()
     link.a.acquire("192.168.5.7", "10.3.0.9", link.clock.now)
