@@ -580,7 +580,7 @@ class _Checker:
             self.error(path + ("peer",), "no peer named %r (peers: %s)" % (peer, known))
         local_nets = self.networks(path + ("local_net",), entry["local_net"])
         remote_nets = self.networks(path + ("remote_net",), entry["remote_net"])
-        self.network_overlaps(path, entry, local_nets, remote_nets)
+        self.network_overlaps(local_nets, remote_nets)
         protocol = self.choice(path + ("protocol",), entry.get("protocol", "esp"),
                                S.CHILD_PROTOCOLS)
         child_proposals = self.proposal_list(
@@ -622,7 +622,7 @@ class _Checker:
             nets.append((net, path + (i,)))
         return nets
 
-    def network_overlaps(self, path, entry, local_nets, remote_nets):
+    def network_overlaps(self, local_nets, remote_nets):
         """A remote network may cover a local one (0.0.0.0/0: everything goes to the peer; the
         kernel backend keeps the local networks' own traffic out of the tunnel with bypass
         policies), and local 0.0.0.0/0 (the hub's half of that) may cover a remote one. A remote

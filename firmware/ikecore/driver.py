@@ -491,9 +491,8 @@ class Driver:
             peer = self.settings.peers[self.settings.connections[name].peer]
             connections = [name]
         elif self.settings.pairs_of(name):       # a [[connection]] with network lists
-            pairs = self.settings.pairs_of(name)
-            peer = self.settings.peers[pairs[0].peer]
-            connections = [pair.name for pair in pairs]
+            connections = [pair.name for pair in self.settings.pairs_of(name)]
+            peer = self.settings.peers[self.settings.connections[connections[0]].peer]
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
@@ -562,8 +561,8 @@ class Driver:
             return True
         pa, pb = old.peers.get(a.peer), new.peers.get(b.peer)
         return ((a.peer, a.local_net, a.remote_net, a.local_nets, a.protocol) !=
-                (b.peer, b.local_net, b.remote_net, b.local_nets, b.protocol) or pa is None or pb is None or
-                (pa.remote_gateway, pa.local_address, pa.act_as) !=
+                (b.peer, b.local_net, b.remote_net, b.local_nets, b.protocol) or
+                pa is None or pb is None or (pa.remote_gateway, pa.local_address, pa.act_as) !=
                 (pb.remote_gateway, pb.local_address, pb.act_as))
 
     def kernel_snapshot(self):
