@@ -36,10 +36,10 @@ INSTALL_RETRY_S = 30                     # renew again this long after the kerne
 # The old pair stays valid meanwhile (it is renewed lifetime/10 before it expires).
 OUTBOUND_SWITCH_DELAY_S = 1
 # Quick modes we initiate on one IKE SA at once; the others wait in sa.qm_waiting. strongSwan's
-# IKEv1 keeps the IVs of only three exchanges and the state of two quick modes per IKE SA
-# (keymat_v1.c MAX_IV, MAX_QM) and starts its own one at a time: the four pairs of a connection
-# with network lists, started together, lost one quick mode against charon. One at a time also
-# lets an error notify (which names no exchange) be pinned on the right one.
+# IKEv1 keeps the IVs and quick mode state of only three exchanges per IKE SA (iv_manager.c,
+# charon.max_ikev1_exchanges = 3) and starts its own exchanges one at a time: the four pairs of a
+# connection with network lists, started together, lost one quick mode against charon. One at a
+# time also lets an error notify (which names no exchange) be pinned on the right one.
 QUICK_MODES_AT_ONCE = 1
 ZERO_COOKIE = b"\x00" * 8
 # _log_once: one line per source address and kind of trouble per window, at most this many.
