@@ -494,6 +494,9 @@ class Driver:
         elif name in self.settings.connections:
             peer = self.settings.peers[self.settings.connections[name].peer]
             connections = [name]
+        elif self.settings.pairs_of(name):       # a [[connection]] with network lists
+            connections = [pair.name for pair in self.settings.pairs_of(name)]
+            peer = self.settings.peers[self.settings.connections[connections[0]].peer]
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
@@ -555,14 +558,15 @@ class Driver:
 
     @staticmethod
     def _changed(old, new, name):
-        """A connection that is new, gone, or whose networks or gateway moved."""
+        """A connection that is new, gone, or whose networks (its bypasses' too) or gateway
+        moved."""
         a, b = old.connections.get(name), new.connections.get(name)
         if a is None or b is None:
             return True
         pa, pb = old.peers.get(a.peer), new.peers.get(b.peer)
-        return ((a.peer, a.local_net, a.remote_net, a.protocol) !=
-                (b.peer, b.local_net, b.remote_net, b.protocol) or pa is None or pb is None or
-                (pa.remote_gateway, pa.local_address, pa.act_as) !=
+        return ((a.peer, a.local_net, a.remote_net, a.local_nets, a.protocol) !=
+                (b.peer, b.local_net, b.remote_net, b.local_nets, b.protocol) or
+                pa is None or pb is None or (pa.remote_gateway, pa.local_address, pa.act_as) !=
                 (pb.remote_gateway, pb.local_address, pb.act_as))
 
     def kernel_snapshot(self):

@@ -186,6 +186,7 @@ class IkeSa(Exchange):
         self.phase2_negotiations = 0
         self.serial = 0            # creation order, set by the core (timers run in it)
         self.quick_modes = {}      # message id -> quickmode.QuickMode
+        self.qm_waiting = []       # (Connection, replaces) of ours waiting for a free slot
         self.dpd = None            # informational.Dpd when DPD runs on this SA
         self.initial_contact = False
         self.peer_cert = None      # the peer's certificate (DER) once it verified

@@ -89,21 +89,44 @@ class Connection:
     """"VPN connection settings": one pair of networks tunnelled through a peer (quick mode).
 
     proposals: list of ikecore.proposals.ChildProposal; pfs: a DH group name or None.
+    A configured connection with several networks on a side is several of these, one per pair
+    (pair_connections): group is the configured name, local_nets all its local networks.
     """
     __slots__ = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
-                 "lifetime_s", "lifetime_kb")
+                 "lifetime_s", "lifetime_kb", "group", "local_nets")
 
     def __init__(self, name, peer, local_net, remote_net, proposals, protocol="esp", pfs=None,
-                 lifetime_s=CHILD_LIFETIME_S, lifetime_kb=0):
+                 lifetime_s=CHILD_LIFETIME_S, lifetime_kb=0, group=None, local_nets=None):
         self.name = name
         self.peer = peer                        # Peer.name
         self.local_net = local_net              # "192.168.1.0/24" or a single address "a.b.c.d/32"
-        self.remote_net = remote_net
+        self.remote_net = remote_net            # "0.0.0.0/0": everything else (a branch)
         self.protocol = protocol
         self.proposals = proposals
         self.pfs = pfs
         self.lifetime_s = lifetime_s
         self.lifetime_kb = lifetime_kb          # 0 = no volume limit
+        self.group = group or name              # the [[connection]] name this pair belongs to
+        # every local network of that [[connection]]: traffic among them bypasses the tunnel
+        # when remote_net covers them (kernel.bypass_policies)
+        self.local_nets = tuple(local_nets or (local_net,))
+
+
+PAIR_SEPARATOR = "#"      # not allowed in a configured name, so a pair's name never clashes
+
+
+def pair_connections(name, peer, local_nets, remote_nets, proposals, **options):
+    """One Connection per (local, remote) pair of a [[connection]] with network lists, local
+    networks outer, as strongSwan's IKEv1 makes one CHILD_SA per pair of traffic selectors.
+    A single pair keeps the configured name; several are "name#1", "name#2", ... in that order.
+    options: Connection's keyword arguments (protocol, pfs, lifetime_s, lifetime_kb)."""
+    pairs = [(local, remote) for local in local_nets for remote in remote_nets]
+    conns = []
+    for i, (local, remote) in enumerate(pairs):
+        pair_name = name if len(pairs) == 1 else "%s%s%d" % (name, PAIR_SEPARATOR, i + 1)
+        conns.append(Connection(pair_name, peer, local, remote, proposals, group=name,
+                                local_nets=local_nets, **options))
+    return conns
 
 
 class Settings:
@@ -118,3 +141,7 @@ class Settings:
 
     def connections_of(self, peer_name):
         return [c for c in self.connections.values() if c.peer == peer_name]
+
+    def pairs_of(self, group):
+        """The pair connections of a configured [[connection]] name, in order ([] if none)."""
+        return [c for c in self.connections.values() if c.group == group]

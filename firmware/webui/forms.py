@@ -89,10 +89,24 @@ def peer_entry(form, old):
     return entry, slots
 
 
+def nets_value(text):
+    """A network field as typed -> the TOML value: "a, b" (commas or spaces) is a list of
+    networks, one network stays a string (the single-network form the file had before)."""
+    items = [item for item in re.split(r"[\s,]+", (text or "").strip()) if item]
+    return items if len(items) > 1 else (items[0] if items else "")
+
+
+def nets_text(value):
+    """A local_net / remote_net value (string or list) as the form and the list show it."""
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value or "")
+
+
 def connection_entry(form, old):
     entry = copy.deepcopy(old) if old else {}
-    for key in ("name", "peer", "local_net", "remote_net"):
+    for key in ("name", "peer"):
         _set(entry, key, form.get(key), required=True)
+    for key in ("local_net", "remote_net"):
+        entry[key] = nets_value(form.get(key))
     _set(entry, "protocol", form.get("protocol"))
     slots = _proposals(form, entry)
     _set(entry, "pfs", form.get("pfs"))
@@ -110,6 +124,8 @@ def form_values(entry):
         if key == "proposals" and isinstance(value, list):
             for slot, name in enumerate(value[:PROPOSAL_SLOTS]):
                 values["proposals.%d" % slot] = str(name)
+        elif key in ("local_net", "remote_net"):
+            values[key] = nets_text(value)
         elif isinstance(value, dict):
             for sub, subvalue in value.items():
                 values["%s.%s" % (key, sub)] = str(subvalue)

@@ -48,7 +48,7 @@ async def list_page(request):
     doc = (await read_config(request)).unwrap()
     entries = doc.get(section, [])
     return render(request, "settings_list.html", section=section, facts=SECTIONS[section],
-                  entries=entries, quote=quote)
+                  entries=entries, quote=quote, nets_text=forms.nets_text)
 
 
 def _form_context(request, section, doc, values, errors, top_error=None, editing=None,

@@ -307,3 +307,28 @@ def test_peer_page_shows_and_saves_ike_fragmentation(env):
     assert (peer.fragmentation, peer.fragment_size) == ("force", 1280)
     again = c.get("/settings/peers/branch").text
     assert '<option value="force" selected>' in again and 'value="1280"' in again
+
+
+CONNECTION_FORM = {"name": "branch-lan", "peer": "branch", "protocol": "esp",
+                   "proposals.0": "aes128-sha1", "pfs": "none"}
+
+
+def test_networks_typed_with_commas_are_saved_as_lists_and_shown_back(env):
+    c = env["client"]
+    page = c.post("/settings/connections/branch-lan", dict(
+        CONNECTION_FORM, local_net="192.168.1.0/24, 192.168.5.0/24", remote_net="0.0.0.0/0"))
+    assert page.status == 303, page.text[-2000:]
+    (conn,) = config.read_document(str(env["cfg"]))["connection"]
+    assert conn["local_net"] == ["192.168.1.0/24", "192.168.5.0/24"]
+    assert conn["remote_net"] == "0.0.0.0/0"                  # one network stays a string
+    settings = config.load(str(env["cfg"]))
+    assert [c_.name for c_ in settings.pairs_of("branch-lan")] == ["branch-lan#1", "branch-lan#2"]
+    assert 'value="192.168.1.0/24, 192.168.5.0/24"' in c.get("/settings/connections/branch-lan").text
+    assert "192.168.1.0/24, 192.168.5.0/24" in c.get("/settings/connections").text
+    # a bad list item is named beside the field, the file stays as it was
+    before = env["cfg"].read_bytes()
+    bad = c.post("/settings/connections/branch-lan", dict(
+        CONNECTION_FORM, local_net="192.168.1.0/24 192.168.1.0/24", remote_net="0.0.0.0/0"))
+    assert bad.status == 400
+    assert "listed twice" in (error_beside(bad.text, "local_net") or "")
+    assert env["cfg"].read_bytes() == before
