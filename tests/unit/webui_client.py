@@ -48,6 +48,16 @@ class Web:
         response = await self.client.post(path, data=form, allow_redirects=follow)
         return response, await response.read()
 
+    async def post_pairs(self, path, pairs):
+        """A form POST of (name, value) pairs: a name may come several times (a multiple
+        choice) -> (response, body bytes)."""
+        form = FormData()
+        form.add_field("csrf_token", self.csrf)
+        for key, value in pairs:
+            form.add_field(key, value)
+        response = await self.client.post(path, data=form, allow_redirects=False)
+        return response, await response.read()
+
     async def flash(self, path):
         _response, text = await self.page(path)
         match = re.search(r'<p class="flash" role="status">(.*?)</p>', text, re.S)
