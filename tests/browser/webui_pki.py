@@ -71,6 +71,14 @@ class Authority:
                                   now + datetime.timedelta(days=3650), ca=True,
                                   usage=CA_USAGE if parent else None)
 
+    @classmethod
+    def signing_with(cls, cert, key):
+        """An Authority that issues with any certificate and its key, also one that is no CA
+        (what path validation must refuse)."""
+        authority = cls.__new__(cls)
+        authority.cert, authority.key = cert, key
+        return authority
+
     def _build(self, subject, public_key, not_before, not_after, ca=False, sans=(), usage=None):
         issuer = self.cert.subject if self.cert is not None else subject     # a root: itself
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
