@@ -167,8 +167,9 @@ def log_expiring(config_file):
             continue
         used = " (used by %s)" % ", ".join(entry["used_by"]) if entry["used_by"] else ""
         if "next_update" in info:          # a CRL
-            log.warning("CRL %s (issuer %s): its next update %s has passed; upload the "
-                        "CA's newer CRL%s", entry["path"], info["issuer"],
+            log.warning("CRL %s (issuer %s): its next update %s has passed, certificates "
+                        "checked against it are refused; upload the CA's newer CRL%s",
+                        entry["path"], info["issuer"],
                         info["next_update"].date(), used)
         else:
             log.warning("certificate %s (%s) %s: valid until %s%s", entry["path"],

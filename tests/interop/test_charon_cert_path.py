@@ -159,8 +159,8 @@ def test_our_intermediate_is_sent_and_charon_accepts_us(ours, charon_libipsec):
         charon_libipsec.log_tail()
 
 
-@pytest.mark.parametrize("kind", ["expired", "not-yet-valid", "revoked", "issuer-not-a-ca",
-                                  "wrong-key-usage"])
+@pytest.mark.parametrize("kind", ["expired", "not-yet-valid", "revoked", "crl-out-of-date",
+                                  "issuer-not-a-ca", "wrong-key-usage"])
 def test_bad_certificate_refused_with_its_reason(ours, charon_libipsec, tmp_path, kind):
     options = {}
     if kind == "expired":
@@ -175,6 +175,12 @@ def test_bad_certificate_refused_with_its_reason(ours, charon_libipsec, tmp_path
         options["crls"] = [crl]
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         reason = "revoked on %s" % utc(entry, "revocation_date")
+    elif kind == "crl-out-of-date":
+        cert, key = charon_leaf(ROOT)
+        crl = ROOT.crl(issued_days_ago=10, next_update_days=7)
+        options["crls"] = [crl]
+        reason = ("the CRL of O=ikecore test, CN=Interop Root CA is out of date since %s"
+                  % utc(crl, "next_update"))
     elif kind == "issuer-not-a-ca":
         cert, key = charon_leaf(Authority.signing_with(NOT_A_CA, NOT_A_CA_KEY))
         options["intermediates"] = [NOT_A_CA]

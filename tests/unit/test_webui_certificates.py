@@ -313,7 +313,8 @@ def test_crl_upload_list_replace_and_the_passed_next_update(tmp_path, caplog):
         views_certs.log_expiring(str(tmp_path / "etc" / "ikecore.toml"))
     assert [r.getMessage() for r in caplog.records if "CRL" in r.getMessage()] == [
         "CRL certs/crl/corp.pem (issuer CN=Test CA,O=ikecore test): its next update %s has "
-        "passed; upload the CA's newer CRL" % stale.next_update_utc.date()]
+        "passed, certificates checked against it are refused; upload the CA's newer CRL"
+        % stale.next_update_utc.date()]
 
 
 def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
