@@ -246,20 +246,22 @@ class CertStore:
                 raise CertError("this CRL (issued %s) is older than the stored %s (issued %s)"
                                 % (_utc(crl, "last_update").strftime("%Y-%m-%d %H:%M UTC"), name,
                                    _utc(old, "last_update").strftime("%Y-%m-%d %H:%M UTC")))
-        issuers = [e for e in self._certificates(CA) if e.subject == crl.issuer]
+        issuers = [ca for ca in self._stored_cas() if ca.subject == crl.issuer]
         if issuers and not any(_crl_signed_by(crl, ca) for ca in issuers):
             raise CertError("the CRL's signature does not verify with the stored CA certificate "
                             "%s" % crl.issuer.rfc4514_string())
         self._write(relative, crl.public_bytes(PEM), 0o644)
         return relative, replaced
 
-    def _certificates(self, kind):
-        """The stored certificates of one kind that parse (for the CRL's issuer)."""
+    def _stored_cas(self):
+        """The stored CA certificates that parse (to find a CRL's issuer among them)."""
         found = []
-        for entry in self.entries():
-            if entry["kind"] == kind and entry["info"]:
-                with open(self._full(entry["path"]), "rb") as handle:
+        for stem in self._stems(CA, ("pem",)):
+            try:
+                with open(self._full(self.path(CA, stem, "pem")), "rb") as handle:
                     found.append(load_one_certificate(handle.read()))
+            except (OSError, CertError):
+                continue           # listed with its error on the page; it signs nothing
         return found
 
     def add_local(self, name, cert_data, key_data, key_password=None):

@@ -100,8 +100,9 @@ def peer_entry(form, old):
         # picked, plus a path typed beside them
         for key in ("cert", "key"):
             _set(entry, key, form.get(key + "_path") or form.get(key))
-        _files(entry, "ca", _all(form, "ca") + [p for p in _all(form, "ca_path")
-                                                if p not in _all(form, "ca")])
+        cas = _all(form, "ca")
+        typed = (form.get("ca_path") or "").strip()
+        _files(entry, "ca", cas + ([typed] if typed and typed not in cas else []))
         for key in ("intermediates", "crls"):
             _files(entry, key, _all(form, key))
     slots = _proposals(form, entry)
