@@ -3,11 +3,12 @@
 Every certificate is made here with `cryptography` (tests/browser/webui_pki.py): a root CA, an
 intermediate CA under it, and charon's certificate in each shape path validation must judge.
 Our daemon (initiator, RSA signatures) trusts the root; the clock stamp the NTP hook writes
-exists, so dates are enforced. Each bad chain is refused with its precise reason, read where a
-user reads it: `ikectl status` (JSON and text) and the web UI's status page in front of the
-running daemon. The good chains come up: the intermediate sent by charon in CERT payloads, or
-configured on our side only; and our own certificate under an intermediate, which we send after
-it, is accepted by charon, which trusts only the root.
+exists, so dates are enforced (in one case it does not, and an expired certificate passes).
+Each bad chain is refused with its precise reason, read where a user reads it: `ikectl status`
+(JSON and text) and the web UI's status page in front of the running daemon. The good chains
+come up: the intermediate sent by charon in CERT payloads, or configured on our side only; and
+our own certificate under an intermediate, which we send after it, is accepted by charon, which
+trusts only the root.
 """
 import os
 import re
@@ -52,9 +53,10 @@ def write(directory, name, data):
 
 
 def start(ours, charon, charon_cert, charon_key, charon_chain=(), our_cert=None, our_key=None,
-          our_chain=(), intermediates=(), crls=()):
+          our_chain=(), intermediates=(), crls=(), clock_synchronized=True):
     """charon with its certificate (and the intermediates it sends), our daemon as initiator
-    trusting ROOT with the given intermediates and CRLs; the clock counts as synchronized."""
+    trusting ROOT with the given intermediates and CRLs; the NTP hook's stamp exists unless
+    clock_synchronized is False."""
     charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1(charon_key),
                            cert_pem(ROOT.cert), [cert_pem(c.cert) for c in charon_chain])
     our, their = scenario("main", "modern", pfs=True)
@@ -74,7 +76,10 @@ def start(ours, charon, charon_cert, charon_key, charon_chain=(), our_cert=None,
                                for i, c in enumerate(list(our_chain) + list(intermediates))],
                 crls=[write(files, "crl%d.pem" % i, crl_pem(c)) for i, c in enumerate(crls)])
     os.chmod(peer["key"], 0o600)
-    ours.env["IKECORE_CLOCK_SYNCED"] = write(files, "clock-synced", b"")
+    stamp = os.path.join(files, "clock-synced")
+    if clock_synchronized:
+        write(files, "clock-synced", b"")
+    ours.env["IKECORE_CLOCK_SYNCED"] = stamp
     ours.start(peers, connections)
 
 
@@ -132,7 +137,7 @@ def test_intermediate_sent_by_charon_in_cert_payloads(ours, charon_libipsec):
         charon_libipsec.log_tail()
 
 
-def test_intermediate_configured_on_our_side_only(ours, charon_libipsec, tmp_path):
+def test_intermediate_configured_on_our_side_only(ours, charon_libipsec):
     cert, key = charon_leaf()
     mark = charon_libipsec.log_mark()
     start(ours, charon_libipsec, cert, key, intermediates=[INTERMEDIATE.cert])
@@ -157,6 +162,15 @@ def test_our_intermediate_is_sent_and_charon_accepts_us(ours, charon_libipsec):
     assert re.search(r"authentication of '%s' with RSA\S* successful" % re.escape(WAN_A), log) \
         and 'received issuer cert "O=ikecore test, CN=Interop Intermediate CA"' in log, \
         charon_libipsec.log_tail()
+
+
+def test_an_expired_certificate_passes_until_the_clock_is_synchronized(ours, charon_libipsec):
+    """No NTP stamp yet (a board without a battery starts in 1970): dates are not enforced, so
+    a peer whose tunnel may carry the time is not refused for a date; the status says so."""
+    cert, key = charon_leaf(ROOT, start_days_ago=40, days=30)
+    start(ours, charon_libipsec, cert, key, clock_synchronized=False)
+    assert_up(ours, charon_libipsec)
+    assert ours.ikectl_status()["clock_synchronized"] is False
 
 
 @pytest.mark.parametrize("kind", ["expired", "not-yet-valid", "revoked", "crl-out-of-date",
