@@ -14,6 +14,7 @@ import stat
 import tomllib
 
 from ikecore import settings as S
+from ikecore.proposals import MAX_PROPOSALS
 
 DEFAULT_SOURCE = "ikecore.toml"
 
@@ -21,7 +22,6 @@ PHASE1_LIFETIME_RANGE = (60, 3 * 86400)
 PHASE2_LIFETIME_RANGE = (60, 86400)
 DPD_DELAY_RANGE = (1, 3600)            # 0 turns DPD off
 DPD_TIMEOUT_RANGE = (1, 86400)
-MAX_PROPOSALS = 3
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,15}$")
 FQDN_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
@@ -450,7 +450,7 @@ class _Checker:
                       "hash of the key that can be guessed offline; prefer main mode")
         ike_proposals = self.proposal_list(path + ("proposals",), entry.get("proposals"),
                                            proposals.parse_ike, DEFAULT_IKE_PROPOSALS)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 28800),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.IKE_LIFETIME_S),
                                 *PHASE1_LIFETIME_RANGE)
         nat_t = self.boolean(path + ("nat_t",), entry.get("nat_t", True))
         delay, timeout = self.dpd(path + ("dpd",), entry.get("dpd", {}))
@@ -552,12 +552,12 @@ class _Checker:
 
     def dpd(self, path, value):
         self.table(path, value, ("delay_s", "timeout_s"))
-        delay = value.get("delay_s", 30)
+        delay = value.get("delay_s", S.DPD_DELAY_S)
         if delay != 0:
             self.integer(path + ("delay_s",), delay, *DPD_DELAY_RANGE)
         elif type(delay) is not int:
             self.integer(path + ("delay_s",), delay, 0, 0)
-        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", 120),
+        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", S.DPD_TIMEOUT_S),
                                *DPD_TIMEOUT_RANGE)
         if delay and timeout <= delay:
             self.error(path + ("timeout_s",), "must be longer than delay_s (%d), got %d"
@@ -591,7 +591,7 @@ class _Checker:
                 pfs = proposals.parse_group(pfs)
             except ValueError as exc:
                 self.error(path + ("pfs",), "%s, or \"none\"" % exc)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 3600),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.CHILD_LIFETIME_S),
                                 *PHASE2_LIFETIME_RANGE)
         lifetime_kb = self.integer(path + ("lifetime_kb",), entry.get("lifetime_kb", 0), 0,
                                    None)

@@ -11,6 +11,7 @@ address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel take
 hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
 """
 import asyncio
+import itertools
 import os
 import socket
 import struct
@@ -34,6 +35,7 @@ ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most th
 PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 ROUTE_REFRESH_BATCH = 200      # peers whose route is looked up again per refresh
 MAX_BOUND_ADDRESSES = 32       # beyond this many local addresses, one wildcard socket per port
+PEER_NAMES_IN_ERRORS = 20      # "unknown peer X (peers: ...)" names at most this many
 
 
 class UdpEndpoint:
@@ -565,7 +567,14 @@ class Driver:
         return self.backend.snapshot()
 
     def _peer_names(self):
-        return ", ".join(self.settings.peers) or "none configured"
+        """The configured peers for an error text: the first PEER_NAMES_IN_ERRORS of them (a
+        hub's 10,000 would make a 100 KB error line)."""
+        peers = self.settings.peers
+        if not peers:
+            return "none configured"
+        names = ", ".join(itertools.islice(peers, PEER_NAMES_IN_ERRORS))
+        more = len(peers) - PEER_NAMES_IN_ERRORS
+        return names + (" and %d more" % more if more > 0 else "")
 
 
 def _connections_by_peer(settings):

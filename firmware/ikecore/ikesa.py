@@ -32,28 +32,7 @@ def rekey_margin(lifetime_s):
     return max(1, min(lifetime_s // 10, MAX_REKEY_MARGIN_S))
 
 
-# -- raw payload chains ------------------------------------------------------------------------------
-def walk_chain(first_type, data):
-    """[(type, start, end)] of the generic payloads in data, and where the chain ends (anything
-    after is encryption padding). The hashes of RFC 2409 are computed over these raw bytes as
-    received, never over a re-encoding."""
-    chain = []
-    ptype = first_type
-    pos = 0
-    while ptype != C.PT_NONE:
-        if pos + 4 > len(data):
-            raise codec.MalformedMessage("payload %s header runs past the message"
-                                         % C.name(C.PAYLOAD_NAMES, ptype))
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if length < 4 or pos + length > len(data):
-            raise codec.MalformedMessage("payload %s length %d runs past the message"
-                                         % (C.name(C.PAYLOAD_NAMES, ptype), length))
-        chain.append((ptype, pos, pos + length))
-        ptype = data[pos]
-        pos += length
-    return chain, pos
-
-
+# -- a received message, split ---------------------------------------------------------------------
 class Received:
     """One received message, decrypted and split: header, payload objects, raw payload bytes."""
     __slots__ = ("header", "payloads", "raw", "plain", "chain", "encrypted", "data")
@@ -62,7 +41,8 @@ class Received:
         self.header = header
         self.encrypted = encrypted
         self.data = data
-        self.chain, end = walk_chain(header.next_payload, plain)
+        # RFC 2409's hashes are computed over these raw bytes as received, never a re-encoding
+        self.chain, end = codec.payload_spans(header.next_payload, plain)
         self.plain = plain[:end]
         self.payloads = codec.decode_payloads(header.next_payload, self.plain) if end else []
         self.raw = [plain[s:e] for _, s, e in self.chain]

@@ -3,7 +3,7 @@
 The driver owns one backend. `KernelBackend` is the interface; `RecordingBackend`
 (`--kernel=record`) only remembers what it was told, for host tests (the host kernel has no ESP)
 and for the control socket's `kernel` request. `ikecore.xfrm.XfrmBackend` (`--kernel=xfrm`,
-imported lazily: pyroute2 is slow to import) implements the same interface on NETLINK_XFRM.
+imported lazily by __main__: pyroute2 is slow to import) implements the same interface on NETLINK_XFRM.
 
 Kernel -> daemon events are callbacks the driver sets before `start`:
   backend.on_acquire(src_ip, dst_ip)               a packet hit a policy that has no SA yet
@@ -128,13 +128,3 @@ class RecordingBackend(KernelBackend):
                 "sas": [describe_sa(sa) for sa in self.sas.values()],
                 "policies": list(self.policies.values()),
                 "history": [list(entry) for entry in self.history[-200:]]}
-
-
-def make_backend(kind):
-    """--kernel=record|xfrm -> a backend; xfrm is imported only when asked for."""
-    if kind == "record":
-        return RecordingBackend()
-    if kind == "xfrm":
-        from ikecore.xfrm import XfrmBackend
-        return XfrmBackend()
-    raise ValueError("unknown kernel backend %r (record or xfrm)" % (kind,))

@@ -43,7 +43,7 @@ def offered_proposals(sa):
     """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
     every transform must name that one group (RFC 2409 section 5.4): the proposals with another
     group are left out."""
-    offer = sa.peer.proposals[:3]
+    offer = sa.peer.proposals[:proposals.MAX_PROPOSALS]
     if sa.mode == states.AGGRESSIVE:
         offer = [p for p in offer if p.dh == offer[0].dh]
     return offer
@@ -133,10 +133,6 @@ def _payload_body(payload):
     """The body of one payload as it is encoded (generic header stripped): SAi_b, IDii_b..."""
     _, data = codec.encode_payloads([payload])
     return data[C.GENERIC_HEADER_LENGTH:]
-
-
-def _attributes(transform):
-    return [(a.type, a.value) for a in transform.attributes]
 
 
 def _single_isakmp_proposal(sa_payload):
@@ -267,7 +263,7 @@ def _confirm_choice(sa, header, sa_payload, now):
     chosen = None
     if len(proposal.transforms) == 1:
         chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
-                                       _attributes(proposal.transforms[0]))
+                                       proposal.transforms[0].attribute_pairs())
     if chosen is None or (sa.mode == states.AGGRESSIVE and chosen.proposal.dh != sa.proposal.dh):
         sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
         return False
@@ -484,7 +480,7 @@ def _choose_transform(sa, received, now):
         sa.core.malformed(sa.remote, exc, sa)
         return False
     sa.sai_b = received.body(received.index_of(codec.SaPayload))
-    offered = [_attributes(t) for t in proposal.transforms]
+    offered = [t.attribute_pairs() for t in proposal.transforms]
     ours_all = sa.peer.proposals
     if sa.mode == states.AGGRESSIVE and offered:
         # The KE in this message is for the group of the offer: only that group can be chosen.
@@ -581,6 +577,25 @@ _HANDLERS = {
     (states.AGGRESSIVE, states.RESPONDER, "AR_START"): aggr_inI1_outR1,
     (states.AGGRESSIVE, states.RESPONDER, "AR_1_SENT"): aggr_inI2,
 }
+
+
+def _check_handlers():
+    """Each state that waits for the peer's next message (it has a VALID move in
+    states.TRANSITIONS) has exactly one handler here, and no handler names another state: the
+    two tables are checked against each other at import, as states checks its own."""
+    waiting = set()
+    for (mode, role), table in states.TRANSITIONS.items():
+        for state, moves in table.items():
+            if states.VALID in moves:
+                waiting.add((mode, role, state))
+    missing = sorted(waiting - set(_HANDLERS))
+    stray = sorted(set(_HANDLERS) - waiting)
+    if missing or stray:
+        raise ValueError("phase 1 handlers: no handler for %s; handlers for states that wait "
+                         "for no message: %s" % (missing or "none", stray or "none"))
+
+
+_check_handlers()
 
 
 def on_timer(sa, now):

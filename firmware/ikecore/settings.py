@@ -10,6 +10,12 @@ ACT_AS = ("initiator", "responder", "both")
 ID_TYPES = ("ipv4", "fqdn", "user_fqdn", "dn")
 AUTH_METHODS = ("psk", "rsa")
 CHILD_PROTOCOLS = ("esp", "ah", "esp+ah")
+# Defaults of the settings a config file may leave out (config.py applies them, docs/config.md
+# states them): strongSwan's and Libreswan's usual values.
+IKE_LIFETIME_S = 28800                 # 8 h
+CHILD_LIFETIME_S = 3600                # 1 h
+DPD_DELAY_S = 30
+DPD_TIMEOUT_S = 120
 
 
 class Identity:
@@ -43,7 +49,8 @@ class Peer:
 
     def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
                  local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
-                 ca=None, lifetime_s=28800, nat_t=True, dpd_delay_s=30, dpd_timeout_s=120,
+                 ca=None, lifetime_s=IKE_LIFETIME_S, nat_t=True, dpd_delay_s=DPD_DELAY_S,
+                 dpd_timeout_s=DPD_TIMEOUT_S,
                  local_address=None, cert_der=None, key_pem=None, ca_ders=(),
                  intermediates=(), crls=(), chain_ders=(), crl_ders=()):
         self.name = name
@@ -81,7 +88,7 @@ class Connection:
                  "lifetime_s", "lifetime_kb")
 
     def __init__(self, name, peer, local_net, remote_net, proposals, protocol="esp", pfs=None,
-                 lifetime_s=3600, lifetime_kb=0):
+                 lifetime_s=CHILD_LIFETIME_S, lifetime_kb=0):
         self.name = name
         self.peer = peer                        # Peer.name
         self.local_net = local_net              # "192.168.1.0/24" or a single address "a.b.c.d/32"

@@ -12,35 +12,20 @@ import os
 
 from aiohttp import web
 
-from webui.app import CONTEXT_KEY, redirect, render
-from webui.views_settings import config_path, in_thread, read_config, settings_lock
+from webui.config_file import certstore, crl_inventory, in_thread, inventory, settings_lock, \
+    store_of
+from webui.context import CONTEXT_KEY, redirect, render
 
 URL = "/settings/certificates"
 log = logging.getLogger("webui.certificates")
 
 
-def _certstore():
-    from webui import certstore    # imports cryptography: late, so start-up stays quick (TCG)
-    return certstore
-
-
-def store_of(request):
-    return _certstore().CertStore(os.path.dirname(config_path(request)))
-
-
-async def inventory(request, which="inventory"):
-    """The certificates (which = "inventory") or the CRLs ("crl_inventory") peers may use."""
-    doc = (await read_config(request)).unwrap()
-    return await in_thread(getattr(_certstore(), which), os.path.dirname(config_path(request)),
-                           doc)
-
-
 async def page(request, status=200, error=None, values=None):
     entries = await inventory(request)
-    crls = await inventory(request, "crl_inventory")
+    crls = await crl_inventory(request)
     return render(request, "certificates.html", status=status, entries=entries, crls=crls,
                   error=error, values=values or {},
-                  warning_days=_certstore().EXPIRY_WARNING_DAYS, key_bits=_certstore().KEY_BITS)
+                  warning_days=certstore().EXPIRY_WARNING_DAYS, key_bits=certstore().KEY_BITS)
 
 
 def _upload(form, field):
@@ -48,10 +33,10 @@ def _upload(form, field):
     item = form.get(field)
     if item is None or isinstance(item, str):
         return b""
-    data = item.file.read(_certstore().MAX_UPLOAD + 1)
-    if len(data) > _certstore().MAX_UPLOAD:
-        raise _certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
-                                     % (item.filename or field, _certstore().MAX_UPLOAD // 1024))
+    data = item.file.read(certstore().MAX_UPLOAD + 1)
+    if len(data) > certstore().MAX_UPLOAD:
+        raise certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
+                                     % (item.filename or field, certstore().MAX_UPLOAD // 1024))
     return data
 
 
@@ -68,7 +53,7 @@ async def _change(request, action, done):
     try:
         async with settings_lock(request):
             result = await in_thread(action, store, form)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         return await page(request, status=400, error=str(exc), values=_typed(form))
     raise redirect(URL, done(form, result), request)
 
@@ -117,7 +102,7 @@ async def download_csr(request):
     name = request.match_info["name"]
     try:
         data = await in_thread(store_of(request).csr, name)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         raise web.HTTPNotFound(text="%s\n" % exc)
     return web.Response(body=data, content_type="application/pkcs10", headers={
         "Content-Disposition": 'attachment; filename="%s.csr"' % name})
@@ -132,12 +117,11 @@ async def add_signed(request):
 
 async def delete(request):
     kind, name = request.match_info["kind"], request.match_info["name"]
-    certstore = _certstore()
-    if kind not in (certstore.CA, certstore.LOCAL, certstore.CRL):
+    kinds = certstore()
+    if kind not in (kinds.CA, kinds.LOCAL, kinds.CRL):
         raise web.HTTPNotFound(text="no such kind of certificate: %s\n" % kind)
     async with settings_lock(request):
-        listed = await inventory(request, "crl_inventory" if kind == certstore.CRL
-                                 else "inventory")
+        listed = await (crl_inventory if kind == kinds.CRL else inventory)(request)
         entry = next((e for e in listed if e["kind"] == kind and e["name"] == name), None)
         if entry is None:
             raise web.HTTPNotFound(text="no such certificate: %s\n" % name)
@@ -156,8 +140,8 @@ def log_expiring(config_file):
     path = os.path.realpath(config_file)
     try:
         doc = config.read_document(path).unwrap()
-        entries = _certstore().inventory(os.path.dirname(path), doc)
-        crls = _certstore().crl_inventory(os.path.dirname(path), doc)
+        entries = certstore().inventory(os.path.dirname(path), doc)
+        crls = certstore().crl_inventory(os.path.dirname(path), doc)
     except (config.ConfigError, OSError) as exc:
         log.warning("certificate expiry check skipped: %s", exc)
         return

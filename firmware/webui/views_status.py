@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from webui import metrics, selection as selection_
-from webui.app import ctx_of, redirect, render
+from webui.config_file import inventory
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError, Refused
 
 PAGE_SIZE = 50          # peers on one page of the status page
@@ -91,7 +92,6 @@ async def api_summary(request):
 async def metrics_page(request):
     """Counts from the summary; the per-SA series only while the router has few SAs (pulling
     every SA on each scrape is what a big router must not do); certificate expiry."""
-    from webui.views_certs import inventory      # it needs ikecore.config, as settings pages do
     control = ctx_of(request).control
     summary, status = {}, None
     try:

@@ -13,7 +13,7 @@ from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from ikecore import config  # noqa: E402
 from webui import auth  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PSK = "correct horse battery staple"
 CONFIG = """\
@@ -98,6 +98,9 @@ def test_pages_show_the_settings_but_never_a_psk(env):
                   "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay", "DPD timeout"):
         assert label in edit, label
     assert '<option value="aggressive">' in edit and '<option value="3des-md5-modp1024" selected>' in edit
+    for hint in ("Empty: 28800.", "Empty: 30.", "Empty: 120."):     # ikecore.settings defaults
+        assert hint in edit, hint
+    assert "Empty: 3600." in c.get("/settings/connections/new").text
     assert "A key is stored; leave empty to keep it." in edit
     # hq leaves nat_t out (default on): its box must be ticked or a save would turn NAT-T off
     assert re.search(r'id="f-nat_t" name="nat_t" checked', c.get("/settings/peers/hq").text)

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from webui_fake_daemon import FakeDaemon  # noqa: E402
 
 from webui import auth  # noqa: E402
-from webui.app import Options, make_app  # noqa: E402
+from webui.app import make_app  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PASSWORD = "correct-password"
 
