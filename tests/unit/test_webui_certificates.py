@@ -341,14 +341,14 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
         bad = list(PEER_FORM.items()) + [("cert", "certs/local/gw.pem"), ("key", ""),
                                          ("ca", "certs/ca/corp.pem"),
                                          ("crls", "certs/ca/other.pem")]
-        r, body = await web.post_pairs("/settings/peers/branch", bad)
+        r, body = await web.post("/settings/peers/branch", bad)
         assert r.status == 400
         assert re.search(rb'id="error-crls" role="alert">[^<]*certs/ca/other.pem is not a PEM '
                          rb'or DER X.509 CRL<', body), body
         assert rb'<option value="certs/ca/corp.pem" selected>' in body
         assert web.cfg.read_text() == before
         # no CA at all: named on the CA field
-        r, body = await web.post_pairs("/settings/peers/branch", list(PEER_FORM.items()) + [
+        r, body = await web.post("/settings/peers/branch", list(PEER_FORM.items()) + [
             ("cert", "certs/local/gw.pem"), ("key", "")])
         assert r.status == 400 and b'id="error-ca" role="alert">auth = &#34;rsa&#34; needs' \
             in body.replace(b"&quot;", b"&#34;"), body
@@ -356,7 +356,7 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
             ("cert", "certs/local/gw.pem"), ("key", ""), ("ca", "certs/ca/corp.pem"),
             ("ca", "certs/ca/other.pem"), ("intermediates", "certs/ca/inter.pem"),
             ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem")]
-        r, body = await web.post_pairs("/settings/peers/branch", good)
+        r, body = await web.post("/settings/peers/branch", good)
         assert r.status == 303, body
         _, form = await web.page("/settings/peers/branch")
         for field, path in (("ca", "certs/ca/corp.pem"), ("ca", "certs/ca/other.pem"),
