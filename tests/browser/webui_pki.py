@@ -33,6 +33,12 @@ def key_pem(key, password=None):
     return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
+def pkcs1_pem(key):
+    """An RSA key as traditional (PKCS#1) PEM, the form swanctl's rsa/ directory takes."""
+    return key.private_bytes(PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
+
+
 def cert_pem(cert):
     return cert.public_bytes(PEM)
 

@@ -16,13 +16,13 @@ import subprocess
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "unit"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
 from webui_client import run_webui_with  # noqa: E402
-from webui_pki import SIGNING_USAGE, Authority, cert_pem, crl_pem, key_pem  # noqa: E402
+from webui_pki import SIGNING_USAGE, Authority, cert_pem, crl_pem, key_pem, \
+    pkcs1_pem  # noqa: E402
 
 from netns import WAN_A, WAN_B  # noqa: E402
 from ours import REPO  # noqa: E402
@@ -39,12 +39,6 @@ def utc(cert, which):
     return getattr(cert, which + "_utc").strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def pkcs1(key):
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
-
-
 def write(directory, name, data):
     path = os.path.join(directory, name)
     with open(path, "wb") as f:
@@ -57,7 +51,7 @@ def start(ours, charon, charon_cert, charon_key, charon_chain=(), our_cert=None,
     """charon with its certificate (and the intermediates it sends), our daemon as initiator
     trusting ROOT with the given intermediates and CRLs; the NTP hook's stamp exists unless
     clock_synchronized is False."""
-    charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1(charon_key),
+    charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1_pem(charon_key),
                            cert_pem(ROOT.cert), [cert_pem(c.cert) for c in charon_chain])
     our, their = scenario("main", "modern", pfs=True)
     conn = charon_conn(their)
