@@ -1,7 +1,7 @@
 """The Certificates page (webui.certstore behind /settings/certificates): uploads of a CA, of our
 certificate and key as PEM or PKCS#12, a key and CSR made on the router and the signed answer,
 CRLs (listed with issuer and updates, replaced by newer ones); bad uploads refused with the
-reason and nothing stored; expiry flagged in the page, the log and /metrics; a peer picks stored
+reason and nothing stored; expiry and stale CRLs flagged in the page, the log and /metrics; a peer picks stored
 certificates, several CAs, intermediates and CRLs, and the daemon's validator accepts them."""
 import logging
 import os
@@ -290,6 +290,8 @@ def test_crl_upload_list_replace_and_the_passed_next_update(tmp_path, caplog):
         assert "CN=Test CA,O=ikecore test" in row and "next update passed" in row, row
         warning = re.findall(r'<p class="notice crl-warning" role="status">(.*?)</p>', page)
         assert len(warning) == 1 and "<strong>corp</strong>" in warning[0], warning
+        assert re.search(r'^ikecore_crl_stale\{name="corp",.*\} 1$',
+                         await (await web.client.get("/metrics")).text(), re.M)
         # a newer one replaces it (DER this time); an older one does not
         fresh = CA.crl(revoked=[revoked])
         r, _ = await web.post(URL + "/crl", {"name": "corp"}, {"file": ("corp.crl", fresh
@@ -304,6 +306,12 @@ def test_crl_upload_list_replace_and_the_passed_next_update(tmp_path, caplog):
         assert "next update passed" not in row and "crl-warning" not in page, row
         assert fresh.last_update_utc.strftime("%Y-%m-%d %H:%M UTC") in row
         assert fresh.next_update_utc.strftime("%Y-%m-%d %H:%M UTC") in row
+        text = await (await web.client.get("/metrics")).text()
+        labels = ('{name="corp",kind="crl",path="certs/crl/corp.pem",'
+                  'issuer="CN=Test CA,O=ikecore test"}')
+        assert "ikecore_crl_stale%s 0\n" % labels in text
+        assert "ikecore_crl_next_update_timestamp_seconds%s %d\n" % (
+            labels, int(fresh.next_update_utc.timestamp())) in text
     run_webui(tmp_path, CONFIG, scenario)
     stored = x509.load_pem_x509_crl((store(tmp_path / "etc" / "ikecore.toml") / "crl" / "corp.pem").read_bytes())
     assert stored.get_revoked_certificate_by_serial_number(revoked.serial_number) is not None
