@@ -22,6 +22,9 @@ PHASE1_LIFETIME_RANGE = (60, 3 * 86400)
 PHASE2_LIFETIME_RANGE = (60, 86400)
 DPD_DELAY_RANGE = (1, 3600)            # 0 turns DPD off
 DPD_TIMEOUT_RANGE = (1, 86400)
+# Largest IKE datagram (IP + UDP headers included) sent as a fragment: from what leaves room
+# for a useful fragment to the largest UDP datagram.
+FRAGMENT_SIZE_RANGE = (256, 65535)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,15}$")
 FQDN_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
@@ -32,7 +35,7 @@ DEFAULT_CHILD_PROPOSALS = {"esp": ["aes128-sha1"], "ah": ["sha1"], "esp+ah": ["a
 GENERAL_KEYS = ("wan_interface", "lan_interface")
 PEER_KEYS = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as", "local_id",
              "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "intermediates", "crls", "proposals",
-             "lifetime_s", "nat_t", "dpd")
+             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size")
 CONNECTION_KEYS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
                    "lifetime_s", "lifetime_kb")
 
@@ -454,10 +457,17 @@ class _Checker:
                                 *PHASE1_LIFETIME_RANGE)
         nat_t = self.boolean(path + ("nat_t",), entry.get("nat_t", True))
         delay, timeout = self.dpd(path + ("dpd",), entry.get("dpd", {}))
+        fragmentation = self.choice(path + ("fragmentation",), entry.get("fragmentation",
+                                                                       S.DEFAULT_FRAGMENTATION),
+                                    S.FRAGMENTATION_MODES)
+        fragment_size = self.integer(path + ("fragment_size",), entry.get("fragment_size",
+                                                                       S.DEFAULT_FRAGMENT_SIZE),
+                                     *FRAGMENT_SIZE_RANGE)
         return S.Peer(name, gateway, ike_proposals, phase1_mode=phase1_mode, act_as=act_as,
                       local_id=local_id, remote_id=remote_id, auth=auth, lifetime_s=lifetime,
                       nat_t=nat_t, dpd_delay_s=delay, dpd_timeout_s=timeout,
-                      local_address=local_address, **secrets)
+                      local_address=local_address, fragmentation=fragmentation,
+                      fragment_size=fragment_size, **secrets)
 
     def preshared_key(self, path, entry):
         for key in ("cert", "key", "ca", "intermediates", "crls"):

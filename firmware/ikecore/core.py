@@ -17,6 +17,7 @@ from . import admission as admission_
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import fragments
 from . import ikesa
 from . import informational
 from . import lifetime
@@ -150,6 +151,8 @@ class IkeCore:
         self._peer_groups = {}
         self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
         self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0, "retransmissions": 0}
+        self.counters.update(fragments.new_counters())
+        self.fragments = fragments.Reassembler(self._log_once, self.counters)
         self.admission = admission_.Admission()
         self._datagrams = []
         self._events = []
@@ -326,6 +329,11 @@ class IkeCore:
         except codec.MalformedMessage as exc:
             self.malformed(remote, exc, None)
             return
+        if header.next_payload == C.PT_FRAGMENT:      # IKE fragmentation: fragments.py
+            data = self._reassemble(header, data, remote, now)
+            if data is None:
+                return
+            header = codec.decode_header(data)    # _reassemble checked it
         sa = self._find(header)
         if sa is not None:
             self.touch(sa)
@@ -376,6 +384,17 @@ class IkeCore:
                            "ignored an unsupported %s exchange from %s" % (
                                C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
             informational.send_notify(sa, C.UNSUPPORTED_EXCHANGE_TYPE, now)
+
+    def _reassemble(self, header, data, remote, now):
+        """The whole message once this fragment completes it, else None (held, or refused:
+        malformed ones are diagnosed as any malformed message, bounds log once themselves)."""
+        try:
+            return self.fragments.receive(header, data, remote, now)
+        except codec.MalformedMessage as exc:
+            self.malformed(remote, exc, None)
+        except fragments.Dropped:
+            pass
+        return None
 
     def initiate(self, connection_name, now):
         """ikectl up / act_as initiator at start: bring this connection's tunnel up."""

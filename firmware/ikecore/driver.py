@@ -17,7 +17,7 @@ import socket
 import struct
 import time
 
-from ikecore import config, events
+from ikecore import config, events, fragments
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
 
@@ -479,6 +479,8 @@ class Driver:
         counters["malformed_datagrams"] = core_counters.get("malformed", 0)
         counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
         counters["retransmissions"] = core_counters.get("retransmissions", 0)
+        for key in fragments.new_counters():      # IKE fragmentation (fragments.py)
+            counters[key] = core_counters.get(key, 0)
         return counters
 
     def up(self, name):

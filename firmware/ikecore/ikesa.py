@@ -10,6 +10,7 @@ and checks identities. Portable: no I/O, no clock; `now` is always passed in.
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import fragments
 from . import keymat
 from . import natt
 from . import states
@@ -169,6 +170,7 @@ class IkeSa(Exchange):
         self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
         self.used_mids = set()
         self.init_exchange()       # the phase 1 messages: retransmission, repeats
+        self.fragments_out = fragments.Outgoing(peer, core.counters)   # IKE fragmentation
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -272,7 +274,9 @@ class IkeSa(Exchange):
 
     # -- sending --------------------------------------------------------------------------------------
     def transmit(self, data):
-        self.core.send(data, self.local, self.remote)
+        # As fragments when fragments.py says so (retransmissions send the same fragments).
+        for datagram in self.fragments_out.datagrams_for(data, self.local[1] == C.NATT_PORT):
+            self.core.send(datagram, self.local, self.remote)
 
     def notify_clear(self, notify_type, remember=True):
         """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before

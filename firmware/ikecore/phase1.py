@@ -20,6 +20,7 @@ diagnosis (diagnosis.py). Portable: no I/O, no clock; `now` is always passed in.
 from . import auth
 from . import codec
 from . import consts as C
+from . import fragments
 from . import natt
 from . import proposals
 from . import states
@@ -65,7 +66,8 @@ def _vendor_payloads(sa):
     one back from the responder). DPD goes out even when our own probing is off (dpd.delay_s =
     0): the vendor ID says we answer R-U-THERE, and a peer that sees none (Libreswan) never
     probes us, so it could not detect our death."""
-    return [codec.VendorPayload(vendor.VID_DPD)] + sa.natt.vendor_payloads(sa.initiator)
+    return ([codec.VendorPayload(vendor.VID_DPD)] + sa.natt.vendor_payloads(sa.initiator)
+            + fragments.vendor_payloads(sa.peer))
 
 
 def _responder_lifetime_payloads(sa):
@@ -99,6 +101,7 @@ def _note_vendor_ids(sa, received):
     if vendor.has(vids, vendor.VID_DPD):
         sa.peer_dpd = True
     sa.natt.note_vendor_ids(vids)
+    sa.fragments_out.note_vendor_ids(vids)
 
 
 def _hash_fn(sa):

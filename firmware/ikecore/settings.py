@@ -16,6 +16,9 @@ IKE_LIFETIME_S = 28800                 # 8 h
 CHILD_LIFETIME_S = 3600                # 1 h
 DPD_DELAY_S = 30
 DPD_TIMEOUT_S = 120
+FRAGMENTATION_MODES = ("yes", "accept", "force", "no")    # fragments.py says what each does
+DEFAULT_FRAGMENTATION = "yes"          # strongSwan's default
+DEFAULT_FRAGMENT_SIZE = 576            # bytes: crosses any IPv4 path (fragments.py)
 
 
 class Identity:
@@ -45,14 +48,15 @@ class Peer:
                  "local_id", "remote_id", "auth", "psk", "cert", "key", "ca",
                  "intermediates", "crls", "cert_der", "key_pem", "ca_ders", "chain_ders",
                  "crl_ders", "proposals", "lifetime_s", "nat_t",
-                 "dpd_delay_s", "dpd_timeout_s")
+                 "dpd_delay_s", "dpd_timeout_s", "fragmentation", "fragment_size")
 
     def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
                  local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
                  ca=None, lifetime_s=IKE_LIFETIME_S, nat_t=True, dpd_delay_s=DPD_DELAY_S,
                  dpd_timeout_s=DPD_TIMEOUT_S,
                  local_address=None, cert_der=None, key_pem=None, ca_ders=(),
-                 intermediates=(), crls=(), chain_ders=(), crl_ders=()):
+                 intermediates=(), crls=(), chain_ders=(), crl_ders=(),
+                 fragmentation=DEFAULT_FRAGMENTATION, fragment_size=DEFAULT_FRAGMENT_SIZE):
         self.name = name
         self.remote_gateway = remote_gateway
         self.local_address = local_address      # our WAN address, or None = any
@@ -77,6 +81,8 @@ class Peer:
         self.nat_t = nat_t
         self.dpd_delay_s = dpd_delay_s          # 0 = DPD off
         self.dpd_timeout_s = dpd_timeout_s
+        self.fragmentation = fragmentation      # FRAGMENTATION_MODES
+        self.fragment_size = fragment_size      # largest IP datagram sent as a fragment
 
 
 class Connection:

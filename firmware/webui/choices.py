@@ -10,6 +10,11 @@ ACT_AS_TEXT = {"both": "Initiator and responder", "initiator": "Initiator",
 ID_TYPES = settings.ID_TYPES
 AUTH_METHODS = settings.AUTH_METHODS
 AUTH_TEXT = {"psk": "Pre-shared key", "rsa": "Certificate (RSA)"}
+FRAGMENTATION_TEXT = {
+    "yes": "Yes: when the peer supports it, large messages go in fragments",
+    "accept": "Accept: announce support, send messages whole",
+    "force": "Force: large messages go in fragments even if the peer does not say it supports them",
+    "no": "No: do not announce support, send messages whole"}
 CHILD_PROTOCOLS = settings.CHILD_PROTOCOLS
 PROTOCOL_TEXT = {"esp": "ESP", "ah": "AH", "esp+ah": "ESP and AH"}
 

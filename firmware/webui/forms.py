@@ -109,6 +109,8 @@ def peer_entry(form, old):
     slots = _proposals(form, entry)
     _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
     entry["nat_t"] = form.get("nat_t") == "on"
+    _set(entry, "fragmentation", form.get("fragmentation"))
+    _set(entry, "fragment_size", form.get("fragment_size"), number=True)
     dpd = dict(entry.get("dpd") or {})
     _set(dpd, "delay_s", form.get("dpd.delay_s"), number=True)
     _set(dpd, "timeout_s", form.get("dpd.timeout_s"), number=True)

@@ -288,3 +288,22 @@ def test_a_symlinked_config_is_saved_beside_the_real_file(tmp_path):
     finally:
         server.stop()
         fake.stop()
+
+
+def test_peer_page_shows_and_saves_ike_fragmentation(env):
+    c = env["client"]
+    page = c.get("/settings/peers/branch").text
+    assert "IKE fragmentation" in page and "Empty: 576, which crosses any IPv4 path." in page
+    assert re.search(r'<option value="yes">Yes: when the peer supports it', page)
+    for mode in ("accept", "force", "no"):
+        assert '<option value="%s">' % mode in page
+    bad = c.post("/settings/peers/branch", dict(PEER_FORM, fragmentation="force",
+                                                fragment_size="100"))
+    assert bad.status == 400
+    assert "between 256 and 65535" in (error_beside(bad.text, "fragment_size") or ""), bad.text
+    assert c.post("/settings/peers/branch", dict(PEER_FORM, fragmentation="force",
+                                                 fragment_size="1280")).status == 303
+    peer = config.load(str(env["cfg"])).peers["branch"]
+    assert (peer.fragmentation, peer.fragment_size) == ("force", 1280)
+    again = c.get("/settings/peers/branch").text
+    assert '<option value="force" selected>' in again and 'value="1280"' in again
