@@ -499,7 +499,9 @@ class _Checker:
                 self.error(path + (key,), "is only used with auth = \"psk\"")
         for key in ("cert", "key", "ca"):
             if key not in entry:
-                self.error(path, "auth = \"rsa\" needs cert, key and ca files (%s missing)" % key)
+                # on the missing key itself, so the settings page marks that field
+                self.error(path + (key,), "auth = \"rsa\" needs cert, key and ca files (%s "
+                           "missing)" % key)
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa

@@ -46,3 +46,9 @@ def with_current_pairs(options, current):
     if not current or current in [value for value, _ in options]:
         return options
     return [(current, current)] + list(options)
+
+
+def with_current_many(options, currents):
+    """(value, text) choices plus each current value that is none of them (a typed path)."""
+    known = [value for value, _ in options]
+    return [(c, c) for c in currents or [] if c not in known] + list(options)

@@ -54,3 +54,10 @@ async def inventory(request):
     """Every stored or configured certificate with its facts and the peers using it."""
     doc = (await read_config(request)).unwrap()
     return await in_thread(certstore().inventory, os.path.dirname(config_path(request)), doc)
+
+
+async def crl_inventory(request):
+    """Every stored or configured CRL with its facts and the peers using it."""
+    doc = (await read_config(request)).unwrap()
+    return await in_thread(certstore().crl_inventory, os.path.dirname(config_path(request)),
+                           doc)

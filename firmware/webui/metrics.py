@@ -28,10 +28,11 @@ def _labels(pairs):
                              for k, v in pairs)
 
 
-def render(summary, status=None, up=True, certificates=()):
+def render(summary, status=None, up=True, certificates=(), crls=()):
     """Text for one scrape: summary from the daemon's `summary` request ({} when up=False: the
     daemon could not be asked), status its full status or None (no per-SA series);
-    certificates: webui.certstore.inventory() entries (their expiry is exported)."""
+    certificates: webui.certstore.inventory() entries (their expiry is exported); crls:
+    crl_inventory() entries (their next update: past it, peers using one refuse certificates)."""
     out = []
 
     def family(name, kind, help_text, samples):
@@ -73,6 +74,16 @@ def render(summary, status=None, up=True, certificates=()):
            "1 when a certificate is expired, not yet valid or expires within the warning "
            "threshold (webui.certstore.EXPIRY_WARNING_DAYS).",
            [(labels, 1 if c["info"]["warn"] else 0) for c, labels in cert_labels])
+    crl_labels = [(c, (("name", c["name"]), ("kind", c["kind"]), ("path", c["path"]),
+                       ("issuer", c["info"]["issuer"]))) for c in crls if c["info"]]
+    family("ikecore_crl_next_update_timestamp_seconds", "gauge",
+           "When each stored or configured CRL's issuer publishes the next one (Unix time).",
+           [(labels, int(c["info"]["next_update"].timestamp())) for c, labels in crl_labels
+            if c["info"]["next_update"]])
+    family("ikecore_crl_stale", "gauge",
+           "1 when a CRL's next update has passed (certificates checked against it are "
+           "refused once the clock is synchronized).",
+           [(labels, 1 if c["info"]["warn"] else 0) for c, labels in crl_labels])
     return "\n".join(out) + "\n"
 
 

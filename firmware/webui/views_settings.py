@@ -17,8 +17,9 @@ from webui.control import ControlError
 
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
                "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
-               "key", "ca", "proposals.0", "proposals.1", "proposals.2", "lifetime_s", "nat_t",
-               "dpd.delay_s", "dpd.timeout_s", "fragmentation", "fragment_size")
+               "key", "ca", "intermediates", "crls", "proposals.0", "proposals.1", "proposals.2",
+               "lifetime_s", "nat_t", "dpd.delay_s", "dpd.timeout_s", "fragmentation",
+               "fragment_size")
 CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals.0",
                      "proposals.1", "proposals.2", "pfs", "lifetime_s", "lifetime_kb")
 
@@ -60,11 +61,14 @@ def _form_context(request, section, doc, values, errors, top_error=None, editing
 
 
 async def _stored_certificates(request, section):
-    """The peer form's certificate dropdowns from the store (/settings/certificates): our
-    certificates that have their key, the CA certificates, and {certificate: its key}."""
+    """The peer form's certificate choices from the store (/settings/certificates): our
+    certificates that have their key, the CA certificates (trusted or intermediate), the CRLs,
+    and {certificate: its key}."""
     if section != "peer":
         return {}
-    entries = [e for e in await in_thread(store_of(request).entries) if e["info"]]
+    store = store_of(request)
+    entries = [e for e in await in_thread(store.entries) if e["info"]]
+    crls = [e for e in await in_thread(store.crl_entries) if e["info"]]
 
     def label(e):
         return "%s (%s, until %s)" % (e["name"], e["info"]["subject"],
@@ -72,6 +76,9 @@ async def _stored_certificates(request, section):
     return {"cert_options": [(e["path"], label(e)) for e in entries
                              if e["kind"] == "local" and e["key_path"]],
             "ca_options": [(e["path"], label(e)) for e in entries if e["kind"] == "ca"],
+            "crl_options": [(e["path"], "%s (%s, next update %s)" % (
+                e["name"], e["info"]["issuer"], e["info"]["next_update"].strftime("%Y-%m-%d")
+                if e["info"]["next_update"] else "none")) for e in crls],
             "stored_keys": {e["path"]: e["key_path"] for e in entries if e["key_path"]}}
 
 

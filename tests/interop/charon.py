@@ -304,13 +304,22 @@ class Charon:
             f.write(swanctl_conf(conns, shared_psk))
         self.swanctl("--load-all", "--clear", "--noprompt", "--file", self.swanctl_path)
 
-    def add_credentials(self, cert_name, cert_pem, rsa_key_pem, ca_pem):
-        """Our certificate (x509/cert_name), its PKCS#1 RSA key, the CA we trust; load() then
-        loads them with the connections (swanctl --file takes x509/, rsa/, x509ca/ from the
-        directory of swanctl.conf)."""
-        for sub, name, data in (("x509", cert_name, cert_pem), ("rsa", cert_name, rsa_key_pem),
-                                ("x509ca", "ca-" + cert_name, ca_pem)):
-            os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
+    def add_credentials(self, cert_name, cert_pem, rsa_key_pem, ca_pem, intermediate_pems=()):
+        """Our certificate (x509/cert_name), its PKCS#1 RSA key, the CA we trust and the
+        intermediate CAs between them (x509ca/ too: charon then sends them after its
+        certificate); load() then loads them with the connections (swanctl --file takes x509/,
+        rsa/, x509ca/ from the directory of swanctl.conf). Credentials of an earlier call are
+        removed first: a test's chain is exactly the one it gives."""
+        for sub in ("x509", "rsa", "x509ca"):
+            directory = os.path.join(self.workdir, sub)
+            os.makedirs(directory, exist_ok=True)
+            for old in os.listdir(directory):
+                os.unlink(os.path.join(directory, old))
+        files = [("x509", cert_name, cert_pem), ("rsa", cert_name, rsa_key_pem),
+                 ("x509ca", "ca-" + cert_name, ca_pem)]
+        files += [("x509ca", "im%d-%s" % (i, cert_name), pem)
+                  for i, pem in enumerate(intermediate_pems)]
+        for sub, name, data in files:
             with open(os.path.join(self.workdir, sub, name), "wb") as f:
                 f.write(data)
 

@@ -13,11 +13,10 @@ import shutil
 import sys
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_pki import Authority, cert_pem, key_pem, rsa_key  # noqa: E402
+from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem, rsa_key  # noqa: E402
 
 from netns import WAN_A, WAN_B, dropped_ip_fragments, make_small_path, \
     undo_small_path  # noqa: E402
@@ -57,10 +56,8 @@ def charon_576(charon_slot, request):
 
 def _setup(ours, charon, chain, act_as, our_fragmentation="yes"):
     ca, (our_cert, our_key), (their_cert, their_key) = chain
-    pkcs1 = their_key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.TraditionalOpenSSL,
-                                    serialization.NoEncryption())
-    charon.add_credentials("charon.pem", cert_pem(their_cert), pkcs1, cert_pem(ca.cert))
+    charon.add_credentials("charon.pem", cert_pem(their_cert), pkcs1_pem(their_key),
+                           cert_pem(ca.cert))
     our, their = scenario("main", "modern", pfs=True)
     conn = charon_conn(their)
     conn.cert = "charon.pem"
