@@ -18,6 +18,7 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import dynamic
+from . import fragments
 from . import ikesa
 from . import informational
 from . import lifetime
@@ -37,6 +38,12 @@ INSTALL_RETRY_S = 30                     # renew again this long after the kerne
 # message arrives (strongSwan does), and a packet sent on the new SA before then is dropped there.
 # The old pair stays valid meanwhile (it is renewed lifetime/10 before it expires).
 OUTBOUND_SWITCH_DELAY_S = 1
+# Quick modes we initiate on one IKE SA at once; the others wait in sa.qm_waiting. strongSwan's
+# IKEv1 keeps the IVs and quick mode state of only three exchanges per IKE SA (iv_manager.c,
+# charon.max_ikev1_exchanges = 3) and starts its own exchanges one at a time: the four pairs of a
+# connection with network lists, started together, lost one quick mode against charon. One at a
+# time also lets an error notify (which names no exchange) be pinned on the right one.
+QUICK_MODES_AT_ONCE = 1
 ZERO_COOKIE = b"\x00" * 8
 # _log_once: one line per source address and kind of trouble per window, at most this many.
 LOG_ONCE_KEYS = 100
@@ -152,6 +159,8 @@ class IkeCore:
         self._peer_groups = {}
         self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
         self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0, "retransmissions": 0}
+        self.counters.update(fragments.new_counters())
+        self.fragments = fragments.Reassembler(self._log_once, self.counters)
         self.admission = admission_.Admission()
         self._datagrams = []
         self._events = []
@@ -355,6 +364,11 @@ class IkeCore:
         except codec.MalformedMessage as exc:
             self.malformed(remote, exc, None)
             return
+        if header.next_payload == C.PT_FRAGMENT:      # IKE fragmentation: fragments.py
+            data = self._reassemble(header, data, remote, now)
+            if data is None:
+                return
+            header = codec.decode_header(data)    # _reassemble checked it
         sa = self._find(header)
         if sa is not None:
             self.touch(sa)
@@ -412,6 +426,17 @@ class IkeCore:
                                C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
             informational.send_notify(sa, C.UNSUPPORTED_EXCHANGE_TYPE, now)
 
+    def _reassemble(self, header, data, remote, now):
+        """The whole message once this fragment completes it, else None (held, or refused:
+        malformed ones are diagnosed as any malformed message, bounds log once themselves)."""
+        try:
+            return self.fragments.receive(header, data, remote, now)
+        except codec.MalformedMessage as exc:
+            self.malformed(remote, exc, None)
+        except fragments.Dropped:
+            pass
+        return None
+
     def initiate(self, connection_name, now):
         """ikectl up / act_as initiator at start: bring this connection's tunnel up."""
         conn = self.settings.connections.get(connection_name)
@@ -425,7 +450,8 @@ class IkeCore:
         if sa is not None:
             if not any(qm for qm in sa.quick_modes.values()
                        if qm.connection.name == conn.name and qm.initiator and not qm.done
-                       and not qm.failed):
+                       and not qm.failed) and \
+                    not any(waiting.name == conn.name for waiting, _ in sa.qm_waiting):
                 self.start_quick_mode(sa, conn, now)
             return
         self._wait_for_phase1(peer, conn.name, [], now)
@@ -666,11 +692,23 @@ class IkeCore:
         return None
 
     def start_quick_mode(self, sa, conn, now, replaces=None):
+        """Our quick mode for conn now, or when one of ours on sa ends (QUICK_MODES_AT_ONCE)."""
+        if sum(1 for qm in sa.quick_modes.values()
+               if qm.initiator and not qm.done and not qm.failed) >= QUICK_MODES_AT_ONCE:
+            sa.qm_waiting.append((conn, replaces))
+            return
         self.touch(sa)
         qm = quickmode.QuickMode(sa, conn, True, sa.new_message_id(), now, replaces)
         sa.quick_modes[qm.mid] = qm
         qm.start(now)
-        return qm
+
+    def _next_quick_mode(self, sa, now):
+        """One of our quick modes on sa ended: the next waiting one starts (still configured)."""
+        while sa.qm_waiting and not sa.deleted:
+            conn, replaces = sa.qm_waiting.pop(0)
+            if self.settings.connections.get(conn.name) is conn:
+                self.start_quick_mode(sa, conn, now, replaces)
+                return
 
     def ike_established(self, sa, initial_contact, now):
         peer = sa.peer
@@ -703,6 +741,11 @@ class IkeCore:
                 self.start_quick_mode(sa, conn, now, replaces)
 
     def children_established(self, qm, children, now):
+        self._deliver_children(qm, children, now)
+        if qm.initiator:
+            self._next_quick_mode(qm.sa, now)
+
+    def _deliver_children(self, qm, children, now):
         conn = qm.connection
         renewal = False
         for group in self.groups_of(qm.sa.peer.name):
@@ -801,6 +844,8 @@ class IkeCore:
             if group.ids and group.ids[0] in qm.replaces:
                 group.rekeying = False
                 self.touch(group)
+        if qm.initiator:
+            self._next_quick_mode(qm.sa, now)
 
     def peer_refused_quick_mode(self, sa, notify_type, now):
         """An authenticated error notify on an established SA: it answers our latest pending
@@ -931,6 +976,10 @@ class IkeCore:
             self._peer_sas.pop(sa.peer.name, None)
         heir = self._established_sa(sa.peer.name)
         if heir is not None:
+            waiting, sa.qm_waiting = sa.qm_waiting, []
+            for conn, replaces in waiting:       # its successor negotiates them
+                if self.settings.connections.get(conn.name) is conn:
+                    self.start_quick_mode(heir, conn, now, replaces)
             for group in self.groups_of(sa.peer.name):
                 for cid in group.ids:
                     child = self.children.get(cid)

@@ -52,7 +52,8 @@ CAUSES = {
                    "check the local and remote ID (type and value) and the IKE phase 1 mode "
                    "(main or aggressive) on both peers"),
     "cert": ("probable certificate mismatch",
-             "check the certificates, their CA and the remote ID on both peers"),
+             "check the certificates (dates, revocation, key usage), their CAs and "
+             "intermediates, and the remote ID on both peers"),
     "timeout": ("the negotiation stopped",
                 "check the VPN log of both peers for the step that failed"),
     "malformed": ("the peer sent a message we could not use",

@@ -11,12 +11,13 @@ address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel take
 hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
 """
 import asyncio
+import itertools
 import os
 import socket
 import struct
 import time
 
-from ikecore import config, events
+from ikecore import config, events, fragments
 from ikecore import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
@@ -35,6 +36,7 @@ ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most th
 PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 ROUTE_REFRESH_BATCH = 200      # peers whose route is looked up again per refresh
 MAX_BOUND_ADDRESSES = 32       # beyond this many local addresses, one wildcard socket per port
+PEER_NAMES_IN_ERRORS = 20      # "unknown peer X (peers: ...)" names at most this many
 RESOLVE_TIMEOUT_S = 10         # a DNS-named gateway's lookup gives up after this long
 
 
@@ -566,6 +568,8 @@ class Driver:
         counters["malformed_datagrams"] = core_counters.get("malformed", 0)
         counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
         counters["retransmissions"] = core_counters.get("retransmissions", 0)
+        for key in fragments.new_counters():      # IKE fragmentation (fragments.py)
+            counters[key] = core_counters.get(key, 0)
         return counters
 
     def up(self, name):
@@ -579,6 +583,9 @@ class Driver:
         elif name in self.settings.connections:
             peer = self.settings.peers[self.settings.connections[name].peer]
             connections = [name]
+        elif self.settings.pairs_of(name):       # a [[connection]] with network lists
+            connections = [pair.name for pair in self.settings.pairs_of(name)]
+            peer = self.settings.peers[self.settings.connections[connections[0]].peer]
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
@@ -642,21 +649,29 @@ class Driver:
 
     @staticmethod
     def _changed(old, new, name):
-        """A connection that is new, gone, or whose networks or gateway moved."""
+        """A connection that is new, gone, or whose networks (its bypasses' too) or gateway
+        moved."""
         a, b = old.connections.get(name), new.connections.get(name)
         if a is None or b is None:
             return True
         pa, pb = old.peers.get(a.peer), new.peers.get(b.peer)
-        return ((a.peer, a.local_net, a.remote_net, a.protocol) !=
-                (b.peer, b.local_net, b.remote_net, b.protocol) or pa is None or pb is None or
-                (pa.remote_gateway, pa.local_address, pa.act_as) !=
+        return ((a.peer, a.local_net, a.remote_net, a.local_nets, a.protocol) !=
+                (b.peer, b.local_net, b.remote_net, b.local_nets, b.protocol) or
+                pa is None or pb is None or (pa.remote_gateway, pa.local_address, pa.act_as) !=
                 (pb.remote_gateway, pb.local_address, pb.act_as))
 
     def kernel_snapshot(self):
         return self.backend.snapshot()
 
     def _peer_names(self):
-        return ", ".join(self.settings.peers) or "none configured"
+        """The configured peers for an error text: the first PEER_NAMES_IN_ERRORS of them (a
+        hub's 10,000 would make a 100 KB error line)."""
+        peers = self.settings.peers
+        if not peers:
+            return "none configured"
+        names = ", ".join(itertools.islice(peers, PEER_NAMES_IN_ERRORS))
+        more = len(peers) - PEER_NAMES_IN_ERRORS
+        return names + (" and %d more" % more if more > 0 else "")
 
 
 def _connections_by_peer(settings):

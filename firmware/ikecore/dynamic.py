@@ -32,7 +32,7 @@ from .events import ChildSa, DeleteChildSa, InstallChildSa, Log
 REPLAY_WINDOW = 32         # informational message ids remembered per IKE SA (note_message_id)
 
 
-# -- choosing the peer ---------------------------------------------------------------------------------
+# -- choosing the peer ------------------------------------------------------------------------
 def first_message_peer(core, mode, data):
     """The provisional dynamic peer for a first message from an address no peer is configured
     for, or None. mode: states.MAIN / states.AGGRESSIVE of the message."""
@@ -112,7 +112,7 @@ def _fits(sa, peer):
                for p in peer.proposals)
 
 
-# -- following a peer that moved -----------------------------------------------------------------------
+# -- following a peer that moved -------------------------------------------------------------------
 def moved_and_proven(sa, header, data):
     """A message for the established sa from another address or port: True when it proves it
     comes from the peer (encrypted with the SA's keys, HASH(1) right), so the SA may follow it.

@@ -35,7 +35,8 @@ def child_row(child, now, lifetime_note=None):
     lifetime is in force when it is not ours (lifetime.py), else None."""
     proposal = ChildProposal(child.encr, child.integ, protocol=child.protocol)
     return {
-        "id": child.id, "ike_sa": child.ike_sa, "destination": child.dst,
+        "id": child.id, "ike_sa": child.ike_sa, "connection": child.connection,
+        "destination": child.dst,
         "direction": "incoming" if child.direction == "in" else "outgoing",
         "spi": "0x%08x" % child.spi, "protocol": child.protocol.upper(),
         "mode": child.mode, "algorithm": proposal.describe(child.protocol),

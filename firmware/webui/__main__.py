@@ -36,7 +36,8 @@ def serve(argv):
         parser.error("--state-dir %s is not a directory" % args.state_dir)
 
     from aiohttp import web
-    from webui.app import Options, make_app
+    from webui.app import make_app
+    from webui.context import Options
     app = make_app(Options(args.socket, args.state_dir, args.config, args.firewall_log))
     host, port = args.listen
     print("webui: serving http://%s:%d/ (control socket %s, config %s)"

@@ -14,7 +14,7 @@ import os
 from aiohttp import web
 
 from webui import rauc
-from webui.app import ctx_of, render
+from webui.context import ctx_of, render
 
 UPLOAD_URL = "/firmware/upload"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024     # a root slot's size (qemu/firmware_update.py SLOT_MIB)

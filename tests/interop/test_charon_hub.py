@@ -15,11 +15,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_pki import Authority, cert_pem, key_pem  # noqa: E402
+from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem  # noqa: E402
 
 from charon import Child, Conn  # noqa: E402
 from netns import NET_A, NET_B, WAN_A, WAN_B  # noqa: E402
-from test_charon_certificates import pkcs1  # noqa: E402
 
 IKE, CHILD = "aes256-sha256-modp2048", "aes256-sha256"
 PSK = "branch interop key"
@@ -126,7 +125,8 @@ def test_main_mode_by_certificate_dn(ours, charon_libipsec):
                              **rsa)],
                [connection("depot-lan", "depot", "10.3.0.0/24"),
                 connection("shop-lan", "shop", NET_B)])
-    charon.add_credentials("shop.pem", cert_pem(shop_cert), pkcs1(shop_key), cert_pem(ca.cert))
+    charon.add_credentials("shop.pem", cert_pem(shop_cert), pkcs1_pem(shop_key),
+                           cert_pem(ca.cert))
     charon.load([branch_conn(aggressive=False, local_id="O=ikecore test, CN=shop.test",
                              remote_id="O=ikecore test, CN=hub.test", cert="shop.pem")])
     proc = charon.initiate("lan")

@@ -320,7 +320,7 @@ def test_bad_rsa_files_are_named(tmp_path, change, key, fragment):
 def test_rsa_needs_all_three_files():
     with pytest.raises(ConfigError) as info:
         config.parse(RSA_PEER.replace('ca = "ca.pem"\n', ""))
-    assert info.value.key == "peer[0]" and "ca missing" in info.value.message
+    assert info.value.key == "peer[0].ca" and "ca missing" in info.value.message
 
 
 def test_write_document_atomic_writes_valid_documents(tmp_path):

@@ -113,6 +113,18 @@ def test_delete_reaches_the_backend_and_unknown_ids_are_refused():
     run(test)
 
 
+def test_an_unknown_peer_error_names_a_bounded_number_of_peers():
+    async def test(driver, core, backend):
+        for n in range(100):                     # a hub's many peers
+            driver.settings.peers["branch%03d" % n] = driver.settings.peers["quiet"]
+        with pytest.raises(RequestError) as refused:
+            driver.down("nobody")
+        text = str(refused.value)
+        assert "unknown peer 'nobody' (peers: hq, quiet, branch000," in text
+        assert "branch017 and 82 more" in text and "branch018" not in text
+    run(test)
+
+
 def test_kernel_failures_are_logged_and_counted():
     async def test(driver, core, backend):
         backend.fail_install = True

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth, rauc, views_firmware  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PASSWORD = "correct-password"
 STATUS = {"booted": "A", "slots": [

@@ -128,7 +128,14 @@
   function saRow(sa) {
     var row = document.createElement("tr");
     row.id = spiAnchor(sa.spi) || "sa-id-" + sa.id;
-    cell(row, "Destination", sa.destination);
+    var destination = cell(row, "Destination", sa.destination);
+    if (sa.local_net) {
+      // which pair of networks this SA carries (a connection may have several)
+      var nets = document.createElement("div");
+      nets.className = "nets";
+      nets.textContent = sa.local_net + " \u21cc " + sa.remote_net;
+      destination.appendChild(nets);
+    }
     cell(row, "Direction", DIRECTION[String(sa.direction).toLowerCase()] || String(sa.direction));
     cell(row, "SPI", sa.spi, "mono");
     cell(row, "Protocol", sa.protocol);
