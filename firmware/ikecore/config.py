@@ -37,7 +37,9 @@ MAX_NETWORKS = 16
 GENERAL_KEYS = ("wan_interface", "lan_interface")
 PEER_KEYS = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as", "local_id",
              "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "intermediates", "crls", "proposals",
-             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size")
+             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size", "catch_all")
+# remote_gateway spellings for "any address" (strongSwan/Libreswan %any, pfSense 0.0.0.0).
+ANY_GATEWAY_SPELLINGS = ("%any", "0.0.0.0", "any")
 CONNECTION_KEYS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
                    "lifetime_s", "lifetime_kb")
 
@@ -375,10 +377,7 @@ class _Checker:
             if peer.name in peers:
                 self.error(("peer", i, "name"), "a peer named %r already exists" % peer.name)
             for other in peers.values():
-                # The core tells peers apart by their address when they talk to us first.
-                if other.remote_gateway == peer.remote_gateway:
-                    self.error(("peer", i, "remote_gateway"), "peer %r already uses gateway %s"
-                               % (other.name, peer.remote_gateway))
+                self.distinct_peers(("peer", i), peer, other)
             peers[peer.name] = peer
         connections = {}
         groups = set()
@@ -398,6 +397,69 @@ class _Checker:
                                                       other.remote_net, other.peer))
                 connections[pair.name] = pair
         return S.Settings(peers=peers, connections=connections, **interfaces)
+
+    def distinct_peers(self, path, peer, other):
+        """The core must be able to tell every two peers apart when they talk to us first: by
+        their address, or (dynamic peers) by the ID they send."""
+        if peer.dynamic and other.dynamic:
+            if peer.catch_all and other.catch_all:
+                self.error(path + ("catch_all",), "peer %r is already the catch-all peer; there "
+                           "can be only one (main mode with a pre-shared key cannot tell two "
+                           "apart before the key is used)" % other.name)
+            if (peer.remote_id is not None and peer.remote_id == other.remote_id
+                    and peer.phase1_mode == other.phase1_mode):
+                self.error(path + ("remote_id",), "peer %r already accepts %s %s from any "
+                           "address" % (other.name, peer.remote_id.type, peer.remote_id.value))
+        elif other.remote_gateway == peer.remote_gateway:
+            self.error(path + ("remote_gateway",), "peer %r already uses gateway %s"
+                       % (other.name, peer.remote_gateway))
+
+    def remote_gateway(self, path, value):
+        """An IPv4 address, "any" (ANY_GATEWAY_SPELLINGS -> settings.ANY_GATEWAY) or a DNS name
+        the daemon resolves before each initiation."""
+        self.string(path, value)
+        text = value.strip()
+        if text.lower() in ANY_GATEWAY_SPELLINGS:
+            return S.ANY_GATEWAY
+        if S.gateway_kind(text) == S.GATEWAY_ADDRESS or text.replace(".", "").isdigit():
+            return self.ipv4_address(path, text)
+        if not FQDN_PATTERN.match(text) or "." not in text.rstrip("."):
+            self.error(path, "%r is not an IPv4 address, a domain name (like "
+                             "branch.example.net) or \"%%any\"" % value)
+        return text.rstrip(".").lower()
+
+    def dynamic_peer(self, path, peer):
+        """The combinations a peer from any address (or a catch-all) cannot have."""
+        if peer.catch_all and not peer.dynamic:
+            self.error(path + ("catch_all",), "is only for a peer with remote_gateway = "
+                       "\"%any\"")
+        if not peer.dynamic:
+            return
+        if peer.act_as == "initiator":
+            self.error(path + ("act_as",), "a peer with remote_gateway = \"%any\" has no "
+                       "address to initiate to: it can only respond (\"responder\" or "
+                       "\"both\")")
+        if peer.catch_all:
+            if peer.phase1_mode != "main" or peer.auth != "psk":
+                self.error(path + ("catch_all",), "is only for main mode with a pre-shared "
+                           "key (aggressive mode and certificates choose the peer by its ID)")
+            if peer.remote_id is not None:
+                self.error(path + ("remote_id",), "a catch-all peer accepts any ID: remove "
+                           "remote_id or catch_all")
+            self.warn(path + ("catch_all",), "peer %s accepts anyone who knows its pre-shared "
+                      "key, from any address and with any ID (main mode must use the key "
+                      "before the peer's ID arrives); prefer certificates or aggressive mode "
+                      "with a remote_id per branch" % peer.name)
+            return
+        if peer.phase1_mode == "main" and peer.auth == "psk":
+            self.error(path + ("remote_gateway",), "main mode with a pre-shared key cannot "
+                       "choose a peer from any address by its ID (the key is needed before "
+                       "the ID arrives, RFC 2409 5.4): use auth = \"rsa\", phase1_mode = "
+                       "\"aggressive\", or make it the one catch-all peer (catch_all = true)")
+        if peer.remote_id is None:
+            self.error(path + ("remote_id",), "a peer with remote_gateway = \"%any\" is "
+                       "chosen by its ID: set remote_id (like { type = \"fqdn\", value = "
+                       "\"branch1.example.net\" })")
 
     def array(self, path, value):
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -438,13 +500,14 @@ class _Checker:
             if required not in entry:
                 self.error(path, "missing required key %r" % required)
         name = self.name(path + ("name",), entry["name"])
-        gateway = self.ipv4_address(path + ("remote_gateway",), entry["remote_gateway"])
+        gateway = self.remote_gateway(path + ("remote_gateway",), entry["remote_gateway"])
         local_address = None
         if "local_address" in entry:
             local_address = self.ipv4_address(path + ("local_address",), entry["local_address"])
         phase1_mode = self.choice(path + ("phase1_mode",), entry.get("phase1_mode", "main"),
                                   S.PHASE1_MODES)
-        act_as = self.choice(path + ("act_as",), entry.get("act_as", "both"), S.ACT_AS)
+        act_as = self.choice(path + ("act_as",), entry.get(
+            "act_as", "responder" if gateway == S.ANY_GATEWAY else "both"), S.ACT_AS)
         local_id = self.identity(path + ("local_id",), entry.get("local_id"))
         remote_id = self.identity(path + ("remote_id",), entry.get("remote_id"))
         auth = self.choice(path + ("auth",), entry.get("auth", "psk"), S.AUTH_METHODS)
@@ -468,11 +531,14 @@ class _Checker:
         fragment_size = self.integer(path + ("fragment_size",), entry.get("fragment_size",
                                                                        S.DEFAULT_FRAGMENT_SIZE),
                                      *FRAGMENT_SIZE_RANGE)
-        return S.Peer(name, gateway, ike_proposals, phase1_mode=phase1_mode, act_as=act_as,
+        catch_all = self.boolean(path + ("catch_all",), entry.get("catch_all", False))
+        peer = S.Peer(name, gateway, ike_proposals, phase1_mode=phase1_mode, act_as=act_as,
                       local_id=local_id, remote_id=remote_id, auth=auth, lifetime_s=lifetime,
                       nat_t=nat_t, dpd_delay_s=delay, dpd_timeout_s=timeout,
                       local_address=local_address, fragmentation=fragmentation,
-                      fragment_size=fragment_size, **secrets)
+                      fragment_size=fragment_size, catch_all=catch_all, **secrets)
+        self.dynamic_peer(path, peer)
+        return peer
 
     def preshared_key(self, path, entry):
         for key in ("cert", "key", "ca", "intermediates", "crls"):

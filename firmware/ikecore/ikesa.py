@@ -198,6 +198,8 @@ class IkeSa(Exchange):
         self.dh_counted = False
         self.remote_at_admission = None
         self.only_first = False    # a responder SA that has heard nothing but message 1
+        self.provisional = False   # its peer is a dynamic one chosen before its ID (dynamic.py)
+        self.peer_informational_mids = []   # the peer's recent ones (dynamic.note_message_id)
         self.quiet_stall = False   # ... made under pressure: it goes quietly at stall_at
 
     # -- descriptive ---------------------------------------------------------------------------------

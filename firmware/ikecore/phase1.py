@@ -20,6 +20,7 @@ diagnosis (diagnosis.py). Portable: no I/O, no clock; `now` is always passed in.
 from . import auth
 from . import codec
 from . import consts as C
+from . import dynamic
 from . import fragments
 from . import natt
 from . import proposals
@@ -401,9 +402,12 @@ def aggr_inR1_outI2(sa, header, data, now):
 def aggr_inI1_outR1(sa, header, data, now):
     # <-- HDR, SA, KE, Ni, IDii    then    HDR, SA, KE, Nr, IDir, HASH_R -->
     received = _open_clear(sa, header, data, "aggressive mode message 1", _AGGRESSIVE_FIRST)
-    if received is None or not _choose_transform(sa, received, now):
+    if received is None:
         return
     idi = received.one(codec.IdPayload)
+    # From an address no peer has: the ID chooses the dynamic peer, before any key is needed.
+    if not dynamic.refine(sa, idi, now) or not _choose_transform(sa, received, now):
+        return
     mismatch = auth.id_mismatch(sa, idi)
     if mismatch is not None:
         sa.fail("id", mismatch, now)
@@ -529,6 +533,10 @@ def _open_authenticated(sa, header, data, now, number, responder_hash):
     # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
     # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
     sa.set_iv(0, next_iv)
+    # A dynamic peer in main mode: its ID (message 5) settles which one it is, before its
+    # certificate is checked against that peer's CAs and remote_id.
+    if not dynamic.refine(sa, received.one(codec.IdPayload), now):
+        return None
     if not auth.check_proof(sa, received, now, number, responder_hash):
         return None
     sa.last_received = data

@@ -20,6 +20,23 @@ FRAGMENTATION_MODES = ("yes", "accept", "force", "no")    # fragments.py says wh
 DEFAULT_FRAGMENTATION = "yes"          # strongSwan's default
 DEFAULT_FRAGMENT_SIZE = 576            # bytes: crosses any IPv4 path (fragments.py)
 
+# Peer.remote_gateway when the peer may come from any address (a branch on a changing address):
+# config.py accepts the spellings of strongSwan/Libreswan ("%any") and pfSense ("0.0.0.0").
+ANY_GATEWAY = "%any"
+# Peer.gateway_kind: an IPv4 address, "any" (dynamic, chosen by its ID), or a DNS name the
+# driver resolves before each initiation.
+GATEWAY_ADDRESS, GATEWAY_ANY, GATEWAY_NAME = "address", "any", "name"
+
+
+def gateway_kind(remote_gateway):
+    """What a (validated) remote_gateway text is: one of the GATEWAY_* kinds."""
+    if remote_gateway == ANY_GATEWAY:
+        return GATEWAY_ANY
+    parts = remote_gateway.split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        return GATEWAY_ADDRESS
+    return GATEWAY_NAME
+
 
 class Identity:
     """An IKE identity: type is one of ID_TYPES, value its text form."""
@@ -48,7 +65,8 @@ class Peer:
                  "local_id", "remote_id", "auth", "psk", "cert", "key", "ca",
                  "intermediates", "crls", "cert_der", "key_pem", "ca_ders", "chain_ders",
                  "crl_ders", "proposals", "lifetime_s", "nat_t",
-                 "dpd_delay_s", "dpd_timeout_s", "fragmentation", "fragment_size")
+                 "dpd_delay_s", "dpd_timeout_s", "fragmentation", "fragment_size",
+                 "gateway_kind", "catch_all")
 
     def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
                  local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
@@ -56,9 +74,14 @@ class Peer:
                  dpd_timeout_s=DPD_TIMEOUT_S,
                  local_address=None, cert_der=None, key_pem=None, ca_ders=(),
                  intermediates=(), crls=(), chain_ders=(), crl_ders=(),
-                 fragmentation=DEFAULT_FRAGMENTATION, fragment_size=DEFAULT_FRAGMENT_SIZE):
+                 fragmentation=DEFAULT_FRAGMENTATION, fragment_size=DEFAULT_FRAGMENT_SIZE,
+                 catch_all=False):
         self.name = name
-        self.remote_gateway = remote_gateway
+        self.remote_gateway = remote_gateway    # IPv4 text, ANY_GATEWAY or a DNS name
+        self.gateway_kind = gateway_kind(remote_gateway)
+        # A dynamic main mode PSK peer that accepts any ID: the key is needed before the ID
+        # arrives (RFC 2409 5.4), so at most one such peer can exist (config.py checks).
+        self.catch_all = catch_all
         self.local_address = local_address      # our WAN address, or None = any
         self.phase1_mode = phase1_mode
         self.act_as = act_as
@@ -83,6 +106,11 @@ class Peer:
         self.dpd_timeout_s = dpd_timeout_s
         self.fragmentation = fragmentation      # FRAGMENTATION_MODES
         self.fragment_size = fragment_size      # largest IP datagram sent as a fragment
+
+    @property
+    def dynamic(self):
+        """Comes from any address, is told apart by its ID, and only ever responds first."""
+        return self.gateway_kind == GATEWAY_ANY
 
 
 class Connection:

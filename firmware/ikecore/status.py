@@ -18,6 +18,10 @@ def ike_sa_row(sa, now):
     since = sa.established_at if sa.established_at is not None else sa.created
     return {
         "id": sa.id, "peer": sa.peer.name, "remote_gateway": sa.remote[0],
+        # Where the peer is now (a dynamic peer's or a NAT's port included) and what is
+        # configured ("%any", a DNS name or the address itself).
+        "remote_address": "%s:%d" % (sa.remote[0], sa.remote[1]),
+        "configured_gateway": sa.peer.remote_gateway,
         "local_address": sa.local[0], "status": states.status_text(n), "state": n,
         "mode": sa.mode, "role": sa.role, "algorithm": sa.algorithm_text(),
         "auth": sa.auth, "elapsed_s": int(now - since), "lifetime_s": sa.lifetime_s,

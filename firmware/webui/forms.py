@@ -111,6 +111,10 @@ def peer_entry(form, old):
     entry["nat_t"] = form.get("nat_t") == "on"
     _set(entry, "fragmentation", form.get("fragmentation"))
     _set(entry, "fragment_size", form.get("fragment_size"), number=True)
+    if form.get("catch_all") == "on":
+        entry["catch_all"] = True
+    else:
+        entry.pop("catch_all", None)
     dpd = dict(entry.get("dpd") or {})
     _set(dpd, "delay_s", form.get("dpd.delay_s"), number=True)
     _set(dpd, "timeout_s", form.get("dpd.timeout_s"), number=True)

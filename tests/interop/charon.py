@@ -404,8 +404,8 @@ def parse_vici_raw(text):
     """Parse `swanctl --list-sas --raw` output into [(ike_name, dict)].
 
     Each line is one vici message: `list-sa event {name {key=value sub {..} list=[a b]}}`.
-    Values are printed without quoting and never contain spaces in list-sa output; list items
-    are separated by spaces.
+    Values are printed without quoting; only a DN (local-id, remote-id) contains spaces (see
+    _scalar); list items are separated by spaces.
     """
     result = []
     for line in text.splitlines():
@@ -416,6 +416,25 @@ def parse_vici_raw(text):
         parsed, _ = _parse_section(body, 1)
         result.extend(parsed.items())
     return result
+
+
+_TOKEN = re.compile(r"\s+([^\s}]+)")
+_OPENS = re.compile(r"\s*[\{\[]")
+
+
+def _scalar(text, pos):
+    """A value from pos: one token, and further space-separated tokens while they cannot be the
+    next key (a DN's "O=ikecore test, CN=x": after a comma, or a token without "=" that opens
+    nothing). -> (value, pos after it)."""
+    end = re.compile(r"[^\s}]*").match(text, pos).end()
+    while True:
+        m = _TOKEN.match(text, end)
+        if m is None:
+            return text[pos:end], end
+        token = m.group(1)
+        if not text[pos:end].endswith(",") and ("=" in token or _OPENS.match(text, m.end())):
+            return text[pos:end], end
+        end = m.end()
 
 
 def _parse_section(text, pos):
@@ -442,6 +461,4 @@ def _parse_section(text, pos):
             out[key] = text[pos:end].split()
             pos = end + 1
         else:
-            m = re.compile(r"[^\s}]*").match(text, pos)
-            out[key] = m.group(0)
-            pos = m.end()
+            out[key], pos = _scalar(text, pos)

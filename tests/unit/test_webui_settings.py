@@ -290,6 +290,45 @@ def test_a_symlinked_config_is_saved_beside_the_real_file(tmp_path):
         fake.stop()
 
 
+def test_hub_peers_from_any_address_and_by_dns_name(env):
+    """Issue 12: a branch on any address chosen by its ID, a gateway by DNS name, the one
+    catch-all with its warning, and the refused combinations beside their field."""
+    c = env["client"]
+    before = env["cfg"].read_bytes()
+    branch = dict(PEER_FORM, name="shop", remote_gateway="%any", phase1_mode="aggressive",
+                  act_as="initiator", psk="shop secret key", **{
+                      "local_id.type": "", "local_id.value": "", "remote_id.type": "fqdn",
+                      "remote_id.value": "shop.example.net"})
+    refused = c.post("/settings/peers/new", branch)
+    assert refused.status == 400
+    assert "can only respond" in (error_beside(refused.text, "act_as") or "")
+    no_id = c.post("/settings/peers/new", dict(branch, act_as="responder", **{
+        "remote_id.type": "", "remote_id.value": ""}))
+    assert "is chosen by its ID" in (error_beside(no_id.text, "remote_id.type") or "")
+    assert env["cfg"].read_bytes() == before
+    assert c.post("/settings/peers/new", dict(branch, act_as="responder")).status == 303
+    named = dict(PEER_FORM, name="depot", remote_gateway="depot.example.net", psk="depot key",
+                 **{"remote_id.type": "", "remote_id.value": ""})
+    assert c.post("/settings/peers/new", named).status == 303
+    anyone = dict(PEER_FORM, name="anyone", remote_gateway="0.0.0.0", act_as="responder",
+                  psk="anyone key", catch_all="on", **{
+                      "local_id.type": "", "local_id.value": "", "remote_id.type": "",
+                      "remote_id.value": ""})
+    saved = c.post("/settings/peers/new", anyone)
+    assert saved.status == 303
+    listing = c.get("/settings/peers").text
+    assert "Warning: " in listing and "accepts anyone who knows its pre-shared key" in listing
+    assert "Peer anyone is a catch-all" in listing
+    second = c.post("/settings/peers/new", dict(anyone, name="anyone2"))
+    assert "is already the catch-all peer" in (error_beside(second.text, "catch_all") or "")
+    settings = config.load(str(env["cfg"]))
+    assert settings.peers["shop"].dynamic and settings.peers["anyone"].catch_all
+    assert settings.peers["depot"].gateway_kind == "name"
+    form = c.get("/settings/peers/anyone").text
+    assert re.search(r'id="f-catch_all" name="catch_all" checked', form)
+    assert "%any" in c.get("/settings/peers/new").text
+
+
 def test_peer_page_shows_and_saves_ike_fragmentation(env):
     c = env["client"]
     page = c.get("/settings/peers/branch").text
