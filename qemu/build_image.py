@@ -55,14 +55,11 @@ def firmware_version():
 
 
 def install_release(staging, version, keys):
-    """What the firmware page shows (/usr/share/ikecore/release) and the keyring RAUC checks
+    """The release file the firmware page shows (webui/release.py) and the keyring RAUC checks
     bundles against (/etc/rauc/keyring.pem): not in git, made by the build."""
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with open(os.path.join(staging, "usr", "share", "ikecore", "release"), "w") as f:
-        f.write(f"VERSION={version}\nBUILD_DATE={build_date}\n"
-                f"COMPATIBLE={firmware_update.compatible()}\n")
+    facts = firmware_update.release.write(staging, version)
     shutil.copyfile(keys.keyring, os.path.join(staging, "etc", "rauc", "keyring.pem"))
-    return build_date
+    return facts["BUILD_DATE"]
 
 
 def log(msg):

@@ -16,6 +16,8 @@ import tomllib
 
 import pytest
 
+from webui import release, views_firmware
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOARD = os.path.join(TOP, "board")
 DEFCONFIGS = sorted(name for name in os.listdir(os.path.join(BOARD, "configs"))
@@ -323,14 +325,29 @@ def make_target(tmp_path):
     (target / "etc" / "ikecore" / "ikecore.toml").write_text("[general]\n")
     (target / "etc" / "inittab").write_text("::sysinit:/etc/init.d/rcS\nttyAMA0::respawn:-/bin/sh\n")
     (target / "usr" / "lib" / "python3.13" / "site-packages" / "ikecore").mkdir(parents=True)
+    (target / "etc" / "rauc").mkdir()
+    shutil.copy(os.path.join(TOP, "rootfs-overlay", "etc", "rauc", "system.conf"), target / "etc" / "rauc")
     return target
+
+
+def fake_host_mkimage(tmp_path):
+    """Buildroot's host mkimage stands in as a copy, so the script's call and arguments are real;
+    returns the environment a post-build script gets."""
+    host = tmp_path / "host" / "bin"
+    host.mkdir(parents=True)
+    (host / "mkimage").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                                  'while [ $# -gt 2 ]; do shift; done; cp "$1" "$2"\n')
+    (host / "mkimage").chmod(0o755)
+    env = dict(os.environ, HOST_DIR=str(tmp_path / "host"), BASE_DIR=str(tmp_path))
+    env.pop("IKECORE_RAUC_KEYRING", None)
+    return env
 
 
 def test_post_build_gives_the_offline_images_layout(tmp_path):
     target = make_target(tmp_path)
     subprocess.run([os.path.join(BOARD, "post-build.sh"), str(target)], check=True)
-    release = (target / "etc" / "ikecore-release").read_text()
-    assert "NAME=ikecore" in release and "VERSION=" in release
+    facts = release.read(str(target / release.PATH))
+    assert facts["VERSION"] != "unknown" and facts["COMPATIBLE"] == "ikecore-qemu-aarch64-virt", facts
     init = target / "etc" / "init.d"
     # Buildroot's syslogd/network scripts give way to the overlay's; the rest stay, executable
     assert sorted(os.listdir(init)) == ["S20seedrng", "S40ikecore"]
@@ -348,14 +365,8 @@ def test_post_build_gives_the_offline_images_layout(tmp_path):
 
 def test_r2s_post_build_boots_ab_slots_from_sd_with_data_partition_and_serial_shell(tmp_path):
     target = make_target(tmp_path)
-    # Buildroot's host mkimage stands in as a copy, so the script's call and arguments are real
+    env = fake_host_mkimage(tmp_path)
     host = tmp_path / "host" / "bin"
-    host.mkdir(parents=True)
-    (host / "mkimage").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
-                                  'while [ $# -gt 2 ]; do shift; done; cp "$1" "$2"\n')
-    (host / "mkimage").chmod(0o755)
-    env = dict(os.environ, HOST_DIR=str(tmp_path / "host"), BASE_DIR=str(tmp_path))
-    env.pop("IKECORE_RAUC_KEYRING", None)
     subprocess.run([os.path.join(BOARD, "nanopi-r2s", "post-build.sh"), str(target)], check=True, env=env)
     assert "-T script" in (host / "args").read_text()
     script = (target / "boot" / "boot.scr").read_text()
@@ -370,6 +381,39 @@ def test_r2s_post_build_boots_ab_slots_from_sd_with_data_partition_and_serial_sh
     assert (target / "etc" / "rauc" / "keyring.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert (tmp_path / "keys" / "development.key.pem").is_file()
     assert "ttyS2::respawn:-/bin/sh" in (target / "etc" / "inittab").read_text()
+
+
+@pytest.mark.parametrize("name", DEFCONFIGS)
+def test_post_build_scripts_write_the_release_the_firmware_page_reads(name, tmp_path, monkeypatch):
+    """The defconfig's post-build scripts, in its order, on a target as Buildroot leaves it: the
+    Firmware page then shows this version and checks bundles against the board's compatible
+    string (its RAUC system.conf), the same file the offline image's build writes."""
+    target = make_target(tmp_path)
+    env = dict(fake_host_mkimage(tmp_path), IKECORE_VERSION="v9.8-board", SOURCE_DATE_EPOCH="1796601600")
+    for script in expand(dict(defconfig_symbols(name))["BR2_ROOTFS_POST_BUILD_SCRIPT"]).split():
+        subprocess.run([script, str(target)], check=True, env=env)
+    system_conf = (target / "etc" / "rauc" / "system.conf").read_text()
+    compatible = re.search(r"^compatible=(\S+)$", system_conf, re.M).group(1)
+    # the page reads release.FILE on the router: here, that path below the target directory
+    monkeypatch.setattr(release, "FILE", str(target) + release.FILE)
+    assert views_firmware.release.read() == {"VERSION": "v9.8-board", "BUILD_DATE": "2026-12-07T00:00:00Z",
+                                             "COMPATIBLE": compatible}
+    if "nanopi_r2s" in name:
+        assert compatible == "ikecore-nanopi-r2s"
+
+
+def test_release_writer_names_what_is_wrong(tmp_path):
+    run = [sys.executable, "-m", "webui.release", str(tmp_path), "--version", "v1"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(TOP, "firmware"))
+    result = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "system.conf: cannot read" in result.stderr, result.stderr
+    (tmp_path / "etc" / "rauc").mkdir(parents=True)
+    (tmp_path / "etc" / "rauc" / "system.conf").write_text("[system]\nbootloader=uboot\n")
+    result = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "no compatible= line" in result.stderr, result.stderr
+    result = subprocess.run(run[:-1] + ["two words"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "must be one word" in result.stderr, result.stderr
+    assert not (tmp_path / release.PATH).exists()
 
 
 def test_qemu_post_image_writes_a_data_disk_and_start_script(tmp_path):
