@@ -416,6 +416,66 @@ def test_release_writer_names_what_is_wrong(tmp_path):
     assert not (tmp_path / release.PATH).exists()
 
 
+def rauc_conf(text):
+    """{section: {key: value}} of a RAUC system.conf."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            current[key] = value
+    return sections
+
+
+def test_r2s_rauc_and_u_boot_agree_with_the_qemu_slots():
+    """The board's RAUC system.conf, U-Boot script and environment match the QEMU image's slots
+    and boot policy (what test_firmware_upgrade.py runs), so one bundle layout and one health
+    check (S60health) serve both; only the board's compatible, devices and backend differ."""
+    qemu = rauc_conf(open(os.path.join(TOP, "rootfs-overlay", "etc", "rauc", "system.conf")).read())
+    r2s = rauc_conf(read("nanopi-r2s", "rauc-system.conf"))
+    slots = lambda conf: {k: v["bootname"] for k, v in conf.items() if k.startswith("slot.")}
+    assert slots(qemu) == slots(r2s) == {"slot.rootfs.0": "A", "slot.rootfs.1": "B"}
+    assert (qemu["system"]["compatible"], r2s["system"]["compatible"]) == \
+        ("ikecore-qemu-aarch64-virt", "ikecore-nanopi-r2s")
+    for key in ("bundle-formats", "data-directory", "mountprefix"):
+        assert qemu["system"][key] == r2s["system"][key], key
+    assert qemu["keyring"] == r2s["keyring"]
+    assert qemu["handlers"]["post-install"] == r2s["handlers"]["post-install"]
+    assert (qemu["system"]["bootloader"], r2s["system"]["bootloader"]) == ("custom", "uboot")
+    # the same tries: one boot for a fresh slot, three for a good one (QEMU: the custom backend)
+    backend = open(os.path.join(TOP, "rootfs-overlay", "usr", "libexec", "ikecore", "boot-state")).read()
+    assert re.search(r"^TRIES=3\b", backend, re.M) and re.search(r"^FIRST_TRIES=1\b", backend, re.M)
+    assert (r2s["system"]["boot-attempts"], r2s["system"]["boot-attempts-primary"]) == ("3", "1")
+    # U-Boot's script uses RAUC's uboot-backend variables for exactly these boot names, boots
+    # partition N of system.conf's /dev/mmcblk0pN for each, and names the slot as RAUC expects
+    script = read("nanopi-r2s", "boot.cmd")
+    assert "${BOOT_ORDER}" in script
+    for section, bootname in slots(r2s).items():
+        part = re.fullmatch(r"/dev/mmcblk0p(\d)", r2s[section]["device"]).group(1)
+        assert "setexpr BOOT_{0}_LEFT ${{BOOT_{0}_LEFT}} - 1".format(bootname) in script
+        assert re.search(r'test "\$\{slot\}" = "%s".*\n.*\n\s+setenv rauc_part %s\n\s+setenv rauc_slot %s\n'
+                         % (bootname, part, bootname), script), (bootname, part)
+    assert "root=/dev/mmcblk0p${rauc_part}" in script and "rauc.slot=${rauc_slot}" in script
+    # slots 1 and 2, data 3, in genimage's partition order
+    parts = re.findall(r"partition (\S+) \{\s+partition-type = 0x83\s+(?:offset = \S+\s+)?image = \"(\S+)\"",
+                       read("nanopi-r2s", "genimage.cfg"))
+    assert parts == [("rootfs", "rootfs.ext4"), ("rootfs-b", "rootfs.ext4"), ("data", "data.ext4")], parts
+    assert "ikecore.data=/dev/mmcblk0p3" in script
+    # Linux (fw_setenv) and U-Boot find the environment at the same place
+    env = read("nanopi-r2s", "fw_env.config").splitlines()[-1].split()
+    fragment = dict(l.split("=", 1) for l in read("nanopi-r2s", "uboot-env.fragment").splitlines()
+                    if l.startswith("CONFIG_"))
+    assert env == ["/dev/mmcblk0", fragment["CONFIG_ENV_OFFSET"], fragment["CONFIG_ENV_SIZE"]]
+    assert fragment["CONFIG_ENV_MMC_DEVICE_INDEX"] == fragment["CONFIG_SYS_MMC_ENV_DEV"] == "0"
+    # the environment lies in the gap between idbloader (32K) and u-boot.itb (8M)
+    start, size = int(fragment["CONFIG_ENV_OFFSET"], 16), int(fragment["CONFIG_ENV_SIZE"], 16)
+    assert 1024 * 1024 <= start and start + size <= 8 * 1024 * 1024
+
+
 def test_qemu_post_image_writes_a_data_disk_and_start_script(tmp_path):
     mkfs = shutil.which("mkfs.ext4") or "/sbin/mkfs.ext4"
     if not os.path.exists(mkfs):
