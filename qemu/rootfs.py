@@ -282,8 +282,9 @@ def byte_compile(staging, firmware_packages, py, host_python):
                     os.remove(os.path.join(dirpath, name))
 
 
-def assemble(staging, packages, top, host_python):
-    """Build the tree; returns {guest path: package name} for the manifest."""
+def assemble(staging, packages, top, host_python, rauc=None):
+    """Build the tree; returns {guest path: package name} for the manifest. rauc: a rauc binary
+    to install over the package's (qemu/rauc_build.py)."""
     py = python_name(packages)
     if os.path.exists(staging):
         shutil.rmtree(staging)
@@ -296,6 +297,8 @@ def assemble(staging, packages, top, host_python):
             owners.setdefault(guest_path(member), name)
         debs.unpack(path, staging)
     usr_merge(staging)
+    if rauc:
+        shutil.copy2(rauc, os.path.join(staging, "usr", "bin", "rauc"))
     trim(staging, py)
     busybox_links(staging)
     # /bin/sh is dash, not busybox: Debian's busybox-static prefers its own applets to PATH
