@@ -3,7 +3,7 @@ compatible string). The one definition of its path and format: both builds write
 module (qemu/build_image.py imports it; board/post-build.sh runs `python3 -m webui.release`, the
 build host's Python), and the Firmware page reads it.
 
-    python3 -m webui.release TARGET_DIR --version V [--system-conf FILE]
+    python3 -m webui.release TARGET_DIR --version V
 
 The compatible string is copied from the target's RAUC system.conf, so the page compares bundles
 with what RAUC itself was told. The build date is $SOURCE_DATE_EPOCH when set (reproducible
@@ -53,12 +53,12 @@ def build_date():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch) if epoch else None))
 
 
-def write(root, version, date=None, system_conf=None):
-    """Write root's release file; returns the facts written."""
+def write(root, version):
+    """Write root's release file (compatible string from root's system.conf); returns the facts."""
     if not version or any(c.isspace() for c in version):
         raise ValueError("release version %r: must be one word" % version)
-    facts = {"VERSION": version, "BUILD_DATE": date or build_date(),
-             "COMPATIBLE": compatible_of(system_conf or os.path.join(root, SYSTEM_CONF))}
+    facts = {"VERSION": version, "BUILD_DATE": build_date(),
+             "COMPATIBLE": compatible_of(os.path.join(root, SYSTEM_CONF))}
     path = os.path.join(root, PATH)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -70,10 +70,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="write a root filesystem's ikecore release file")
     ap.add_argument("root", help="the target directory (root filesystem being built)")
     ap.add_argument("--version", required=True)
-    ap.add_argument("--system-conf", help="RAUC's system.conf (default: the target's %s)" % SYSTEM_CONF)
     args = ap.parse_args(argv)
     try:
-        write(args.root, args.version, system_conf=args.system_conf)
+        write(args.root, args.version)
     except (ValueError, OSError) as exc:
         print("webui.release: %s" % exc, file=sys.stderr)
         return 2

@@ -98,7 +98,7 @@ def tunnel_up(a, b):
     for here, there in ((a, b), (b, a)):
         ike = [s for s in here.status()["ike_sas"] if s["status"] == "Activated"]
         assert [s["remote_gateway"] for s in ike] == [there.site["wan"]], here.status()["ike_sas"]
-    return one([s for s in a.sas("outgoing")], "outgoing SA on A")
+    return one(a.sas("outgoing"), "outgoing SA on A")
 
 
 def test_upgrade_in_chromium_restarts_into_the_new_build_with_settings_and_tunnel(sites, driver):
