@@ -32,6 +32,7 @@ import cpio  # noqa: E402
 import debs  # noqa: E402
 import firmware_update  # noqa: E402
 import hostpython  # noqa: E402
+import rauc_build  # noqa: E402
 import rootfs  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,14 +56,11 @@ def firmware_version():
 
 
 def install_release(staging, version, keys):
-    """What the firmware page shows (/usr/share/ikecore/release) and the keyring RAUC checks
+    """The release file the firmware page shows (webui/release.py) and the keyring RAUC checks
     bundles against (/etc/rauc/keyring.pem): not in git, made by the build."""
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with open(os.path.join(staging, "usr", "share", "ikecore", "release"), "w") as f:
-        f.write(f"VERSION={version}\nBUILD_DATE={build_date}\n"
-                f"COMPATIBLE={firmware_update.compatible()}\n")
+    facts = firmware_update.release.write(staging, version)
     shutil.copyfile(keys.keyring, os.path.join(staging, "etc", "rauc", "keyring.pem"))
-    return build_date
+    return facts["BUILD_DATE"]
 
 
 def log(msg):
@@ -99,6 +97,12 @@ def host_python(packages):
     """The host interpreter that byte-compiles for the guest (same CPython source as its package)."""
     name, ver, path = next(p for p in packages if re.match(r"^python3\.\d+-minimal$", p[0]))
     return hostpython.interpreter(debs.AptCache(CACHE), hostpython.source_version(path, ver))
+
+
+def rauc_binary(packages):
+    """rauc built from the source of the rauc package in the image, without network support."""
+    _name, ver, path = next(p for p in packages if p[0] == "rauc")
+    return rauc_build.binary(CACHE, hostpython.source_version(path, ver))
 
 
 def mksquashfs(staging, out):
@@ -179,6 +183,7 @@ def main():
     packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
     log(f"packages: {len(packages)} to unpack")
     python = host_python(packages)
+    rauc = rauc_binary(packages)
 
     version = firmware_version()
     keys = firmware_update.signing_keys(args.out)
@@ -190,6 +195,7 @@ def main():
     for part in ("qemu", "rootfs-overlay", "firmware"):
         tree_digest(h, os.path.join(TOP, part))
     h.update(python.encode())       # its path names the CPython source version
+    h.update(rauc.encode())         # its path names the rauc source version and build options
     key = h.hexdigest()[:16]
     rootfs_img = os.path.join(images, rootfs_name)
     stamp = os.path.join(work, f"rootfs{suffix}.key")
@@ -206,7 +212,7 @@ def main():
 
     staging = os.path.join(work, f"rootfs{suffix}")
     log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
-    owners = rootfs.assemble(staging, packages, TOP, python)
+    owners = rootfs.assemble(staging, packages, TOP, python, rauc)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
     build_date = install_release(staging, version, keys)

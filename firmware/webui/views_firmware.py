@@ -13,7 +13,7 @@ import os
 
 from aiohttp import web
 
-from webui import rauc
+from webui import rauc, release
 from webui.context import ctx_of, render
 
 UPLOAD_URL = "/firmware/upload"
@@ -31,12 +31,12 @@ class Refused(Exception):
 
 
 async def _page(request, status=200, error=None, done=None):
-    release = rauc.read_release()
+    facts = release.read()
     try:
         slots, slots_error = await rauc.status(), None
     except rauc.RaucError as exc:
         slots, slots_error = None, str(exc)
-    return render(request, "firmware.html", status=status, release=release, slots=slots,
+    return render(request, "firmware.html", status=status, release=facts, slots=slots,
                   slots_error=slots_error, error=error, done=done, upload_url=UPLOAD_URL,
                   max_mib=MAX_BUNDLE_BYTES // (1024 * 1024))
 
@@ -107,7 +107,7 @@ async def upload(request):
                 await _receive(reader, path)
             except OSError as exc:
                 raise Refused("The file could not be stored on the data partition: %s." % exc.strerror, 507)
-            manifest = await rauc.inspect(path, rauc.read_release()["COMPATIBLE"])
+            manifest = await rauc.inspect(path, release.read()["COMPATIBLE"])
             await rauc.install(path)
         except Refused as exc:
             if exc.status == 413:

@@ -240,22 +240,29 @@ def capture_stop(site, name):
     return [l for l in site.check(f"cat /tmp/{name}.cap; rm -f /tmp/{name}.*").splitlines() if l]
 
 
-def boot_sites(workdir, images=None, timeout=300, rootfs=None):
+def boot_sites(workdir, images=None, timeout=300, rootfs=None, system_disks=None):
     """Boot both routers; give each WAN the route an ISP would (default via the other gateway);
     stop the daemons (configure() starts them with a test configuration). rootfs: {"b": file}
-    boots a site from another root filesystem in images (the strongSwan test image)."""
+    boots a site from another root filesystem in images (the strongSwan test image);
+    system_disks: {"a": path} boots a site from an A/B system disk (start_pair)."""
     a, b = (Site(r) for r in start_pair(images or default_images(), str(workdir), timeout=timeout,
-                                        rootfs=rootfs))
+                                        rootfs=rootfs, system_disks=system_disks))
     try:
         for here, there in ((a, b), (b, a)):
-            check_lan_host(here)
-            here.check(f"{IP} route replace default via {there.site['wan']} dev eth0")
-            short_udp_conntrack(here)
+            isp_route(here, there)
             here.stop_daemon()
     except Exception:
         stop_sites(a, b)
         raise
     return a, b
+
+
+def isp_route(here, there):
+    """What the test network gives a site, again at every boot: its LAN host checked, the default
+    route via the other gateway, short UDP conntrack timeouts."""
+    check_lan_host(here)
+    here.check(f"{IP} route replace default via {there.site['wan']} dev eth0")
+    short_udp_conntrack(here)
 
 
 def check_lan_host(site):
