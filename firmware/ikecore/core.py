@@ -650,8 +650,7 @@ class IkeCore:
         if qm.sa.error_connection == conn.name:
             qm.sa.last_error = None        # that connection's tunnel works now
             qm.sa.error_connection = None
-        margin = ikesa.rekey_margin(qm.lifetime_s)
-        rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
+        rekey_at = now + ikesa.rekey_after(qm.lifetime_s, qm.initiator, self.crypto)
         group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,
                             rekey_at, now + qm.lifetime_s, now)
         group.serial = self._next_group

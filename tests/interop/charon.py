@@ -161,7 +161,7 @@ LOG_QUIET = "default = 0\n      ike = 1"   # the benchmark: a line per SA, not p
 
 
 def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retransmit_tries=2,
-                    log_levels=LOG_DETAILED):
+                    log_levels=LOG_DETAILED, half_open=(0, 0)):
     """strongswan.conf for one instance. Retransmissions are short so failure tests end quickly.
 
     Note: kernel-libipsec routes the remote network into its TUN device with a source address
@@ -177,9 +177,10 @@ def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retr
   retransmit_timeout = 1.0
   retransmit_base = 1.4
   install_virtual_ip = no
-  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way.
-  init_limit_half_open = 0
-  block_threshold = 0
+  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way, unless
+  # half_open = (in total, per address) asks for them (the flood benchmark: ours' bounds).
+  init_limit_half_open = %(half_open_total)d
+  block_threshold = %(half_open_per_address)d
   ikesa_table_size = 1024
   filelog {
     main {
@@ -206,14 +207,15 @@ swanctl {
 }
 """ % {"plugins": CHARON_PLUGINS[data_plane], "aggr": "yes" if aggressive_psk else "no",
        "tries": retransmit_tries, "log": log_path, "vici": vici_socket,
-       "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels}
+       "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels,
+       "half_open_total": half_open[0], "half_open_per_address": half_open[1]}
 
 
 class Charon:
     """charon running in namespace `ns` (a netns.Namespace), files under `workdir`."""
 
     def __init__(self, ns, workdir, data_plane="libipsec", aggressive_psk=True, retransmit_tries=2,
-                 log_levels=LOG_DETAILED):
+                 log_levels=LOG_DETAILED, half_open=(0, 0)):
         self.ns = ns
         self.workdir = workdir
         self.data_plane = data_plane
@@ -225,7 +227,7 @@ class Charon:
         self.uri = "unix://" + self.vici
         with open(self.conf_path, "w") as f:
             f.write(strongswan_conf(self.vici, self.log_path, data_plane, aggressive_psk,
-                                    retransmit_tries, log_levels))
+                                    retransmit_tries, log_levels, half_open))
         self.env = dict(os.environ, STRONGSWAN_CONF=self.conf_path)
         self.proc = None
 
