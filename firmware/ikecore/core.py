@@ -969,6 +969,10 @@ class IkeCore:
             return
         mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
         computes_dh = mode == states.AGGRESSIVE == peer.phase1_mode   # our answer needs it
+        victim = self.admission.room_for(remote[0], computes_dh, now)
+        if victim is not None:          # the oldest main mode SA that heard only message 1
+            self._forget_ike_sa(victim, now)
+            self._admission_log(now)
         refusal = self.admission.admit_first_message(remote[0], computes_dh, now)
         if refusal is not None:
             self._admission_log(now)

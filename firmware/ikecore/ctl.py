@@ -82,12 +82,13 @@ def format_summary(summary):
     if admission:
         refused = admission.get("refused", {})
         lines.append("half-open %d/%d, DH in flight %d/%d, initiating %d/%d (%d queued); "
-                     "refused %d (per address %d, total %d, DH %d)" % (
+                     "refused %d (per address %d, total %d, DH %d), pushed out %d" % (
                          admission.get("half_open", 0), admission.get("half_open_limit", 0),
                          admission.get("dh_in_flight", 0), admission.get("dh_in_flight_limit", 0),
                          admission.get("initiating", 0), admission.get("initiating_limit", 0),
                          admission.get("queued", 0), sum(refused.values()),
-                         refused.get("address", 0), refused.get("total", 0), refused.get("dh", 0)))
+                         refused.get("address", 0), refused.get("total", 0), refused.get("dh", 0),
+                         admission.get("pushed_out", 0)))
     return "\n".join(lines)
 
 
