@@ -59,6 +59,7 @@ def spray(bench, branches, shape, done):
     same pause between (so both shapes last as long)."""
     env = ["env", "PYTHONPATH=" + os.path.join(REPO, "firmware"), "SPRAY_PAUSE_S=0.002"]
     sent = 0
+    start = time.monotonic()
     for mode, first, count in (("main", 0, MAIN_SOURCES),
                                ("aggressive", MAIN_SOURCES, AGGRESSIVE_SOURCES)):
         if shape == "one address":
@@ -68,7 +69,7 @@ def spray(bench, branches, shape, done):
         out = bench.lab.a.run(env + [sys.executable, SPRAY, b.wan_b(0), mode, str(PER_SOURCE)]
                               + sources, timeout=600).stdout
         sent += int(out.split()[-1])
-    done.append(sent)
+    done.append((sent, time.monotonic() - start))
 
 
 def run(kind, bench, workdir, branches, shape):
@@ -79,14 +80,14 @@ def run(kind, bench, workdir, branches, shape):
 
 
 def _flood_round(bench, branches, shape, hub_pid, initiate, hub_up_counter, established, extra):
-    """Tunnels 0..branches-2 up, then the flood with the last branch set up in the middle."""
+    """Tunnels 0..branches-2 up, then the flood with the last branch set up in the middle;
+    the hub's CPU is counted until both the spray and the new branch are done."""
     b.bring_up(bench, branches - 1, None, initiate, [hub_up_counter], lambda chunk: list(chunk))
     before = established()
     rss0 = b.rss_of(hub_pid)
     cpu0 = b.cpu_s(hub_pid)
     done = []
     thread = threading.Thread(target=spray, args=(bench, branches, shape, done), daemon=True)
-    start = time.monotonic()
     thread.start()
     time.sleep(0.5)             # the spray is under way (it takes a few seconds)
     t_new = time.monotonic()
@@ -94,13 +95,13 @@ def _flood_round(bench, branches, shape, hub_pid, initiate, hub_up_counter, esta
     new_up = hub_up_counter.wait_for(branches, 120)
     new_s = time.monotonic() - t_new if new_up else None
     thread.join()
-    flood_s = time.monotonic() - start
     cpu_flood = b.cpu_s(hub_pid) - cpu0
     rss1 = b.rss_of(hub_pid)
     time.sleep(SETTLE_S)
     after = established()
     result = {"lost": len(before - after), "kept": len(before & after), "new_s": new_s,
-              "sent": done[0] if done else 0, "flood_s": flood_s, "cpu_s": cpu_flood,
+              "sent": done[0][0] if done else 0, "flood_s": done[0][1] if done else 0,
+              "cpu_s": cpu_flood,
               "rss0": rss0, "rss1": rss1}
     result.update(extra())
     return result
