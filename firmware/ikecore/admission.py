@@ -7,7 +7,11 @@ peer address (charon.block_threshold, 5) and in total (charon.init_limit_half_op
 likewise (its half-open limits drop new negotiations beyond them). Here, four gates:
 
 - half-open responder IKE SAs per remote address and in total: a first message beyond them is
-  dropped before any state is made (a real initiator retransmits and gets in later);
+  dropped before any state is made (a real initiator retransmits and gets in later); except
+  that a main mode first message at the total bound pushes out the oldest main mode SA that
+  heard only message 1 (a spray's, most likely: a real initiator answers our message 2 within
+  a round trip). So a sustained spray from many addresses cannot lock a new peer out: it costs
+  no DH, and what it pushes out cost none. The per-address bound is never made room for;
 - Diffie-Hellman in flight: responder SAs that computed a DH value (aggressive mode message 1,
   main mode message 3) and wait to be authenticated; a message that would start one more is
   dropped before the DH (main mode message 3 is retransmitted by its initiator);
@@ -35,6 +39,7 @@ REFUSAL_WORDS = {
     "total": "half-open negotiations in total (at most %d)" % MAX_HALF_OPEN,
     "dh": "Diffie-Hellman computations for unauthenticated peers (at most %d)" % MAX_DH_IN_FLIGHT,
 }
+REFUSAL_WORDS["room"] = REFUSAL_WORDS["total"]      # a push-out (room_for) is the total bound
 
 
 class Admission:
@@ -42,6 +47,8 @@ class Admission:
         self.half_open = 0
         self.per_address = {}        # remote address -> half-open responder SAs from it
         self._first_only = {}        # id -> responder SA that heard only message 1, not quieted
+        self._evictable = {}         # id -> main mode responder SA that heard only message 1
+        self.evicted = 0
         self.dh_in_flight = 0
         self.initiating = 0
         self.queue = []              # peer names waiting for an initiation slot, in order
@@ -52,6 +59,18 @@ class Admission:
         self.first_line = None       # the open episode's first line until the core logs it
 
     # -- responder -------------------------------------------------------------------------------
+    def room_for(self, address, computes_dh, now):
+        """The SA to drop so that a new first message from address gets its place: the oldest
+        main mode responder SA that heard only message 1, when the total bound is all that
+        stands in the way and neither the new SA nor the one pushed out costs a DH (so sprays
+        never buy DH computations this way). None otherwise."""
+        if (computes_dh or self.half_open < MAX_HALF_OPEN or not self._evictable
+                or self.per_address.get(address, 0) >= MAX_HALF_OPEN_PER_ADDRESS):
+            return None
+        self.evicted += 1
+        self._note("room", address, now)
+        return next(iter(self._evictable.values()))      # dicts keep insertion order
+
     def admit_first_message(self, address, computes_dh, now):
         """None when a new responder SA from address may be made (computes_dh: answering it
         takes a DH value, aggressive mode), else the refusal's kind."""
@@ -69,6 +88,8 @@ class Admission:
         address = sa.remote_at_admission = sa.remote[0]
         self.per_address[address] = self.per_address.get(address, 0) + 1
         self._first_only[sa.id] = sa
+        if not computes_dh:
+            self._evictable[sa.id] = sa
         if computes_dh:
             sa.dh_counted = True
             self.dh_in_flight += 1
@@ -91,6 +112,7 @@ class Admission:
     def heard_more(self, sa):
         """The responder SA got a second message: a real initiator, never quieted."""
         self._first_only.pop(sa.id, None)
+        self._evictable.pop(sa.id, None)
 
     def to_quiet(self):
         """Under pressure: the first-message-only SAs not yet given the short patience (each
@@ -140,6 +162,7 @@ class Admission:
     def closed(self, sa):
         """The SA was authenticated, failed or removed: it no longer counts (idempotent)."""
         self._first_only.pop(sa.id, None)
+        self._evictable.pop(sa.id, None)
         self.closed_dh(sa)
         if sa.admission == "responder":
             self.half_open -= 1
@@ -156,16 +179,21 @@ class Admission:
     # -- refusals and their log ------------------------------------------------------------------
     def _refuse(self, kind, address, now):
         self.refused[kind] += 1
+        self._note(kind, address, now)
+        return kind
+
+    def _note(self, kind, address, now):
+        """A refusal or a push-out in the open episode (opened here if none is)."""
         if self._episode is None:
             self._episode = [now, now, {}, set()]
-            self.first_line = "admission: dropping new negotiations: too many %s" % (
-                REFUSAL_WORDS[kind],)
+            self.first_line = "admission: %s: too many %s" % (
+                "dropping the oldest half-open negotiations for new ones" if kind == "room"
+                else "dropping new negotiations", REFUSAL_WORDS[kind])
         episode = self._episode
         episode[1] = now
         episode[2][kind] = episode[2].get(kind, 0) + 1
         if len(episode[3]) < 10000:          # bounded: a count, not a record of the spray
             episode[3].add(address)
-        return kind
 
     def take_first_line(self):
         """The episode's opening line, once (None otherwise)."""
@@ -181,10 +209,16 @@ class Admission:
         if episode is None or now < episode[1] + EPISODE_QUIET_S:
             return None
         self._episode = None
-        kinds = ", ".join("%d for %s" % (n, REFUSAL_WORDS[k]) for k, n in sorted(episode[2].items()))
+        counts = episode[2]
+        kinds = ", ".join("%d for %s" % (n, REFUSAL_WORDS[k]) for k, n in sorted(counts.items())
+                          if k != "room")
+        if "room" in counts:
+            kinds += "%s%d older half-open negotiations pushed out by new ones" % (
+                ", " if kinds else "", counts["room"])
         addresses = len(episode[3])
         return "admission: dropped %d first messages in %d s from %s%d addresses (%s); " \
-               "accepting again" % (sum(episode[2].values()), int(episode[1] - episode[0]),
+               "accepting again" % (sum(n for k, n in counts.items() if k != "room"),
+                                    int(episode[1] - episode[0]),
                                     "at least " if addresses >= 10000 else "", addresses, kinds)
 
     def snapshot(self):
@@ -193,4 +227,5 @@ class Admission:
                 "dh_in_flight": self.dh_in_flight, "dh_in_flight_limit": MAX_DH_IN_FLIGHT,
                 "initiating": self.initiating, "initiating_limit": MAX_INITIATING,
                 "queued": len(self.queue), "refused": dict(self.refused),
+                "pushed_out": self.evicted,
                 "expired_quietly": self.expired_quietly}

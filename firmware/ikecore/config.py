@@ -251,10 +251,19 @@ class _Checker:
     """Walks the document; every error carries the key path and its line."""
 
     def __init__(self, text, source, base_dir, warnings):
-        self.index = _LineIndex(text)
+        self.text = text
+        self._index = None
         self.source = source
         self.base_dir = base_dir
         self.warnings = warnings
+
+    @property
+    def index(self):
+        """The line index, scanned only when an error or a warning needs a line: for 10,000
+        peers the scan took ~11 s and tens of MB the daemon then kept as freed heap."""
+        if self._index is None:
+            self._index = _LineIndex(self.text)
+        return self._index
 
     def error(self, path, message):
         raise ConfigError(message, key=format_path(path) or None,
@@ -372,12 +381,12 @@ class _Checker:
                 self.error(("general", key), "%r is not an interface name" % value)
             interfaces[key] = value
         peers = {}
+        distinct = {}              # what tells peers apart -> the peer (distinct_peer)
         for i, entry in enumerate(self.array(("peer",), doc.get("peer", []))):
             peer = self.peer(("peer", i), entry)
             if peer.name in peers:
                 self.error(("peer", i, "name"), "a peer named %r already exists" % peer.name)
-            for other in peers.values():
-                self.distinct_peers(("peer", i), peer, other)
+            self.distinct_peer(("peer", i), peer, distinct)
             peers[peer.name] = peer
         connections = {}
         groups = set()
@@ -398,21 +407,28 @@ class _Checker:
                 connections[pair.name] = pair
         return S.Settings(peers=peers, connections=connections, **interfaces)
 
-    def distinct_peers(self, path, peer, other):
+    def distinct_peer(self, path, peer, seen):
         """The core must be able to tell every two peers apart when they talk to us first: by
-        their address, or (dynamic peers) by the ID they send."""
-        if peer.dynamic and other.dynamic:
-            if peer.catch_all and other.catch_all:
+        their address, or (dynamic peers) by the ID they send. seen: what earlier peers are told
+        apart by -> that peer (a dict, not a scan of the others: 10,000 peers took 12 s)."""
+        if not peer.dynamic:
+            other = seen.setdefault(("gateway", peer.remote_gateway), peer)
+            if other is not peer:
+                self.error(path + ("remote_gateway",), "peer %r already uses gateway %s"
+                           % (other.name, peer.remote_gateway))
+            return
+        if peer.catch_all:
+            other = seen.setdefault(("catch-all",), peer)
+            if other is not peer:
                 self.error(path + ("catch_all",), "peer %r is already the catch-all peer; there "
                            "can be only one (main mode with a pre-shared key cannot tell two "
                            "apart before the key is used)" % other.name)
-            if (peer.remote_id is not None and peer.remote_id == other.remote_id
-                    and peer.phase1_mode == other.phase1_mode):
+        if peer.remote_id is not None:
+            other = seen.setdefault(("id", peer.phase1_mode, peer.remote_id.type,
+                                     peer.remote_id.value), peer)
+            if other is not peer:
                 self.error(path + ("remote_id",), "peer %r already accepts %s %s from any "
                            "address" % (other.name, peer.remote_id.type, peer.remote_id.value))
-        elif other.remote_gateway == peer.remote_gateway:
-            self.error(path + ("remote_gateway",), "peer %r already uses gateway %s"
-                       % (other.name, peer.remote_gateway))
 
     def remote_gateway(self, path, value):
         """An IPv4 address, "any" (ANY_GATEWAY_SPELLINGS -> settings.ANY_GATEWAY) or a DNS name

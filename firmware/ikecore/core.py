@@ -759,8 +759,7 @@ class IkeCore:
         if qm.sa.error_connection == conn.name:
             qm.sa.last_error = None        # that connection's tunnel works now
             qm.sa.error_connection = None
-        margin = ikesa.rekey_margin(qm.lifetime_s)
-        rekey_at = now + qm.lifetime_s - (margin if qm.initiator else margin // 2)
+        rekey_at = now + ikesa.rekey_after(qm.lifetime_s, qm.initiator, self.crypto)
         group = _ChildGroup([c.id for c in children], conn.name, qm.sa.peer.name, qm.initiator,
                             rekey_at, now + qm.lifetime_s, now)
         group.serial = self._next_group
@@ -1121,6 +1120,10 @@ class IkeCore:
                                remote[0], peer.name))
             return
         computes_dh = mode == states.AGGRESSIVE == peer.phase1_mode   # our answer needs it
+        victim = self.admission.room_for(remote[0], computes_dh, now)
+        if victim is not None:          # the oldest main mode SA that heard only message 1
+            self._forget_ike_sa(victim, now)
+            self._admission_log(now)
         refusal = self.admission.admit_first_message(remote[0], computes_dh, now)
         if refusal is not None:
             self._admission_log(now)

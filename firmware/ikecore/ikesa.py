@@ -24,13 +24,27 @@ FAILED_KEEP_S = 120
 # A responder does not retransmit in main mode: if the initiator stops, we stop waiting after the
 # initiator's own give-up time and a margin.
 RESPONDER_PATIENCE_S = 92
-# Rekey an SA this long before it expires: a tenth of the lifetime, at most 9 minutes (strongSwan's
-# default margin), at least one second.
+# Rekey an SA at least this long before it expires: a tenth of the lifetime, at most 9 minutes
+# (strongSwan's default margin), at least one second; rekey_after() adds the random spread.
 MAX_REKEY_MARGIN_S = 540
 
 
 def rekey_margin(lifetime_s):
     return max(1, min(lifetime_s // 10, MAX_REKEY_MARGIN_S))
+
+
+def rekey_after(lifetime_s, initiator, crypto):
+    """Seconds after establishment at which an SA of this lifetime is renewed, spread at random
+    so that SAs set up in one burst do not all renew in the same second (strongSwan subtracts
+    a random part of rand_time, Libreswan adds rekeyfuzz to rekeymargin). With m the margin:
+    the initiator renews in (lifetime - 2m, lifetime - m], the responder, which renews only when
+    the initiator did not, in (lifetime - 3m/4, lifetime - m/2]: always later, always before
+    expiry. The random part comes from the crypto provider (the core has no other source of
+    randomness, on CPython or MicroPython)."""
+    margin = rekey_margin(lifetime_s)
+    base, spread = (margin, margin) if initiator else (margin // 2, margin // 4)
+    fuzz = int.from_bytes(crypto.random(4), "big") % spread if spread > 1 else 0
+    return lifetime_s - base - fuzz
 
 
 # -- a received message, split ---------------------------------------------------------------------

@@ -56,9 +56,10 @@ class Learned:
     def from_delete(self, kind, name, age, lifetime_s):
         """The peer deleted an SA `age` seconds old that we would have kept `lifetime_s`.
         -> the lifetime learned, or None when the age is no evidence: too young to be a
-        lifetime, or old enough to be the cleanup after a renewal at our own lifetime."""
+        lifetime, or old enough to be the cleanup after a renewal at our own lifetime (which
+        can come as early as lifetime - 2 margins: ikesa.rekey_after)."""
         age = int(age)
-        if age < DELETE_EVIDENCE_MIN_S or age >= lifetime_s - rekey_margin(lifetime_s):
+        if age < DELETE_EVIDENCE_MIN_S or age >= lifetime_s - 2 * rekey_margin(lifetime_s):
             return None
         self._note(kind, name, age)
         return age

@@ -27,7 +27,7 @@ from . import proposals
 from . import states
 from . import vendor
 from .crypto import CryptoError
-from .ikesa import RETRANSMIT_DELAYS, rekey_margin
+from .ikesa import RETRANSMIT_DELAYS, rekey_after
 
 # After this many unanswered retransmissions of a key-dependent message, say "probable key
 # mismatch" (the page shows it within ~6 s instead of at give-up).
@@ -564,10 +564,8 @@ def _established(sa, received, now):
     sa.expire_at = now + sa.lifetime_s
     if sa.natt.send_keepalives:
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
-    sa.rekey_at = now + sa.lifetime_s - rekey_margin(sa.lifetime_s)
-    if not sa.initiator:
-        # The initiator renews; we only do so when it did not, a little later.
-        sa.rekey_at = now + sa.lifetime_s - rekey_margin(sa.lifetime_s) // 2
+    # The initiator renews; the responder only when it did not, a little later (rekey_after).
+    sa.rekey_at = now + rekey_after(sa.lifetime_s, sa.initiator, sa.core.crypto)
     contact = False
     for note in received.all(codec.NotifyPayload):
         if note.notify_type == C.INITIAL_CONTACT:

@@ -199,8 +199,32 @@ def _parts(name, what):
     return [_canonical(p) for p in name.strip().lower().split("-")]
 
 
+# Parsed proposals by their text: 10,000 peers written alike share one object per text (the
+# objects are never changed after parsing) instead of holding 10,000 copies each.
+_PARSED = {}
+
+
+def _shared(key, parse, *args):
+    cacheable = isinstance(key[0], str) and isinstance(key[1], str)
+    found = _PARSED.get(key) if cacheable else None
+    if found is None:
+        found = parse(*args)
+        if cacheable and len(_PARSED) < 1000:      # bounded: texts, not peers
+            _PARSED[key] = found
+    return found
+
+
 def parse_ike(name):
     """"aes128-sha1-modp2048" -> IkeProposal; ValueError naming the bad part."""
+    return _shared(("ike", name), _parse_ike, name)
+
+
+def parse_child(name, protocol="esp"):
+    """"aes128-sha1" (esp, esp+ah) or "sha1" (ah) -> ChildProposal; ValueError naming the bad part."""
+    return _shared((protocol, name), _parse_child, name, protocol)
+
+
+def _parse_ike(name):
     parts = _parts(name, "IKE")
     if len(parts) != 3:
         raise ValueError("IKE proposal %r must be encryption-integrity-group, e.g. "
@@ -218,8 +242,7 @@ def parse_ike(name):
     return IkeProposal(encr, integ, dh, name.strip().lower())
 
 
-def parse_child(name, protocol="esp"):
-    """"aes128-sha1" (esp, esp+ah) or "sha1" (ah) -> ChildProposal; ValueError naming the bad part."""
+def _parse_child(name, protocol):
     if protocol not in ("esp", "ah", "esp+ah"):
         raise ValueError("unknown IPsec protocol %r (esp, ah or esp+ah)" % (protocol,))
     parts = _parts(name, protocol.upper())

@@ -69,9 +69,9 @@ def sa_lifetime(lifetime_s, lifetime_kb):
     fields = {"lft_soft_byte_limit": m.XFRM_INF, "lft_hard_byte_limit": m.XFRM_INF,
               "lft_soft_packet_limit": m.XFRM_INF, "lft_hard_packet_limit": m.XFRM_INF}
     if lifetime_s:
-        # the core rekeys at lifetime - margin (initiator) or - margin/2 (responder), margin
-        # = lifetime/10 capped at 9 min (phase1.rekey_margin); the kernel's soft expiry falls
-        # after both and before the hard one
+        # the core rekeys by lifetime - margin (initiator) or - margin/2 (responder) at the
+        # latest, margin = lifetime/10 capped at 9 min (ikesa.rekey_after); the kernel's soft
+        # expiry falls after both and before the hard one
         margin = max(1, min(lifetime_s // 10, 540) // 4)
         fields["lft_hard_add_expires_seconds"] = lifetime_s
         fields["lft_soft_add_expires_seconds"] = max(1, lifetime_s - margin)

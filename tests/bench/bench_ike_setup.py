@@ -57,6 +57,9 @@ PSK = "bench secret"
 # again, up to RETRIES times (printed: under load both daemons may give up on a few).
 BATCH_WAIT_S = 30
 RETRIES = 2
+# ikectl as rootfs-overlay/usr/bin/ikectl starts it; timed like swanctl, best of COMMAND_REPEAT
+IKECTL = [sys.executable, "-c", "import sys; from ikecore.ctl import main; sys.exit(main())"]
+COMMAND_REPEAT = 5
 
 
 def wan_a(i):
@@ -279,7 +282,7 @@ def run_charon(bench, workdir, n, batch=None, hold=False):
                                                 "responder": right.rss_kb()})
         if hold:
             result["list_s"] = timed(lambda: left.swanctl("--list-sas", timeout=600), 1)
-            result["count_s"] = timed(lambda: left.swanctl("--stats", timeout=60))
+            result["count_s"] = timed(lambda: left.swanctl("--stats", timeout=60), COMMAND_REPEAT)
         control.close()
         return result
     finally:
@@ -330,15 +333,20 @@ def run_ours(bench, workdir, n, batch=None, hold=False):
                       own_retransmissions=counters_left["retransmissions"]
                       + counters_right["retransmissions"])
         if hold:
-            ctl = [sys.executable, "-m", "ikecore.ctl", "--socket", left.socket_path, "status"]
+            ctl = IKECTL + ["--socket", left.socket_path, "status"]
             result["list_s"] = timed(lambda: subprocess.run(ctl, env=left.env, capture_output=True,
                                                            timeout=600, check=True), 1)
             result["count_s"] = timed(lambda: subprocess.run(
-                ctl + ["--summary"], env=left.env, capture_output=True, timeout=60, check=True))
+                ctl + ["--summary"], env=left.env, capture_output=True, timeout=60, check=True),
+                COMMAND_REPEAT)
+            result["python_s"] = timed(lambda: subprocess.run(
+                [sys.executable, "-c", "pass"], capture_output=True, timeout=60, check=True),
+                COMMAND_REPEAT)
             result["page_s"] = timed(lambda: left.request({"cmd": "status", "offset": n // 2,
                                                            "limit": 50}))
             result["summary_s"] = timed(lambda: left.request({"cmd": "summary"}))
             result["full_s"] = timed(lambda: left.request({"cmd": "status"}, timeout_s=600), 1)
+            result["webui"] = webui_times(left.socket_path, n)
         control.close()
         return result
     finally:
@@ -389,12 +397,14 @@ def _attempt(label, fn, *args, **kwargs):
         return None
 
 
-def webui_render_times(n):
-    """tests/bench/bench_webui.py's render_times(n): {"/": s, "/api/status": s}, or an error text."""
+def webui_times(socket_path, n):
+    """tests/bench/bench_webui.py's paths (the status page, its last page, a page of
+    /api/status, all of it, /api/summary, /metrics) against our daemon with n tunnels up:
+    {path: median seconds}, or an error text."""
     try:
         sys.path.insert(0, HERE)
         import bench_webui
-        return bench_webui.render_times(n)
+        return bench_webui.measure_socket(socket_path, n)[0]
     except Exception as exc:
         return "not available: %r" % exc
 
@@ -456,11 +466,20 @@ def main(argv=None):
                       % (args.hold, c["list_s"], c["count_s"]))
             if o:
                 print("  ours, %d tunnels up: ikectl status %.2f s, ikectl status --summary %.3f s"
-                      " (target < 0.05 s), control socket: summary %.3f s, a page of 50 peers "
-                      "%.3f s, everything %.2f s" % (args.hold, o["list_s"], o["count_s"],
-                                                      o["summary_s"], o["page_s"], o["full_s"]))
-            render = webui_render_times(args.hold)
-            print("  web UI with %d tunnels (bench_webui.render_times): %s" % (args.hold, render))
+                      " (target < 0.05 s; `python3 -c pass` alone %.3f s), control socket: "
+                      "summary %.3f s, a page of 50 peers %.3f s, everything %.2f s" % (
+                          args.hold, o["list_s"], o["count_s"], o["python_s"], o["summary_s"],
+                          o["page_s"], o["full_s"]))
+                webui = o["webui"]
+                print("  web UI against ours with %d tunnels up (median of %d): %s" % (
+                    args.hold, 5, ", ".join("GET %s %.1f ms" % (path, 1000 * t)
+                                           for path, t in webui.items())
+                    if isinstance(webui, dict) else webui))
+            if c and o:
+                print("  counts only, ours/charon (each command started the same way, best of "
+                      "%d): ikectl status --summary / swanctl --stats %.2fx; listing: "
+                      "ikectl status / swanctl --list-sas %.2fx" % (
+                          COMMAND_REPEAT, o["count_s"] / c["count_s"], o["list_s"] / c["list_s"]))
     finally:
         bench.close()
         shutil.rmtree(workdir, ignore_errors=True)

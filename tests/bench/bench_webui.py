@@ -6,9 +6,9 @@ GET /api/summary and GET /metrics (counts from the summary at that size).
 
 Prints only (no assertions); the issue's target is a status page under 1 s at 10,000 tunnels.
 Run: PYTHONPATH=firmware python tests/bench/bench_webui.py [-n N]
-`main(argv)` is what tests/bench/run_all.py calls; `render_times(n_tunnels)` returns
-{path: seconds} (median of a few requests; "/" and "/api/status" among them) for
-bench_ike_setup.py, which compares them with `swanctl --list-sas` on the same number of SAs.
+`main(argv)` is what tests/bench/run_all.py calls; `measure_socket(path, n_tunnels)` times the
+same paths against any daemon's control socket: bench_ike_setup.py's hold round uses it on our
+real daemon with 10,000 tunnels up.
 """
 import argparse
 import os
@@ -35,19 +35,23 @@ def paths(n_tunnels):
             "/api/summary", "/metrics")
 
 
-def render_times(n_tunnels, repeat=REPEAT):
-    """Median seconds of each of paths(n_tunnels) with n_tunnels tunnels (2 SAs each):
-    {path: seconds}."""
-    return measure(n_tunnels, repeat)[0]
-
-
 def measure(n_tunnels, repeat=REPEAT):
-    """(render_times, {path: response bytes})."""
-    from webui import auth
-    from webui.context import Options
+    """(render_times, {path: response bytes}) against the fake daemon."""
     with tempfile.TemporaryDirectory() as tmp:
         socket_path = os.path.join(tmp, "control.sock")
         daemon = FakeDaemon(socket_path, many_tunnels(n_tunnels)).start()
+        try:
+            return measure_socket(socket_path, n_tunnels, repeat)
+        finally:
+            daemon.stop()
+
+
+def measure_socket(socket_path, n_tunnels, repeat=REPEAT):
+    """The same against whatever daemon answers on socket_path (bench_ike_setup's hold round:
+    our real daemon with n_tunnels up)."""
+    from webui import auth
+    from webui.context import Options
+    with tempfile.TemporaryDirectory() as tmp:
         server = ThreadedWebui(Options(socket_path, tmp, os.path.join(tmp, "ikecore.toml")))
         server.start()
         try:
@@ -68,7 +72,6 @@ def measure(n_tunnels, repeat=REPEAT):
             return times, sizes
         finally:
             server.stop()
-            daemon.stop()
 
 
 def main(argv=None):

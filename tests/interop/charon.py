@@ -164,7 +164,8 @@ LOG_QUIET = "default = 0\n      ike = 1"   # the benchmark: a line per SA, not p
 
 
 def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retransmit_tries=2,
-                    log_levels=LOG_DETAILED, fragment_size=None):
+                    log_levels=LOG_DETAILED, fragment_size=None,
+                    half_open=(0, 0)):
     """strongswan.conf for one instance. Retransmissions are short so failure tests end quickly.
 
     Note: kernel-libipsec routes the remote network into its TUN device with a source address
@@ -183,9 +184,10 @@ def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retr
   retransmit_timeout = 1.0
   retransmit_base = 1.4
   install_virtual_ip = no
-%(fragment_size)s  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way.
-  init_limit_half_open = 0
-  block_threshold = 0
+%(fragment_size)s  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way, unless
+  # half_open = (in total, per address) asks for them (the flood benchmark: ours' bounds).
+  init_limit_half_open = %(half_open_total)d
+  block_threshold = %(half_open_per_address)d
   ikesa_table_size = 1024
   filelog {
     main {
@@ -213,14 +215,16 @@ swanctl {
 """ % {"plugins": CHARON_PLUGINS[data_plane], "aggr": "yes" if aggressive_psk else "no",
        "tries": retransmit_tries, "log": log_path, "vici": vici_socket,
        "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels,
-       "fragment_size": "  fragment_size = %d\n" % fragment_size if fragment_size else ""}
+       "fragment_size": "  fragment_size = %d\n" % fragment_size if fragment_size else "",
+       "half_open_total": half_open[0], "half_open_per_address": half_open[1]}
 
 
 class Charon:
     """charon running in namespace `ns` (a netns.Namespace), files under `workdir`."""
 
     def __init__(self, ns, workdir, data_plane="libipsec", aggressive_psk=True, retransmit_tries=2,
-                 log_levels=LOG_DETAILED, fragment_size=None):
+                 log_levels=LOG_DETAILED, fragment_size=None,
+                 half_open=(0, 0)):
         self.ns = ns
         self.workdir = workdir
         self.data_plane = data_plane
@@ -233,7 +237,7 @@ class Charon:
         self.uri = "unix://" + self.vici
         with open(self.conf_path, "w") as f:
             f.write(strongswan_conf(self.vici, self.log_path, data_plane, aggressive_psk,
-                                    retransmit_tries, log_levels, fragment_size))
+                                    retransmit_tries, log_levels, fragment_size, half_open))
         self.env = dict(os.environ, STRONGSWAN_CONF=self.conf_path)
         self.proc = None
 

@@ -159,7 +159,7 @@ def test_half_open_negotiations_from_one_address_are_bounded_and_logged_once_wit
 def test_a_spray_leaves_established_tunnels_up_and_a_new_peer_still_gets_in(monkeypatch):
     monkeypatch.setattr(admission, "MAX_HALF_OPEN", 40)
     monkeypatch.setattr(admission, "MAX_HALF_OPEN_PER_ADDRESS", 4)
-    hub = Hub(30, act_as="responder")
+    hub = Hub(31, act_as="responder")
     hub.spoke(0).initiate("lan", hub.now)
     hub.exchange()
     assert hub.established() == {"p0"}
@@ -167,19 +167,34 @@ def test_a_spray_leaves_established_tunnels_up_and_a_new_peer_still_gets_in(monk
     for i in range(1, 29):                # forged first messages "from" 28 configured peers
         hub.spray(i, 6)
     snap = hub.core.admission.snapshot()
-    assert snap["half_open"] == 40 and snap["refused"]["total"] > 0
-    assert snap["refused"]["address"] > 0
-    # Under pressure, a first-message-only SA goes quietly after PRESSURE_PATIENCE_S.
-    hub.step(admission.PRESSURE_PATIENCE_S + 1)
-    assert hub.core.admission.half_open == 0
-    assert hub.core.admission.expired_quietly >= 20
-    assert len(hub.core.ike_sas) == 1
-    assert not [t for t in hub.logs("error")], hub.logs("error")
-    # The tunnel that was up is untouched; a new peer negotiates as usual.
-    assert dict((c.id, c.spi) for c in hub.core.children.values()) == before
+    # At the total bound the newest forged first messages pushed out the oldest ones.
+    assert snap["half_open"] == 40 and snap["pushed_out"] == 28 * 4 - 40
+    assert snap["refused"]["address"] == 28 * 2 and snap["refused"]["total"] == 0
+    words = admission.REFUSAL_WORDS["address"]       # made at import: MAX_..._PER_ADDRESS 10
+    assert [t for t in hub.logs("warning") if t.startswith("admission:")] == [
+        "admission: dropping new negotiations: too many " + words]
+    # A new peer gets in while the table is full (it answers our message 2 at once) ...
     hub.spoke(29).initiate("lan", hub.now)
     hub.exchange()
     assert hub.established() == {"p0", "p29"}
+    # ... and under pressure a first-message-only SA goes quietly after PRESSURE_PATIENCE_S.
+    hub.step(admission.PRESSURE_PATIENCE_S + 1)
+    assert hub.core.admission.half_open == 0
+    assert hub.core.admission.expired_quietly >= 20
+    assert len(hub.core.ike_sas) == 2
+    assert not [t for t in hub.logs("error")], hub.logs("error")
+    # The tunnel that was up is untouched; a new peer negotiates as usual.
+    assert dict((c.id, c.spi) for c in hub.core.children.values() if c.ike_sa in
+                [sa.id for sa in hub.core.sas_of("p0")]) == before
+    hub.spoke(30).initiate("lan", hub.now)
+    hub.exchange()
+    assert hub.established() == {"p0", "p29", "p30"}
+    hub.step(admission.EPISODE_QUIET_S + 1)
+    closing = [t for t in hub.logs("warning") if t.startswith("admission: dropped")]
+    # 28 sprayed addresses and p29, whose first message pushed out one more
+    assert closing == ["admission: dropped 56 first messages in 0 s from 29 addresses (56 for %s, "
+                       "73 older half-open negotiations pushed out by new ones); accepting again"
+                       % words]
 
 
 def test_a_real_initiator_under_pressure_is_not_dropped_as_a_spray(monkeypatch):

@@ -135,6 +135,13 @@ def test_dpd_off_when_delay_is_zero(ike_link_factory):
 
 
 # -- rekey ----------------------------------------------------------------------------------------
+def _until_our_rekey(link, ike=False):
+    """Seconds until A renews its tunnel (ike: its IKE SA): a random moment in the last two
+    margins of the lifetime (ikesa.rekey_after)."""
+    (sa,) = link.a.ike_sas.values() if ike else link.a.groups.values()
+    return sa.rekey_at - link.clock.now
+
+
 def test_child_rekey_overlaps_then_old_pair_dies(ike_link_factory):
     link = ike_link_factory(both={"child_lifetime_s": 600})
     _up(link)
@@ -157,7 +164,7 @@ def test_our_renewal_moves_outgoing_traffic_to_the_new_sa_a_moment_after_hash3(i
     link = ike_link_factory(both={"child_lifetime_s": 600})
     _up(link)
     before = {name: len(link.installed(name)) for name in "AB"}
-    link.step(600 - 60 + OUTBOUND_SWITCH_DELAY_S / 2)     # the rekey went through; not yet the switch
+    link.step(_until_our_rekey(link) + OUTBOUND_SWITCH_DELAY_S / 2)     # the rekey went through; not yet the switch
     new_a = link.installed("A")[before["A"]:]
     new_b = link.installed("B")[before["B"]:]
     assert [c.direction for c in new_a] == ["in"]
@@ -174,7 +181,7 @@ def test_a_renewal_deleted_before_its_switch_never_reaches_the_kernel_outbound(i
     link = ike_link_factory(both={"child_lifetime_s": 600})
     _up(link)
     before = len(link.installed("A"))
-    link.step(600 - 60 + OUTBOUND_SWITCH_DELAY_S / 2)
+    link.step(_until_our_rekey(link) + OUTBOUND_SWITCH_DELAY_S / 2)
     (new_in,) = link.installed("A")[before:]
     new_out = [s for s in link.sas("A") if s["direction"] == "outgoing"][-1]
     link.a.delete(new_out["id"], link.clock.now)
@@ -200,7 +207,7 @@ def test_ike_rekey_shows_new_sa_then_removes_old(ike_link_factory):
     link = ike_link_factory(both={"lifetime_s": 1000, "dpd": (0, 0)})
     _up(link)
     first = link.ike("A")[0]["id"]
-    link.step(1000 - 100 + 1)
+    link.step(_until_our_rekey(link, ike=True) + 1)
     ids = [s["id"] for s in link.ike("A")]
     assert len(ids) == 2 and all(s["state"] == 9 for s in link.ike("A"))
     assert len(link.ike("B")) == 2
@@ -209,7 +216,7 @@ def test_ike_rekey_shows_new_sa_then_removes_old(ike_link_factory):
     assert new["id"] != first and len(link.ike("B")) == 1
     assert len(link.sas("A")) == 2 and {s["ike_sa"] for s in link.sas("A")} == {new["id"]}
     # the child SAs renew over the new IKE SA
-    link.step(3600 - 360 - 930)
+    link.step(_until_our_rekey(link) + 1)
     assert link.ike("A")[0]["phase2_negotiations"] >= 1
 
 
