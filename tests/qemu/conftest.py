@@ -35,3 +35,14 @@ def router(tmp_path_factory):
     r.start(timeout=300)
     yield r
     r.stop()
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory):
+    """Two routers (sites A and B, e2e.SITES) booted from the built image for one test module,
+    their daemons stopped until e2e.configure gives them a scenario."""
+    from e2e import boot_sites, stop_sites
+    a, b = boot_sites(tmp_path_factory.mktemp("sites"), images_or_skip())
+    yield a, b
+    stop_sites(a, b)
+

@@ -99,6 +99,7 @@ class Site:
         self.router = router
         self.name = router.name
         self.site = router.site                 # SITES entry: wan, lan_net, lan_router, lan_host
+        self.scenario = None                    # what configure() last set up (its key)
 
     # -- plain commands -------------------------------------------------------------------------
     def run(self, cmd, timeout=60):

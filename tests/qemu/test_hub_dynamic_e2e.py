@@ -8,16 +8,12 @@ other ports, as after a new lease from a carrier NAT) and it connects again: the
 entry follows, its policies and SAs carry the new address, and the LAN hosts ping each other
 before and after. A failing test prints both guests' VPN log, xfrm state/policy and status.
 """
-import os
 import re
 
 import pytest
 
-from e2e import (IP, NAT_PUBLIC, boot_sites, nat_in_front_of, one, remove_nat, show_after_failure,
-                 stop_sites)
+from e2e import IP, NAT_PUBLIC, nat_in_front_of, one, remove_nat, show_after_failure
 
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 PSK = "branch e2e key"
 
 
@@ -62,16 +58,6 @@ peer = "hub"
 local_net = "{branch['lan_net']}"
 remote_net = "{hub['lan_net']}"
 """
-
-
-@pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no firmware image in {IMAGES} (missing {part}): run `make image`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites"), IMAGES)
-    yield a, b
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)

@@ -4,16 +4,13 @@ with the status page), site B the hub with local_net = "0.0.0.0/0". A's LAN host
 through ESP; A's status page still answers on its LAN (from QEMU's LAN side and from the LAN
 host on the other LAN); IKE brings the tunnel up and rekeys it with those policies in place.
 """
-import os
 import re
 
 import pytest
 
-from e2e import IP, Scenario, boot_sites, capture_start, capture_stop, configure, one, show_after_failure, \
-    stop_sites, without_ike
+from e2e import IP, Scenario, capture_start, capture_stop, configure, one, show_after_failure, \
+    without_ike
 
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 ANY = "0.0.0.0/0"
 BRANCH_LANS = ["10.1.0.0/24", "192.168.1.0/24"]      # lan0 (LAN host) and eth1 (the page)
 PAGE = "http://192.168.1.1/"
@@ -23,16 +20,6 @@ ALL_TRAFFIC = Scenario(lifetime_s=60, networks={"192.0.2.1": (BRANCH_LANS, ANY),
                                                 "192.0.2.2": (ANY, BRANCH_LANS)})
 FETCH_PAGE = ("python3 -c \"import urllib.request; "
               "print('status', urllib.request.urlopen('%s', timeout=20).status)\"" % PAGE)
-
-
-@pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no firmware image in {IMAGES} (missing {part}): run `make image`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites"), IMAGES)
-    yield a, b
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)

@@ -11,28 +11,14 @@ import re
 
 import pytest
 
-from e2e import (DAEMON_PIDS, IP, NAT_PUBLIC, Scenario, boot_sites, capture_start, capture_stop, configure,
-                 nat_in_front_of, one, ping_while_watching, remove_nat, shell_quote, show_after_failure, stop_sites,
+from e2e import (DAEMON_PIDS, IP, NAT_PUBLIC, Scenario, capture_start, capture_stop, configure,
+                 nat_in_front_of, one, ping_while_watching, remove_nat, shell_quote, show_after_failure,
                  without_ike)
-
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 
 ESP = Scenario()                                     # main mode PSK, aes128-sha1, PFS modp2048
 AH = Scenario(protocol="ah", child_proposals=["sha256"])
 ESP_AH = Scenario(protocol="esp+ah", child_proposals=["aes256-sha256"])
 REKEY = Scenario(lifetime_s=60)                      # the shortest lifetime config.py accepts
-
-
-@pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no firmware image in {IMAGES} (missing {part}): run `make image`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites"), IMAGES)
-    a.scenario = b.scenario = None
-    yield a, b
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)
