@@ -116,6 +116,9 @@ def _admission(family, admission):
     family("ikecore_admission_expired_quietly_total", "counter",
            "Half-open SAs dropped silently under pressure (heard only their first message).",
            [((), int(admission.get("expired_quietly") or 0))])
+    family("ikecore_admission_pushed_out_total", "counter",
+           "First-message-only main mode SAs pushed out by a newer one while the half-open "
+           "table was full.", [((), int(admission.get("pushed_out") or 0))])
 
 
 def _per_sa(family, status):

@@ -196,7 +196,7 @@ def test_metrics_show_admission_control(env):
     status["admission"] = {"half_open": 640, "half_open_limit": 1000, "dh_in_flight": 3,
                            "dh_in_flight_limit": 200, "initiating": 0, "initiating_limit": 32,
                            "queued": 0, "refused": {"address": 1234, "total": 0, "dh": 7},
-                           "expired_quietly": 55}
+                           "expired_quietly": 55, "pushed_out": 9}
     fake.set_status(status)
     text = client.get("/metrics").text
     assert "ikecore_admission_half_open 640" in text
@@ -205,6 +205,7 @@ def test_metrics_show_admission_control(env):
     assert 'ikecore_admission_refused_total{bound="address"} 1234' in text
     assert 'ikecore_admission_refused_total{bound="dh"} 7' in text
     assert "ikecore_admission_expired_quietly_total 55" in text
+    assert "ikecore_admission_pushed_out_total 9" in text
 
 
 def test_delete_asks_for_that_sa_only_and_returns_to_the_page(env):
