@@ -39,7 +39,20 @@ TRIM = [
     # pulled in by RAUC (libcurl, glib): SASL's plugins (curl's LDAP uses none; sasldb needs
     # Berkeley DB), GIO's desktop and schema tools
     "usr/lib/aarch64-linux-gnu/sasl2", "usr/lib/aarch64-linux-gnu/glib-2.0", "usr/bin/dbus-run-session",
+    # chrony's and rsyslog's files for other init systems, network managers and logrotate, and
+    # their default configurations: S45ntpd and S11syslog write theirs into /run
+    "etc/init.d/chrony", "etc/init.d/rsyslog", "etc/default/chrony", "etc/chrony", "etc/dhcp",
+    "etc/network", "etc/ppp", "etc/apparmor.d", "etc/logrotate.d", "etc/rsyslog.conf",
+    "etc/rsyslog.d", "usr/lib/NetworkManager", "usr/lib/networkd-dispatcher",
+    "usr/lib/systemd/system/chrony*", "usr/lib/systemd/system/rsyslog*",
+    "usr/lib/systemd/ntp-units.d", "usr/libexec/chrony", "usr/share/chrony", "etc/logcheck",
+    "usr/lib/rsyslog",
 ]
+# rsyslog's loadable modules that S11syslog uses (the local socket, the kernel log, and omfwd's
+# TCP client with its network stream drivers); the other ~40 are trimmed
+RSYSLOG_MODULES = "usr/lib/aarch64-linux-gnu/rsyslog"
+RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "lmnet.so", "lmnetstrms.so", "lmnsd_ptcp.so",
+                        "lmtcpclt.so"}
 LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
 MERGED = ("bin", "sbin", "lib")       # Debian's merged /usr: /bin -> usr/bin ...
 SITE = "usr/lib/python3/dist-packages"
@@ -90,7 +103,10 @@ def python_name(packages):
 
 
 def trim(staging, py):
-    for pattern in TRIM:
+    modules = os.path.join(staging, RSYSLOG_MODULES)
+    unused = [os.path.join(RSYSLOG_MODULES, name) for name in
+              (os.listdir(modules) if os.path.isdir(modules) else ()) if name not in RSYSLOG_MODULES_USED]
+    for pattern in TRIM + unused:
         for rel in _glob(staging, pattern.format(py=py)):
             p = os.path.join(staging, rel)
             if os.path.isdir(p) and not os.path.islink(p):

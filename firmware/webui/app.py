@@ -37,13 +37,17 @@ class Options:
     """Command line settings of the web UI (see __main__)."""
 
     def __init__(self, socket_path, state_dir, config_path="/etc/ikecore/ikecore.toml",
-                 firewall_log=None, logread=None, expiry_check_delay_s=60):
+                 firewall_log=None, logread=None, expiry_check_delay_s=60,
+                 system_config="/etc/ikecore/system.conf",
+                 system_apply="/run/ikecore/system-apply"):
         self.socket_path = socket_path
         self.state_dir = state_dir
         self.config_path = config_path
         self.firewall_log = firewall_log
         self.logread = logread
         self.expiry_check_delay_s = expiry_check_delay_s
+        self.system_config = system_config      # views_system: the System page's file
+        self.system_apply = system_apply        # and the FIFO of the root side that applies it
 
 
 class Context:
@@ -179,7 +183,7 @@ async def _security_headers(request, response):
 
 def make_app(options, clock=None):
     from webui import views_auth, views_backup, views_certs, views_firmware, views_log, \
-        views_settings, views_status
+        views_settings, views_status, views_system
     app = web.Application(middlewares=[gate], client_max_size=MAX_FORM_BYTES)
     app[CONTEXT_KEY] = Context(options, clock)
     app.on_response_prepare.append(_security_headers)
@@ -190,5 +194,6 @@ def make_app(options, clock=None):
     views_certs.add_routes(app)
     views_backup.add_routes(app)
     views_firmware.add_routes(app)
+    views_system.add_routes(app)
     app.router.add_static("/static/", os.path.join(HERE, "static"), append_version=False)
     return app
