@@ -48,11 +48,11 @@ TRIM = [
     "usr/lib/systemd/ntp-units.d", "usr/libexec/chrony", "usr/share/chrony", "etc/logcheck",
     "usr/lib/rsyslog",
 ]
-# rsyslog's loadable modules that S11syslog uses (the local socket, the kernel log, and omfwd's
-# TCP client with its network stream drivers); the other ~40 are trimmed
+# rsyslog's loadable modules that S11syslog uses (the local socket, the kernel log, the message
+# space trimmer, and omfwd's TCP client with its network stream drivers); the other ~40 are trimmed
 RSYSLOG_MODULES = "usr/lib/aarch64-linux-gnu/rsyslog"
-RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "lmnet.so", "lmnetstrms.so", "lmnsd_ptcp.so",
-                        "lmtcpclt.so"}
+RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "mmrm1stspace.so", "lmnet.so", "lmnetstrms.so",
+                        "lmnsd_ptcp.so", "lmtcpclt.so"}
 LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
 MERGED = ("bin", "sbin", "lib")       # Debian's merged /usr: /bin -> usr/bin ...
 SITE = "usr/lib/python3/dist-packages"
