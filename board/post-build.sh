@@ -8,9 +8,12 @@ TARGET_DIR=${1:?usage: post-build.sh TARGET_DIR}
 BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$BOARD_DIR/.." && pwd)
 
-# Which firmware this is: shown by the web UI and in bug reports.
-version=$(git -C "$TOP" describe --always --dirty 2>/dev/null || echo unknown)
-printf 'NAME=ikecore\nVERSION=%s\nBUILD=buildroot\n' "$version" > "$TARGET_DIR/etc/ikecore-release"
+# Which firmware this is (version, build date, RAUC compatible string): shown by the Firmware
+# page, which checks bundles against it. firmware/webui/release.py defines the file, for this
+# build and the offline one; it reads the target's system.conf, so this script runs after a
+# board's own post-build has installed that board's (the defconfigs list them in that order).
+version=${IKECORE_VERSION:-$(git -C "$TOP" describe --always --dirty --tags 2>/dev/null || echo unversioned)}
+PYTHONPATH="$TOP/firmware" python3 -m webui.release "$TARGET_DIR" --version "$version"
 
 # The overlay's init scripts do the jobs of these Buildroot ones (the system log in S11syslog,
 # sysctl and mounts in S01mount, WAN/LAN in S20network, chronyd in S45ntpd): two of each would fight.

@@ -32,6 +32,8 @@ import cpio  # noqa: E402
 import debs  # noqa: E402
 import firmware_update  # noqa: E402
 import hostpython  # noqa: E402
+import chrony_build  # noqa: E402
+import rauc_build  # noqa: E402
 import rootfs  # noqa: E402
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,14 +57,11 @@ def firmware_version():
 
 
 def install_release(staging, version, keys):
-    """What the firmware page shows (/usr/share/ikecore/release) and the keyring RAUC checks
+    """The release file the firmware page shows (webui/release.py) and the keyring RAUC checks
     bundles against (/etc/rauc/keyring.pem): not in git, made by the build."""
-    build_date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with open(os.path.join(staging, "usr", "share", "ikecore", "release"), "w") as f:
-        f.write(f"VERSION={version}\nBUILD_DATE={build_date}\n"
-                f"COMPATIBLE={firmware_update.compatible()}\n")
+    facts = firmware_update.release.write(staging, version)
     shutil.copyfile(keys.keyring, os.path.join(staging, "etc", "rauc", "keyring.pem"))
-    return build_date
+    return facts["BUILD_DATE"]
 
 
 def log(msg):
@@ -99,6 +98,19 @@ def host_python(packages):
     """The host interpreter that byte-compiles for the guest (same CPython source as its package)."""
     name, ver, path = next(p for p in packages if re.match(r"^python3\.\d+-minimal$", p[0]))
     return hostpython.interpreter(debs.AptCache(CACHE), hostpython.source_version(path, ver))
+
+
+# Packages whose binaries are rebuilt from their own source with fewer features (source_build.py)
+REBUILT = {"rauc": rauc_build.binaries, "chrony": chrony_build.binaries}
+
+
+def rebuilt_binaries(packages):
+    """{guest path: built file} for each REBUILT package in the image, at its source version."""
+    out = {}
+    for name, ver, path in packages:
+        if name in REBUILT:
+            out.update(REBUILT[name](CACHE, hostpython.source_version(path, ver)))
+    return out
 
 
 def mksquashfs(staging, out):
@@ -179,6 +191,7 @@ def main():
     packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
     log(f"packages: {len(packages)} to unpack")
     python = host_python(packages)
+    rebuilt = rebuilt_binaries(packages)
 
     version = firmware_version()
     keys = firmware_update.signing_keys(args.out)
@@ -190,6 +203,7 @@ def main():
     for part in ("qemu", "rootfs-overlay", "firmware"):
         tree_digest(h, os.path.join(TOP, part))
     h.update(python.encode())       # its path names the CPython source version
+    h.update(json.dumps(rebuilt, sort_keys=True).encode())  # paths name source versions and options
     key = h.hexdigest()[:16]
     rootfs_img = os.path.join(images, rootfs_name)
     stamp = os.path.join(work, f"rootfs{suffix}.key")
@@ -206,7 +220,7 @@ def main():
 
     staging = os.path.join(work, f"rootfs{suffix}")
     log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
-    owners = rootfs.assemble(staging, packages, TOP, python)
+    owners = rootfs.assemble(staging, packages, TOP, python, rebuilt)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
     build_date = install_release(staging, version, keys)

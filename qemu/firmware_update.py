@@ -12,14 +12,17 @@ rauc 1.13 with rootfs-overlay/etc/rauc/system.conf, whose compatible string the 
 """
 import io
 import os
-import re
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import cpio
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "firmware"))
+from webui import release  # noqa: E402     the release file's one definition (path, format)
+
 SYSTEM_CONF = os.path.join(TOP, "rootfs-overlay", "etc", "rauc", "system.conf")
 MIB = 1024 * 1024
 SLOT_MIB = 64           # each root slot; the squashfs is ~21-27 MiB
@@ -35,8 +38,7 @@ class Keys:
 
 def compatible():
     """The compatible string of the QEMU image (its system.conf): bundles must carry the same."""
-    m = re.search(r"^compatible=(\S+)", open(SYSTEM_CONF).read(), re.M)
-    return m.group(1)
+    return release.compatible_of(SYSTEM_CONF)
 
 
 def make_key_pair(directory, name, subject):

@@ -53,6 +53,48 @@ TRIM = [
 RSYSLOG_MODULES = "usr/lib/aarch64-linux-gnu/rsyslog"
 RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "mmrm1stspace.so", "lmnet.so", "lmnetstrms.so",
                         "lmnsd_ptcp.so", "lmtcpclt.so"}
+# Never imported by the firmware (found with modulefinder from every firmware module, and checked
+# by importing the daemon in the guest's CPython version): the test, debugger, documentation and
+# REPL tooling, multiprocessing and XML-RPC, SQLite (only pyroute2's unused NDB), decimal, zoneinfo,
+# sub-interpreters, XML, bz2/lzma (busybox has the tools; backups are gzip) and the CJK codecs (the
+# page and the daemon speak UTF-8: an unknown charset is a LookupError naming it).
+TRIM_UNUSED_STDLIB = [
+    "usr/lib/{py}/unittest", "usr/lib/{py}/doctest.py", "usr/lib/{py}/pdb.py", "usr/lib/{py}/bdb.py",
+    "usr/lib/{py}/pydoc.py", "usr/lib/{py}/_pyrepl", "usr/lib/{py}/lib-dynload/termios.*",
+    "usr/lib/{py}/multiprocessing", "usr/lib/{py}/lib-dynload/_multiprocessing.*",
+    "usr/lib/{py}/lib-dynload/_posixshmem.*", "usr/lib/{py}/xmlrpc", "usr/lib/{py}/xml",
+    "usr/lib/{py}/lib-dynload/pyexpat.*", "usr/lib/{py}/lib-dynload/_elementtree.*",
+    "usr/lib/{py}/plistlib.py", "usr/lib/{py}/wsgiref", "usr/lib/{py}/mailbox.py",
+    "usr/lib/{py}/imaplib.py", "usr/lib/{py}/poplib.py", "usr/lib/{py}/smtplib.py",
+    "usr/lib/{py}/sqlite3", "usr/lib/{py}/dbm/sqlite3.py", "usr/lib/{py}/lib-dynload/_sqlite3.*",
+    "usr/lib/{py}/decimal.py", "usr/lib/{py}/_pydecimal.py", "usr/lib/{py}/lib-dynload/_decimal.*",
+    "usr/lib/{py}/fractions.py", "usr/lib/{py}/statistics.py",
+    "usr/lib/{py}/zoneinfo", "usr/lib/{py}/lib-dynload/_zoneinfo.*",
+    "usr/lib/{py}/lib-dynload/_interp*", "usr/lib/{py}/lib-dynload/xxsubtype.*",
+    "usr/lib/{py}/bz2.py", "usr/lib/{py}/lib-dynload/_bz2.*",
+    "usr/lib/{py}/lzma.py", "usr/lib/{py}/lib-dynload/_lzma.*",
+    "usr/lib/{py}/lib-dynload/_codecs_*", "usr/lib/{py}/lib-dynload/_multibytecodec.*",
+    *(f"usr/lib/{{py}}/encodings/{c}.py" for c in (
+        "big5", "big5hkscs", "cp932", "cp949", "cp950", "euc_*", "gb*", "hz", "iso2022_*", "johab",
+        "shift_jis*")),
+    "usr/lib/{py}/antigravity.py", "usr/lib/{py}/this.py",
+    "usr/lib/{py}/__phello__", "usr/lib/{py}/__hello__.py",
+]
+# Of pyroute2 the firmware imports only the netlink message classes (ikecore/xfrm_messages.py skips
+# the package's __init__, which loads IPRoute, NDB and SQLite); everything else goes, with its
+# command-line tools. Paths under the package kept; the rest of it is deleted.
+KEEP_ONLY = {
+    "usr/lib/python3/dist-packages/pyroute2": ["__init__.py", "common.py", "config",
+                                               "netlink/__init__.py", "netlink/exceptions.py"],
+}
+# Beside iproute2's `ip` (which the daemon and the init scripts use) its other tools, never run;
+# libtic (only ncurses' tic links it: nft needs libtinfo alone)
+TRIM_UNUSED_TOOLS = [
+    *(f"usr/{d}/{t}" for d in ("bin", "sbin") for t in (
+        "bridge", "ctstat", "dcb", "devlink", "genl", "ifstat", "lnstat", "nstat", "rdma", "routel",
+        "rtacct", "rtmon", "rtstat", "tc", "tipc", "vdpa", "ss2", "pyroute2-*")),
+    "usr/lib/aarch64-linux-gnu/libtic.so*",
+]
 LIB_DIRS = ["usr/lib/aarch64-linux-gnu", "usr/lib", "usr/local/lib"]
 MERGED = ("bin", "sbin", "lib")       # Debian's merged /usr: /bin -> usr/bin ...
 SITE = "usr/lib/python3/dist-packages"
@@ -106,13 +148,36 @@ def trim(staging, py):
     modules = os.path.join(staging, RSYSLOG_MODULES)
     unused = [os.path.join(RSYSLOG_MODULES, name) for name in
               (os.listdir(modules) if os.path.isdir(modules) else ()) if name not in RSYSLOG_MODULES_USED]
-    for pattern in TRIM + unused:
+    for pattern in TRIM + TRIM_UNUSED_STDLIB + TRIM_UNUSED_TOOLS + unused:
         for rel in _glob(staging, pattern.format(py=py)):
-            p = os.path.join(staging, rel)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p)
-            else:
-                os.remove(p)
+            _remove(os.path.join(staging, rel))
+    for top, keep in KEEP_ONLY.items():
+        keep_only(os.path.join(staging, top), keep)
+
+
+def _remove(p):
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p)
+    else:
+        os.remove(p)
+
+
+def keep_only(root, keep):
+    """Delete everything under root but the paths in keep (files, or directories kept whole)."""
+    if not os.path.isdir(root):
+        return
+    missing = [k for k in keep if not os.path.lexists(os.path.join(root, k))]
+    if missing:     # a new upstream layout: fail rather than ship a package without its core
+        raise BuildError(f"{root}: expected {', '.join(missing)} to keep")
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        rel = os.path.relpath(dirpath, root)
+        if any(rel == k or rel.startswith(k + "/") for k in keep):
+            continue
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            if os.path.normpath(os.path.join(rel, name)) not in keep:
+                os.remove(os.path.join(dirpath, name))
+        if rel != "." and not os.listdir(dirpath):
+            os.rmdir(dirpath)
 
 
 def _glob(root, pattern):
@@ -233,8 +298,9 @@ def byte_compile(staging, firmware_packages, py, host_python):
                     os.remove(os.path.join(dirpath, name))
 
 
-def assemble(staging, packages, top, host_python):
-    """Build the tree; returns {guest path: package name} for the manifest."""
+def assemble(staging, packages, top, host_python, rebuilt=None):
+    """Build the tree; returns {guest path: package name} for the manifest. rebuilt: {guest path:
+    file} of binaries to install over the packages' (qemu/source_build.py)."""
     py = python_name(packages)
     if os.path.exists(staging):
         shutil.rmtree(staging)
@@ -247,6 +313,8 @@ def assemble(staging, packages, top, host_python):
             owners.setdefault(guest_path(member), name)
         debs.unpack(path, staging)
     usr_merge(staging)
+    for guest, built in (rebuilt or {}).items():
+        shutil.copy2(built, os.path.join(staging, guest))
     trim(staging, py)
     busybox_links(staging)
     # /bin/sh is dash, not busybox: Debian's busybox-static prefers its own applets to PATH

@@ -324,13 +324,15 @@ SITES = {
 }
 
 
-def start_pair(images=None, workdir="/tmp", timeout=240, rootfs=None):
+def start_pair(images=None, workdir="/tmp", timeout=240, rootfs=None, system_disks=None):
     """Boot "site A" and "site B" joined WAN-to-WAN (a QEMU UDP socket pair: a private Ethernet
     segment 192.0.2.0/24, A = .1, B = .2). Each site has a LAN host in network namespace
     "lanhost" inside its guest (A: 10.1.0.10 behind 10.1.0.1 on lan0; B: 10.2.0.10 behind
     10.2.0.1), e.g. a.run("ip netns exec lanhost ping -c1 10.2.0.10"). Each keeps its own
     LAN page forward (router.lan_url) and data disk in workdir. rootfs: {"a"|"b": file name in
-    images} for a site that boots another root filesystem. Returns (a, b), both booted."""
+    images} for a site that boots another root filesystem. system_disks: {"a"|"b": path of an A/B
+    system disk (new_system_disk())} for a site that boots its slots instead (firmware upgrades).
+    Returns (a, b), both booted."""
     images = images or default_images()
     pa, pb = free_port(), free_port()
     routers = []
@@ -341,7 +343,8 @@ def start_pair(images=None, workdir="/tmp", timeout=240, rootfs=None):
         r = Router(images, new_data_disk(images, os.path.join(workdir, f"data-{key}.img")),
                    name=f"site-{key}", wan=("udp", local, remote), cmdline=cmdline, mac_index=idx,
                    log_path=os.path.join(workdir, f"console-{key}.log"),
-                   rootfs=(rootfs or {}).get(key, "rootfs.squashfs"))
+                   rootfs=(rootfs or {}).get(key, "rootfs.squashfs"),
+                   system_disk=(system_disks or {}).get(key))
         r.site = s
         routers.append(r)
     for r in routers:

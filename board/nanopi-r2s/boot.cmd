@@ -29,6 +29,9 @@ if test -z "${rauc_part}"; then
 fi
 saveenv
 setenv bootargs "root=/dev/mmcblk0p${rauc_part} ro rootwait rauc.slot=${rauc_slot} ikecore.data=/dev/mmcblk0p3"
-load mmc 0:${rauc_part} ${kernel_addr_r} /boot/Image
-load mmc 0:${rauc_part} ${fdt_addr_r} /boot/rk3328-nanopi-r2s.dtb
+# the device this script was loaded from (standard boot sets devtype/devnum), else the microSD
+test -n "${devtype}" || setenv devtype mmc
+test -n "${devnum}" || setenv devnum 0
+load ${devtype} ${devnum}:${rauc_part} ${kernel_addr_r} /boot/Image
+load ${devtype} ${devnum}:${rauc_part} ${fdt_addr_r} /boot/rk3328-nanopi-r2s.dtb
 booti ${kernel_addr_r} - ${fdt_addr_r}

@@ -102,12 +102,22 @@ def _profiled(path, run):
         profiler.dump_stats(path)     # read with: python3 -m pstats FILE
 
 
+def _make_backend(kind):
+    """--kernel=record|xfrm -> a backend; xfrm (pyroute2) is imported only when asked for."""
+    if kind == "record":
+        from ikecore.kernel import RecordingBackend
+        return RecordingBackend()
+    if kind == "xfrm":
+        from ikecore.xfrm import XfrmBackend
+        return XfrmBackend()
+    raise ValueError("unknown kernel backend %r (record or xfrm)" % (kind,))
+
+
 async def _run(args, settings, warnings):
     import asyncio
     from ikecore import config
     from ikecore.control import ControlServer
     from ikecore.driver import Driver
-    from ikecore.kernel import make_backend
     from ikecore.log import VpnLog
 
     log = VpnLog(level=args.log_level, syslog=not args.no_syslog)
@@ -126,7 +136,7 @@ async def _run(args, settings, warnings):
     for warning in warnings:
         log.warning(warning)
     try:
-        backend = make_backend(args.kernel)
+        backend = _make_backend(args.kernel)
         core_class = _load_core_class(args.core)
         from ikecore.crypto_cryptography import CryptographyProvider
         core = core_class(settings, CryptographyProvider(), loop.time())

@@ -88,8 +88,14 @@ def cert_requests(sa):
     """CR naming our CA (MM 3/4, AM 1/2), so the peer sends its certificate."""
     if sa.auth != "rsa":
         return []
+    cas = list(sa.peer.ca_ders)
+    if sa.provisional:
+        # Still any of the dynamic peers with certificates: name every CA one of them trusts.
+        for peer in sa.core.dynamic_peers():
+            if peer.auth == "rsa" and peer.phase1_mode == sa.mode:
+                cas += [ca for ca in peer.ca_ders if ca not in cas]
     return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(ca))
-            for ca in sa.peer.ca_ders]
+            for ca in cas]
 
 
 # -- the peer's proof ---------------------------------------------------------------------------------

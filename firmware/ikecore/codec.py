@@ -178,6 +178,10 @@ class Transform(_Struct):
         self.attributes = [a if isinstance(a, Attribute) else Attribute(a[0], a[1])
                            for a in (attributes or ())]
 
+    def attribute_pairs(self):
+        """The attributes as [(type, value)], the form ikecore.proposals matches offers in."""
+        return [(a.type, a.value) for a in self.attributes]
+
     def attribute(self, attr_type):
         """The first attribute of that type, or None."""
         for attr in self.attributes:

@@ -14,6 +14,7 @@ import stat
 import tomllib
 
 from ikecore import settings as S
+from ikecore.proposals import MAX_PROPOSALS
 
 DEFAULT_SOURCE = "ikecore.toml"
 
@@ -21,7 +22,9 @@ PHASE1_LIFETIME_RANGE = (60, 3 * 86400)
 PHASE2_LIFETIME_RANGE = (60, 86400)
 DPD_DELAY_RANGE = (1, 3600)            # 0 turns DPD off
 DPD_TIMEOUT_RANGE = (1, 86400)
-MAX_PROPOSALS = 3
+# Largest IKE datagram (IP + UDP headers included) sent as a fragment: from what leaves room
+# for a useful fragment to the largest UDP datagram.
+FRAGMENT_SIZE_RANGE = (256, 65535)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 IFNAME_PATTERN = re.compile(r"^[A-Za-z0-9._@-]{1,15}$")
 FQDN_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*"
@@ -29,10 +32,14 @@ FQDN_PATTERN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za
 DEFAULT_IKE_PROPOSALS = ["aes128-sha1-modp2048"]
 DEFAULT_CHILD_PROPOSALS = {"esp": ["aes128-sha1"], "ah": ["sha1"], "esp+ah": ["aes128-sha1"]}
 
+# networks per side of a connection: each local x remote pair is a quick mode and an SA pair
+MAX_NETWORKS = 16
 GENERAL_KEYS = ("wan_interface", "lan_interface")
 PEER_KEYS = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as", "local_id",
              "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "intermediates", "crls", "proposals",
-             "lifetime_s", "nat_t", "dpd")
+             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size", "catch_all")
+# remote_gateway spellings for "any address" (strongSwan/Libreswan %any, pfSense 0.0.0.0).
+ANY_GATEWAY_SPELLINGS = ("%any", "0.0.0.0", "any")
 CONNECTION_KEYS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
                    "lifetime_s", "lifetime_kb")
 
@@ -370,26 +377,89 @@ class _Checker:
             if peer.name in peers:
                 self.error(("peer", i, "name"), "a peer named %r already exists" % peer.name)
             for other in peers.values():
-                # The core tells peers apart by their address when they talk to us first.
-                if other.remote_gateway == peer.remote_gateway:
-                    self.error(("peer", i, "remote_gateway"), "peer %r already uses gateway %s"
-                               % (other.name, peer.remote_gateway))
+                self.distinct_peers(("peer", i), peer, other)
             peers[peer.name] = peer
         connections = {}
+        groups = set()
+        tunnelled = {}                  # (local_net, remote_net) -> the pair tunnelling it
         for i, entry in enumerate(self.array(("connection",), doc.get("connection", []))):
-            connection = self.connection(("connection", i), entry, peers)
-            if connection.name in connections:
+            pairs = self.connection(("connection", i), entry, peers)
+            if pairs[0].group in groups:
                 self.error(("connection", i, "name"),
-                           "a connection named %r already exists" % connection.name)
-            for other in connections.values():
+                           "a connection named %r already exists" % pairs[0].group)
+            groups.add(pairs[0].group)
+            for pair in pairs:
                 # One kernel policy per pair of networks: a second one could never be used.
-                if (other.local_net, other.remote_net) == (
-                        connection.local_net, connection.remote_net):
+                other = tunnelled.setdefault((pair.local_net, pair.remote_net), pair)
+                if other is not pair:
                     self.error(("connection", i), "connection %r already tunnels %s <-> %s "
-                               "(through peer %r)" % (other.name, other.local_net,
+                               "(through peer %r)" % (other.group, other.local_net,
                                                       other.remote_net, other.peer))
-            connections[connection.name] = connection
+                connections[pair.name] = pair
         return S.Settings(peers=peers, connections=connections, **interfaces)
+
+    def distinct_peers(self, path, peer, other):
+        """The core must be able to tell every two peers apart when they talk to us first: by
+        their address, or (dynamic peers) by the ID they send."""
+        if peer.dynamic and other.dynamic:
+            if peer.catch_all and other.catch_all:
+                self.error(path + ("catch_all",), "peer %r is already the catch-all peer; there "
+                           "can be only one (main mode with a pre-shared key cannot tell two "
+                           "apart before the key is used)" % other.name)
+            if (peer.remote_id is not None and peer.remote_id == other.remote_id
+                    and peer.phase1_mode == other.phase1_mode):
+                self.error(path + ("remote_id",), "peer %r already accepts %s %s from any "
+                           "address" % (other.name, peer.remote_id.type, peer.remote_id.value))
+        elif other.remote_gateway == peer.remote_gateway:
+            self.error(path + ("remote_gateway",), "peer %r already uses gateway %s"
+                       % (other.name, peer.remote_gateway))
+
+    def remote_gateway(self, path, value):
+        """An IPv4 address, "any" (ANY_GATEWAY_SPELLINGS -> settings.ANY_GATEWAY) or a DNS name
+        the daemon resolves before each initiation."""
+        self.string(path, value)
+        text = value.strip()
+        if text.lower() in ANY_GATEWAY_SPELLINGS:
+            return S.ANY_GATEWAY
+        if S.gateway_kind(text) == S.GATEWAY_ADDRESS or text.replace(".", "").isdigit():
+            return self.ipv4_address(path, text)
+        if not FQDN_PATTERN.match(text) or "." not in text.rstrip("."):
+            self.error(path, "%r is not an IPv4 address, a domain name (like "
+                             "branch.example.net) or \"%%any\"" % value)
+        return text.rstrip(".").lower()
+
+    def dynamic_peer(self, path, peer):
+        """The combinations a peer from any address (or a catch-all) cannot have."""
+        if peer.catch_all and not peer.dynamic:
+            self.error(path + ("catch_all",), "is only for a peer with remote_gateway = "
+                       "\"%any\"")
+        if not peer.dynamic:
+            return
+        if peer.act_as == "initiator":
+            self.error(path + ("act_as",), "a peer with remote_gateway = \"%any\" has no "
+                       "address to initiate to: it can only respond (\"responder\" or "
+                       "\"both\")")
+        if peer.catch_all:
+            if peer.phase1_mode != "main" or peer.auth != "psk":
+                self.error(path + ("catch_all",), "is only for main mode with a pre-shared "
+                           "key (aggressive mode and certificates choose the peer by its ID)")
+            if peer.remote_id is not None:
+                self.error(path + ("remote_id",), "a catch-all peer accepts any ID: remove "
+                           "remote_id or catch_all")
+            self.warn(path + ("catch_all",), "peer %s accepts anyone who knows its pre-shared "
+                      "key, from any address and with any ID (main mode must use the key "
+                      "before the peer's ID arrives); prefer certificates or aggressive mode "
+                      "with a remote_id per branch" % peer.name)
+            return
+        if peer.phase1_mode == "main" and peer.auth == "psk":
+            self.error(path + ("remote_gateway",), "main mode with a pre-shared key cannot "
+                       "choose a peer from any address by its ID (the key is needed before "
+                       "the ID arrives, RFC 2409 5.4): use auth = \"rsa\", phase1_mode = "
+                       "\"aggressive\", or make it the one catch-all peer (catch_all = true)")
+        if peer.remote_id is None:
+            self.error(path + ("remote_id",), "a peer with remote_gateway = \"%any\" is "
+                       "chosen by its ID: set remote_id (like { type = \"fqdn\", value = "
+                       "\"branch1.example.net\" })")
 
     def array(self, path, value):
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -430,13 +500,14 @@ class _Checker:
             if required not in entry:
                 self.error(path, "missing required key %r" % required)
         name = self.name(path + ("name",), entry["name"])
-        gateway = self.ipv4_address(path + ("remote_gateway",), entry["remote_gateway"])
+        gateway = self.remote_gateway(path + ("remote_gateway",), entry["remote_gateway"])
         local_address = None
         if "local_address" in entry:
             local_address = self.ipv4_address(path + ("local_address",), entry["local_address"])
         phase1_mode = self.choice(path + ("phase1_mode",), entry.get("phase1_mode", "main"),
                                   S.PHASE1_MODES)
-        act_as = self.choice(path + ("act_as",), entry.get("act_as", "both"), S.ACT_AS)
+        act_as = self.choice(path + ("act_as",), entry.get(
+            "act_as", "responder" if gateway == S.ANY_GATEWAY else "both"), S.ACT_AS)
         local_id = self.identity(path + ("local_id",), entry.get("local_id"))
         remote_id = self.identity(path + ("remote_id",), entry.get("remote_id"))
         auth = self.choice(path + ("auth",), entry.get("auth", "psk"), S.AUTH_METHODS)
@@ -450,14 +521,24 @@ class _Checker:
                       "hash of the key that can be guessed offline; prefer main mode")
         ike_proposals = self.proposal_list(path + ("proposals",), entry.get("proposals"),
                                            proposals.parse_ike, DEFAULT_IKE_PROPOSALS)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 28800),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.IKE_LIFETIME_S),
                                 *PHASE1_LIFETIME_RANGE)
         nat_t = self.boolean(path + ("nat_t",), entry.get("nat_t", True))
         delay, timeout = self.dpd(path + ("dpd",), entry.get("dpd", {}))
-        return S.Peer(name, gateway, ike_proposals, phase1_mode=phase1_mode, act_as=act_as,
+        fragmentation = self.choice(path + ("fragmentation",), entry.get("fragmentation",
+                                                                       S.DEFAULT_FRAGMENTATION),
+                                    S.FRAGMENTATION_MODES)
+        fragment_size = self.integer(path + ("fragment_size",), entry.get("fragment_size",
+                                                                       S.DEFAULT_FRAGMENT_SIZE),
+                                     *FRAGMENT_SIZE_RANGE)
+        catch_all = self.boolean(path + ("catch_all",), entry.get("catch_all", False))
+        peer = S.Peer(name, gateway, ike_proposals, phase1_mode=phase1_mode, act_as=act_as,
                       local_id=local_id, remote_id=remote_id, auth=auth, lifetime_s=lifetime,
                       nat_t=nat_t, dpd_delay_s=delay, dpd_timeout_s=timeout,
-                      local_address=local_address, **secrets)
+                      local_address=local_address, fragmentation=fragmentation,
+                      fragment_size=fragment_size, catch_all=catch_all, **secrets)
+        self.dynamic_peer(path, peer)
+        return peer
 
     def preshared_key(self, path, entry):
         for key in ("cert", "key", "ca", "intermediates", "crls"):
@@ -484,7 +565,9 @@ class _Checker:
                 self.error(path + (key,), "is only used with auth = \"psk\"")
         for key in ("cert", "key", "ca"):
             if key not in entry:
-                self.error(path, "auth = \"rsa\" needs cert, key and ca files (%s missing)" % key)
+                # on the missing key itself, so the settings page marks that field
+                self.error(path + (key,), "auth = \"rsa\" needs cert, key and ca files (%s "
+                           "missing)" % key)
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
@@ -550,12 +633,12 @@ class _Checker:
 
     def dpd(self, path, value):
         self.table(path, value, ("delay_s", "timeout_s"))
-        delay = value.get("delay_s", 30)
+        delay = value.get("delay_s", S.DPD_DELAY_S)
         if delay != 0:
             self.integer(path + ("delay_s",), delay, *DPD_DELAY_RANGE)
         elif type(delay) is not int:
             self.integer(path + ("delay_s",), delay, 0, 0)
-        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", 120),
+        timeout = self.integer(path + ("timeout_s",), value.get("timeout_s", S.DPD_TIMEOUT_S),
                                *DPD_TIMEOUT_RANGE)
         if delay and timeout <= delay:
             self.error(path + ("timeout_s",), "must be longer than delay_s (%d), got %d"
@@ -573,11 +656,9 @@ class _Checker:
         if peer not in peers:
             known = ", ".join(sorted(peers)) or "none defined"
             self.error(path + ("peer",), "no peer named %r (peers: %s)" % (peer, known))
-        local_net = self.ipv4_network(path + ("local_net",), entry["local_net"])
-        remote_net = self.ipv4_network(path + ("remote_net",), entry["remote_net"])
-        if ipaddress.IPv4Network(local_net).overlaps(ipaddress.IPv4Network(remote_net)):
-            self.error(path + ("remote_net",), "%s overlaps local_net %s"
-                       % (remote_net, local_net))
+        local_nets = self.networks(path + ("local_net",), entry["local_net"])
+        remote_nets = self.networks(path + ("remote_net",), entry["remote_net"])
+        self.network_overlaps(local_nets, remote_nets)
         protocol = self.choice(path + ("protocol",), entry.get("protocol", "esp"),
                                S.CHILD_PROTOCOLS)
         child_proposals = self.proposal_list(
@@ -589,13 +670,52 @@ class _Checker:
                 pfs = proposals.parse_group(pfs)
             except ValueError as exc:
                 self.error(path + ("pfs",), "%s, or \"none\"" % exc)
-        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", 3600),
+        lifetime = self.integer(path + ("lifetime_s",), entry.get("lifetime_s", S.CHILD_LIFETIME_S),
                                 *PHASE2_LIFETIME_RANGE)
         lifetime_kb = self.integer(path + ("lifetime_kb",), entry.get("lifetime_kb", 0), 0,
                                    None)
-        return S.Connection(name, peer, local_net, remote_net, child_proposals,
-                            protocol=protocol, pfs=None if pfs == "none" else pfs,
-                            lifetime_s=lifetime, lifetime_kb=lifetime_kb)
+        return S.pair_connections(name, peer, [net for net, _ in local_nets],
+                                  [net for net, _ in remote_nets], child_proposals,
+                                  protocol=protocol, pfs=None if pfs == "none" else pfs,
+                                  lifetime_s=lifetime, lifetime_kb=lifetime_kb)
+
+    def networks(self, path, value):
+        """local_net / remote_net: one network or a list of them -> [(network, its key path)].
+        Networks of one side must not overlap: a packet would match two tunnels' policies."""
+        if not isinstance(value, list):
+            return [(self.ipv4_network(path, value), path)]
+        if not value:
+            self.error(path, "must list at least one network")
+        if len(value) > MAX_NETWORKS:
+            self.error(path, "at most %d networks, got %d" % (MAX_NETWORKS, len(value)))
+        nets = []
+        for i, item in enumerate(value):
+            net = self.ipv4_network(path + (i,), item)
+            for other, other_path in nets:
+                if other == net:
+                    self.error(path + (i,), "%s is listed twice" % net)
+                if ipaddress.IPv4Network(other).overlaps(ipaddress.IPv4Network(net)):
+                    self.error(path + (i,), "%s overlaps %s (%s)"
+                               % (net, other, format_path(other_path)))
+            nets.append((net, path + (i,)))
+        return nets
+
+    def network_overlaps(self, local_nets, remote_nets):
+        """A remote network may cover a local one (0.0.0.0/0: everything goes to the peer; the
+        kernel backend keeps the local networks' own traffic out of the tunnel with bypass
+        policies), and local 0.0.0.0/0 (the hub's half of that) may cover a remote one. A remote
+        network equal to or inside a local one could never be reached through the tunnel."""
+        for local, local_path in local_nets:
+            local_net = ipaddress.IPv4Network(local)
+            for remote, remote_path in remote_nets:
+                remote_net = ipaddress.IPv4Network(remote)
+                if remote_net == local_net:
+                    self.error(remote_path, "%s overlaps local_net %s (%s): the same network "
+                               "cannot be on both sides" % (remote, local, format_path(local_path)))
+                if remote_net.subnet_of(local_net) and local_net.prefixlen != 0:
+                    self.error(remote_path, "%s overlaps local_net %s (%s): it lies inside it, "
+                               "so traffic to it stays on the LAN" % (remote, local,
+                                                                      format_path(local_path)))
 
 
 def _type_name(value):

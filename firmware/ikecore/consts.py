@@ -60,13 +60,14 @@ PT_NAT_D = 20                      # RFC 3947
 PT_NAT_OA = 21                     # RFC 3947
 PT_NAT_D_DRAFT = 130               # draft-ietf-ipsec-nat-t-ike-02/03
 PT_NAT_OA_DRAFT = 131              # draft-ietf-ipsec-nat-t-ike-02/03
+PT_FRAGMENT = 132                  # Cisco's IKEv1 fragmentation (fragments.py), private number
 
 PAYLOAD_NAMES = {
     PT_NONE: "NONE", PT_SA: "SA", PT_PROPOSAL: "PROPOSAL", PT_TRANSFORM: "TRANSFORM",
     PT_KE: "KE", PT_ID: "ID", PT_CERT: "CERT", PT_CR: "CR", PT_HASH: "HASH", PT_SIG: "SIG",
     PT_NONCE: "NONCE", PT_NOTIFY: "N", PT_DELETE: "D", PT_VENDOR: "VID",
     PT_NAT_D: "NAT-D", PT_NAT_OA: "NAT-OA", PT_NAT_D_DRAFT: "NAT-D(draft)",
-    PT_NAT_OA_DRAFT: "NAT-OA(draft)",
+    PT_NAT_OA_DRAFT: "NAT-OA(draft)", PT_FRAGMENT: "FRAG",
 }
 
 # --- Domain of interpretation and situation (RFC 2408 §3.4, RFC 2407 §4.2 / §4.6.1) --------------

@@ -17,14 +17,17 @@ from . import admission as admission_
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import dynamic
+from . import fragments
 from . import ikesa
 from . import informational
 from . import lifetime
 from . import phase1
 from . import quickmode
+from . import settings as settings_
 from . import states
 from . import status as status_
-from .events import DeleteChildSa, IkeSaChanged, InstallChildSa, Log, Notice
+from .events import DeleteChildSa, IkeSaChanged, InstallChildSa, Log, Notice, ResolveGateway
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"     # RFC 3948 section 2.2: IKE on port 4500
 NATT_KEEPALIVE = b"\xff"                 # RFC 3948 section 2.3
@@ -35,6 +38,12 @@ INSTALL_RETRY_S = 30                     # renew again this long after the kerne
 # message arrives (strongSwan does), and a packet sent on the new SA before then is dropped there.
 # The old pair stays valid meanwhile (it is renewed lifetime/10 before it expires).
 OUTBOUND_SWITCH_DELAY_S = 1
+# Quick modes we initiate on one IKE SA at once; the others wait in sa.qm_waiting. strongSwan's
+# IKEv1 keeps the IVs and quick mode state of only three exchanges per IKE SA (iv_manager.c,
+# charon.max_ikev1_exchanges = 3) and starts its own exchanges one at a time: the four pairs of a
+# connection with network lists, started together, lost one quick mode against charon. One at a
+# time also lets an error notify (which names no exchange) be pinned on the right one.
+QUICK_MODES_AT_ONCE = 1
 ZERO_COOKIE = b"\x00" * 8
 # _log_once: one line per source address and kind of trouble per window, at most this many.
 LOG_ONCE_KEYS = 100
@@ -150,6 +159,8 @@ class IkeCore:
         self._peer_groups = {}
         self.waiting = {}            # peer name -> [(connection name, ids of groups it renews)]
         self.counters = {"malformed": 0, "datagrams": 0, "unknown_sa": 0, "retransmissions": 0}
+        self.counters.update(fragments.new_counters())
+        self.fragments = fragments.Reassembler(self._log_once, self.counters)
         self.admission = admission_.Admission()
         self._datagrams = []
         self._events = []
@@ -163,6 +174,8 @@ class IkeCore:
         self._log_once_dropped = 0
         self._now = now                  # of the input being handled (for _log_once)
         self.source_addresses = {}   # remote gateway -> our address the kernel sends it from
+        self.resolved = {}           # peer name -> address its DNS-named gateway resolved to
+        self._resolving = set()      # peers whose name the driver is resolving (ResolveGateway)
         self._timers = _DeadlineIndex(_deadline_of)
         self._next_group = 1
         self.learned = lifetime.Learned()    # lifetimes the peer keeps silently (lifetime.py)
@@ -180,9 +193,20 @@ class IkeCore:
         for conn in self.settings.connections.values():
             self._connections_by_peer.setdefault(conn.peer, []).append(conn)
         self._peer_by_gateway = {}
+        self._dynamic_peers = []
         for peer in self.settings.peers.values():
-            # The first peer in the file wins, as the scan of the peers did.
-            self._peer_by_gateway.setdefault(peer.remote_gateway, peer)
+            if peer.gateway_kind == settings_.GATEWAY_ADDRESS:
+                # The first peer in the file wins, as the scan of the peers did.
+                self._peer_by_gateway.setdefault(peer.remote_gateway, peer)
+            elif peer.dynamic and peer.act_as != "initiator":
+                self._dynamic_peers.append(peer)
+        for name, address in list(self.resolved.items()):
+            peer = self.settings.peers.get(name)
+            if peer is None or peer.gateway_kind != settings_.GATEWAY_NAME:
+                del self.resolved[name]
+            else:
+                # Fixed addresses first: a name that resolves to one cannot take it over.
+                self._peer_by_gateway.setdefault(address, peer)
         # Which connection an ACQUIRE's (src, dst) falls into: per prefix length of remote_net,
         # the masked network -> its connections in file order (a dict lookup per length, not
         # a scan of every connection per acquire).
@@ -198,6 +222,20 @@ class IkeCore:
     def connections_of(self, peer_name):
         """The peer's connections in the file's order (settings.connections_of, indexed)."""
         return self._connections_by_peer.get(peer_name, [])
+
+    def dynamic_peers(self):
+        """Peers with remote_gateway "%any" that may answer, in the file's order (dynamic.py)."""
+        return self._dynamic_peers
+
+    def gateway_address(self, peer):
+        """Where the peer is now: its configured address, what its DNS name resolved to, or (a
+        dynamic peer) the address of its newest established IKE SA; None when unknown."""
+        if peer.gateway_kind == settings_.GATEWAY_ADDRESS:
+            return peer.remote_gateway
+        if peer.gateway_kind == settings_.GATEWAY_NAME:
+            return self.resolved.get(peer.name)
+        sa = self._established_sa(peer.name)
+        return sa.remote[0] if sa is not None else None
 
     # ===================================================================== driver interface
     def datagrams_to_send(self):
@@ -326,6 +364,11 @@ class IkeCore:
         except codec.MalformedMessage as exc:
             self.malformed(remote, exc, None)
             return
+        if header.next_payload == C.PT_FRAGMENT:      # IKE fragmentation: fragments.py
+            data = self._reassemble(header, data, remote, now)
+            if data is None:
+                return
+            header = codec.decode_header(data)    # _reassemble checked it
         sa = self._find(header)
         if sa is not None:
             self.touch(sa)
@@ -339,8 +382,14 @@ class IkeCore:
                                "ignored a %s message from %s for an unknown IKE SA" % (
                                    C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
             return
-        if remote[0] != sa.remote[0]:
+        if sa.established and remote != sa.remote:
+            if not dynamic.moved_and_proven(sa, header, data):
+                return             # an established SA moves only for its authenticated peer
+            dynamic.follow(self, sa, local, remote, now)
+        elif remote[0] != sa.remote[0]:
             return
+        if sa.established:
+            dynamic.note_message_id(sa, header)
         if sa.only_first and data != sa.last_received and header.rcookie != ZERO_COOKIE:
             if (header.exchange == C.EXCHANGE_MAIN and not sa.dh_counted
                     and not self.admission.admit_dh(sa, now)):
@@ -377,6 +426,17 @@ class IkeCore:
                                C.name(C.EXCHANGE_NAMES, header.exchange), remote[0]))
             informational.send_notify(sa, C.UNSUPPORTED_EXCHANGE_TYPE, now)
 
+    def _reassemble(self, header, data, remote, now):
+        """The whole message once this fragment completes it, else None (held, or refused:
+        malformed ones are diagnosed as any malformed message, bounds log once themselves)."""
+        try:
+            return self.fragments.receive(header, data, remote, now)
+        except codec.MalformedMessage as exc:
+            self.malformed(remote, exc, None)
+        except fragments.Dropped:
+            pass
+        return None
+
     def initiate(self, connection_name, now):
         """ikectl up / act_as initiator at start: bring this connection's tunnel up."""
         conn = self.settings.connections.get(connection_name)
@@ -390,7 +450,8 @@ class IkeCore:
         if sa is not None:
             if not any(qm for qm in sa.quick_modes.values()
                        if qm.connection.name == conn.name and qm.initiator and not qm.done
-                       and not qm.failed):
+                       and not qm.failed) and \
+                    not any(waiting.name == conn.name for waiting, _ in sa.qm_waiting):
                 self.start_quick_mode(sa, conn, now)
             return
         self._wait_for_phase1(peer, conn.name, [], now)
@@ -461,6 +522,37 @@ class IkeCore:
             self.source_addresses[remote_ip] = local_ip
         else:
             self.source_addresses.pop(remote_ip, None)
+
+    def learn_gateway_address(self, peer_name, address, now, error=None):
+        """The driver's answer to ResolveGateway: the address the peer's DNS name resolves to,
+        or None with the resolver's words (error). Resolved: the waiting negotiation starts
+        there. Not resolved: a failed IKE SA says "the peer's name does not resolve" on the
+        page and in the log, and is retried (resolving again) when it is cleared."""
+        self._resolving.discard(peer_name)
+        peer = self.settings.peers.get(peer_name)
+        if peer is None or peer.gateway_kind != settings_.GATEWAY_NAME:
+            return
+        old = self.resolved.get(peer_name)
+        if old is not None and self._peer_by_gateway.get(old) is peer:
+            del self._peer_by_gateway[old]
+        if address is None:
+            self.resolved.pop(peer_name, None)
+            if any(sa.failed and sa.remote[0] == peer.remote_gateway
+                   for sa in self.sas_of(peer_name)):
+                return                   # already listed with this diagnosis
+            sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
+                               (peer.local_address or "0.0.0.0", C.IKE_PORT),
+                               (peer.remote_gateway, C.IKE_PORT), now)
+            sa.fail("dns", error or "no IPv4 address", now)
+            return
+        self.resolved[peer_name] = address
+        # Fixed addresses first: a name that resolves to one cannot take it over.
+        self._peer_by_gateway.setdefault(address, peer)
+        if old != address:
+            self.emit(Log("info", peer_name, "%s resolves to %s%s" % (
+                peer.remote_gateway, address, " (was %s)" % old if old else "")))
+        if self.waiting.get(peer_name) and self._negotiating_sa(peer_name) is None:
+            self._initiate_phase1(peer, now, resolved=True)
 
     def install_failed(self, sa_id, reason, now):
         """The kernel refused to install child SA sa_id (reason: its words, e.g. "Protocol not
@@ -600,11 +692,23 @@ class IkeCore:
         return None
 
     def start_quick_mode(self, sa, conn, now, replaces=None):
+        """Our quick mode for conn now, or when one of ours on sa ends (QUICK_MODES_AT_ONCE)."""
+        if sum(1 for qm in sa.quick_modes.values()
+               if qm.initiator and not qm.done and not qm.failed) >= QUICK_MODES_AT_ONCE:
+            sa.qm_waiting.append((conn, replaces))
+            return
         self.touch(sa)
         qm = quickmode.QuickMode(sa, conn, True, sa.new_message_id(), now, replaces)
         sa.quick_modes[qm.mid] = qm
         qm.start(now)
-        return qm
+
+    def _next_quick_mode(self, sa, now):
+        """One of our quick modes on sa ended: the next waiting one starts (still configured)."""
+        while sa.qm_waiting and not sa.deleted:
+            conn, replaces = sa.qm_waiting.pop(0)
+            if self.settings.connections.get(conn.name) is conn:
+                self.start_quick_mode(sa, conn, now, replaces)
+                return
 
     def ike_established(self, sa, initial_contact, now):
         peer = sa.peer
@@ -637,6 +741,11 @@ class IkeCore:
                 self.start_quick_mode(sa, conn, now, replaces)
 
     def children_established(self, qm, children, now):
+        self._deliver_children(qm, children, now)
+        if qm.initiator:
+            self._next_quick_mode(qm.sa, now)
+
+    def _deliver_children(self, qm, children, now):
         conn = qm.connection
         renewal = False
         for group in self.groups_of(qm.sa.peer.name):
@@ -735,6 +844,8 @@ class IkeCore:
             if group.ids and group.ids[0] in qm.replaces:
                 group.rekeying = False
                 self.touch(group)
+        if qm.initiator:
+            self._next_quick_mode(qm.sa, now)
 
     def peer_refused_quick_mode(self, sa, notify_type, now):
         """An authenticated error notify on an established SA: it answers our latest pending
@@ -865,6 +976,10 @@ class IkeCore:
             self._peer_sas.pop(sa.peer.name, None)
         heir = self._established_sa(sa.peer.name)
         if heir is not None:
+            waiting, sa.qm_waiting = sa.qm_waiting, []
+            for conn, replaces in waiting:       # its successor negotiates them
+                if self.settings.connections.get(conn.name) is conn:
+                    self.start_quick_mode(heir, conn, now, replaces)
             for group in self.groups_of(sa.peer.name):
                 for cid in group.ids:
                     child = self.children.get(cid)
@@ -957,8 +1072,45 @@ class IkeCore:
         self._by_icookie.setdefault(icookie, []).append(sa)
         return sa
 
+    def rebind(self, sa, peer, renegotiate):
+        """The responder SA turns out to be with another (dynamic) peer (dynamic.refine): it
+        moves to that peer's tables. renegotiate: nothing is agreed yet (aggressive mode message
+        1), so the new peer's authentication method, lifetime and NAT-T setting apply."""
+        same = self._peer_sas.get(sa.peer.name, [])
+        if sa in same:
+            same.remove(sa)
+        if not same:
+            self._peer_sas.pop(sa.peer.name, None)
+        sa.peer = peer
+        self._peer_sas.setdefault(peer.name, []).append(sa)
+        sa.initial_contact = self._established_sa(peer.name) is None
+        if renegotiate:
+            sa.auth = peer.auth
+            sa.lifetime_s, sa.lifetime_note = self.learned.in_force("peer", peer.name,
+                                                                    peer.lifetime_s)
+            sa.natt.enabled = bool(peer.nat_t)
+        self.touch(sa)
+
+    def rekey_child_address(self, child, sa):
+        """A child SA's outer addresses and ESP-in-UDP ports from its IKE SA's (after the peer
+        moved: dynamic.follow), with its kernel key (protocol, spi, dst) re-indexed."""
+        key = (child.protocol, child.spi, child.dst)
+        if self._child_by_key.get(key) == child.id:
+            del self._child_by_key[key]
+        if child.direction == "in":
+            child.src, child.dst = sa.remote[0], sa.local[0]
+            child.encap = sa.natt.encap_ports(sa.remote, sa.local)
+        else:
+            child.src, child.dst = sa.local[0], sa.remote[0]
+            child.encap = sa.natt.encap_ports(sa.local, sa.remote)
+        self._child_by_key[(child.protocol, child.spi, child.dst)] = child.id
+
     def _respond(self, header, data, local, remote, now):
+        mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
         peer = self._peer_by_gateway.get(remote[0])
+        provisional = peer is None
+        if provisional:
+            peer = dynamic.first_message_peer(self, mode, data)
         if peer is None:
             self._log_once(remote, "no-peer", "warning",
                            "ignored IKE from %s: no peer configured for this address" % remote[0])
@@ -968,7 +1120,6 @@ class IkeCore:
                            "ignored IKE from %s: peer %s acts as initiator only" % (
                                remote[0], peer.name))
             return
-        mode = states.MAIN if header.exchange == C.EXCHANGE_MAIN else states.AGGRESSIVE
         computes_dh = mode == states.AGGRESSIVE == peer.phase1_mode   # our answer needs it
         refusal = self.admission.admit_first_message(remote[0], computes_dh, now)
         if refusal is not None:
@@ -979,6 +1130,7 @@ class IkeCore:
         sa = self._new_ike(peer, peer.phase1_mode, states.RESPONDER, header.icookie, local,
                            remote, now)
         self.admission.opened_responder(sa, computes_dh)
+        sa.provisional = provisional     # dynamic.refine() settles the peer by its ID
         sa.only_first = True
         sa.rcookie = self.crypto.random(8)
         sa.feed(states.RECEIVED, now)
@@ -1023,20 +1175,32 @@ class IkeCore:
             queue.append((conn_name, replaces))
         self._initiate_phase1(peer, now)
 
-    def _initiate_phase1(self, peer, now):
+    def _initiate_phase1(self, peer, now, resolved=False):
         """Start a phase 1 with the peer unless one is under way or queued; paced by the
-        admission bound on our own negotiations. -> the new IkeSa or None."""
+        admission bound on our own negotiations. A DNS-named gateway is resolved first, before
+        each initiation (learn_gateway_address comes back here with resolved=True); a dynamic
+        peer without an IKE SA has no address to start from. -> the new IkeSa or None."""
         if self._negotiating_sa(peer.name) is not None or self.admission.is_queued(peer.name):
+            return None
+        if peer.gateway_kind == settings_.GATEWAY_NAME and not resolved:
+            if peer.name not in self._resolving:
+                self._resolving.add(peer.name)
+                self.emit(ResolveGateway(peer.name, peer.remote_gateway))
+            return None
+        if self.gateway_address(peer) is None:
+            self.emit(Log("info", peer.name, "peer %s has no address to initiate to: it waits "
+                          "for the peer to connect" % peer.name))
             return None
         if not self.admission.may_initiate():
             self.admission.enqueue(peer.name)
             return None
         return self._start_ike(peer, now)
 
-    def _start_ike(self, peer, now):
-        address = peer.local_address or self.source_addresses.get(peer.remote_gateway)
+    def _start_ike(self, peer, now, remote_ip=None):
+        remote_ip = remote_ip or self.gateway_address(peer)
+        address = peer.local_address or self.source_addresses.get(remote_ip)
         local = (address or "0.0.0.0", C.IKE_PORT)
-        remote = (peer.remote_gateway, C.IKE_PORT)
+        remote = (remote_ip, C.IKE_PORT)
         sa = self._new_ike(peer, peer.phase1_mode, states.INITIATOR, self.crypto.random(8),
                            local, remote, now)
         self.admission.opened_initiator(sa)
@@ -1054,7 +1218,7 @@ class IkeCore:
                 sa.last_error = failed.last_error
 
     def _rekey_ike(self, old, now):
-        new = self._start_ike(old.peer, now)
+        new = self._start_ike(old.peer, now, remote_ip=old.remote[0])   # where the peer is now
         new.initial_contact = False
         old.rekeyed_by = new.id
         old.log("info", "renewing IKE SA %s with %s as %s" % (old.id, old.remote[0], new.id))

@@ -239,7 +239,9 @@ class CryptoProvider:
         digitalSignature), revocation by crl_ders (DER; none: not checked) and validity dates at
         at_time (Unix seconds; None while the clock is not synchronized: dates not checked).
         Else the reason as text: "expired on DATE", "not yet valid until DATE", "revoked on
-        DATE", "unknown issuer NAME", "issuer NAME is not a CA", "wrong key usage: ..."."""
+        DATE", "unknown issuer NAME", "issuer NAME is not a CA", "wrong key usage: ...", and
+        with CRLs: "no CRL of its issuer NAME is configured", "the CRL of NAME is out of date
+        since DATE (its next update)"."""
         self._missing("certificates")
 
     def cert_public_key(self, cert_der):

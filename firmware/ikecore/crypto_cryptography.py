@@ -137,23 +137,30 @@ def _load_cert(cert_der):
 
 
 def _date(cert, attribute):
-    """A validity date as "2026-12-07 07:00:00 UTC" (cryptography 42+ has *_utc, 38 only the
-    naive UTC attribute, deprecated since)."""
+    """A certificate's, CRL's or CRL entry's date as "2026-12-07 07:00:00 UTC" (cryptography
+    42+ has *_utc, 38 only the naive UTC attribute, deprecated since)."""
     value = getattr(cert, attribute + "_utc", None) or getattr(cert, attribute)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _revocation_date(cert, crl_ders):
+def _crls_of(cert, crl_ders):
+    """The CRLs among crl_ders that cert's issuer published."""
     from cryptography import x509
-    for der in crl_ders:
-        crl = x509.load_der_x509_crl(bytes(der))
-        if crl.issuer != cert.issuer:
-            continue
+    crls = [x509.load_der_x509_crl(bytes(der)) for der in crl_ders]
+    return [crl for crl in crls if crl.issuer == cert.issuer]
+
+
+def _revocation_date(cert, crl_ders):
+    for crl in _crls_of(cert, crl_ders):
         entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
         if entry is not None:
-            value = getattr(entry, "revocation_date_utc", None) or entry.revocation_date
-            return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+            return _date(entry, "revocation_date")
     return "an unknown date"
+
+
+def _crl_date(cert, crl_ders, attribute):
+    dates = [_date(crl, attribute) for crl in _crls_of(cert, crl_ders)]
+    return dates[0] if dates else "an unknown date"
 
 
 def _name_text(name):
@@ -296,6 +303,15 @@ class CryptographyProvider(crypto.CryptoProvider):
             return "unknown issuer %s" % _name_text(failed.issuer)
         if kind == "not_ca":
             return "issuer %s is not a CA" % _name_text(failed.subject)
+        # With CRLs configured, the peer's certificate needs a current CRL of its issuer
+        if kind == "no_crl":
+            return "no CRL of its issuer %s is configured" % _name_text(failed.issuer)
+        if kind == "crl_expired":
+            return "the CRL of %s is out of date since %s (its next update)" % (
+                _name_text(failed.issuer), _crl_date(failed, crl_ders, "next_update"))
+        if kind == "crl_not_yet_valid":
+            return "the CRL of %s is not valid until %s" % (
+                _name_text(failed.issuer), _crl_date(failed, crl_ders, "last_update"))
         if kind == "ca_key_usage":
             return "wrong key usage: issuer %s may not sign certificates" % _name_text(failed.subject)
         return "%s (%s)" % (text, _name_text(failed.subject))

@@ -119,6 +119,16 @@ def _table(headers, rows):
     return "\n".join(lines)
 
 
+def _gateway_text(sa):
+    """The peer's current address and port, and what is configured when that is not the address
+    itself: "203.0.113.9:40001 (%any)", "192.0.2.1:500 (hub.example.net)"."""
+    text = sa.get("remote_address") or sa.get("remote_gateway")
+    configured = sa.get("configured_gateway")
+    if configured and configured != sa.get("remote_gateway"):
+        text += " (%s)" % configured
+    return text
+
+
 def format_status(status):
     """The status page as text: IKE Security associations, then Security associations."""
     out = ["IKE Security associations"]
@@ -126,7 +136,7 @@ def format_status(status):
     for sa in status.get("ike_sas", []):
         state = "Activated" if sa.get("status") == "Activated" else \
             "%s(%s)" % (sa.get("status"), sa.get("state"))
-        ike_rows.append([sa.get("id"), sa.get("peer"), sa.get("remote_gateway"), state,
+        ike_rows.append([sa.get("id"), sa.get("peer"), _gateway_text(sa), state,
                          "%s/%s" % (sa.get("mode"), sa.get("role")), sa.get("algorithm") or "-",
                          _duration(sa.get("elapsed_s")), _duration(sa.get("lifetime_s")),
                          sa.get("nat_t"), sa.get("phase2_negotiations")])

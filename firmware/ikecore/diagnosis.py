@@ -22,6 +22,11 @@ CAUSES = {
                             "check that the peer allows aggressive mode (or use main mode on "
                             "both), the remote gateway address, the route to it, that UDP port "
                             "500 is not blocked and that the peer runs IKE"),
+    # A DNS-named remote gateway the resolver could not turn into an address (the driver asks
+    # again before the next attempt).
+    "dns": ("the peer's name does not resolve",
+            "check the remote gateway's name, that it is registered (dynamic DNS) and the "
+            "router's DNS servers; the daemon tries again"),
     "mode": ("probable mode mismatch",
              "check that both peers use the same IKE phase 1 mode (main or aggressive)"),
     "p1_algorithm": ("probable algorithm mismatch",
@@ -47,7 +52,8 @@ CAUSES = {
                    "check the local and remote ID (type and value) and the IKE phase 1 mode "
                    "(main or aggressive) on both peers"),
     "cert": ("probable certificate mismatch",
-             "check the certificates, their CA and the remote ID on both peers"),
+             "check the certificates (dates, revocation, key usage), their CAs and "
+             "intermediates, and the remote ID on both peers"),
     "timeout": ("the negotiation stopped",
                 "check the VPN log of both peers for the step that failed"),
     "malformed": ("the peer sent a message we could not use",

@@ -11,12 +11,14 @@ address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel take
 hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
 """
 import asyncio
+import itertools
 import os
 import socket
 import struct
 import time
 
-from ikecore import config, events
+from ikecore import config, events, fragments
+from ikecore import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
 
@@ -34,6 +36,8 @@ ROUTE_REFRESH_S = 10           # re-learn our source address per peer at most th
 PAGE_LIMIT_MAX = 1000          # peers in one page of the status
 ROUTE_REFRESH_BATCH = 200      # peers whose route is looked up again per refresh
 MAX_BOUND_ADDRESSES = 32       # beyond this many local addresses, one wildcard socket per port
+PEER_NAMES_IN_ERRORS = 20      # "unknown peer X (peers: ...)" names at most this many
+RESOLVE_TIMEOUT_S = 10         # a DNS-named gateway's lookup gives up after this long
 
 
 class UdpEndpoint:
@@ -107,6 +111,8 @@ class Driver:
         self.timer = None
         self.timer_at = None
         self.policies = {}                      # connection name -> reqid installed
+        self.policy_gateways = {}               # connection name -> remote gateway they carry
+        self.resolving = set()                  # asyncio tasks resolving gateway names
         self.reqids = {}                        # connection name -> reqid we hand out
         self.counters = {"datagrams_in": 0, "datagrams_out": 0, "send_errors": 0,
                          "rejected_datagrams": 0, "kernel_errors": 0}
@@ -129,6 +135,7 @@ class Driver:
         self._kernel("flush", self.backend.flush)
         self._open_endpoints()
         self._install_trap_policies()
+        self._resolve_trap_gateways()
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
         self._refresh_trust(now)
@@ -159,6 +166,8 @@ class Driver:
                 self.log.error("shutdown: could not bring %s down: %s" % (name, exc))
         self._pump()
         self.stopped = True
+        for task in list(self.resolving):
+            task.cancel()
         if self.timer is not None:
             self.timer.cancel()
         self._kernel("flush", self.backend.flush)
@@ -289,8 +298,56 @@ class Driver:
     def _learn_source_address(self, peer):
         """The same for one peer (`up`: one route lookup, not one per configured peer)."""
         learn = getattr(self.core, "learn_source_address", None)
-        if learn is not None and not peer.local_address:
-            learn(peer.remote_gateway, route_source(peer.remote_gateway))
+        address = self._gateway_address(peer)
+        if learn is not None and not peer.local_address and address is not None:
+            learn(address, route_source(address))
+
+    def _gateway_address(self, peer):
+        """The peer's address as the core knows it: configured, resolved from its DNS name or
+        where a dynamic peer is connected from; None when there is none (yet)."""
+        known = getattr(self.core, "gateway_address", None)
+        return known(peer) if known is not None else peer.remote_gateway
+
+    # --- DNS-named gateways (the core asks with events.ResolveGateway)
+    def _resolve_gateway(self, event):
+        task = self.loop.create_task(self._resolve(event.peer, event.name))
+        self.resolving.add(task)
+        task.add_done_callback(self.resolving.discard)
+
+    def _resolve_trap_gateways(self):
+        """A DNS-named peer that initiates on traffic (act_as "both") needs its trap policies,
+        so its address, before any initiation: look it up now (initiations look up again)."""
+        for peer in self.settings.peers.values():
+            if (peer.gateway_kind == S.GATEWAY_NAME and peer.act_as == "both"
+                    and self._gateway_address(peer) is None):
+                self._resolve_gateway(events.ResolveGateway(peer.name, peer.remote_gateway))
+
+    async def _resolve(self, peer_name, name):
+        """getaddrinfo in the loop's executor (never blocking the loop), bounded in time; the
+        answer or the resolver's words go to the core, which starts the negotiation or shows
+        "the peer's name does not resolve" and asks again later."""
+        address = error = None
+        try:
+            infos = await asyncio.wait_for(self.loop.getaddrinfo(
+                name, None, family=socket.AF_INET, type=socket.SOCK_DGRAM), RESOLVE_TIMEOUT_S)
+            address = infos[0][4][0] if infos else None
+            error = None if address else "no IPv4 address"
+        except asyncio.TimeoutError:
+            error = "no answer from the DNS servers in %d s" % RESOLVE_TIMEOUT_S
+        except OSError as exc:         # socket.gaierror: "Name or service not known", ...
+            error = exc.strerror or str(exc)
+        if self.stopped:
+            return
+        learn = getattr(self.core, "learn_source_address", None)
+        peer = self.settings.peers.get(peer_name)
+        if address is not None and learn is not None and peer is not None \
+                and not peer.local_address:
+            learn(address, route_source(address))
+        self._feed_quietly("resolved %s" % name, self.core.learn_gateway_address, peer_name,
+                           address, self.now(), error)
+        if peer is not None and address is not None:
+            self._policies_follow(peer)
+        self._pump()
 
     def expire(self, protocol, spi, dst, hard):
         self._feed("expire", self.core.expire, protocol, spi, dst, hard, self.now())
@@ -348,7 +405,10 @@ class Driver:
             self._kernel("delete SA %s" % event.sa.id, self.backend.delete_sa, event.sa)
         elif isinstance(event, events.IkeSaChanged):
             self.log.debug("IKE SA %s: %s(%s)" % (event.ike_sa, event.status, event.state))
+        elif isinstance(event, events.ResolveGateway):
+            self._resolve_gateway(event)
         elif isinstance(event, events.Notice):
+            self._dynamic_tunnel_down(event)
             if self.on_notice is not None:
                 self.on_notice(event)
 
@@ -390,11 +450,16 @@ class Driver:
             self.reqids[connection_name] = len(self.reqids) + 1
         return self.reqids[connection_name]
 
-    def _install_policies(self, connection, local_gw, reqid):
-        peer = self.settings.peers[connection.peer]
+    def _install_policies(self, connection, local_gw, reqid, remote_gw=None):
+        """remote_gw: the child SA's peer address; else where the peer is now (a DNS name's
+        address once resolved). Nothing while that is unknown (a dynamic peer not connected)."""
+        remote_gw = remote_gw or self._gateway_address(self.settings.peers[connection.peer])
+        if remote_gw is None:
+            return
         if self._kernel("install policies of %s" % connection.name, self.backend.install_policies,
-                        connection, local_gw, peer.remote_gateway, reqid):
+                        connection, local_gw, remote_gw, reqid):
             self.policies[connection.name] = reqid
+            self.policy_gateways[connection.name] = remote_gw
 
     def _install_trap_policies(self):
         """Policies of every connection we may initiate: traffic then makes the kernel ACQUIRE."""
@@ -409,9 +474,35 @@ class Driver:
         if connection is None:
             return
         reqid = sa.reqid if sa.reqid is not None else self.reqid_of(connection.name)
-        if self.policies.get(connection.name) != reqid:
+        remote_gw = sa.dst if sa.direction == "out" else sa.src
+        if (self.policies.get(connection.name) != reqid
+                or self.policy_gateways.get(connection.name) != remote_gw):
+            # New, or the peer is elsewhere now (a dynamic peer, a moved one, a DNS name).
             local_gw = sa.src if sa.direction == "out" else sa.dst
-            self._install_policies(connection, local_gw, reqid)
+            self._install_policies(connection, local_gw, reqid, remote_gw)
+
+    def _policies_follow(self, peer):
+        """A DNS-named gateway resolved to another address: its trap policies go there."""
+        address = self._gateway_address(peer)
+        for name in self.connections_by_peer.get(peer.name, ()):
+            connection = self.settings.connections[name]
+            if peer.act_as != "responder" and self.policy_gateways.get(name) != address:
+                self._install_policies(connection, peer.local_address, self.reqid_of(name))
+
+    def _dynamic_tunnel_down(self, notice):
+        """A dynamic peer's tunnel went (deleted, dead, gone): its policies leave the kernel,
+        they carry an address the next connection may not come from."""
+        peer = self.settings.peers.get(notice.peer)
+        name = notice.fields.get("connection")
+        if (notice.kind != "tunnel-down" or peer is None or not peer.dynamic
+                or name not in self.policies):
+            return
+        connection = self.settings.connections.get(name)
+        if connection is not None:
+            self._kernel("remove policies of %s" % name, self.backend.remove_policies,
+                         connection)
+        del self.policies[name]
+        self.policy_gateways.pop(name, None)
 
     # --- requests (control socket, signals); each returns a result or raises RequestError
     def status(self, selection=None):
@@ -483,6 +574,8 @@ class Driver:
         counters["malformed_datagrams"] = core_counters.get("malformed", 0)
         counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
         counters["retransmissions"] = core_counters.get("retransmissions", 0)
+        for key in fragments.new_counters():      # IKE fragmentation (fragments.py)
+            counters[key] = core_counters.get(key, 0)
         return counters
 
     def up(self, name):
@@ -496,6 +589,9 @@ class Driver:
         elif name in self.settings.connections:
             peer = self.settings.peers[self.settings.connections[name].peer]
             connections = [name]
+        elif self.settings.pairs_of(name):       # a [[connection]] with network lists
+            connections = [pair.name for pair in self.settings.pairs_of(name)]
+            peer = self.settings.peers[self.settings.connections[connections[0]].peer]
         else:
             raise RequestError("unknown peer %r (peers: %s)" % (name, self._peer_names()))
         now = self.now()
@@ -540,11 +636,13 @@ class Driver:
                 self._kernel("remove policies of %s" % name, self.backend.remove_policies,
                              connection)
                 del self.policies[name]
+                self.policy_gateways.pop(name, None)
         try:
             self._open_endpoints()
         except OSError as exc:     # the new config stays; the old sockets still serve
             self.log.error("reload: cannot open the UDP sockets: %s" % exc)
         self._install_trap_policies()
+        self._resolve_trap_gateways()
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
         for name, connection in new.connections.items():
@@ -557,21 +655,29 @@ class Driver:
 
     @staticmethod
     def _changed(old, new, name):
-        """A connection that is new, gone, or whose networks or gateway moved."""
+        """A connection that is new, gone, or whose networks (its bypasses' too) or gateway
+        moved."""
         a, b = old.connections.get(name), new.connections.get(name)
         if a is None or b is None:
             return True
         pa, pb = old.peers.get(a.peer), new.peers.get(b.peer)
-        return ((a.peer, a.local_net, a.remote_net, a.protocol) !=
-                (b.peer, b.local_net, b.remote_net, b.protocol) or pa is None or pb is None or
-                (pa.remote_gateway, pa.local_address, pa.act_as) !=
+        return ((a.peer, a.local_net, a.remote_net, a.local_nets, a.protocol) !=
+                (b.peer, b.local_net, b.remote_net, b.local_nets, b.protocol) or
+                pa is None or pb is None or (pa.remote_gateway, pa.local_address, pa.act_as) !=
                 (pb.remote_gateway, pb.local_address, pb.act_as))
 
     def kernel_snapshot(self):
         return self.backend.snapshot()
 
     def _peer_names(self):
-        return ", ".join(self.settings.peers) or "none configured"
+        """The configured peers for an error text: the first PEER_NAMES_IN_ERRORS of them (a
+        hub's 10,000 would make a 100 KB error line)."""
+        peers = self.settings.peers
+        if not peers:
+            return "none configured"
+        names = ", ".join(itertools.islice(peers, PEER_NAMES_IN_ERRORS))
+        more = len(peers) - PEER_NAMES_IN_ERRORS
+        return names + (" and %d more" % more if more > 0 else "")
 
 
 def _connections_by_peer(settings):

@@ -42,6 +42,19 @@ class DeleteChildSa:
         self.reason = reason
 
 
+class ResolveGateway:
+    """Resolve this peer's DNS-named remote gateway (an IPv4 address), then call
+    core.learn_gateway_address(peer, address or None, now, error): the core stays I/O-free."""
+    __slots__ = ("peer", "name")
+
+    def __init__(self, peer, name):
+        self.peer = peer
+        self.name = name
+
+    def __repr__(self):
+        return "ResolveGateway(%s, %s)" % (self.peer, self.name)
+
+
 class Log:
     """One line for the VPN log. level: "info" | "warning" | "error"; peer: Peer.name or None."""
     __slots__ = ("level", "peer", "text")

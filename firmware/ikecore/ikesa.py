@@ -10,6 +10,7 @@ and checks identities. Portable: no I/O, no clock; `now` is always passed in.
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import fragments
 from . import keymat
 from . import natt
 from . import states
@@ -32,28 +33,7 @@ def rekey_margin(lifetime_s):
     return max(1, min(lifetime_s // 10, MAX_REKEY_MARGIN_S))
 
 
-# -- raw payload chains ------------------------------------------------------------------------------
-def walk_chain(first_type, data):
-    """[(type, start, end)] of the generic payloads in data, and where the chain ends (anything
-    after is encryption padding). The hashes of RFC 2409 are computed over these raw bytes as
-    received, never over a re-encoding."""
-    chain = []
-    ptype = first_type
-    pos = 0
-    while ptype != C.PT_NONE:
-        if pos + 4 > len(data):
-            raise codec.MalformedMessage("payload %s header runs past the message"
-                                         % C.name(C.PAYLOAD_NAMES, ptype))
-        length = (data[pos + 2] << 8) | data[pos + 3]
-        if length < 4 or pos + length > len(data):
-            raise codec.MalformedMessage("payload %s length %d runs past the message"
-                                         % (C.name(C.PAYLOAD_NAMES, ptype), length))
-        chain.append((ptype, pos, pos + length))
-        ptype = data[pos]
-        pos += length
-    return chain, pos
-
-
+# -- a received message, split ---------------------------------------------------------------------
 class Received:
     """One received message, decrypted and split: header, payload objects, raw payload bytes."""
     __slots__ = ("header", "payloads", "raw", "plain", "chain", "encrypted", "data")
@@ -62,7 +42,8 @@ class Received:
         self.header = header
         self.encrypted = encrypted
         self.data = data
-        self.chain, end = walk_chain(header.next_payload, plain)
+        # RFC 2409's hashes are computed over these raw bytes as received, never a re-encoding
+        self.chain, end = codec.payload_spans(header.next_payload, plain)
         self.plain = plain[:end]
         self.payloads = codec.decode_payloads(header.next_payload, self.plain) if end else []
         self.raw = [plain[s:e] for _, s, e in self.chain]
@@ -189,6 +170,7 @@ class IkeSa(Exchange):
         self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
         self.used_mids = set()
         self.init_exchange()       # the phase 1 messages: retransmission, repeats
+        self.fragments_out = fragments.Outgoing(peer, core.counters)   # IKE fragmentation
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -204,6 +186,7 @@ class IkeSa(Exchange):
         self.phase2_negotiations = 0
         self.serial = 0            # creation order, set by the core (timers run in it)
         self.quick_modes = {}      # message id -> quickmode.QuickMode
+        self.qm_waiting = []       # (Connection, replaces) of ours waiting for a free slot
         self.dpd = None            # informational.Dpd when DPD runs on this SA
         self.initial_contact = False
         self.peer_cert = None      # the peer's certificate (DER) once it verified
@@ -215,6 +198,8 @@ class IkeSa(Exchange):
         self.dh_counted = False
         self.remote_at_admission = None
         self.only_first = False    # a responder SA that has heard nothing but message 1
+        self.provisional = False   # its peer is a dynamic one chosen before its ID (dynamic.py)
+        self.peer_informational_mids = []   # the peer's recent ones (dynamic.note_message_id)
         self.quiet_stall = False   # ... made under pressure: it goes quietly at stall_at
 
     # -- descriptive ---------------------------------------------------------------------------------
@@ -292,7 +277,9 @@ class IkeSa(Exchange):
 
     # -- sending --------------------------------------------------------------------------------------
     def transmit(self, data):
-        self.core.send(data, self.local, self.remote)
+        # As fragments when fragments.py says so (retransmissions send the same fragments).
+        for datagram in self.fragments_out.datagrams_for(data, self.local[1] == C.NATT_PORT):
+            self.core.send(datagram, self.local, self.remote)
 
     def notify_clear(self, notify_type, remember=True):
         """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before

@@ -158,7 +158,7 @@ def _delete(sa, payload, now):
             if target is not None:
                 sa.core.peer_deleted_ike(target, now)
         return
-    proto = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}.get(payload.protocol)
+    proto = proposals.PROTOCOL_NAMES.get(payload.protocol)
     if proto is None:
         return
     for spi in payload.spis:

@@ -3,13 +3,59 @@
 The driver owns one backend. `KernelBackend` is the interface; `RecordingBackend`
 (`--kernel=record`) only remembers what it was told, for host tests (the host kernel has no ESP)
 and for the control socket's `kernel` request. `ikecore.xfrm.XfrmBackend` (`--kernel=xfrm`,
-imported lazily: pyroute2 is slow to import) implements the same interface on NETLINK_XFRM.
+imported lazily by __main__: pyroute2 is slow to import) implements the same interface on NETLINK_XFRM.
 
 Kernel -> daemon events are callbacks the driver sets before `start`:
   backend.on_acquire(src_ip, dst_ip)               a packet hit a policy that has no SA yet
   backend.on_expire(protocol, spi, dst, hard)      protocol "esp"/"ah", spi int, dst gateway text
 They are called from the event loop (never from another thread).
+
+Bypass policies (`bypass_policies`): a tunnel whose remote_net covers its own local networks
+(remote_net = "0.0.0.0/0", a branch sending everything to head office) would swallow the LAN's own
+traffic, the router's answers to its LAN (the status page) and, when it also covers the peer's
+gateway, IKE and ESP to it. As strongSwan's passthrough policies and its bypass-lan plugin do,
+such traffic gets policies with no template ("pass in clear") at a priority above every tunnel's.
+A bypass is shared by every connection that needs it and removed with the last of them.
 """
+import collections
+import ipaddress
+
+IKE_PORTS = (500, 4500)          # our IKE and NAT-T sockets' ports (driver.Driver ports)
+IPPROTO_UDP, IPPROTO_ESP = 17, 50
+ANY = "0.0.0.0/0"
+
+# dir: "out" / "in" / "fwd"; proto 0 = any; a port 0 = any
+Bypass = collections.namedtuple("Bypass", ("dir", "src", "dst", "proto", "sport", "dport"))
+
+
+def bypass_policies(connection, remote_gw):
+    """The bypasses connection's tunnel needs (a list of Bypass, none for plain LAN-to-LAN):
+    - its local_net inside its remote_net: local_net <-> every local network of its
+      [[connection]] (settings.Connection.local_nets) in out/in/fwd, so the LAN, and the router
+      talking to the LAN (its own address is in local_net), stay off the tunnel;
+    - the peer's gateway inside remote_net: IKE (UDP from/to our ports 500 and 4500) and ESP
+      between us and the gateway, which must reach it outside the tunnel they build."""
+    wanted = []
+    remote = ipaddress.IPv4Network(connection.remote_net)
+    local = ipaddress.IPv4Network(connection.local_net)
+    if local != remote and local.subnet_of(remote):
+        for other in connection.local_nets:
+            wanted.append(Bypass("out", connection.local_net, other, 0, 0, 0))
+            wanted.append(Bypass("in", other, connection.local_net, 0, 0, 0))
+            wanted.append(Bypass("fwd", other, connection.local_net, 0, 0, 0))
+    if remote_gw and ipaddress.IPv4Address(remote_gw) in remote:
+        gateway = "%s/32" % remote_gw
+        for port in IKE_PORTS:
+            wanted.append(Bypass("out", ANY, gateway, IPPROTO_UDP, port, 0))
+            wanted.append(Bypass("in", gateway, ANY, IPPROTO_UDP, 0, port))
+        wanted.append(Bypass("out", ANY, gateway, IPPROTO_ESP, 0, 0))
+        wanted.append(Bypass("in", gateway, ANY, IPPROTO_ESP, 0, 0))
+    return wanted
+
+
+def describe_bypass(bypass):
+    """A Bypass as JSON-able data (the recorded and the snapshot form)."""
+    return dict(bypass._asdict())
 
 
 class KernelBackend:
@@ -21,6 +67,8 @@ class KernelBackend:
     def __init__(self):
         self.on_acquire = None
         self.on_expire = None
+        self.bypass_users = {}       # Bypass -> names of the connections needing it
+        self.bypasses_of = {}        # connection name -> [Bypass]
 
     async def start(self, loop):
         """Open the kernel channel and subscribe to acquire/expire messages."""
@@ -51,6 +99,35 @@ class KernelBackend:
     def snapshot(self):
         """What is installed, as JSON-able data (the control socket's `kernel` request)."""
         return {"backend": self.name}
+
+    # --- the shared bypasses: the concrete backends put them in the kernel
+    def claim_bypasses(self, connection, remote_gw):
+        """Note that connection needs its bypass_policies -> (all of them: to install, which
+        is harmless for those already in; the ones it held before and nobody needs now)."""
+        wanted = bypass_policies(connection, remote_gw)
+        before = self.bypasses_of.get(connection.name, [])
+        self.bypasses_of[connection.name] = wanted
+        for bypass in wanted:
+            self.bypass_users.setdefault(bypass, set()).add(connection.name)
+        return wanted, self._drop_users(connection.name, [b for b in before if b not in wanted])
+
+    def release_bypasses(self, connection_name):
+        """The connection's policies are gone -> the bypasses nobody needs any more."""
+        return self._drop_users(connection_name, self.bypasses_of.pop(connection_name, []))
+
+    def _drop_users(self, name, bypasses):
+        unused = []
+        for bypass in bypasses:
+            users = self.bypass_users.get(bypass, set())
+            users.discard(name)
+            if not users:
+                self.bypass_users.pop(bypass, None)
+                unused.append(bypass)
+        return unused
+
+    def forget_bypasses(self):
+        self.bypass_users.clear()
+        self.bypasses_of.clear()
 
     def close(self):
         pass
@@ -90,6 +167,7 @@ class RecordingBackend(KernelBackend):
         self.history = []        # ("install_sa" | "delete_sa" | "install_policies" | ..., detail)
 
     def install_policies(self, connection, local_gw, remote_gw, reqid):
+        self.claim_bypasses(connection, remote_gw)     # bypass_users: what is "installed"
         self.policies[connection.name] = {
             "connection": connection.name, "local_net": connection.local_net,
             "remote_net": connection.remote_net, "protocol": connection.protocol,
@@ -98,6 +176,7 @@ class RecordingBackend(KernelBackend):
 
     def remove_policies(self, connection):
         self.policies.pop(connection.name, None)
+        self.release_bypasses(connection.name)
         self._remember(("remove_policies", connection.name))
 
     def install_sa(self, sa):
@@ -115,6 +194,7 @@ class RecordingBackend(KernelBackend):
     def flush(self):
         self.sas.clear()
         self.policies.clear()
+        self.forget_bypasses()
         self._remember(("flush", None))
 
     def _remember(self, entry):
@@ -127,14 +207,5 @@ class RecordingBackend(KernelBackend):
         return {"backend": self.name,
                 "sas": [describe_sa(sa) for sa in self.sas.values()],
                 "policies": list(self.policies.values()),
+                "bypass": [describe_bypass(b) for b in self.bypass_users],
                 "history": [list(entry) for entry in self.history[-200:]]}
-
-
-def make_backend(kind):
-    """--kernel=record|xfrm -> a backend; xfrm is imported only when asked for."""
-    if kind == "record":
-        return RecordingBackend()
-    if kind == "xfrm":
-        from ikecore.xfrm import XfrmBackend
-        return XfrmBackend()
-    raise ValueError("unknown kernel backend %r (record or xfrm)" % (kind,))

@@ -89,7 +89,8 @@ X509_V_FLAG_CRL_CHECK = 0x4
 X509_V_FLAG_NO_CHECK_TIME = 0x200000
 V_ERR = {2: "unknown_issuer", 18: "unknown_issuer", 19: "unknown_issuer", 20: "unknown_issuer",
          21: "unknown_issuer", 9: "not_yet_valid", 10: "expired", 23: "revoked",
-         79: "not_ca", 32: "ca_key_usage"}
+         79: "not_ca", 32: "ca_key_usage", 3: "no_crl", 11: "crl_not_yet_valid",
+         12: "crl_expired"}
 # x509v3.h: key usage bits X509_get_key_usage returns (all bits set when there is no extension)
 KU_DIGITAL_SIGNATURE = 0x0080
 KU_NON_REPUDIATION = 0x0040

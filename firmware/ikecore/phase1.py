@@ -20,6 +20,8 @@ diagnosis (diagnosis.py). Portable: no I/O, no clock; `now` is always passed in.
 from . import auth
 from . import codec
 from . import consts as C
+from . import dynamic
+from . import fragments
 from . import natt
 from . import proposals
 from . import states
@@ -43,7 +45,7 @@ def offered_proposals(sa):
     """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
     every transform must name that one group (RFC 2409 section 5.4): the proposals with another
     group are left out."""
-    offer = sa.peer.proposals[:3]
+    offer = sa.peer.proposals[:proposals.MAX_PROPOSALS]
     if sa.mode == states.AGGRESSIVE:
         offer = [p for p in offer if p.dh == offer[0].dh]
     return offer
@@ -65,7 +67,8 @@ def _vendor_payloads(sa):
     one back from the responder). DPD goes out even when our own probing is off (dpd.delay_s =
     0): the vendor ID says we answer R-U-THERE, and a peer that sees none (Libreswan) never
     probes us, so it could not detect our death."""
-    return [codec.VendorPayload(vendor.VID_DPD)] + sa.natt.vendor_payloads(sa.initiator)
+    return ([codec.VendorPayload(vendor.VID_DPD)] + sa.natt.vendor_payloads(sa.initiator)
+            + fragments.vendor_payloads(sa.peer))
 
 
 def _responder_lifetime_payloads(sa):
@@ -99,6 +102,7 @@ def _note_vendor_ids(sa, received):
     if vendor.has(vids, vendor.VID_DPD):
         sa.peer_dpd = True
     sa.natt.note_vendor_ids(vids)
+    sa.fragments_out.note_vendor_ids(vids)
 
 
 def _hash_fn(sa):
@@ -133,10 +137,6 @@ def _payload_body(payload):
     """The body of one payload as it is encoded (generic header stripped): SAi_b, IDii_b..."""
     _, data = codec.encode_payloads([payload])
     return data[C.GENERIC_HEADER_LENGTH:]
-
-
-def _attributes(transform):
-    return [(a.type, a.value) for a in transform.attributes]
 
 
 def _single_isakmp_proposal(sa_payload):
@@ -267,7 +267,7 @@ def _confirm_choice(sa, header, sa_payload, now):
     chosen = None
     if len(proposal.transforms) == 1:
         chosen = proposals.confirm_ike(sa.peer.proposals, sa.auth,
-                                       _attributes(proposal.transforms[0]))
+                                       proposal.transforms[0].attribute_pairs())
     if chosen is None or (sa.mode == states.AGGRESSIVE and chosen.proposal.dh != sa.proposal.dh):
         sa.fail("p1_algorithm", "the peer chose a transform we did not offer", now)
         return False
@@ -402,9 +402,12 @@ def aggr_inR1_outI2(sa, header, data, now):
 def aggr_inI1_outR1(sa, header, data, now):
     # <-- HDR, SA, KE, Ni, IDii    then    HDR, SA, KE, Nr, IDir, HASH_R -->
     received = _open_clear(sa, header, data, "aggressive mode message 1", _AGGRESSIVE_FIRST)
-    if received is None or not _choose_transform(sa, received, now):
+    if received is None:
         return
     idi = received.one(codec.IdPayload)
+    # From an address no peer has: the ID chooses the dynamic peer, before any key is needed.
+    if not dynamic.refine(sa, idi, now) or not _choose_transform(sa, received, now):
+        return
     mismatch = auth.id_mismatch(sa, idi)
     if mismatch is not None:
         sa.fail("id", mismatch, now)
@@ -484,7 +487,7 @@ def _choose_transform(sa, received, now):
         sa.core.malformed(sa.remote, exc, sa)
         return False
     sa.sai_b = received.body(received.index_of(codec.SaPayload))
-    offered = [_attributes(t) for t in proposal.transforms]
+    offered = [t.attribute_pairs() for t in proposal.transforms]
     ours_all = sa.peer.proposals
     if sa.mode == states.AGGRESSIVE and offered:
         # The KE in this message is for the group of the offer: only that group can be chosen.
@@ -530,6 +533,10 @@ def _open_authenticated(sa, header, data, now, number, responder_hash):
     # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
     # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
     sa.set_iv(0, next_iv)
+    # A dynamic peer in main mode: its ID (message 5) settles which one it is, before its
+    # certificate is checked against that peer's CAs and remote_id.
+    if not dynamic.refine(sa, received.one(codec.IdPayload), now):
+        return None
     if not auth.check_proof(sa, received, now, number, responder_hash):
         return None
     sa.last_received = data
@@ -581,6 +588,25 @@ _HANDLERS = {
     (states.AGGRESSIVE, states.RESPONDER, "AR_START"): aggr_inI1_outR1,
     (states.AGGRESSIVE, states.RESPONDER, "AR_1_SENT"): aggr_inI2,
 }
+
+
+def _check_handlers():
+    """Each state that waits for the peer's next message (it has a VALID move in
+    states.TRANSITIONS) has exactly one handler here, and no handler names another state: the
+    two tables are checked against each other at import, as states checks its own."""
+    waiting = set()
+    for (mode, role), table in states.TRANSITIONS.items():
+        for state, moves in table.items():
+            if states.VALID in moves:
+                waiting.add((mode, role, state))
+    missing = sorted(waiting - set(_HANDLERS))
+    stray = sorted(set(_HANDLERS) - waiting)
+    if missing or stray:
+        raise ValueError("phase 1 handlers: no handler for %s; handlers for states that wait "
+                         "for no message: %s" % (missing or "none", stray or "none"))
+
+
+_check_handlers()
 
 
 def on_timer(sa, now):

@@ -21,7 +21,11 @@ PROTO_ISAKMP = C.PROTO_ISAKMP
 PROTO_AH = C.PROTO_IPSEC_AH
 PROTO_ESP = C.PROTO_IPSEC_ESP
 PROTOCOL_IDS = {"ah": PROTO_AH, "esp": PROTO_ESP}
+PROTOCOL_NAMES = {PROTO_AH: "ah", PROTO_ESP: "esp"}
 KEY_IKE = C.KEY_IKE                          # the one ISAKMP transform id (RFC 2407 4.4.2)
+# Proposals in one offer, per peer (phase 1) and per connection (quick mode): the config file's
+# limit and the settings page's slots.
+MAX_PROPOSALS = 3
 
 # -- phase 1 attribute types (RFC 2409 Appendix A) ----------------------------------------------
 P1_ENCRYPTION = 1

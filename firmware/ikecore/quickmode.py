@@ -22,10 +22,16 @@ from .events import ChildSa
 from .addresses import ip_text, parse_net, same_net
 from .ikesa import RETRANSMIT_DELAYS, Exchange
 
-PROTOCOL_IDS = {"esp": C.PROTO_IPSEC_ESP, "ah": C.PROTO_IPSEC_AH}
-PROTOCOL_NAMES = {C.PROTO_IPSEC_ESP: "esp", C.PROTO_IPSEC_AH: "ah"}
 # How long a finished exchange is remembered to answer a repeated last message.
 DONE_KEEP_S = 60
+
+# The states of one quick mode; HANDLERS (below the class) says which method takes the peer's
+# next message in each. The responder's first message is _new_request: it makes the exchange.
+# DONE and FAILED take none: repeats of the peer's last one get our last answer again.
+QI_1_SENT = "QI_1_SENT"       # initiator: HASH(1), SA, Ni [, KE], IDci, IDcr sent
+QR_2_SENT = "QR_2_SENT"       # responder: HASH(2), SA, Nr [, KE], IDci, IDcr sent
+DONE = "DONE"                 # the SAs are the core's
+FAILED = "FAILED"             # diagnosed or abandoned; nothing of it stays
 
 
 def bundle(protocol):
@@ -81,10 +87,17 @@ class QuickMode(Exchange):
             "connection", connection.name, connection.lifetime_s)
         self.lifetime_kb = connection.lifetime_kb
         self.init_exchange()                # its messages: retransmission, repeats
-        self.done = False
-        self.failed = False
+        self.state = QI_1_SENT if initiator else QR_2_SENT
         self.forget_at = None
         self.id_ci = self.id_cr = None      # the ID payloads as exchanged
+
+    @property
+    def done(self):
+        return self.state == DONE
+
+    @property
+    def failed(self):
+        return self.state == FAILED
 
     def deadline(self):
         if self.pending is not None:
@@ -104,7 +117,7 @@ class QuickMode(Exchange):
 
     def abandon(self, now):
         """Stop here: no more retransmissions, a late message is ignored, no SA of it stays."""
-        self.failed = True
+        self.state = FAILED
         self.pending = None
         self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
@@ -144,11 +157,11 @@ class QuickMode(Exchange):
         share its proposal number (an AND bundle, RFC 2408 section 4.2)."""
         conn = self.connection
         result = []
-        for number, p in enumerate(conn.proposals[:3]):
+        for number, p in enumerate(conn.proposals[:proposals.MAX_PROPOSALS]):
             for proto in bundle(conn.protocol):
                 tid, attrs = proposals.child_transform(p, proto, self.lifetime_s, conn.lifetime_kb,
                                                        conn.pfs, udp=_udp_encapsulation(self.sa))
-                result.append(codec.Proposal(number + 1, PROTOCOL_IDS[proto], self.my_spis[proto],
+                result.append(codec.Proposal(number + 1, proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                              [codec.Transform(1, tid, attrs)]))
         return result
 
@@ -171,12 +184,12 @@ class QuickMode(Exchange):
         self.nr = bytes(nonce.data)
         answer = {}
         for prop in sa_payload.proposals:
-            proto = PROTOCOL_NAMES.get(prop.protocol)
+            proto = proposals.PROTOCOL_NAMES.get(prop.protocol)
             if proto is None or proto in answer or len(prop.transforms) != 1 or len(prop.spi) != 4:
                 answer = None
                 break
             t = prop.transforms[0]
-            answer[proto] = (t.transform_id, [(a.type, a.value) for a in t.attributes])
+            answer[proto] = (t.transform_id, t.attribute_pairs())
             self.peer_spis[proto] = bytes(prop.spi)
         chosen = None
         if answer:
@@ -252,7 +265,7 @@ class QuickMode(Exchange):
         # Group the offered ISAKMP proposals by number: each group is one SA bundle.
         numbers, offered, spis = [], [], []
         for prop in sa_payload.proposals:
-            proto = PROTOCOL_NAMES.get(prop.protocol)
+            proto = proposals.PROTOCOL_NAMES.get(prop.protocol)
             if proto is None:
                 continue
             if prop.number not in numbers:
@@ -260,7 +273,7 @@ class QuickMode(Exchange):
                 offered.append({})
                 spis.append({})
             i = numbers.index(prop.number)
-            offered[i][proto] = [(t.transform_id, [(a.type, a.value) for a in t.attributes])
+            offered[i][proto] = [(t.transform_id, t.attribute_pairs())
                                  for t in prop.transforms]
             spis[i][proto] = (bytes(prop.spi), prop.transforms)
         match = None
@@ -303,7 +316,7 @@ class QuickMode(Exchange):
                 return
             self.peer_spis[proto] = peer_spi
             self.my_spis[proto] = sa.core.allocate_spi(proto)
-            answer.append(codec.Proposal(numbers[index], PROTOCOL_IDS[proto], self.my_spis[proto],
+            answer.append(codec.Proposal(numbers[index], proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                          [transforms[t_index]]))
             if transform.lifetime_s and transform.lifetime_s > self.lifetime_s:
                 shorten = True
@@ -327,7 +340,7 @@ class QuickMode(Exchange):
                      "using ours and telling the peer (RESPONDER-LIFETIME)" % (
                          conn.name, self.lifetime_s))
             proto = bundle(conn.protocol)[0]
-            after.append(codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=PROTOCOL_IDS[proto],
+            after.append(codec.NotifyPayload(C.RESPONDER_LIFETIME, protocol=proposals.PROTOCOL_IDS[proto],
                                              spi=self.peer_spis[proto],
                                              data=_lifetime_attributes(self)))
         _, raw = codec.encode_payloads(after)
@@ -343,22 +356,22 @@ class QuickMode(Exchange):
         self._forget_secrets()
         sa.core.install_before_hash3(self, [c for c in self.children if c.direction == "in"])
 
-    def handle_final(self, received, now):
+    def handle_final(self, received, now, next_iv):
         """<-- HDR*, HASH(3): the SAs go into the kernel."""
         if received.index_of(codec.HashPayload) != 0:
             self.sa.core.malformed(self.sa.remote, codec.MalformedMessage(
                 "quick mode message 3 must start with HASH"), self.sa)
-            return False
+            return
         expected = keymat.qm_hash3(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, self.nr)
         if bytes(received.payloads[0].data) != expected:
             self.log("warning", "quick mode %s: HASH(3) did not verify, message dropped"
                      % self.connection.name)
-            return False
+            return
         self.last_received = received.data
+        self.sa.set_iv(self.mid, next_iv)
         self.pending = None
         self._complete(self.children, now)
-        return True
 
     def _refuse(self, cause, detail, notify_type, now):
         from . import informational
@@ -376,7 +389,7 @@ class QuickMode(Exchange):
             encr_len, integ_len = proposals.child_key_lengths(proto, _ChildKeyView(t))
             for direction, spi in (("in", self.my_spis[proto]), ("out", self.peer_spis[proto])):
                 # KEYMAT of each SA uses that SA's SPI: the one its receiver chose.
-                material = keymat.keymat(sa.crypto, sa.prf, sa.keys.skeyid_d, PROTOCOL_IDS[proto],
+                material = keymat.keymat(sa.crypto, sa.prf, sa.keys.skeyid_d, proposals.PROTOCOL_IDS[proto],
                                          spi, self.ni, self.nr, encr_len + integ_len, g_qm)
                 encr_key, integ_key = keymat.split_keymat(material, encr_len, integ_len)
                 local_gw, remote_gw = sa.local[0], sa.remote[0]
@@ -400,7 +413,7 @@ class QuickMode(Exchange):
         """The exchange succeeded: hand the ChildSas to the core (which emits the events)."""
         sa = self.sa
         conn = self.connection
-        self.done = True
+        self.state = DONE
         self.forget_at = now + DONE_KEEP_S
         sa.phase2_negotiations += 1
         sa.log("info", "quick mode %s with %s established: %s %s, SPIs in %s out %s, lifetime %d s" % (
@@ -427,6 +440,10 @@ class QuickMode(Exchange):
         if self.forget_at is not None and self.forget_at <= now:
             self.sa.quick_modes.pop(self.mid, None)
 
+
+
+HANDLERS = {QI_1_SENT: QuickMode.handle_response, QR_2_SENT: QuickMode.handle_final,
+            DONE: None, FAILED: None}
 
 def _udp_encapsulation(sa):
     """Encapsulation Mode numbering for child_transform: None without a NAT, else the RFC's
@@ -507,11 +524,9 @@ def receive(sa, header, data, now):
     if qm is None:
         _new_request(sa, received, next_iv, now)
         return
-    if qm.initiator and not qm.done:
-        qm.handle_response(received, now, next_iv)
-    elif not qm.initiator and not qm.done:
-        if qm.handle_final(received, now):
-            sa.set_iv(mid, next_iv)
+    handler = HANDLERS[qm.state]
+    if handler is not None:
+        handler(qm, received, now, next_iv)
 
 
 def _new_request(sa, received, next_iv, now):
@@ -538,7 +553,7 @@ def _new_request(sa, received, next_iv, now):
         # Remember the refusal under this message id so retransmissions are not re-diagnosed.
         placeholder = QuickMode(sa, _NoConnection(), False, mid, now)
         placeholder.last_received = received.data
-        placeholder.failed = True
+        placeholder.state = FAILED
         placeholder.forget_at = now + DONE_KEEP_S
         sa.quick_modes[mid] = placeholder
         from . import informational

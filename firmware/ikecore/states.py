@@ -176,11 +176,6 @@ def status_text(number):
     return "Negotiating"
 
 
-def status_label(number):
-    """"Idle(0)", "Negotiating(5)", "Activated(9)" as in the seed."""
-    return "%s(%d)" % (status_text(number), number)
-
-
 class Machine:
     """The negotiation state of one IKE SA: a mode, a role and the current state name."""
     __slots__ = ("mode", "role", "state")

@@ -18,6 +18,10 @@ def ike_sa_row(sa, now):
     since = sa.established_at if sa.established_at is not None else sa.created
     return {
         "id": sa.id, "peer": sa.peer.name, "remote_gateway": sa.remote[0],
+        # Where the peer is now (a dynamic peer's or a NAT's port included) and what is
+        # configured ("%any", a DNS name or the address itself).
+        "remote_address": "%s:%d" % (sa.remote[0], sa.remote[1]),
+        "configured_gateway": sa.peer.remote_gateway,
         "local_address": sa.local[0], "status": states.status_text(n), "state": n,
         "mode": sa.mode, "role": sa.role, "algorithm": sa.algorithm_text(),
         "auth": sa.auth, "elapsed_s": int(now - since), "lifetime_s": sa.lifetime_s,
@@ -31,7 +35,8 @@ def child_row(child, now, lifetime_note=None):
     lifetime is in force when it is not ours (lifetime.py), else None."""
     proposal = ChildProposal(child.encr, child.integ, protocol=child.protocol)
     return {
-        "id": child.id, "ike_sa": child.ike_sa, "destination": child.dst,
+        "id": child.id, "ike_sa": child.ike_sa, "connection": child.connection,
+        "destination": child.dst,
         "direction": "incoming" if child.direction == "in" else "outgoing",
         "spi": "0x%08x" % child.spi, "protocol": child.protocol.upper(),
         "mode": child.mode, "algorithm": proposal.describe(child.protocol),

@@ -23,7 +23,7 @@ VID_CISCO_UNITY_PREFIX = b"\x12\xf5\xf2\x8c\x45\x71\x68\xa9\x70\x2d\x9f\xe2\x74\
 VID_STRONGSWAN = b"\x88\x2f\xe5\x6d\x6f\xd2\x0d\xbc\x22\x51\x61\x3b\x2e\xbe\x5b\xeb"
 
 # MD5("FRAGMENTATION"), optionally followed by 4 capability bytes: IKEv1 fragmentation
-# (not supported here).
+# (fragments.py sends it with strongSwan's capability bytes).
 VID_FRAGMENTATION = b"\x40\x48\xb7\xd5\x6e\xbc\xe8\x85\x25\xe7\xde\x7f\x00\xd6\xc2\xd3"
 
 # MD5("MS NT5 ISAKMPOAKLEY") followed by a 4-byte Windows version.
@@ -41,17 +41,6 @@ KNOWN = (
     ("IKE fragmentation", VID_FRAGMENTATION, True),
     ("Windows (MS NT5 ISAKMPOAKLEY)", VID_MS_NT5_PREFIX, True),
 )
-
-
-def vendor_ids_to_send(nat_t=True, dpd=True):
-    """The vendor IDs an initiator puts in its first message (a responder answers with DPD if it
-    does DPD and only the NAT-T variant it chose: see natt.choose_variant)."""
-    vids = []
-    if dpd:
-        vids.append(VID_DPD)
-    if nat_t:
-        vids.extend(natt.vendor_ids())
-    return vids
 
 
 def has(vids, vid):

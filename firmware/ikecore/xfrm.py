@@ -22,6 +22,9 @@ from ikecore.kernel import KernelBackend, sa_key
 REQID_BASE = 0x1CE00000           # "ike": a range no other tool on the router picks
 REQID_SPAN = 0x00100000
 POLICY_PRIORITY = 0x3000          # minus the selector's prefix lengths: more specific wins
+# Bypass policies (kernel.bypass_policies) win over every tunnel policy (a lower number is
+# preferred); this exact value also tells flush() which templateless policies are ours.
+BYPASS_PRIORITY = 0x1CE0
 REPLAY_WINDOW = 32                # anti-replay window of inbound SAs (packets)
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10              # acks carry only the request's header, not the request
@@ -258,6 +261,12 @@ class XfrmBackend(KernelBackend):
 
     # --- policies
     def install_policies(self, connection, local_gw, remote_gw, reqid):
+        # the bypasses first: the tunnel policy must never swallow the LAN or IKE, even briefly
+        wanted, unused = self.claim_bypasses(connection, remote_gw)
+        for bypass in wanted:
+            self._install_bypass(bypass, connection.name)
+        for bypass in unused:
+            self._delete_bypass(bypass, connection.name)
         family, remote = m.pack_address(remote_gw)
         local = m.pack_address(local_gw)[1] if local_gw else bytes(16)   # kernel picks it
         protocols = {"esp": ["esp"], "ah": ["ah"], "esp+ah": ["esp", "ah"]}[connection.protocol]
@@ -294,6 +303,19 @@ class XfrmBackend(KernelBackend):
     def remove_policies(self, connection):
         for policy in self.policies.pop(connection.name, None) or self._policy_ids(connection):
             self._delete_policy(policy, "remove policies of %s" % connection.name)
+        for bypass in self.release_bypasses(connection.name):
+            self._delete_bypass(bypass, connection.name)
+
+    def _install_bypass(self, bypass, owner):
+        values = bypass_selector(bypass)
+        values.update(lifetime_unlimited())
+        values.update({"priority": BYPASS_PRIORITY, "action": m.XFRM_POLICY_ALLOW})
+        self.channel.request("install bypass policy %s of %s" % (bypass_text(bypass), owner),
+                             m.userpolicy_info, m.XFRM_MSG_UPDPOLICY, values)
+
+    def _delete_bypass(self, bypass, owner):
+        self._delete_policy(bypass_selector(bypass), "remove bypass policy %s of %s"
+                            % (bypass_text(bypass), owner))
 
     def _policy_ids(self, connection):
         return [dict(m.selector(src, dst), dir=direction) for direction, src, dst in (
@@ -426,20 +448,20 @@ class XfrmBackend(KernelBackend):
             self._delete_sa(record["protocol"], spi, record["dst"],
                             "flush: delete %s SA 0x%08x" % (record["protocol"], spi))
         for record in self.kernel_policies():
-            if any(is_ours(t["reqid"]) for t in record["templates"]):
+            if is_our_policy(record):
                 policy_id = dict(("sel_" + k, v) for k, v in record["selector"].items())
                 policy_id["dir"] = _direction_number(record["dir"])
                 self._delete_policy(policy_id, "flush")
         self.sas.clear()
         self.policies.clear()
+        self.forget_bypasses()
 
     def snapshot(self):
         sas = [r for r in self.kernel_sas() if is_ours(r["reqid"])]
         for record in sas:
             record["reqid"] -= REQID_BASE
             record["spi"] = "0x%08x" % record["spi"]
-        policies = [p for p in self.kernel_policies()
-                    if any(is_ours(t["reqid"]) for t in p["templates"])]
+        policies = [p for p in self.kernel_policies() if is_our_policy(p)]
         for record in policies:
             del record["selector"]
             for t in record["templates"]:
@@ -491,6 +513,34 @@ def lifetime_unlimited():
     """lft_* of a policy: no byte or packet limit, no time limit."""
     return {"lft_soft_byte_limit": m.XFRM_INF, "lft_hard_byte_limit": m.XFRM_INF,
             "lft_soft_packet_limit": m.XFRM_INF, "lft_hard_packet_limit": m.XFRM_INF}
+
+
+def is_our_policy(record):
+    """A policy_record of ours: a template with our reqid, or one of our bypasses."""
+    return (any(is_ours(t["reqid"]) for t in record["templates"]) or
+            (not record["templates"] and record["priority"] == BYPASS_PRIORITY))
+
+
+def bypass_selector(bypass):
+    """The userpolicy_id fields (selector and dir) of a kernel.Bypass."""
+    values = m.selector(bypass.src, bypass.dst)
+    values["sel_proto"] = bypass.proto
+    if bypass.sport:
+        values.update({"sel_sport": bypass.sport, "sel_sport_mask": 0xFFFF})
+    if bypass.dport:
+        values.update({"sel_dport": bypass.dport, "sel_dport_mask": 0xFFFF})
+    values["dir"] = _direction_number(bypass.dir)
+    return values
+
+
+def bypass_text(bypass):
+    """"out 0.0.0.0/0 -> 192.0.2.2/32 proto 17 sport 500" for error messages."""
+    text = "%s %s -> %s" % (bypass.dir, bypass.src, bypass.dst)
+    for label, value in (("proto", bypass.proto), ("sport", bypass.sport),
+                         ("dport", bypass.dport)):
+        if value:
+            text += " %s %d" % (label, value)
+    return text
 
 
 def _direction_number(name):

@@ -77,7 +77,6 @@ XFRM_MSG_EXPIRE = 0x18
 XFRM_MSG_UPDPOLICY = 0x19
 XFRM_MSG_UPDSA = 0x1a
 XFRM_MSG_POLEXPIRE = 0x1b
-XFRM_MSG_FLUSHSA = 0x1c
 XFRM_MSG_FLUSHPOLICY = 0x1d
 
 # multicast groups (enum xfrm_nlgroups); bind() takes the mask 1 << (group - 1)
@@ -157,9 +156,6 @@ USERSA_ID = (("daddr", ADDRESS), ("spi", ">I"), ("family", "H"), ("proto", "B"),
 
 # struct xfrm_userspi_info { struct xfrm_usersa_info info; __u32 min, max; };          232 bytes
 USERSPI_INFO = USERSA_INFO + (("min", "I"), ("max", "I"))
-
-# struct xfrm_usersa_flush { __u8 proto; };                              1 byte (+3 netlink pad)
-USERSA_FLUSH = (("proto", "B"), ("pad", "3x"))
 
 # struct xfrm_userpolicy_info { struct xfrm_selector sel; struct xfrm_lifetime_cfg lft;
 #   struct xfrm_lifetime_cur curlft; __u32 priority, index; __u8 dir, action, flags, share; };
@@ -309,12 +305,6 @@ class sa_dump_request(_message):
 class userspi_info(_message):
     """XFRM_MSG_ALLOCSPI request."""
     fields = USERSPI_INFO
-
-
-class usersa_flush(_message):
-    """XFRM_MSG_FLUSHSA request: every SA of one protocol, whoever made it (the daemon deletes
-    only its own, one by one)."""
-    fields = USERSA_FLUSH
 
 
 class userpolicy_info(_message):

@@ -42,7 +42,8 @@ def serve(argv):
         parser.error("--state-dir %s is not a directory" % args.state_dir)
 
     from aiohttp import web
-    from webui.app import Options, make_app
+    from webui.app import make_app
+    from webui.context import Options
     app = make_app(Options(args.socket, args.state_dir, args.config, args.firewall_log,
                            system_config=args.system_config, system_apply=args.system_apply))
     host, port = args.listen

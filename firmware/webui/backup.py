@@ -85,11 +85,14 @@ def managed_files(config_dir, config_name):
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         doc = {}
     for peer in doc.get("peer", []) if isinstance(doc.get("peer"), list) else []:
-        for key in ("psk_file", "cert", "key", "ca"):
+        for key in ("psk_file",) + certstore.FILE_KEYS:
             value = peer.get(key) if isinstance(peer, dict) else None
-            if isinstance(value, str) and not os.path.isabs(value):
-                relative = os.path.normpath(value).replace(os.sep, "/")
-                if _safe_relative(relative) and os.path.isfile(os.path.join(config_dir, relative)):
+            for item in value if isinstance(value, list) else [value]:   # ca lists, crls
+                if not isinstance(item, str) or os.path.isabs(item):
+                    continue
+                relative = os.path.normpath(item).replace(os.sep, "/")
+                if _safe_relative(relative) and os.path.isfile(os.path.join(config_dir,
+                                                                            relative)):
                     files[relative] = files.get(relative, False) or key == "key"
     return files
 

@@ -5,6 +5,8 @@ from ikecore.toml by paths relative to the config file (as any cert/key/ca path 
     certs/local/NAME.pem    our certificate (a peer's `cert`)
     certs/local/NAME.key    its RSA private key, unencrypted PKCS#8 PEM, mode 0600 (`key`)
     certs/local/NAME.csr    a request made on the router, until the signed certificate comes
+    certs/crl/NAME.pem      a certificate revocation list (a peer's `crls`); uploading a newer
+                            one under the same name replaces it, and the daemon reads it again
 
 Every check (is it a certificate, does the key belong to it, the PKCS#12 password) is
 `cryptography`'s public API; any refusal is a CertError naming the problem, and nothing is
@@ -23,7 +25,7 @@ from cryptography.x509.oid import NameOID
 from ikecore.config import NAME_PATTERN      # certificates are named as peers are
 
 STORE_DIR = "certs"
-CA, LOCAL = "ca", "local"
+CA, LOCAL, CRL = "ca", "local", "crl"
 EXPIRY_WARNING_DAYS = 30          # the page, the log and /metrics flag certificates this close
 KEY_BITS = (2048, 3072, 4096)     # RSA: the daemon signs with RSA only (auth = "rsa")
 MAX_UPLOAD = 64 * 1024
@@ -36,12 +38,13 @@ class CertError(Exception):
     """An upload or request refused; the message says why, for the page."""
 
 
-def _utc(cert, which):
-    # not_valid_*_utc arrived in cryptography 42; the naive UTC ones before it.
-    value = getattr(cert, which + "_utc", None)
-    if value is None:
-        value = getattr(cert, which).replace(tzinfo=datetime.timezone.utc)
-    return value
+def _utc(item, which):
+    """A certificate's or CRL's date as an aware UTC datetime (None for a CRL without a next
+    update). The *_utc attributes arrived in cryptography 42; the naive UTC ones before it."""
+    if hasattr(item, which + "_utc"):
+        return getattr(item, which + "_utc")
+    value = getattr(item, which)
+    return value and value.replace(tzinfo=datetime.timezone.utc)
 
 
 def load_certificates(data, what="the file"):
@@ -137,6 +140,34 @@ def describe(cert, now=None):
             "fingerprint": cert.fingerprint(hashes.SHA256()).hex(":")}
 
 
+def load_crl(data, what="the CRL file"):
+    """PEM or DER bytes -> x509.CertificateRevocationList; CertError otherwise."""
+    if not data:
+        raise CertError("%s is empty" % what)
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError:
+        raise CertError("%s is not an X.509 CRL (PEM or DER)" % what) from None
+
+
+def describe_crl(crl, now=None):
+    """What the page and the log show of a CRL; warn once its next update has passed (the CA
+    has published a newer one: revocations since then are not known here)."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    this_update, next_update = _utc(crl, "last_update"), _utc(crl, "next_update")
+    if next_update is None:
+        state = "no next update given"
+    elif next_update < now:
+        state = "next update passed"
+    else:
+        state = "current"
+    return {"issuer": crl.issuer.rfc4514_string(), "this_update": this_update,
+            "next_update": next_update, "revoked": len(crl), "state": state,
+            "warn": state == "next update passed"}
+
+
 def _check_name(name):
     if not NAME_PATTERN.match(name or ""):
         raise CertError("%r is not a valid name: 1-32 letters, digits, '.', '_', '-', "
@@ -194,6 +225,44 @@ class CertStore:
                             "upload it as our certificate instead" % cert.subject.rfc4514_string())
         self._write(self.path(CA, name, "pem"), cert.public_bytes(PEM), 0o644)
         return self.path(CA, name, "pem")
+
+    def add_crl(self, name, data):
+        """Store a CRL; under the name of a stored one it replaces it when it comes from the same
+        issuer and is not older (a CA's CRLs are republished, and peers keep naming the file).
+        When a stored CA certificate is its issuer, the CRL's signature must verify with it.
+        Returns (path, replaced)."""
+        _check_name(name)
+        crl = load_crl(data)
+        relative = self.path(CRL, name, "pem")
+        replaced = self._exists(CRL, name, "pem")
+        if replaced:
+            with open(self._full(relative), "rb") as handle:
+                old = load_crl(handle.read(), relative)
+            if old.issuer != crl.issuer:
+                raise CertError("the CRL %s is from %s, this one from %s: upload it under another "
+                                "name" % (name, old.issuer.rfc4514_string(),
+                                          crl.issuer.rfc4514_string()))
+            if _utc(crl, "last_update") < _utc(old, "last_update"):
+                raise CertError("this CRL (issued %s) is older than the stored %s (issued %s)"
+                                % (_utc(crl, "last_update").strftime("%Y-%m-%d %H:%M UTC"), name,
+                                   _utc(old, "last_update").strftime("%Y-%m-%d %H:%M UTC")))
+        issuers = [ca for ca in self._stored_cas() if ca.subject == crl.issuer]
+        if issuers and not any(_crl_signed_by(crl, ca) for ca in issuers):
+            raise CertError("the CRL's signature does not verify with the stored CA certificate "
+                            "%s" % crl.issuer.rfc4514_string())
+        self._write(relative, crl.public_bytes(PEM), 0o644)
+        return relative, replaced
+
+    def _stored_cas(self):
+        """The stored CA certificates that parse (to find a CRL's issuer among them)."""
+        found = []
+        for stem in self._stems(CA, ("pem",)):
+            try:
+                with open(self._full(self.path(CA, stem, "pem")), "rb") as handle:
+                    found.append(load_one_certificate(handle.read()))
+            except (OSError, CertError):
+                continue           # listed with its error on the page; it signs nothing
+        return found
 
     def add_local(self, name, cert_data, key_data, key_password=None):
         self._new_name(LOCAL, name)
@@ -283,15 +352,7 @@ class CertStore:
         a pending request (no certificate yet) or a file that no longer parses (then error)."""
         found = []
         for kind in (CA, LOCAL):
-            directory = self._full("/".join((STORE_DIR, kind)))
-            try:
-                names = sorted(os.listdir(directory))
-            except FileNotFoundError:
-                continue
-            stems = sorted({n.rsplit(".", 1)[0] for n in names
-                            if not n.startswith(".") and n.rsplit(".", 1)[-1] in (
-                                "pem", "csr")})
-            for stem in stems:
+            for stem in self._stems(kind, ("pem", "csr")):
                 entry = {"kind": kind, "name": stem, "path": self.path(kind, stem, "pem"),
                          "key_path": None, "csr": False, "info": None, "error": None}
                 if kind == LOCAL:
@@ -299,13 +360,40 @@ class CertStore:
                         entry["key_path"] = self.path(LOCAL, stem, "key")
                     entry["csr"] = self._exists(LOCAL, stem, "csr")
                 if self._exists(kind, stem, "pem"):
-                    try:
-                        with open(self._full(entry["path"]), "rb") as handle:
-                            entry["info"] = describe(load_one_certificate(handle.read()), now)
-                    except (OSError, CertError) as exc:
-                        entry["error"] = str(exc)
+                    entry["info"], entry["error"] = _read(
+                        self._full(entry["path"]), entry["path"], load_one_certificate,
+                        describe, now)
                 found.append(entry)
         return found
+
+    def crl_entries(self, now=None):
+        """[{kind "crl", name, path, info, error}] sorted by name; info from describe_crl."""
+        found = []
+        for stem in self._stems(CRL, ("pem",)):
+            entry = {"kind": CRL, "name": stem, "path": self.path(CRL, stem, "pem")}
+            entry["info"], entry["error"] = _read(self._full(entry["path"]), entry["path"],
+                                                  load_crl, describe_crl, now)
+            found.append(entry)
+        return found
+
+    def _stems(self, kind, extensions):
+        try:
+            names = os.listdir(self._full("/".join((STORE_DIR, kind))))
+        except FileNotFoundError:
+            return []
+        return sorted({n.rsplit(".", 1)[0] for n in names
+                       if not n.startswith(".") and n.rsplit(".", 1)[-1] in extensions})
+
+
+def _read(full, shown, load, describe_it, now):
+    """(info, None) for a file that loads, else (None, why not) for the page."""
+    try:
+        with open(full, "rb") as handle:
+            return describe_it(load(handle.read(), shown), now), None
+    except OSError as exc:
+        return None, "cannot read %s: %s" % (shown, exc.strerror)
+    except CertError as exc:
+        return None, str(exc)
 
 
 def parse_alt_names(text):
@@ -330,6 +418,13 @@ def parse_alt_names(text):
     return names
 
 
+def _crl_signed_by(crl, ca):
+    try:
+        return crl.is_signature_valid(ca.public_key())
+    except TypeError:            # a key type cryptography cannot check CRLs with
+        return False
+
+
 def _key_pem(key):
     return key.private_bytes(PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -342,15 +437,23 @@ def _extension(cert, kind):
         return None
 
 
+# The peer keys that name files of the store, and what each file is.
+CERT_KEYS = ("cert", "ca", "intermediates")       # certificates
+FILE_KEYS = ("cert", "key", "ca", "intermediates", "crls")
+
+
 def referenced(config_dir, doc):
-    """{path as the store names it: {"peers": [names], "as": {"cert", "key", "ca"}}} for every
-    cert/key/ca of the configuration (a plain dict of the TOML)."""
+    """{path as the store names it: {"peers": [names], "as": {"cert", "key", "ca", ...}}} for
+    every file a peer of the configuration names (a plain dict of the TOML); ca may be one path
+    or a list, intermediates and crls are lists."""
     used = {}
     for peer in doc.get("peer", []):
-        for key in ("cert", "key", "ca"):
+        for key in FILE_KEYS:
             value = peer.get(key)
-            if isinstance(value, str) and value:
-                slot = used.setdefault(normalize(config_dir, value), {"peers": [], "as": set()})
+            for item in value if isinstance(value, list) else [value]:
+                if not isinstance(item, str) or not item:
+                    continue
+                slot = used.setdefault(normalize(config_dir, item), {"peers": [], "as": set()})
                 if peer.get("name") not in slot["peers"]:
                     slot["peers"].append(peer.get("name"))
                 slot["as"].add(key)
@@ -365,28 +468,32 @@ def normalize(config_dir, value):
 
 
 def inventory(config_dir, doc, now=None):
-    """The store's entries plus the certificate files peers name outside it (kind "file", the
-    paths typed before the store existed), each with "used_by": the peers that use it."""
+    """The store's certificates plus the certificate files peers name outside it (kind "file",
+    the paths typed before the store existed), each with "used_by": the peers that use it."""
+    return _with_files(config_dir, doc, CertStore(config_dir).entries(now), CERT_KEYS,
+                       lambda data, path: load_certificates(data, path)[0], describe, now)
+
+
+def crl_inventory(config_dir, doc, now=None):
+    """The same for CRLs: the store's and those peers name outside it."""
+    return _with_files(config_dir, doc, CertStore(config_dir).crl_entries(now), ("crls",),
+                       load_crl, describe_crl, now)
+
+
+def _with_files(config_dir, doc, entries, keys, load, describe_it, now):
     used = referenced(config_dir, doc)
-    entries = CertStore(config_dir).entries(now)
     known = set()
     for entry in entries:
-        paths = [entry["path"]] + ([entry["key_path"]] if entry["key_path"] else [])
+        paths = [entry["path"]] + ([entry["key_path"]] if entry.get("key_path") else [])
         known.update(paths)
         entry["used_by"] = sorted({p for path in paths for p in used.get(path, {}).get(
             "peers", [])})
     for path, slot in sorted(used.items()):
-        if path in known or not slot["as"] & {"cert", "ca"}:
+        if path in known or not slot["as"] & set(keys):
             continue
-        entry = {"kind": "file", "name": path, "path": path, "key_path": None, "csr": False,
-                 "info": None, "error": None, "used_by": sorted(slot["peers"])}
         full = path if os.path.isabs(path) else os.path.join(config_dir, path)
-        try:
-            with open(full, "rb") as handle:
-                entry["info"] = describe(load_certificates(handle.read(), path)[0], now)
-        except OSError as exc:
-            entry["error"] = "cannot read %s: %s" % (path, exc.strerror)
-        except CertError as exc:
-            entry["error"] = str(exc)
-        entries.append(entry)
+        info, error = _read(full, path, load, describe_it, now)
+        entries.append({"kind": "file", "name": path, "path": path, "key_path": None,
+                        "csr": False, "info": info, "error": error,
+                        "used_by": sorted(slot["peers"])})
     return entries

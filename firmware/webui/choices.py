@@ -10,6 +10,11 @@ ACT_AS_TEXT = {"both": "Initiator and responder", "initiator": "Initiator",
 ID_TYPES = settings.ID_TYPES
 AUTH_METHODS = settings.AUTH_METHODS
 AUTH_TEXT = {"psk": "Pre-shared key", "rsa": "Certificate (RSA)"}
+FRAGMENTATION_TEXT = {
+    "yes": "Yes: when the peer supports it, large messages go in fragments",
+    "accept": "Accept: announce support, send messages whole",
+    "force": "Force: large messages go in fragments even if the peer does not say it supports them",
+    "no": "No: do not announce support, send messages whole"}
 CHILD_PROTOCOLS = settings.CHILD_PROTOCOLS
 PROTOCOL_TEXT = {"esp": "ESP", "ah": "AH", "esp+ah": "ESP and AH"}
 
@@ -41,3 +46,9 @@ def with_current_pairs(options, current):
     if not current or current in [value for value, _ in options]:
         return options
     return [(current, current)] + list(options)
+
+
+def with_current_many(options, currents):
+    """(value, text) choices plus each current value that is none of them (a typed path)."""
+    known = [value for value, _ in options]
+    return [(c, c) for c in currents or [] if c not in known] + list(options)

@@ -3,13 +3,18 @@
 No validation happens here: values go into the document as typed (digits become integers, so a
 typed number is a TOML integer) and ikecore.config, the only validator, names what is wrong.
 Form field names are the entry's key paths: "local_id.value", "dpd.delay_s", "proposals.1".
+The certificate lists (ca, intermediates, crls) are multiple-choice fields: several values under
+one name, a list in the values given to the template.
 """
 import copy
 import re
 
-PROPOSAL_SLOTS = 3
+from ikecore.proposals import MAX_PROPOSALS as PROPOSAL_SLOTS
+
 INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 FIELD_ALIASES = {"psk_file": "psk"}     # keys without a field of their own
+LIST_FIELDS = ("ca", "intermediates", "crls")
+CERT_FIELDS = ("cert", "key") + LIST_FIELDS
 KEY_IN_SECTION = re.compile(r"^(?P<section>peer|connection)\[(?P<index>\d+)\](?:\.(?P<rest>.+))?$")
 
 
@@ -38,6 +43,28 @@ def _proposals(form, entry):
     return [slot for slot, _ in kept]
 
 
+def _all(form, key):
+    """Every non-empty value of a multiple-choice field, in order, without repeats."""
+    values = form.getall(key, []) if hasattr(form, "getall") else [form.get(key, "")]
+    kept = []
+    for value in values:
+        value = value.strip() if isinstance(value, str) else ""
+        if value and value not in kept:
+            kept.append(value)
+    return kept
+
+
+def _files(entry, key, paths):
+    """A list of files into the entry; ca stays a plain string when it is one file (the form
+    the configuration has always had), an empty list removes the key."""
+    if not paths:
+        entry.pop(key, None)
+    elif key == "ca" and len(paths) == 1:
+        entry[key] = paths[0]
+    else:
+        entry[key] = paths
+
+
 def _identity(form, entry, key):
     id_type = form.get(key + ".type", "").strip()
     value = form.get(key + ".value", "").strip()
@@ -61,7 +88,7 @@ def peer_entry(form, old):
     _identity(form, entry, "local_id")
     _identity(form, entry, "remote_id")
     if entry.get("auth", "psk") == "psk":
-        for key in ("cert", "key", "ca"):
+        for key in CERT_FIELDS:
             entry.pop(key, None)
         psk = form.get("psk", "")
         if psk:
@@ -70,12 +97,24 @@ def peer_entry(form, old):
     else:
         entry.pop("psk", None)
         entry.pop("psk_file", None)
-        # cert and ca: a stored one picked from the dropdown, or a path typed beside it
-        for key in ("cert", "key", "ca"):
+        # cert: a stored one picked from the dropdown, or a path typed beside it; the CAs: those
+        # picked, plus a path typed beside them
+        for key in ("cert", "key"):
             _set(entry, key, form.get(key + "_path") or form.get(key))
+        cas = _all(form, "ca")
+        typed = (form.get("ca_path") or "").strip()
+        _files(entry, "ca", cas + ([typed] if typed and typed not in cas else []))
+        for key in ("intermediates", "crls"):
+            _files(entry, key, _all(form, key))
     slots = _proposals(form, entry)
     _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
     entry["nat_t"] = form.get("nat_t") == "on"
+    _set(entry, "fragmentation", form.get("fragmentation"))
+    _set(entry, "fragment_size", form.get("fragment_size"), number=True)
+    if form.get("catch_all") == "on":
+        entry["catch_all"] = True
+    else:
+        entry.pop("catch_all", None)
     dpd = dict(entry.get("dpd") or {})
     _set(dpd, "delay_s", form.get("dpd.delay_s"), number=True)
     _set(dpd, "timeout_s", form.get("dpd.timeout_s"), number=True)
@@ -86,10 +125,24 @@ def peer_entry(form, old):
     return entry, slots
 
 
+def nets_value(text):
+    """A network field as typed -> the TOML value: "a, b" (commas or spaces) is a list of
+    networks, one network stays a string (the single-network form the file had before)."""
+    items = [item for item in re.split(r"[\s,]+", (text or "").strip()) if item]
+    return items if len(items) > 1 else (items[0] if items else "")
+
+
+def nets_text(value):
+    """A local_net / remote_net value (string or list) as the form and the list show it."""
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value or "")
+
+
 def connection_entry(form, old):
     entry = copy.deepcopy(old) if old else {}
-    for key in ("name", "peer", "local_net", "remote_net"):
+    for key in ("name", "peer"):
         _set(entry, key, form.get(key), required=True)
+    for key in ("local_net", "remote_net"):
+        entry[key] = nets_value(form.get(key))
     _set(entry, "protocol", form.get("protocol"))
     slots = _proposals(form, entry)
     _set(entry, "pfs", form.get("pfs"))
@@ -104,9 +157,13 @@ def form_values(entry):
     for key, value in (entry or {}).items():
         if key in ("psk", "psk_file"):
             continue
-        if key == "proposals" and isinstance(value, list):
+        if key in LIST_FIELDS:
+            values[key] = [str(v) for v in (value if isinstance(value, list) else [value])]
+        elif key == "proposals" and isinstance(value, list):
             for slot, name in enumerate(value[:PROPOSAL_SLOTS]):
                 values["proposals.%d" % slot] = str(name)
+        elif key in ("local_net", "remote_net"):
+            values[key] = nets_text(value)
         elif isinstance(value, dict):
             for sub, subvalue in value.items():
                 values["%s.%s" % (key, sub)] = str(subvalue)
@@ -119,8 +176,11 @@ def form_values(entry):
 
 def submitted_values(form):
     """What the user typed, to show again beside the errors (the PSK is never sent back)."""
-    return {key: value for key, value in form.items()
-            if key not in ("psk", "csrf_token") and isinstance(value, str)}
+    values = {key: value for key, value in form.items()
+              if key not in ("psk", "csrf_token") and isinstance(value, str)}
+    for key in LIST_FIELDS:
+        values[key] = _all(form, key)
+    return values
 
 
 def field_of_error(key, section, index, slots, fields):

@@ -28,10 +28,11 @@ def _labels(pairs):
                              for k, v in pairs)
 
 
-def render(summary, status=None, up=True, certificates=()):
+def render(summary, status=None, up=True, certificates=(), crls=()):
     """Text for one scrape: summary from the daemon's `summary` request ({} when up=False: the
     daemon could not be asked), status its full status or None (no per-SA series);
-    certificates: webui.certstore.inventory() entries (their expiry is exported)."""
+    certificates: webui.certstore.inventory() entries (their expiry is exported); crls:
+    crl_inventory() entries (their next update: past it, peers using one refuse certificates)."""
     out = []
 
     def family(name, kind, help_text, samples):
@@ -58,6 +59,7 @@ def render(summary, status=None, up=True, certificates=()):
            % PER_SA_ROWS_MAX, [((), 1 if status is not None else 0)])
     if status is not None:
         _per_sa(family, status)
+    _admission(family, summary.get("admission") or {})
     # The daemon's own counters (datagrams received, malformed, ...), when it reports them.
     for key, value in sorted((summary.get("daemon") or {}).items()):
         if type(value) is int and re.match(r"^[a-z][a-z0-9_]*$", key):
@@ -72,7 +74,48 @@ def render(summary, status=None, up=True, certificates=()):
            "1 when a certificate is expired, not yet valid or expires within the warning "
            "threshold (webui.certstore.EXPIRY_WARNING_DAYS).",
            [(labels, 1 if c["info"]["warn"] else 0) for c, labels in cert_labels])
+    crl_labels = [(c, (("name", c["name"]), ("kind", c["kind"]), ("path", c["path"]),
+                       ("issuer", c["info"]["issuer"]))) for c in crls if c["info"]]
+    family("ikecore_crl_next_update_timestamp_seconds", "gauge",
+           "When each stored or configured CRL's issuer publishes the next one (Unix time).",
+           [(labels, int(c["info"]["next_update"].timestamp())) for c, labels in crl_labels
+            if c["info"]["next_update"]])
+    family("ikecore_crl_stale", "gauge",
+           "1 when a CRL's next update has passed (certificates checked against it are "
+           "refused once the clock is synchronized).",
+           [(labels, 1 if c["info"]["warn"] else 0) for c, labels in crl_labels])
     return "\n".join(out) + "\n"
+
+
+# (summary key, limit key, metric name, help): the admission control bounds (ikecore.admission)
+ADMISSION_GAUGES = (
+    ("half_open", "half_open_limit", "ikecore_admission_half_open",
+     "Responder IKE SAs not yet authenticated (half-open)."),
+    ("dh_in_flight", "dh_in_flight_limit", "ikecore_admission_dh_in_flight",
+     "Diffie-Hellman computations for unauthenticated peers in progress."),
+    ("initiating", "initiating_limit", "ikecore_admission_initiating",
+     "Our own phase 1 initiations in progress."),
+)
+
+
+def _admission(family, admission):
+    """Admission control: how close the bounds are, and what they refused (a flood shows here
+    before it shows anywhere else)."""
+    if not admission:
+        return
+    for key, limit_key, name, help_text in ADMISSION_GAUGES:
+        family(name, "gauge", help_text, [((), int(admission.get(key) or 0))])
+        family(name + "_limit", "gauge", "The bound of %s." % name, [((), int(admission.get(
+            limit_key) or 0))])
+    family("ikecore_admission_queued", "gauge", "Initiations waiting for a free slot.",
+           [((), int(admission.get("queued") or 0))])
+    family("ikecore_admission_refused_total", "counter",
+           "First messages dropped by admission control, by the bound that refused them.",
+           [((("bound", kind),), int(n)) for kind, n in
+            sorted((admission.get("refused") or {}).items())])
+    family("ikecore_admission_expired_quietly_total", "counter",
+           "Half-open SAs dropped silently under pressure (heard only their first message).",
+           [((), int(admission.get("expired_quietly") or 0))])
 
 
 def _per_sa(family, status):

@@ -51,6 +51,19 @@ def status_text(ike_sa):
     return status
 
 
+def gateway_text(ike_sa):
+    """The Remote Gateway cell: the peer's address now, with the port a NAT gave it, and what
+    is configured when that is not the address itself ("203.0.113.9:40001 (%any)",
+    "192.0.2.1 (hub.example.net)"). static/app.js shows the same."""
+    address = ike_sa.get("remote_gateway") or ""
+    current = ike_sa.get("remote_address") or address
+    text = address if current.rpartition(":")[2] in ("500", "4500") else current
+    configured = ike_sa.get("configured_gateway")
+    if configured and configured != address:
+        text += " (%s)" % configured
+    return text
+
+
 def nat_t_text(value):
     return NAT_T_TEXT.get(str(value or "none").lower(), str(value))
 

@@ -8,7 +8,6 @@ import json
 import re
 
 RAUC = "rauc"
-RELEASE_FILE = "/usr/share/ikecore/release"     # written by the image build (qemu/build_image.py)
 KEYRING = "/etc/rauc/keyring.pem"
 STATUS_TIMEOUT_S = 60
 INFO_TIMEOUT_S = 300        # a signature check reads the manifest; slow under emulation
@@ -17,20 +16,6 @@ INSTALL_TIMEOUT_S = 1200
 
 class RaucError(Exception):
     """A refusal or failure, with a message for the page."""
-
-
-def read_release(path=None):
-    """{"VERSION", "BUILD_DATE", "COMPATIBLE"}; "unknown" for what the file does not say."""
-    facts = {"VERSION": "unknown", "BUILD_DATE": "unknown", "COMPATIBLE": "unknown"}
-    try:
-        with open(path or RELEASE_FILE, encoding="utf-8") as f:
-            for line in f:
-                key, sep, value = line.strip().partition("=")
-                if sep and key in facts:
-                    facts[key] = value
-    except OSError:
-        pass
-    return facts
 
 
 async def _run(args, timeout):

@@ -4,7 +4,7 @@ import asyncio
 from aiohttp import web
 
 from webui import auth
-from webui.app import ctx_of, redirect, render, set_session_cookie
+from webui.context import ctx_of, redirect, render, set_session_cookie
 
 
 def _safe_next(target):

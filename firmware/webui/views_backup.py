@@ -8,9 +8,9 @@ import socket
 
 from aiohttp import web
 
-from webui.app import ctx_of, redirect, render
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
-from webui.views_settings import in_thread, settings_lock
+from webui.config_file import in_thread, settings_lock
 
 URL = "/settings/backup"
 

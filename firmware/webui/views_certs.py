@@ -1,9 +1,10 @@
 """/settings/certificates: the certificate store (webui.certstore) in the page.
 
-Upload a CA certificate, our certificate and key (PEM, or PKCS#12 with its password), or make a
-key and a request (CSR) on the router, download the CSR and upload what the CA signed. The list
-shows subject, issuer, validity and the peers using each; a refused upload re-shows the page
-with the reason and writes nothing. No route ever returns a private key.
+Upload a CA certificate (a trusted CA or an intermediate: a peer's settings say which), our
+certificate and key (PEM, or PKCS#12 with its password), a CRL, or make a key and a request (CSR)
+on the router, download the CSR and upload what the CA signed. The lists show subject, issuer,
+validity (a CRL: its issuer, this and next update) and the peers using each; a refused upload
+re-shows the page with the reason and writes nothing. No route ever returns a private key.
 """
 import asyncio
 import logging
@@ -11,32 +12,20 @@ import os
 
 from aiohttp import web
 
-from webui.app import CONTEXT_KEY, redirect, render
-from webui.views_settings import config_path, in_thread, read_config, settings_lock
+from webui.config_file import certstore, crl_inventory, in_thread, inventory, settings_lock, \
+    store_of
+from webui.context import CONTEXT_KEY, redirect, render
 
 URL = "/settings/certificates"
 log = logging.getLogger("webui.certificates")
 
 
-def _certstore():
-    from webui import certstore    # imports cryptography: late, so start-up stays quick (TCG)
-    return certstore
-
-
-def store_of(request):
-    return _certstore().CertStore(os.path.dirname(config_path(request)))
-
-
-async def inventory(request):
-    doc = (await read_config(request)).unwrap()
-    return await in_thread(_certstore().inventory, os.path.dirname(config_path(request)), doc)
-
-
 async def page(request, status=200, error=None, values=None):
     entries = await inventory(request)
-    return render(request, "certificates.html", status=status, entries=entries, error=error,
-                  values=values or {}, warning_days=_certstore().EXPIRY_WARNING_DAYS,
-                  key_bits=_certstore().KEY_BITS)
+    crls = await crl_inventory(request)
+    return render(request, "certificates.html", status=status, entries=entries, crls=crls,
+                  error=error, values=values or {},
+                  warning_days=certstore().EXPIRY_WARNING_DAYS, key_bits=certstore().KEY_BITS)
 
 
 def _upload(form, field):
@@ -44,10 +33,10 @@ def _upload(form, field):
     item = form.get(field)
     if item is None or isinstance(item, str):
         return b""
-    data = item.file.read(_certstore().MAX_UPLOAD + 1)
-    if len(data) > _certstore().MAX_UPLOAD:
-        raise _certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
-                                     % (item.filename or field, _certstore().MAX_UPLOAD // 1024))
+    data = item.file.read(certstore().MAX_UPLOAD + 1)
+    if len(data) > certstore().MAX_UPLOAD:
+        raise certstore().CertError("%s is larger than %d KiB: not a certificate or key file"
+                                     % (item.filename or field, certstore().MAX_UPLOAD // 1024))
     return data
 
 
@@ -64,7 +53,7 @@ async def _change(request, action, done):
     try:
         async with settings_lock(request):
             result = await in_thread(action, store, form)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         return await page(request, status=400, error=str(exc), values=_typed(form))
     raise redirect(URL, done(form, result), request)
 
@@ -77,6 +66,15 @@ async def add_ca(request):
     return await _change(
         request, lambda store, form: store.add_ca(_name(form), _upload(form, "file")),
         lambda form, path: "Stored CA certificate %s as %s." % (_name(form), path))
+
+
+async def add_crl(request):
+    def done(form, result):
+        path, replaced = result
+        return ("%s CRL %s (%s). The daemon reads it again before its next negotiation."
+                % ("Replaced" if replaced else "Stored", _name(form), path))
+    return await _change(
+        request, lambda store, form: store.add_crl(_name(form), _upload(form, "file")), done)
 
 
 async def add_local(request):
@@ -104,7 +102,7 @@ async def download_csr(request):
     name = request.match_info["name"]
     try:
         data = await in_thread(store_of(request).csr, name)
-    except _certstore().CertError as exc:
+    except certstore().CertError as exc:
         raise web.HTTPNotFound(text="%s\n" % exc)
     return web.Response(body=data, content_type="application/pkcs10", headers={
         "Content-Disposition": 'attachment; filename="%s.csr"' % name})
@@ -119,38 +117,47 @@ async def add_signed(request):
 
 async def delete(request):
     kind, name = request.match_info["kind"], request.match_info["name"]
-    if kind not in (_certstore().CA, _certstore().LOCAL):
+    kinds = certstore()
+    if kind not in (kinds.CA, kinds.LOCAL, kinds.CRL):
         raise web.HTTPNotFound(text="no such kind of certificate: %s\n" % kind)
     async with settings_lock(request):
-        entry = next((e for e in await inventory(request)
-                      if e["kind"] == kind and e["name"] == name), None)
+        listed = await (crl_inventory if kind == kinds.CRL else inventory)(request)
+        entry = next((e for e in listed if e["kind"] == kind and e["name"] == name), None)
         if entry is None:
             raise web.HTTPNotFound(text="no such certificate: %s\n" % name)
         if entry["used_by"]:
             return await page(request, status=409, error=(
-                "%s is used by peer %s: choose another certificate there first"
+                "%s is used by peer %s: choose another one there first"
                 % (name, ", ".join(entry["used_by"]))))
         await in_thread(store_of(request).delete, kind, name)
     raise redirect(URL, "Deleted %s." % name, request)
 
 
 def log_expiring(config_file):
-    """Log one warning per certificate that is expired, not yet valid or close to expiry."""
+    """Log one warning per certificate that is expired, not yet valid or close to expiry, and
+    per CRL whose next update has passed."""
     from ikecore import config
     path = os.path.realpath(config_file)
     try:
         doc = config.read_document(path).unwrap()
-        entries = _certstore().inventory(os.path.dirname(path), doc)
+        entries = certstore().inventory(os.path.dirname(path), doc)
+        crls = certstore().crl_inventory(os.path.dirname(path), doc)
     except (config.ConfigError, OSError) as exc:
         log.warning("certificate expiry check skipped: %s", exc)
         return
-    for entry in entries:
+    for entry in entries + crls:
         info = entry["info"]
-        if info and info["warn"]:
+        if not (info and info["warn"]):
+            continue
+        used = " (used by %s)" % ", ".join(entry["used_by"]) if entry["used_by"] else ""
+        if "next_update" in info:          # a CRL
+            log.warning("CRL %s (issuer %s): its next update %s has passed, certificates "
+                        "checked against it are refused; upload the CA's newer CRL%s",
+                        entry["path"], info["issuer"],
+                        info["next_update"].date(), used)
+        else:
             log.warning("certificate %s (%s) %s: valid until %s%s", entry["path"],
-                        info["subject"], info["state"], info["not_after"].date(),
-                        " (used by %s)" % ", ".join(entry["used_by"])
-                        if entry["used_by"] else "")
+                        info["subject"], info["state"], info["not_after"].date(), used)
 
 
 async def _warn_about_expiry(app):
@@ -177,6 +184,7 @@ def app_ctx(app):
 def add_routes(app):
     app.router.add_get(URL, page)
     app.router.add_post(URL + "/ca", add_ca)
+    app.router.add_post(URL + "/crl", add_crl)
     app.router.add_post(URL + "/local", add_local)
     app.router.add_post(URL + "/generate", generate)
     app.router.add_get(URL + "/request/{name}.csr", download_csr)

@@ -13,8 +13,8 @@ import os
 
 from aiohttp import web
 
-from webui import rauc
-from webui.app import ctx_of, render
+from webui import rauc, release
+from webui.context import ctx_of, render
 
 UPLOAD_URL = "/firmware/upload"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024     # a root slot's size (qemu/firmware_update.py SLOT_MIB)
@@ -31,12 +31,12 @@ class Refused(Exception):
 
 
 async def _page(request, status=200, error=None, done=None):
-    release = rauc.read_release()
+    facts = release.read()
     try:
         slots, slots_error = await rauc.status(), None
     except rauc.RaucError as exc:
         slots, slots_error = None, str(exc)
-    return render(request, "firmware.html", status=status, release=release, slots=slots,
+    return render(request, "firmware.html", status=status, release=facts, slots=slots,
                   slots_error=slots_error, error=error, done=done, upload_url=UPLOAD_URL,
                   max_mib=MAX_BUNDLE_BYTES // (1024 * 1024))
 
@@ -107,7 +107,7 @@ async def upload(request):
                 await _receive(reader, path)
             except OSError as exc:
                 raise Refused("The file could not be stored on the data partition: %s." % exc.strerror, 507)
-            manifest = await rauc.inspect(path, rauc.read_release()["COMPATIBLE"])
+            manifest = await rauc.inspect(path, release.read()["COMPATIBLE"])
             await rauc.install(path)
         except Refused as exc:
             if exc.status == 413:

@@ -7,7 +7,7 @@ import re
 import time
 
 from webui import firewall_log, presentation
-from webui.app import ctx_of, render
+from webui.context import ctx_of, render
 from webui.control import ControlError
 
 VPN_LOG_LIMIT = 1000

@@ -5,20 +5,21 @@ Saving: read the document, change one entry, ikecore.config.write_document_atomi
 then write + fsync + rename; on error the file is untouched), then `reload` on the control socket
 so the daemon applies it without dropping unaffected tunnels.
 """
-import asyncio
-import os
 from urllib.parse import quote
 
 from aiohttp import web
 
 from webui import choices, forms
-from webui.app import ctx_of, redirect, render
+from webui.config_file import config_path, ikecore_config, in_thread, read_config, settings_lock, \
+    store_of
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
 
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
                "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
-               "key", "ca", "proposals.0", "proposals.1", "proposals.2", "lifetime_s", "nat_t",
-               "dpd.delay_s", "dpd.timeout_s")
+               "key", "ca", "intermediates", "crls", "proposals.0", "proposals.1", "proposals.2",
+               "lifetime_s", "nat_t", "dpd.delay_s", "dpd.timeout_s", "fragmentation",
+               "fragment_size", "catch_all")
 CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals.0",
                      "proposals.1", "proposals.2", "pfs", "lifetime_s", "lifetime_kb")
 
@@ -30,38 +31,6 @@ SECTIONS = {
                    "what": "connection", "fields": CONNECTION_FIELDS,
                    "template": "connection_form.html", "to_entry": forms.connection_entry},
 }
-
-
-def _config():
-    from ikecore import config     # the daemon's validator; imported late so the pages that
-    return config                  # do not edit settings never need it
-
-
-def config_path(request):
-    # Through symlinks: the atomic rename must happen beside the real file (e.g. /etc/ikecore ->
-    # a writable data partition), never replace the link in a read-only directory.
-    return os.path.realpath(ctx_of(request).options.config_path)
-
-
-async def in_thread(fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
-
-
-def settings_lock(request):
-    return ctx_of(request).settings_lock
-
-
-async def read_config(request):
-    """The document (tomlkit: comments and layout kept for saving; .unwrap() for plain data),
-    or an error page when the file cannot be read/parsed."""
-    config = _config()
-    try:
-        return await in_thread(config.read_document, config_path(request))
-    except config.ConfigError as exc:
-        raise web.HTTPInternalServerError(
-            text=render(request, "error.html", title="Configuration unreadable",
-                        message="The configuration cannot be read: %s" % exc).text,
-            content_type="text/html")
 
 
 def _find(entries, name):
@@ -80,7 +49,7 @@ async def list_page(request):
     doc = (await read_config(request)).unwrap()
     entries = doc.get(section, [])
     return render(request, "settings_list.html", section=section, facts=SECTIONS[section],
-                  entries=entries, quote=quote)
+                  entries=entries, quote=quote, nets_text=forms.nets_text)
 
 
 def _form_context(request, section, doc, values, errors, top_error=None, editing=None,
@@ -92,12 +61,14 @@ def _form_context(request, section, doc, values, errors, top_error=None, editing
 
 
 async def _stored_certificates(request, section):
-    """The peer form's certificate dropdowns from the store (/settings/certificates): our
-    certificates that have their key, the CA certificates, and {certificate: its key}."""
+    """The peer form's certificate choices from the store (/settings/certificates): our
+    certificates that have their key, the CA certificates (trusted or intermediate), the CRLs,
+    and {certificate: its key}."""
     if section != "peer":
         return {}
-    from webui.views_certs import store_of
-    entries = [e for e in await in_thread(store_of(request).entries) if e["info"]]
+    store = store_of(request)
+    entries = [e for e in await in_thread(store.entries) if e["info"]]
+    crls = [e for e in await in_thread(store.crl_entries) if e["info"]]
 
     def label(e):
         return "%s (%s, until %s)" % (e["name"], e["info"]["subject"],
@@ -105,6 +76,9 @@ async def _stored_certificates(request, section):
     return {"cert_options": [(e["path"], label(e)) for e in entries
                              if e["kind"] == "local" and e["key_path"]],
             "ca_options": [(e["path"], label(e)) for e in entries if e["kind"] == "ca"],
+            "crl_options": [(e["path"], "%s (%s, next update %s)" % (
+                e["name"], e["info"]["issuer"], e["info"]["next_update"].strftime("%Y-%m-%d")
+                if e["info"]["next_update"] else "none")) for e in crls],
             "stored_keys": {e["path"]: e["key_path"] for e in entries if e["key_path"]}}
 
 
@@ -131,7 +105,7 @@ async def form_page(request):
 async def form_submit(request):
     section = _section_of(request)
     facts = SECTIONS[section]
-    config = _config()
+    config = ikecore_config()
     name = request.match_info.get("name")
     form = await request.post()
     stored = await _stored_certificates(request, section)
@@ -186,7 +160,7 @@ async def _reload(request):
 async def delete(request):
     section = _section_of(request)
     facts = SECTIONS[section]
-    config = _config()
+    config = ikecore_config()
     name = request.match_info["name"]
     async with settings_lock(request):
         doc = await read_config(request)

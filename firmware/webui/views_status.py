@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from webui import metrics, selection as selection_
-from webui.app import ctx_of, redirect, render
+from webui.config_file import crl_inventory, inventory
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError, Refused
 
 PAGE_SIZE = 50          # peers on one page of the status page
@@ -90,8 +91,7 @@ async def api_summary(request):
 
 async def metrics_page(request):
     """Counts from the summary; the per-SA series only while the router has few SAs (pulling
-    every SA on each scrape is what a big router must not do); certificate expiry."""
-    from webui.views_certs import inventory      # it needs ikecore.config, as settings pages do
+    every SA on each scrape is what a big router must not do); certificate expiry, CRL updates."""
     control = ctx_of(request).control
     summary, status = {}, None
     try:
@@ -102,10 +102,11 @@ async def metrics_page(request):
     except ControlError:
         up = False
     try:
-        certificates = await inventory(request)
+        certificates, crls = await inventory(request), await crl_inventory(request)
     except web.HTTPException:                      # an unreadable config: no certificate rows
-        certificates = []
-    return web.Response(text=metrics.render(summary, status, up=up, certificates=certificates),
+        certificates, crls = [], []
+    return web.Response(text=metrics.render(summary, status, up=up, certificates=certificates,
+                                            crls=crls),
                         content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 

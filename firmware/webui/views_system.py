@@ -4,9 +4,9 @@ optional remote log server. Saved through webui.system_settings, then applied by
 import time
 
 from webui import system_settings
-from webui.app import ctx_of, redirect, render
+from webui.config_file import in_thread
+from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
-from webui.views_settings import in_thread
 
 URL = "/settings/system"
 

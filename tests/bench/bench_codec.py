@@ -33,7 +33,7 @@ def sample_messages():
             Transform(1, C.KEY_IKE, [(1, 7), (14, 128), (2, 2), (3, 1), (4, 14), (11, 1), (12, 28800)]),
             Transform(2, C.KEY_IKE, [(1, 7), (14, 256), (2, 4), (3, 1), (4, 14), (11, 1), (12, 28800)]),
             Transform(3, C.KEY_IKE, [(1, 5), (2, 1), (3, 1), (4, 2), (11, 1), (12, 86400)])])]),
-    ] + [VendorPayload(v) for v in vendor.vendor_ids_to_send()]))
+    ] + [VendorPayload(v) for v in [vendor.VID_DPD] + natt.vendor_ids()]))
     mm3 = encode_message(Message(C.EXCHANGE_MAIN, ICKY, RCKY, payloads=[
         KePayload(b"\x5a" * 256), NoncePayload(b"n" * 32), NatDPayload(b"d" * 20),
         NatDPayload(b"e" * 20)]))

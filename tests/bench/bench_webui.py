@@ -44,7 +44,7 @@ def render_times(n_tunnels, repeat=REPEAT):
 def measure(n_tunnels, repeat=REPEAT):
     """(render_times, {path: response bytes})."""
     from webui import auth
-    from webui.app import Options
+    from webui.context import Options
     with tempfile.TemporaryDirectory() as tmp:
         socket_path = os.path.join(tmp, "control.sock")
         daemon = FakeDaemon(socket_path, many_tunnels(n_tunnels)).start()

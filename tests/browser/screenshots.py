@@ -3,7 +3,7 @@
 Status page (tunnels up, one negotiating, one failing with its diagnosis), the VPN and firewall
 logs, a peer settings page with a validation error, at desktop and phone widths, the status
 page of a router with many peers (one page of five), and the certificates page (a CA, our
-certificate close to expiry, a request waiting to be signed). Uses the same fake daemon and
+certificate close to expiry, a request waiting to be signed, a CRL past its next update). Uses the same fake daemon and
 headless Chromium as the browser tests.
 """
 import os
@@ -46,10 +46,11 @@ def many_status(n=2000):
 
 def store_certificates(config_dir):
     from webui import certstore
-    from webui_pki import Authority, cert_pem, key_pem
+    from webui_pki import Authority, cert_pem, crl_pem, key_pem
     ca = Authority("Example Corp CA")
     store = certstore.CertStore(config_dir)
     store.add_ca("corp-ca", cert_pem(ca.cert))
+    store.add_crl("corp-ca", crl_pem(ca.crl(issued_days_ago=10, next_update_days=7)))
     cert, key = ca.issue("gw.example.com", days=380, start_days_ago=360,
                          sans=["gw.example.com", "203.0.113.1"])
     store.add_local("gw", cert_pem(cert), key_pem(key))

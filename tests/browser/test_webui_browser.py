@@ -95,6 +95,8 @@ def test_2_a_tunnel_comes_up_live(scene, chrome):
     scene.daemon.update(activate)
     wait(chrome, lambda d: "Activated" in row_text(d, "ike-ike-2"), "Activated shown live")
     wait(chrome, lambda d: "0xd00d0001" in row_text(d, "sa-d00d0001"), "new SA shown live")
+    # the SA's pair of networks under its destination (a connection may have several pairs)
+    assert "192.168.1.0/24 \u21cc 10.2.0.0/24" in row_text(chrome, "sa-d00d0001")
     assert chrome.execute_script("return window.noReloadMarker;") == 42     # same page
     failed = row_text(chrome, "ike-ike-3")
     assert "Negotiating(3)" in failed and "Algorithm mismatch" in failed

@@ -1,9 +1,10 @@
 """Certificates and settings backup/restore in a real headless Chromium against the real
-`python3 -m webui` process (fake control socket): upload a CA and our certificate + key from
-files, a refused upload with its reason, a key + CSR made on the router and downloaded, the
-signed certificate uploaded, a peer switched to them; then a backup downloaded, a setting
-changed, the backup restored through the summary page: the configuration is byte for byte the
-backed-up one."""
+`python3 -m webui` process (fake control socket): upload CAs (one an intermediate), a CRL and
+our certificate + key from files, a refused upload with its reason, a key + CSR made on the
+router and downloaded, the signed certificate uploaded, a peer switched to them with two trusted
+CAs, the intermediate and the CRL chosen; then a backup downloaded, a setting changed, the
+backup restored through the summary page: the configuration is byte for byte the backed-up
+one."""
 import io
 import os
 import tarfile
@@ -13,7 +14,7 @@ import pytest
 import webui_browser as browser
 from webui_fake_daemon import FakeDaemon
 from webui_harness import ProcessWebui
-from webui_pki import Authority, cert_pem, key_pem
+from webui_pki import Authority, cert_pem, crl_pem, key_pem
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
@@ -115,6 +116,16 @@ def test_1_upload_certificates_and_make_a_csr(env):
     css(d, "#f-ca-file").send_keys(write(env, "ca.pem", cert_pem(ca.cert)))
     submit_and_wait(d, "#ca-form", "Stored CA certificate corp-ca")
     assert "CN=Test CA" in css(d, "#cert-ca-corp-ca").text
+    for name, authority in (("corp-sub", Authority("Sub CA", parent=ca)),
+                            ("other-ca", Authority("Other CA"))):
+        css(d, "#f-ca-name").send_keys(name)
+        css(d, "#f-ca-file").send_keys(write(env, name + ".pem", cert_pem(authority.cert)))
+        submit_and_wait(d, "#ca-form", "Stored CA certificate " + name)
+    css(d, "#f-crl-name").send_keys("corp-crl")
+    css(d, "#f-crl-file").send_keys(write(env, "corp.crl", crl_pem(ca.crl())))
+    submit_and_wait(d, "#crl-form", "Stored CRL corp-crl")
+    row = css(d, "#crl-corp-crl").text
+    assert "CN=Test CA" in row and "next update passed" not in row, row
     # a key that belongs to another certificate is refused with the reason
     css(d, "#f-local-name").send_keys("gw")
     css(d, "#f-local-file").send_keys(write(env, "gw.crt", cert_pem(cert)))
@@ -146,12 +157,24 @@ def test_2_a_peer_picks_the_uploaded_certificates(env):
     d.get(env["url"] + "/settings/peers/hq")
     Select(css(d, "#f-auth")).select_by_value("rsa")
     Select(css(d, "#f-cert")).select_by_value("certs/local/router.pem")
-    Select(css(d, "#f-ca")).select_by_value("certs/ca/corp-ca.pem")
+    cas = Select(css(d, "#f-ca"))
+    assert cas.is_multiple
+    cas.select_by_value("certs/ca/corp-ca.pem")
+    cas.select_by_value("certs/ca/other-ca.pem")
+    Select(css(d, "#f-intermediates")).select_by_value("certs/ca/corp-sub.pem")
+    Select(css(d, "#f-crls")).select_by_value("certs/crl/corp-crl.pem")
     submit_and_wait(d, "#peer-form", "Saved peer hq")
     text = (env["etc"] / "ikecore.toml").read_text()
     assert 'cert = "certs/local/router.pem"' in text and 'key = "certs/local/router.key"' in text
+    assert 'ca = ["certs/ca/corp-ca.pem", "certs/ca/other-ca.pem"]' in text
+    assert 'intermediates = ["certs/ca/corp-sub.pem"]' in text
+    assert 'crls = ["certs/crl/corp-crl.pem"]' in text
+    d.get(env["url"] + "/settings/peers/hq")
+    assert [o.get_attribute("value") for o in Select(css(d, "#f-ca")).all_selected_options] == [
+        "certs/ca/corp-ca.pem", "certs/ca/other-ca.pem"]
     d.get(env["url"] + "/settings/certificates")
     assert css(d, "#cert-local-router td[data-label='Used by']").text == "hq"
+    assert css(d, "#crl-corp-crl td[data-label='Used by']").text == "hq"
 
 
 def test_3_backup_change_restore(env):

@@ -238,7 +238,7 @@ class FakeDaemon:
             by_state[str(ike["state"])] = by_state.get(str(ike["state"]), 0) + 1
         return {"peers": len(self._peers()), "peers_by_status": by_status,
                 "ike_sas": len(self.status["ike_sas"]), "ike_sas_by_state": by_state,
-                "sas": len(self.status["sas"]), "admission": {},
+                "sas": len(self.status["sas"]), "admission": self.status.get("admission", {}),
                 "daemon": self.status.get("daemon", {}),
                 "clock_synchronized": self.clock_synchronized}
 

@@ -7,17 +7,17 @@ kernel has no ESP), read back with the control socket's "kernel" request. Contro
 filesystem paths, so the test (in the host namespace) reaches both. Namespaces and processes are
 removed in fixture teardown even when a test fails.
 """
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 import tomli_w
+
+from ikecore import ctl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "firmware"), PYTHONUNBUFFERED="1")
@@ -88,17 +88,7 @@ class Daemon:
             return handle.read().decode("utf-8", "replace")
 
     def request(self, message):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
-            sock.connect(self.socket_path)
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            buffer = b""
-            while not buffer.endswith(b"\n"):
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                buffer += chunk
-        return json.loads(buffer)
+        return ctl.request(self.socket_path, message)
 
     def result(self, message):
         reply = self.request(message)

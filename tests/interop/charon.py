@@ -85,7 +85,7 @@ class Conn:
 
     def __init__(self, name, local_addr, remote_addr, proposals, psk, children, aggressive=False,
                  local_id=None, remote_id=None, dpd_delay=None, rekey_time=None, encap=False,
-                 keyingtries=1, unique=None, cert=None):
+                 keyingtries=1, unique=None, cert=None, fragmentation=None):
         self.name = name
         self.local_addr = local_addr
         self.remote_addr = remote_addr
@@ -101,6 +101,7 @@ class Conn:
         self.keyingtries = keyingtries
         self.unique = unique
         self.cert = cert            # our certificate's file name in x509/: RSA signatures
+        self.fragmentation = fragmentation   # None: charon's default (yes)
 
     @property
     def auth(self):
@@ -121,6 +122,8 @@ class Conn:
             lines.append("    rekey_time = %s" % self.rekey_time)
         if self.unique:
             lines.append("    unique = %s" % self.unique)
+        if self.fragmentation:
+            lines.append("    fragmentation = %s" % self.fragmentation)
         lines += ["    local {", "      auth = %s" % self.auth]
         if self.cert:
             lines.append("      certs = %s" % self.cert)
@@ -161,13 +164,16 @@ LOG_QUIET = "default = 0\n      ike = 1"   # the benchmark: a line per SA, not p
 
 
 def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retransmit_tries=2,
-                    log_levels=LOG_DETAILED):
+                    log_levels=LOG_DETAILED, fragment_size=None):
     """strongswan.conf for one instance. Retransmissions are short so failure tests end quickly.
 
     Note: kernel-libipsec routes the remote network into its TUN device with a source address
     taken from local_ts; with no local address inside local_ts it refuses the CHILD_SA ("error
     installing route with policy") and answers NO-PROPOSAL-CHOSEN, so every local_ts used with it
-    needs an address in the namespace (the lab puts one on lo)."""
+    needs an address in the namespace (the lab puts one on lo).
+
+    fragment_size: the largest IKE fragment datagram charon sends (charon's own default, 1280,
+    when None)."""
     if data_plane not in CHARON_PLUGINS:
         raise ValueError("data_plane must be one of %s, not %r" % (sorted(CHARON_PLUGINS), data_plane))
     return """charon {
@@ -177,7 +183,7 @@ def strongswan_conf(vici_socket, log_path, data_plane, aggressive_psk=True, retr
   retransmit_timeout = 1.0
   retransmit_base = 1.4
   install_virtual_ip = no
-  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way.
+%(fragment_size)s  # Thousands of tunnels in the benchmark: no half-open / init limit gets in the way.
   init_limit_half_open = 0
   block_threshold = 0
   ikesa_table_size = 1024
@@ -206,17 +212,19 @@ swanctl {
 }
 """ % {"plugins": CHARON_PLUGINS[data_plane], "aggr": "yes" if aggressive_psk else "no",
        "tries": retransmit_tries, "log": log_path, "vici": vici_socket,
-       "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels}
+       "swanctl_plugins": SWANCTL_PLUGINS, "levels": log_levels,
+       "fragment_size": "  fragment_size = %d\n" % fragment_size if fragment_size else ""}
 
 
 class Charon:
     """charon running in namespace `ns` (a netns.Namespace), files under `workdir`."""
 
     def __init__(self, ns, workdir, data_plane="libipsec", aggressive_psk=True, retransmit_tries=2,
-                 log_levels=LOG_DETAILED):
+                 log_levels=LOG_DETAILED, fragment_size=None):
         self.ns = ns
         self.workdir = workdir
         self.data_plane = data_plane
+        self.fragment_size = fragment_size
         os.makedirs(workdir, exist_ok=True)
         self.vici = os.path.join(workdir, "charon.vici")
         self.log_path = os.path.join(workdir, "charon.log")
@@ -225,7 +233,7 @@ class Charon:
         self.uri = "unix://" + self.vici
         with open(self.conf_path, "w") as f:
             f.write(strongswan_conf(self.vici, self.log_path, data_plane, aggressive_psk,
-                                    retransmit_tries, log_levels))
+                                    retransmit_tries, log_levels, fragment_size))
         self.env = dict(os.environ, STRONGSWAN_CONF=self.conf_path)
         self.proc = None
 
@@ -296,13 +304,22 @@ class Charon:
             f.write(swanctl_conf(conns, shared_psk))
         self.swanctl("--load-all", "--clear", "--noprompt", "--file", self.swanctl_path)
 
-    def add_credentials(self, cert_name, cert_pem, rsa_key_pem, ca_pem):
-        """Our certificate (x509/cert_name), its PKCS#1 RSA key, the CA we trust; load() then
-        loads them with the connections (swanctl --file takes x509/, rsa/, x509ca/ from the
-        directory of swanctl.conf)."""
-        for sub, name, data in (("x509", cert_name, cert_pem), ("rsa", cert_name, rsa_key_pem),
-                                ("x509ca", "ca-" + cert_name, ca_pem)):
-            os.makedirs(os.path.join(self.workdir, sub), exist_ok=True)
+    def add_credentials(self, cert_name, cert_pem, rsa_key_pem, ca_pem, intermediate_pems=()):
+        """Our certificate (x509/cert_name), its PKCS#1 RSA key, the CA we trust and the
+        intermediate CAs between them (x509ca/ too: charon then sends them after its
+        certificate); load() then loads them with the connections (swanctl --file takes x509/,
+        rsa/, x509ca/ from the directory of swanctl.conf). Credentials of an earlier call are
+        removed first: a test's chain is exactly the one it gives."""
+        for sub in ("x509", "rsa", "x509ca"):
+            directory = os.path.join(self.workdir, sub)
+            os.makedirs(directory, exist_ok=True)
+            for old in os.listdir(directory):
+                os.unlink(os.path.join(directory, old))
+        files = [("x509", cert_name, cert_pem), ("rsa", cert_name, rsa_key_pem),
+                 ("x509ca", "ca-" + cert_name, ca_pem)]
+        files += [("x509ca", "im%d-%s" % (i, cert_name), pem)
+                  for i, pem in enumerate(intermediate_pems)]
+        for sub, name, data in files:
             with open(os.path.join(self.workdir, sub, name), "wb") as f:
                 f.write(data)
 
@@ -387,8 +404,8 @@ def parse_vici_raw(text):
     """Parse `swanctl --list-sas --raw` output into [(ike_name, dict)].
 
     Each line is one vici message: `list-sa event {name {key=value sub {..} list=[a b]}}`.
-    Values are printed without quoting and never contain spaces in list-sa output; list items
-    are separated by spaces.
+    Values are printed without quoting; only a DN (local-id, remote-id) contains spaces (see
+    _scalar); list items are separated by spaces.
     """
     result = []
     for line in text.splitlines():
@@ -399,6 +416,25 @@ def parse_vici_raw(text):
         parsed, _ = _parse_section(body, 1)
         result.extend(parsed.items())
     return result
+
+
+_TOKEN = re.compile(r"\s+([^\s}]+)")
+_OPENS = re.compile(r"\s*[\{\[]")
+
+
+def _scalar(text, pos):
+    """A value from pos: one token, and further space-separated tokens while they cannot be the
+    next key (a DN's "O=ikecore test, CN=x": after a comma, or a token without "=" that opens
+    nothing). -> (value, pos after it)."""
+    end = re.compile(r"[^\s}]*").match(text, pos).end()
+    while True:
+        m = _TOKEN.match(text, end)
+        if m is None:
+            return text[pos:end], end
+        token = m.group(1)
+        if not text[pos:end].endswith(",") and ("=" in token or _OPENS.match(text, m.end())):
+            return text[pos:end], end
+        end = m.end()
 
 
 def _parse_section(text, pos):
@@ -425,6 +461,4 @@ def _parse_section(text, pos):
             out[key] = text[pos:end].split()
             pos = end + 1
         else:
-            m = re.compile(r"[^\s}]*").match(text, pos)
-            out[key] = m.group(0)
-            pos = m.end()
+            out[key], pos = _scalar(text, pos)

@@ -63,15 +63,17 @@ class CharonSlot:
         self.current = None
         self.count = 0
 
-    def get(self, data_plane):
+    def get(self, data_plane, fragment_size=None):
         if self.current is not None and self.current.data_plane == data_plane \
+                and self.current.fragment_size == fragment_size \
                 and self.current.proc is not None and self.current.proc.poll() is None:
             self.current.terminate_all()
             return self.current
         self.close()
         self.count += 1
         workdir = os.path.join(self.workdir, "charon-b-%d-%s" % (self.count, data_plane))
-        self.current = Charon(self.lab.b, workdir, data_plane).start()
+        self.current = Charon(self.lab.b, workdir, data_plane,
+                              fragment_size=fragment_size).start()
         return self.current
 
     def close(self):

@@ -12,6 +12,7 @@ Names carry the test process id so parallel runs (several engineers on one machi
 `Lab.close()` deletes everything it created and is safe to call twice.
 """
 import os
+import re
 import subprocess
 
 WAN_A = "10.99.0.1"
@@ -65,6 +66,35 @@ def can_create_netns():
     finally:
         run(["ip", "netns", "del", name], check=False)
     return True, ""
+
+
+# A path that loses what does not fit: the WAN device's MTU lowered, and every IP fragment
+# dropped before reassembly (an nftables prerouting chain at priority -450, below the kernel's
+# defragmentation at -400), counted. Used by the IKE fragmentation tests.
+SMALL_PATH_TABLE = "ikfrag"
+
+
+def make_small_path(ns_name, dev, mtu):
+    run(["ip", "-n", ns_name, "link", "set", dev, "mtu", str(mtu)])
+    nft = ["ip", "netns", "exec", ns_name, "nft"]
+    run(nft + ["add", "table", "ip", SMALL_PATH_TABLE])
+    run(nft + ["add", "chain", "ip", SMALL_PATH_TABLE, "pre",
+               "{ type filter hook prerouting priority -450 ; }"])
+    run(nft + ["add", "rule", "ip", SMALL_PATH_TABLE, "pre", "ip", "frag-off", "&", "0x3fff",
+               "!=", "0", "counter", "drop"])
+
+
+def undo_small_path(ns_name, dev, mtu=1500):
+    run(["ip", "netns", "exec", ns_name, "nft", "delete", "table", "ip", SMALL_PATH_TABLE],
+        check=False)
+    run(["ip", "-n", ns_name, "link", "set", dev, "mtu", str(mtu)], check=False)
+
+
+def dropped_ip_fragments(ns_name):
+    """How many IP fragments the small path's chain in ns_name dropped."""
+    out = run(["ip", "netns", "exec", ns_name, "nft", "list", "chain", "ip", SMALL_PATH_TABLE,
+               "pre"]).stdout
+    return int(re.search(r"counter packets (\d+)", out).group(1))
 
 
 class Namespace:

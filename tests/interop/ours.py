@@ -7,13 +7,13 @@ from the socket (`{"cmd": "status"}`), which returns the same data.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import tomli_w
 
+from ikecore import ctl
 from netns import stop_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -97,7 +97,7 @@ class OurDaemon:
                 try:
                     self.request({"cmd": "status"})
                     return self
-                except OSError:
+                except ctl.CtlError:
                     pass
             time.sleep(0.05)
         raise DaemonError("our daemon's control socket did not answer in %ss\n%s" % (
@@ -121,17 +121,7 @@ class OurDaemon:
     # -- control socket -------------------------------------------------------------------------
     def request(self, obj, timeout_s=60):
         """One JSON request line, one JSON reply line; returns reply["result"] or raises."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout_s)
-            s.connect(self.socket_path)
-            s.sendall(json.dumps(obj).encode() + b"\n")
-            buf = b""
-            while not buf.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-        reply = json.loads(buf.decode())
+        reply = ctl.request(self.socket_path, obj, timeout=timeout_s)
         if not reply.get("ok"):
             raise DaemonError("control request %r failed: %s" % (obj, reply.get("error")))
         return reply.get("result")

@@ -13,13 +13,12 @@ import sys
 import tomllib
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "unit"))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
 from webui_client import run_webui_with  # noqa: E402
-from webui_pki import Authority, cert_pem, pkcs12_bytes  # noqa: E402
+from webui_pki import Authority, cert_pem, pkcs1_pem, pkcs12_bytes  # noqa: E402
 
 from netns import WAN_A, WAN_B  # noqa: E402
 from scenarios import CONN, PEER, charon_conn, our_config, our_ike_sa, scenario, \
@@ -27,12 +26,6 @@ from scenarios import CONN, PEER, charon_conn, our_config, our_ike_sa, scenario,
 from webui import forms  # noqa: E402
 
 CERTS = "/settings/certificates"
-
-
-def pkcs1(key):
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
 
 
 async def store_our_certificate(web, ca, how):
@@ -62,7 +55,7 @@ def test_a_peer_using_an_uploaded_certificate_comes_up(ours, charon_libipsec, tm
     charon = charon_libipsec
     ca = Authority()
     charon_cert, charon_key = ca.issue("charon.test", sans=[WAN_B])
-    charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1(charon_key),
+    charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1_pem(charon_key),
                            cert_pem(ca.cert))
     our, their = scenario("main", "modern", pfs=True)
     conn = charon_conn(their)

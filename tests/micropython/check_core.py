@@ -4,7 +4,7 @@
 import json
 import time
 
-from ikecore import codec, keymat, proposals
+from ikecore import codec, fragments, keymat, proposals
 from ikecore.crypto_micropython import MicroPythonProvider
 
 IN = json.loads(open("/input.json").read())
@@ -24,6 +24,19 @@ transform = decoded.payloads[0].proposals[0].transforms[0]
 out["codec_wire"] = wire.hex()
 out["codec_round_trip"] = again == wire
 out["codec_proposal"] = proposals.decode_ike_transform(transform.attributes).proposal.name
+
+# -- IKE fragmentation: a 2 kB message split for a 576-byte path, reassembled out of order ------
+big = codec.encode_message(codec.Message(2, H(IN["cky_i"]), H(IN["cky_r"]), payloads=[
+    codec.VendorPayload(H(IN["ni"]) * 64)]))
+pieces = fragments.split(big, 576, False)
+log = []
+reassembler = fragments.Reassembler(lambda remote, kind, level, text: log.append(text),
+                                    fragments.new_counters())
+whole = [reassembler.receive(codec.decode_header(d), d, ("192.0.2.1", 500), 0.0)
+         for d in pieces[::-1] + pieces[:1]]
+out["fragments_wire"] = [d.hex() for d in pieces]
+out["fragments_reassembled"] = [w == big for w in whole if w is not None]
+out["fragments_counters"] = reassembler.counters
 
 # -- keymat with the HMAC-SHA256 PRF built on hashlib.sha256 -----------------------------------
 prf = "sha256"

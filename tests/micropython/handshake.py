@@ -12,7 +12,7 @@ from ikecore import proposals
 from ikecore.core import IkeCore
 from ikecore.crypto_micropython import MicroPythonProvider
 from ikecore.events import IkeSaChanged, InstallChildSa, Log
-from ikecore.settings import Connection, Identity, Peer, Settings
+from ikecore.settings import Identity, Peer, Settings, pair_connections
 
 IN = json.loads(open("/input.json").read())
 A_ADDR, B_ADDR = "192.0.2.1", "192.0.2.2"
@@ -23,23 +23,25 @@ def side(name, me, other, my_net, other_net, act_as, psk, mode):
                 proposals=[proposals.parse_ike(IN["ike"])], auth="psk", phase1_mode=mode,
                 psk=psk.encode(), local_id=Identity("ipv4", me),
                 remote_id=Identity("ipv4", other), nat_t=False, dpd_delay_s=0)
-    conn = Connection(name="net-" + other, peer=peer.name, local_net=my_net, remote_net=other_net,
-                      proposals=[proposals.parse_child(IN["esp"], "esp")], protocol="esp",
-                      pfs=IN["pfs"])
-    settings = Settings(peers={peer.name: peer}, connections={conn.name: conn})
+    # my_net / other_net: a list of networks each (one pair connection per local x remote)
+    conns = pair_connections("net-" + other, peer.name, my_net, other_net,
+                             [proposals.parse_child(IN["esp"], "esp")], protocol="esp",
+                             pfs=IN["pfs"])
+    settings = Settings(peers={peer.name: peer}, connections=dict((c.name, c) for c in conns))
     return IkeCore(settings, MicroPythonProvider(standin_for=("aes128",)), 0.0)
 
 
-def run(mode, psk_a, psk_b):
+def run(mode, psk_a, psk_b, nets_a, nets_b):
     """One negotiation; returns (a, b, events by side, messages moved, milliseconds)."""
-    a = side("a", A_ADDR, B_ADDR, "10.1.0.0/24", "10.2.0.0/24", "both", psk_a, mode)
-    b = side("b", B_ADDR, A_ADDR, "10.2.0.0/24", "10.1.0.0/24", "responder", psk_b, mode)
+    a = side("a", A_ADDR, B_ADDR, nets_a, nets_b, "both", psk_a, mode)
+    b = side("b", B_ADDR, A_ADDR, nets_b, nets_a, "responder", psk_b, mode)
     now = 1.0
     start = time.ticks_ms()
-    a.initiate("net-" + B_ADDR, now)
+    for name in a.settings.connections:
+        a.initiate(name, now)
     messages = 0
     events = {"a": [], "b": []}
-    for _ in range(20):                      # main mode 6 + quick mode 3 messages need 9 hops
+    for _ in range(40):                      # main mode 6 + quick mode 3 messages per pair
         moved = False
         for sender, receiver in ((a, b), (b, a)):
             for data, local, remote in sender.datagrams_to_send():
@@ -68,8 +70,8 @@ def installed(events):
     return out
 
 
-def summary(mode, psk_a, psk_b):
-    a, b, events, messages, elapsed_ms, now = run(mode, psk_a, psk_b)
+def summary(mode, psk_a, psk_b, nets_a, nets_b):
+    a, b, events, messages, elapsed_ms, now = run(mode, psk_a, psk_b, nets_a, nets_b)
 
     def states(label):
         return [e.state for e in events[label] if isinstance(e, IkeSaChanged)]
@@ -87,4 +89,5 @@ def summary(mode, psk_a, psk_b):
 
 
 print("RESULT " + json.dumps(dict(
-    (s["name"], summary(s["mode"], s["psk_a"], s["psk_b"])) for s in IN["scenarios"])))
+    (s["name"], summary(s["mode"], s["psk_a"], s["psk_b"], s.get("nets_a", ["10.1.0.0/24"]),
+                        s.get("nets_b", ["10.2.0.0/24"]))) for s in IN["scenarios"])))

@@ -19,7 +19,7 @@ def rootfs_variant(images, work, version, broken_daemon=False):
     tree = os.path.join(work, f"tree-{version}")
     subprocess.run(["unsquashfs", "-q", "-n", "-d", tree, os.path.join(images, "rootfs.squashfs")],
                    check=True, stdout=subprocess.DEVNULL)
-    release = os.path.join(tree, "usr/share/ikecore/release")
+    release = os.path.join(tree, firmware_update.release.PATH)
     lines = [l for l in open(release).read().splitlines() if not l.startswith("VERSION=")]
     with open(release, "w") as f:
         f.write("\n".join([f"VERSION={version}"] + lines) + "\n")

@@ -40,7 +40,11 @@ class Scenario:
     """What both sites are configured with; everything else is DESIGN.md's defaults."""
 
     def __init__(self, protocol="esp", child_proposals=None, pfs="modp2048", lifetime_s=3600,
-                 phase1_mode="main", ike_proposals=("aes128-sha1-modp2048",), nat_t=True):
+                 phase1_mode="main", ike_proposals=("aes128-sha1-modp2048",), nat_t=True,
+                 networks=None):
+        # networks: {site's WAN address: (local_net, remote_net)}, each a network or a list;
+        # a site not in it tunnels its lan_net to the other's
+        self.networks = networks or {}
         self.protocol = protocol
         self.child_proposals = child_proposals or (["sha1"] if protocol == "ah" else ["aes128-sha1"])
         self.pfs = pfs
@@ -59,6 +63,7 @@ class Scenario:
         def strings(items):
             return "[" + ", ".join(json.dumps(i) for i in items) + "]"
         gateway = remote_gateway or remote["wan"]
+        local_net, remote_net = self.networks.get(local["wan"], (local["lan_net"], remote["lan_net"]))
         ident = f'\nremote_id = {{ type = "ipv4", value = "{remote_id}" }}' if remote_id else ""
         return f"""# written by tests/qemu/e2e.py
 [general]
@@ -78,8 +83,8 @@ nat_t = {"true" if self.nat_t else "false"}{ident}
 [[connection]]
 name = "lan-lan"
 peer = "site"
-local_net = "{local['lan_net']}"
-remote_net = "{remote['lan_net']}"
+local_net = {json.dumps(local_net)}
+remote_net = {json.dumps(remote_net)}
 protocol = "{self.protocol}"
 proposals = {strings(self.child_proposals)}
 pfs = "{self.pfs}"
@@ -235,22 +240,29 @@ def capture_stop(site, name):
     return [l for l in site.check(f"cat /tmp/{name}.cap; rm -f /tmp/{name}.*").splitlines() if l]
 
 
-def boot_sites(workdir, images=None, timeout=300, rootfs=None):
+def boot_sites(workdir, images=None, timeout=300, rootfs=None, system_disks=None):
     """Boot both routers; give each WAN the route an ISP would (default via the other gateway);
     stop the daemons (configure() starts them with a test configuration). rootfs: {"b": file}
-    boots a site from another root filesystem in images (the strongSwan test image)."""
+    boots a site from another root filesystem in images (the strongSwan test image);
+    system_disks: {"a": path} boots a site from an A/B system disk (start_pair)."""
     a, b = (Site(r) for r in start_pair(images or default_images(), str(workdir), timeout=timeout,
-                                        rootfs=rootfs))
+                                        rootfs=rootfs, system_disks=system_disks))
     try:
         for here, there in ((a, b), (b, a)):
-            check_lan_host(here)
-            here.check(f"{IP} route replace default via {there.site['wan']} dev eth0")
-            short_udp_conntrack(here)
+            isp_route(here, there)
             here.stop_daemon()
     except Exception:
         stop_sites(a, b)
         raise
     return a, b
+
+
+def isp_route(here, there):
+    """What the test network gives a site, again at every boot: its LAN host checked, the default
+    route via the other gateway, short UDP conntrack timeouts."""
+    check_lan_host(here)
+    here.check(f"{IP} route replace default via {there.site['wan']} dev eth0")
+    short_udp_conntrack(here)
 
 
 def check_lan_host(site):

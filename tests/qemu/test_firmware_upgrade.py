@@ -93,7 +93,7 @@ def settings_digest(router):
 
 def test_page_shows_the_running_version_build_date_and_slot(ab_router):
     wait_marked_good(ab_router)
-    release = dict(l.split("=", 1) for l in ab_router.check("cat /usr/share/ikecore/release").split())
+    release = dict(l.split("=", 1) for l in ab_router.check("cat " + firmware_update.release.FILE).split())
     page = client(ab_router).get("/firmware").text
     assert re.search(r'id="firmware-version">%s<' % re.escape(release["VERSION"]), page), page
     assert re.search(r'id="firmware-build-date">%s<' % re.escape(release["BUILD_DATE"]), page), page
@@ -151,7 +151,7 @@ def test_a_build_that_never_comes_up_returns_to_the_previous_slot_by_itself(ab_r
     ab_router.restart_after_guest_reboot()      # into A, with the broken build
     assert "booting slot A" in ab_router.check("dmesg | grep ikecore-boot")
     assert "A_LEFT=0" in slot_state(ab_router)  # its one try is spent
-    assert ab_router.run("cat /usr/share/ikecore/release").output.startswith("VERSION=broken-build")
+    assert ab_router.run("cat " + firmware_update.release.FILE).output.startswith("VERSION=broken-build")
     # nobody touches it: the health check gives up, reboots, and the boot selector starts B
     ab_router.restart_after_guest_reboot(timeout=HEALTH_TIMEOUT_S + 300)
     assert "booting slot B" in ab_router.check("dmesg | grep ikecore-boot")

@@ -218,7 +218,9 @@ class _IkePki:
                               other_key, ca=True)
         self.keys = {}
         self.certs = {}
-        for label, ip, dns in (("A", GW_A, "a.example"), ("B", GW_B, "b.example")):
+        # C: a third gateway (a second branch of a hub), certified like A and B.
+        for label, ip, dns in (("A", GW_A, "a.example"), ("B", GW_B, "b.example"),
+                               ("C", "198.51.100.3", "c.example")):
             k = key()
             self.keys[label] = pem(k)
             self.certs[label] = build(name("gw-" + label.lower()), name("Test CA"), k.public_key(),

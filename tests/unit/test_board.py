@@ -16,6 +16,8 @@ import tomllib
 
 import pytest
 
+from webui import release, views_firmware
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BOARD = os.path.join(TOP, "board")
 DEFCONFIGS = sorted(name for name in os.listdir(os.path.join(BOARD, "configs"))
@@ -323,14 +325,29 @@ def make_target(tmp_path):
     (target / "etc" / "ikecore" / "ikecore.toml").write_text("[general]\n")
     (target / "etc" / "inittab").write_text("::sysinit:/etc/init.d/rcS\nttyAMA0::respawn:-/bin/sh\n")
     (target / "usr" / "lib" / "python3.13" / "site-packages" / "ikecore").mkdir(parents=True)
+    (target / "etc" / "rauc").mkdir()
+    shutil.copy(os.path.join(TOP, "rootfs-overlay", "etc", "rauc", "system.conf"), target / "etc" / "rauc")
     return target
+
+
+def fake_host_mkimage(tmp_path):
+    """Buildroot's host mkimage stands in as a copy, so the script's call and arguments are real;
+    returns the environment a post-build script gets."""
+    host = tmp_path / "host" / "bin"
+    host.mkdir(parents=True)
+    (host / "mkimage").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
+                                  'while [ $# -gt 2 ]; do shift; done; cp "$1" "$2"\n')
+    (host / "mkimage").chmod(0o755)
+    env = dict(os.environ, HOST_DIR=str(tmp_path / "host"), BASE_DIR=str(tmp_path))
+    env.pop("IKECORE_RAUC_KEYRING", None)
+    return env
 
 
 def test_post_build_gives_the_offline_images_layout(tmp_path):
     target = make_target(tmp_path)
     subprocess.run([os.path.join(BOARD, "post-build.sh"), str(target)], check=True)
-    release = (target / "etc" / "ikecore-release").read_text()
-    assert "NAME=ikecore" in release and "VERSION=" in release
+    facts = release.read(str(target / release.PATH))
+    assert facts["VERSION"] != "unknown" and facts["COMPATIBLE"] == "ikecore-qemu-aarch64-virt", facts
     init = target / "etc" / "init.d"
     # Buildroot's syslogd/network scripts give way to the overlay's; the rest stay, executable
     assert sorted(os.listdir(init)) == ["S20seedrng", "S40ikecore"]
@@ -348,14 +365,8 @@ def test_post_build_gives_the_offline_images_layout(tmp_path):
 
 def test_r2s_post_build_boots_ab_slots_from_sd_with_data_partition_and_serial_shell(tmp_path):
     target = make_target(tmp_path)
-    # Buildroot's host mkimage stands in as a copy, so the script's call and arguments are real
+    env = fake_host_mkimage(tmp_path)
     host = tmp_path / "host" / "bin"
-    host.mkdir(parents=True)
-    (host / "mkimage").write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/args"\n'
-                                  'while [ $# -gt 2 ]; do shift; done; cp "$1" "$2"\n')
-    (host / "mkimage").chmod(0o755)
-    env = dict(os.environ, HOST_DIR=str(tmp_path / "host"), BASE_DIR=str(tmp_path))
-    env.pop("IKECORE_RAUC_KEYRING", None)
     subprocess.run([os.path.join(BOARD, "nanopi-r2s", "post-build.sh"), str(target)], check=True, env=env)
     assert "-T script" in (host / "args").read_text()
     script = (target / "boot" / "boot.scr").read_text()
@@ -370,6 +381,99 @@ def test_r2s_post_build_boots_ab_slots_from_sd_with_data_partition_and_serial_sh
     assert (target / "etc" / "rauc" / "keyring.pem").read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert (tmp_path / "keys" / "development.key.pem").is_file()
     assert "ttyS2::respawn:-/bin/sh" in (target / "etc" / "inittab").read_text()
+
+
+@pytest.mark.parametrize("name", DEFCONFIGS)
+def test_post_build_scripts_write_the_release_the_firmware_page_reads(name, tmp_path, monkeypatch):
+    """The defconfig's post-build scripts, in its order, on a target as Buildroot leaves it: the
+    Firmware page then shows this version and checks bundles against the board's compatible
+    string (its RAUC system.conf), the same file the offline image's build writes."""
+    target = make_target(tmp_path)
+    env = dict(fake_host_mkimage(tmp_path), IKECORE_VERSION="v9.8-board", SOURCE_DATE_EPOCH="1796601600")
+    for script in expand(dict(defconfig_symbols(name))["BR2_ROOTFS_POST_BUILD_SCRIPT"]).split():
+        subprocess.run([script, str(target)], check=True, env=env)
+    system_conf = (target / "etc" / "rauc" / "system.conf").read_text()
+    compatible = re.search(r"^compatible=(\S+)$", system_conf, re.M).group(1)
+    # the page reads release.FILE on the router: here, that path below the target directory
+    monkeypatch.setattr(release, "FILE", str(target) + release.FILE)
+    assert views_firmware.release.read() == {"VERSION": "v9.8-board", "BUILD_DATE": "2026-12-07T00:00:00Z",
+                                             "COMPATIBLE": compatible}
+    if "nanopi_r2s" in name:
+        assert compatible == "ikecore-nanopi-r2s"
+
+
+def test_release_writer_names_what_is_wrong(tmp_path):
+    run = [sys.executable, "-m", "webui.release", str(tmp_path), "--version", "v1"]
+    env = dict(os.environ, PYTHONPATH=os.path.join(TOP, "firmware"))
+    result = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "system.conf: cannot read" in result.stderr, result.stderr
+    (tmp_path / "etc" / "rauc").mkdir(parents=True)
+    (tmp_path / "etc" / "rauc" / "system.conf").write_text("[system]\nbootloader=uboot\n")
+    result = subprocess.run(run, capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "no compatible= line" in result.stderr, result.stderr
+    result = subprocess.run(run[:-1] + ["two words"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "must be one word" in result.stderr, result.stderr
+    assert not (tmp_path / release.PATH).exists()
+
+
+def rauc_conf(text):
+    """{section: {key: value}} of a RAUC system.conf."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+        else:
+            key, _, value = line.partition("=")
+            current[key] = value
+    return sections
+
+
+def test_r2s_rauc_and_u_boot_agree_with_the_qemu_slots():
+    """The board's RAUC system.conf, U-Boot script and environment match the QEMU image's slots
+    and boot policy (what test_firmware_upgrade.py runs), so one bundle layout and one health
+    check (S60health) serve both; only the board's compatible, devices and backend differ."""
+    qemu = rauc_conf(open(os.path.join(TOP, "rootfs-overlay", "etc", "rauc", "system.conf")).read())
+    r2s = rauc_conf(read("nanopi-r2s", "rauc-system.conf"))
+    slots = lambda conf: {k: v["bootname"] for k, v in conf.items() if k.startswith("slot.")}
+    assert slots(qemu) == slots(r2s) == {"slot.rootfs.0": "A", "slot.rootfs.1": "B"}
+    assert (qemu["system"]["compatible"], r2s["system"]["compatible"]) == \
+        ("ikecore-qemu-aarch64-virt", "ikecore-nanopi-r2s")
+    for key in ("bundle-formats", "data-directory", "mountprefix"):
+        assert qemu["system"][key] == r2s["system"][key], key
+    assert qemu["keyring"] == r2s["keyring"]
+    assert qemu["handlers"]["post-install"] == r2s["handlers"]["post-install"]
+    assert (qemu["system"]["bootloader"], r2s["system"]["bootloader"]) == ("custom", "uboot")
+    # the same tries: one boot for a fresh slot, three for a good one (QEMU: the custom backend)
+    backend = open(os.path.join(TOP, "rootfs-overlay", "usr", "libexec", "ikecore", "boot-state")).read()
+    assert re.search(r"^TRIES=3\b", backend, re.M) and re.search(r"^FIRST_TRIES=1\b", backend, re.M)
+    assert (r2s["system"]["boot-attempts"], r2s["system"]["boot-attempts-primary"]) == ("3", "1")
+    # U-Boot's script uses RAUC's uboot-backend variables for exactly these boot names, boots
+    # partition N of system.conf's /dev/mmcblk0pN for each, and names the slot as RAUC expects
+    script = read("nanopi-r2s", "boot.cmd")
+    assert "${BOOT_ORDER}" in script
+    for section, bootname in slots(r2s).items():
+        part = re.fullmatch(r"/dev/mmcblk0p(\d)", r2s[section]["device"]).group(1)
+        assert "setexpr BOOT_{0}_LEFT ${{BOOT_{0}_LEFT}} - 1".format(bootname) in script
+        assert re.search(r'test "\$\{slot\}" = "%s".*\n.*\n\s+setenv rauc_part %s\n\s+setenv rauc_slot %s\n'
+                         % (bootname, part, bootname), script), (bootname, part)
+    assert "root=/dev/mmcblk0p${rauc_part}" in script and "rauc.slot=${rauc_slot}" in script
+    # slots 1 and 2, data 3, in genimage's partition order
+    parts = re.findall(r"partition (\S+) \{\s+partition-type = 0x83\s+(?:offset = \S+\s+)?image = \"(\S+)\"",
+                       read("nanopi-r2s", "genimage.cfg"))
+    assert parts == [("rootfs", "rootfs.ext4"), ("rootfs-b", "rootfs.ext4"), ("data", "data.ext4")], parts
+    assert "ikecore.data=/dev/mmcblk0p3" in script
+    # Linux (fw_setenv) and U-Boot find the environment at the same place
+    env = read("nanopi-r2s", "fw_env.config").splitlines()[-1].split()
+    fragment = dict(l.split("=", 1) for l in read("nanopi-r2s", "uboot-env.fragment").splitlines()
+                    if l.startswith("CONFIG_"))
+    assert env == ["/dev/mmcblk0", fragment["CONFIG_ENV_OFFSET"], fragment["CONFIG_ENV_SIZE"]]
+    assert fragment["CONFIG_ENV_MMC_DEVICE_INDEX"] == fragment["CONFIG_SYS_MMC_ENV_DEV"] == "0"
+    # the environment lies in the gap between idbloader (32K) and u-boot.itb (8M)
+    start, size = int(fragment["CONFIG_ENV_OFFSET"], 16), int(fragment["CONFIG_ENV_SIZE"], 16)
+    assert 1024 * 1024 <= start and start + size <= 8 * 1024 * 1024
 
 
 def test_qemu_post_image_writes_a_data_disk_and_start_script(tmp_path):

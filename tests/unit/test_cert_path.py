@@ -120,3 +120,27 @@ def test_wrong_key_usage(pki):
     leaf = _Cert("under signing-less", pki["ca_no_certsign"])
     assert (P.cert_verify(leaf.der, [pki["root"].der], [pki["ca_no_certsign"].der], at_time=AT)
             == "issuer O=ikecore test, CN=Signing-less CA is not a CA")
+
+
+def test_crls_must_be_current_and_cover_the_issuer(pki):
+    """With CRLs configured (X509_V_FLAG_CRL_CHECK), the peer's certificate needs a CRL of its
+    issuer that is current at the synchronized clock."""
+    root = pki["root"]
+
+    def crl(last, next_):
+        return (x509.CertificateRevocationListBuilder().issuer_name(root.name)
+                .last_update(last).next_update(next_).sign(root.key, hashes.SHA256())
+                ).public_bytes(DER)
+    stale = crl(NOW - 10 * DAY, NOW - 3 * DAY)
+    assert (P.cert_verify(pki["good"].der, [root.der], crl_ders=[stale], at_time=AT)
+            == "the CRL of O=ikecore test, CN=Root CA is out of date since %s (its next update)"
+            % (NOW - 3 * DAY).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    assert P.cert_verify(pki["good"].der, [root.der], crl_ders=[stale], at_time=None) is None
+    early = crl(NOW + DAY, NOW + 3 * DAY)
+    assert (P.cert_verify(pki["good"].der, [root.der], crl_ders=[early], at_time=AT)
+            == "the CRL of O=ikecore test, CN=Root CA is not valid until %s"
+            % (NOW + DAY).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    # the root's CRL says nothing about what the intermediate issued
+    assert (P.cert_verify(pki["via_inter"].der, [root.der], [pki["inter"].der],
+                          crl_ders=[_crl(pki)], at_time=AT)
+            == "no CRL of its issuer O=ikecore test, CN=Intermediate CA is configured")

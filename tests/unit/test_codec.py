@@ -523,7 +523,7 @@ def test_codec_natt_vendor_give_the_same_answers_under_micropython(tmp_path):
     inputs = {"datagrams": [d.hex() for d in corpus],
               "addresses": [["192.0.2.1", 500], ["2001:db8::1", 4500], ["::ffff:10.0.0.1", 1],
                             ["fe80:0:0:0:1:0:0:0", 65535]],
-              "vids": [v.hex() for v in vendor.vendor_ids_to_send()] + [
+              "vids": [v.hex() for v in [vendor.VID_DPD] + natt.vendor_ids()] + [
                   b"OE-Libreswan-4.10".hex(), vendor.VID_XAUTH.hex(), "0102"],
               "port4500": ["ff", "00000000" + MM1.hex(), "c1a2b3d400000001", "0000"]}
     (tmp_path / "input.json").write_text(json.dumps(inputs))

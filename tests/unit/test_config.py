@@ -115,8 +115,11 @@ BAD = [
     (PEER.replace('"branch"', '"bad name"  # <--'), "peer[0].name", "not a valid name"),
     (PEER.replace('"198.51.100.2"', '"198.51.100.256"  # <--'), "peer[0].remote_gateway",
      "not an IPv4 address"),
-    (PEER.replace('"198.51.100.2"', '"0.0.0.0"  # <--'), "peer[0].remote_gateway",
+    (PEER.replace('"198.51.100.2"', '"224.0.0.1"  # <--'), "peer[0].remote_gateway",
      "cannot be a gateway"),
+    # 0.0.0.0 is "any address" now: main mode with a pre-shared key cannot tell who it is.
+    (PEER.replace('"198.51.100.2"', '"0.0.0.0"  # <--'), "peer[0].remote_gateway",
+     "main mode with a pre-shared key cannot choose"),
     (PEER + "local_address = \"fe80::1\"  # <--\n", "peer[0].local_address", "IPv4"),
     (PEER + "phase1_mode = \"quick\"  # <--\n", "peer[0].phase1_mode", "main, aggressive"),
     (PEER + "act_as = \"server\"  # <--\n", "peer[0].act_as", "initiator, responder, both"),
@@ -317,7 +320,7 @@ def test_bad_rsa_files_are_named(tmp_path, change, key, fragment):
 def test_rsa_needs_all_three_files():
     with pytest.raises(ConfigError) as info:
         config.parse(RSA_PEER.replace('ca = "ca.pem"\n', ""))
-    assert info.value.key == "peer[0]" and "ca missing" in info.value.message
+    assert info.value.key == "peer[0].ca" and "ca missing" in info.value.message
 
 
 def test_write_document_atomic_writes_valid_documents(tmp_path):

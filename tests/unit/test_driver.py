@@ -113,6 +113,18 @@ def test_delete_reaches_the_backend_and_unknown_ids_are_refused():
     run(test)
 
 
+def test_an_unknown_peer_error_names_a_bounded_number_of_peers():
+    async def test(driver, core, backend):
+        for n in range(100):                     # a hub's many peers
+            driver.settings.peers["branch%03d" % n] = driver.settings.peers["quiet"]
+        with pytest.raises(RequestError) as refused:
+            driver.down("nobody")
+        text = str(refused.value)
+        assert "unknown peer 'nobody' (peers: hq, quiet, branch000," in text
+        assert "branch017 and 82 more" in text and "branch018" not in text
+    run(test)
+
+
 def test_kernel_failures_are_logged_and_counted():
     async def test(driver, core, backend):
         backend.fail_install = True
@@ -263,3 +275,45 @@ def test_clock_stamp_turns_date_checks_on_and_changed_crls_are_reloaded(tmp_path
         driver._refresh_trust(driver.now())
         assert peer.crl_ders == [second]
     run(test)
+
+
+def test_dns_named_gateways_are_resolved_without_blocking_and_failures_are_diagnosed():
+    """A real core: a DNS-named peer acting on traffic is looked up at start (its trap
+    policies need the address), an unresolvable one is shown, not a crash."""
+    from ikecore.core import IkeCore
+    from ikecore.crypto_cryptography import CryptographyProvider
+    text = CONFIG.replace('"127.0.0.2"', '"hub.example.net"').replace(
+        'act_as = "initiator"', 'act_as = "both"').replace('"127.0.0.3"', '"gone.example.net"')
+    text = text.replace('act_as = "responder"', 'act_as = "both"')
+    asked = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def getaddrinfo(host, port, **kw):      # the resolver, as the loop would call it
+            asked.append(host)
+            if host == "gone.example.net":
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.2", 0))]
+        loop.getaddrinfo = getaddrinfo
+        settings = config.parse(text)
+        core = IkeCore(settings, CryptographyProvider(), loop.time())
+        backend = RecordingBackend()
+        driver = Driver(core, settings, backend, VpnLog(stderr=False, syslog=False),
+                        ports=free_ports(), loop=loop)
+        await driver.start()
+        try:
+            for _ in range(100):
+                if driver.status()["ike_sas"] and "hq-lan" in backend.policies:
+                    break
+                await asyncio.sleep(0.01)
+            assert backend.policies["hq-lan"]["remote_gw"] == "127.0.0.2"
+            assert "quiet-lan" not in backend.policies
+            (row,) = driver.status()["ike_sas"]
+            assert row["peer"] == "quiet" and row["remote_gateway"] == "gone.example.net"
+            assert "the peer's name does not resolve (Name or service not known)" in \
+                row["last_error"]
+        finally:
+            await driver.stop()
+    asyncio.run(main())
+    assert sorted(asked) == ["gone.example.net", "hub.example.net"]

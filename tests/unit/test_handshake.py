@@ -202,11 +202,12 @@ def test_status_shape(ike_link_factory):
     (ike,) = st["ike_sas"]
     assert set(ike) == {"id", "peer", "remote_gateway", "local_address", "status", "state", "mode",
                         "role", "algorithm", "auth", "elapsed_s", "lifetime_s", "lifetime_note",
-                        "nat_t", "phase2_negotiations", "last_error"}
+                        "nat_t", "phase2_negotiations", "last_error", "remote_address",
+                        "configured_gateway"}
     assert ike["elapsed_s"] == 12 and ike["nat_t"] == "none" and ike["auth"] == "psk"
     assert ike["remote_gateway"] == "198.51.100.2" and ike["lifetime_s"] == 28800
     out = [s for s in st["sas"] if s["direction"] == "outgoing"][0]
-    assert set(out) == {"id", "ike_sa", "destination", "direction", "spi", "protocol", "mode",
+    assert set(out) == {"id", "ike_sa", "connection", "destination", "direction", "spi", "protocol", "mode",
                         "algorithm", "local_net", "remote_net", "elapsed_s", "lifetime_s",
                         "lifetime_note", "bytes", "packets", "errored_packets"}
     assert out["destination"] == "198.51.100.2" and out["spi"].startswith("0x")

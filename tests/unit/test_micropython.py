@@ -80,6 +80,17 @@ def test_codec_round_trips_under_micropython(core_run):
     assert out["codec_wire"] == codec.encode_message(msg).hex()
 
 
+def test_fragments_split_and_reassemble_under_micropython(core_run):
+    from ikecore import fragments
+    inputs, out, _ = core_run
+    big = codec.encode_message(codec.Message(2, H(inputs["cky_i"]), H(inputs["cky_r"]), payloads=[
+        codec.VendorPayload(H(inputs["ni"]) * 64)]))
+    assert out["fragments_wire"] == [d.hex() for d in fragments.split(big, 576, False)]
+    assert out["fragments_reassembled"] == [True]   # reversed; the repeated fragment 1 then waits
+    assert out["fragments_counters"]["reassembled_messages"] == 1
+    assert out["fragments_counters"]["fragments_received"] == len(out["fragments_wire"]) + 1
+
+
 def test_keymat_under_micropython_equals_cpython(core_run):
     i, out, _ = core_run
     g = lambda name: H(i[name])   # noqa: E731
@@ -127,6 +138,8 @@ def handshakes(tmp_path_factory):
             {"name": "main", "mode": "main", "psk_a": "correct horse", "psk_b": "correct horse"},
             {"name": "aggressive", "mode": "aggressive", "psk_a": "battery", "psk_b": "battery"},
             {"name": "wrong_psk", "mode": "main", "psk_a": "staple", "psk_b": "stable"},
+            {"name": "all_traffic", "mode": "main", "psk_a": "hub", "psk_b": "hub",
+             "nets_a": ["10.1.0.0/24", "10.1.1.0/24"], "nets_b": ["0.0.0.0/0"]},
         ]}, tmp_path_factory.mktemp("hs"))
 
 
@@ -168,6 +181,19 @@ def test_aggressive_mode_and_quick_mode_under_micropython(handshakes):
     assert out["a_states"] == [1, 3, 4, 9]                       # the seed's aggressive table
     assert out["b_states"] == [1, 2, 3, 4, 9]
     _check_tunnel(out)
+
+
+def test_network_lists_and_all_traffic_under_micropython(handshakes):
+    """Two local networks to 0.0.0.0/0: two pair connections, one quick mode each, one after
+    the other (core.QUICK_MODES_AT_ONCE), under the same portable code."""
+    out = handshakes["all_traffic"]
+    assert out["messages"] == 6 + 2 * 3
+    for label, mirror in (("a", False), ("b", True)):
+        nets = {(s["local_net"], s["remote_net"]) for s in out[label + "_status"]["sas"]}
+        expected = {("10.1.0.0/24", "0.0.0.0/0"), ("10.1.1.0/24", "0.0.0.0/0")}
+        assert nets == ({(r, l) for l, r in expected} if mirror else expected)
+        assert len(out[label + "_status"]["sas"]) == 4
+        assert out[label + "_status"]["ike_sas"][0]["phase2_negotiations"] == 2
 
 
 def test_wrong_psk_is_diagnosed_under_micropython(handshakes):

@@ -91,8 +91,6 @@ def test_describe_vendor_ids_for_the_log():
     assert vendor.describe(b"OE-Libreswan-\xff\x00") == "Libreswan ?"
     assert vendor.describe(b"\x01\x02") == "unknown vendor ID 0102"
     assert vendor.describe(b"\xaa" * 40).endswith("...")
-    assert vendor.vendor_ids_to_send() == [vendor.VID_DPD] + natt.vendor_ids()
-    assert vendor.vendor_ids_to_send(nat_t=False, dpd=False) == []
     assert vendor.has([VendorPayload(vendor.VID_DPD)], vendor.VID_DPD)
     assert not vendor.has([vendor.VID_XAUTH], vendor.VID_DPD)
 

@@ -49,3 +49,46 @@ def test_portable_modules_import_no_cpython_only_library():
                         words[1].split(".")[0] in forbidden:
                     pytest.fail("ikecore/%s.py:%d imports %s, which MicroPython lacks"
                                 % (module, number, words[1]))
+
+
+def _ikecore_imports(path):
+    """(line number, module) for each ikecore module a file imports, read with ast."""
+    import ast
+    with open(path) as f:
+        tree = ast.parse(f.read(), path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1 and node.module:                 # from .codec import X
+                yield node.lineno, node.module.split(".")[0]
+            elif node.level == 1 or node.module == "ikecore":   # from . import codec
+                for alias in node.names:
+                    yield node.lineno, alias.name
+            elif node.module and node.module.startswith("ikecore."):
+                yield node.lineno, node.module.split(".")[1]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("ikecore."):
+                    yield node.lineno, alias.name.split(".")[1]
+
+
+def test_the_portable_core_imports_no_host_module():
+    """The core is sans-IO: it may import only other portable modules, never the driver, the
+    kernel backends, the config file reader or the cryptography provider (a host module in the
+    core would drag sockets, files or CPython-only libraries into MicroPython)."""
+    problems = []
+    for module in MODULES:
+        path = os.path.join(PACKAGE, module + ".py")
+        if not os.path.exists(path):
+            continue
+        for number, imported in _ikecore_imports(path):
+            if imported not in MODULES:
+                problems.append("ikecore/%s.py:%d imports the host module ikecore.%s"
+                                % (module, number, imported))
+    assert not problems, "\n".join(problems)
+
+
+def test_the_host_module_check_names_the_module(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from . import codec\nfrom .driver import Driver\n"
+                   "def f():\n    from ikecore import config\n")
+    assert list(_ikecore_imports(str(bad))) == [(1, "codec"), (2, "driver"), (4, "config")]

@@ -60,9 +60,9 @@ def test_illegal_input_leaves_state_unchanged():
 
 
 def test_status_text():
-    assert states.status_label(0) == "Idle(0)"
-    assert states.status_label(5) == "Negotiating(5)"
-    assert states.status_label(9) == "Activated(9)"
+    assert states.status_text(0) == "Idle"
+    assert states.status_text(5) == "Negotiating"
+    assert states.status_text(9) == "Activated"
 
 
 def test_tables_are_validated(monkeypatch):
@@ -84,3 +84,15 @@ def test_describe_draws_every_state():
 def test_unknown_mode_is_an_error():
     with pytest.raises(ValueError, match="no negotiation states"):
         states.Machine("base", "initiator")
+
+
+def test_phase1_handlers_are_checked_against_the_transitions(monkeypatch):
+    from ikecore import phase1
+    handlers = dict(phase1._HANDLERS)
+    del handlers[(states.MAIN, states.RESPONDER, "MR_1_SENT")]
+    handlers[(states.MAIN, states.INITIATOR, "MI_ACTIVATED")] = phase1.main_inR3
+    monkeypatch.setattr(phase1, "_HANDLERS", handlers)
+    with pytest.raises(ValueError, match=r"no handler for \[\('main', 'responder', 'MR_1_SENT'\)\]"
+                                         r".*wait for no message: \[\('main', 'initiator', "
+                                         r"'MI_ACTIVATED'\)\]"):
+        phase1._check_handlers()

@@ -263,3 +263,18 @@ def test_a_save_after_the_summary_makes_the_restore_start_again(tmp_path):
         assert r.status == 409 and "the settings changed since" in error_of(body)
         assert settings_files(etc) == changed
     run_webui(tmp_path, None, scenario)
+
+
+def test_files_named_in_ca_lists_intermediates_and_crls_are_part_of_the_settings(tmp_path):
+    from webui import backup
+    etc = populate(tmp_path)
+    (etc / "pki").mkdir()
+    for name in ("root2.pem", "inter.pem", "corp.crl"):
+        (etc / "pki" / name).write_bytes(b"a file a peer names")
+    (etc / "ikecore.toml").write_text(CONFIG.replace(
+        'ca = "certs/ca/corp.pem"\n', 'ca = ["certs/ca/corp.pem", "pki/root2.pem"]\n'
+        'intermediates = ["pki/inter.pem"]\ncrls = ["pki/corp.crl", "/elsewhere/x.crl"]\n'))
+    files = backup.managed_files(str(etc), "ikecore.toml")
+    assert {name for name in files if name.startswith("pki/")} == {
+        "pki/root2.pem", "pki/inter.pem", "pki/corp.crl"}
+    assert not any(files[name] for name in files if name.startswith("pki/"))   # no key among them

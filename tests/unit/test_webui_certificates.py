@@ -1,7 +1,8 @@
 """The Certificates page (webui.certstore behind /settings/certificates): uploads of a CA, of our
-certificate and key as PEM or PKCS#12, a key and CSR made on the router and the signed answer;
-bad uploads refused with the reason and nothing stored; expiry flagged in the page, the log and
-/metrics; a peer picks a stored certificate and the daemon's validator accepts it."""
+certificate and key as PEM or PKCS#12, a key and CSR made on the router and the signed answer,
+CRLs (listed with issuer and updates, replaced by newer ones); bad uploads refused with the
+reason and nothing stored; expiry and stale CRLs flagged in the page, the log and /metrics; a peer picks stored
+certificates, several CAs, intermediates and CRLs, and the daemon's validator accepts them."""
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "browser"))
 from webui_client import run_webui  # noqa: E402
-from webui_pki import Authority, cert_pem, ec_key, key_pem, pkcs12_bytes  # noqa: E402
+from webui_pki import Authority, cert_pem, crl_pem, ec_key, key_pem, pkcs12_bytes  # noqa: E402
 
 from ikecore import config  # noqa: E402
 from webui import certstore, views_certs  # noqa: E402
@@ -255,3 +256,137 @@ def test_expired_and_expiring_certificates_are_flagged(tmp_path, caplog):
     assert logged[0].startswith("certificate certs/ca/old.pem (CN=old.example,O=ikecore test) "
                                 "expired: valid until ")
     assert "certs/ca/soon.pem" in logged[1] and "expires soon" in logged[1]
+
+
+def crl_rows(page):
+    """{name: the text of its row's cells} of the CRL list."""
+    rows = re.findall(r'<tr id="crl-([^"]+)"[^>]*>(.*?)</tr>', page, re.S)
+    return {name: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+            for name, row in rows}
+
+
+def test_crl_upload_list_replace_and_the_passed_next_update(tmp_path, caplog):
+    revoked, _ = CA.issue("revoked.example")
+    stale = CA.crl(issued_days_ago=10, next_update_days=7)       # next update 3 days ago
+    forged = CA.crl(signer=ec_key())                  # the CA's name, another key's signature
+
+    async def scenario(web):
+        await web.page(URL)
+        r, body = await web.post(URL + "/ca", {"name": "corp"},
+                                 {"file": ("ca.pem", cert_pem(CA.cert))})
+        assert r.status == 303, body
+        for files, reason in (({"file": ("x.crl", cert_pem(CA.cert))}, "is not an X.509 CRL"),
+                              ({"file": ("x.crl", crl_pem(forged))},
+                               "the CRL's signature does not verify with the stored CA "
+                               "certificate CN=Test CA,O=ikecore test")):
+            r, body = await web.post(URL + "/crl", {"name": "corp"}, files)
+            assert r.status == 400 and reason in error_of(body), error_of(body)
+        assert not (store(web.cfg) / "crl").exists()
+        r, _ = await web.post(URL + "/crl", {"name": "corp"}, {"file": ("corp.crl", crl_pem(
+            stale))})
+        assert r.status == 303
+        _, page = await web.page(URL)
+        row = crl_rows(page)["corp"]
+        assert "CN=Test CA,O=ikecore test" in row and "next update passed" in row, row
+        warning = re.findall(r'<p class="notice crl-warning" role="status">(.*?)</p>', page)
+        assert len(warning) == 1 and "<strong>corp</strong>" in warning[0], warning
+        assert re.search(r'^ikecore_crl_stale\{name="corp",.*\} 1$',
+                         await (await web.client.get("/metrics")).text(), re.M)
+        # a newer one replaces it (DER this time); an older one does not
+        fresh = CA.crl(revoked=[revoked])
+        r, _ = await web.post(URL + "/crl", {"name": "corp"}, {"file": ("corp.crl", fresh
+                              .public_bytes(serialization.Encoding.DER))})
+        assert r.status == 303
+        assert "Replaced CRL corp" in await web.flash(URL)
+        r, body = await web.post(URL + "/crl", {"name": "corp"}, {"file": ("old.crl", crl_pem(
+            stale))})
+        assert r.status == 400 and "is older than the stored corp" in error_of(body)
+        _, page = await web.page(URL)
+        row = crl_rows(page)["corp"]
+        assert "next update passed" not in row and "crl-warning" not in page, row
+        assert fresh.last_update_utc.strftime("%Y-%m-%d %H:%M UTC") in row
+        assert fresh.next_update_utc.strftime("%Y-%m-%d %H:%M UTC") in row
+        text = await (await web.client.get("/metrics")).text()
+        labels = ('{name="corp",kind="crl",path="certs/crl/corp.pem",'
+                  'issuer="CN=Test CA,O=ikecore test"}')
+        assert "ikecore_crl_stale%s 0\n" % labels in text
+        assert "ikecore_crl_next_update_timestamp_seconds%s %d\n" % (
+            labels, int(fresh.next_update_utc.timestamp())) in text
+    run_webui(tmp_path, CONFIG, scenario)
+    stored = x509.load_pem_x509_crl((store(tmp_path / "etc" / "ikecore.toml") / "crl" / "corp.pem").read_bytes())
+    assert stored.get_revoked_certificate_by_serial_number(revoked.serial_number) is not None
+    # the log's twice-daily warning names a stale CRL too
+    (store(tmp_path / "etc" / "ikecore.toml") / "crl" / "corp.pem").write_bytes(crl_pem(stale))
+    with caplog.at_level(logging.WARNING, logger="webui.certificates"):
+        views_certs.log_expiring(str(tmp_path / "etc" / "ikecore.toml"))
+    assert [r.getMessage() for r in caplog.records if "CRL" in r.getMessage()] == [
+        "CRL certs/crl/corp.pem (issuer CN=Test CA,O=ikecore test): its next update %s has "
+        "passed, certificates checked against it are refused; upload the CA's newer CRL"
+        % stale.next_update_utc.date()]
+
+
+def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
+    other = Authority("Other CA")
+    intermediate = Authority("Intermediate CA", parent=CA)
+    cert, key = CA.issue("gw.example")
+
+    async def scenario(web):
+        await web.page(URL)
+        for name, pem in (("corp", cert_pem(CA.cert)), ("other", cert_pem(other.cert)),
+                          ("inter", cert_pem(intermediate.cert))):
+            r, _ = await web.post(URL + "/ca", {"name": name}, {"file": (name + ".pem", pem)})
+            assert r.status == 303
+        r, _ = await web.post(URL + "/local", {"name": "gw", "format": "pem"},
+                              {"file": ("gw.crt", cert_pem(cert)),
+                               "key_file": ("gw.key", key_pem(key))})
+        assert r.status == 303
+        for name, authority in (("corp", CA), ("inter", intermediate)):
+            r, _ = await web.post(URL + "/crl", {"name": name},
+                                  {"file": ("x.crl", crl_pem(authority.crl()))})
+            assert r.status == 303
+        before = web.cfg.read_text()
+        # a CA certificate given as a CRL: the validator's error on the CRLs field, file kept
+        bad = list(PEER_FORM.items()) + [("cert", "certs/local/gw.pem"), ("key", ""),
+                                         ("ca", "certs/ca/corp.pem"),
+                                         ("crls", "certs/ca/other.pem")]
+        r, body = await web.post("/settings/peers/branch", bad)
+        assert r.status == 400
+        assert re.search(rb'id="error-crls" role="alert">[^<]*certs/ca/other.pem is not a PEM '
+                         rb'or DER X.509 CRL<', body), body
+        assert rb'<option value="certs/ca/corp.pem" selected>' in body
+        assert web.cfg.read_text() == before
+        # no CA at all: named on the CA field
+        r, body = await web.post("/settings/peers/branch", list(PEER_FORM.items()) + [
+            ("cert", "certs/local/gw.pem"), ("key", "")])
+        assert r.status == 400 and b'id="error-ca" role="alert">auth = &#34;rsa&#34; needs' \
+            in body.replace(b"&quot;", b"&#34;"), body
+        good = list(PEER_FORM.items()) + [
+            ("cert", "certs/local/gw.pem"), ("key", ""), ("ca", "certs/ca/corp.pem"),
+            ("ca", "certs/ca/other.pem"), ("intermediates", "certs/ca/inter.pem"),
+            ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem")]
+        r, body = await web.post("/settings/peers/branch", good)
+        assert r.status == 303, body
+        _, form = await web.page("/settings/peers/branch")
+        for field, path in (("ca", "certs/ca/corp.pem"), ("ca", "certs/ca/other.pem"),
+                            ("intermediates", "certs/ca/inter.pem"),
+                            ("crls", "certs/crl/inter.pem")):
+            select = re.search(r'<select id="f-%s" name="%s" multiple.*?</select>'
+                               % (field, field), form, re.S).group(0)
+            assert '<option value="%s" selected>' % path in select, (field, path)
+        assert '<option value="certs/ca/inter.pem">' in re.search(
+            r'<select id="f-ca".*?</select>', form, re.S).group(0)
+        _, page = await web.page(URL)
+        assert "branch" in crl_rows(page)["corp"] and "Delete" not in crl_rows(page)["corp"]
+        r, body = await web.post(URL + "/crl/corp/delete", {"confirmed": "1"})
+        assert r.status == 409 and b"used by peer branch" in body
+    run_webui(tmp_path, CONFIG, scenario)
+    cfg = tmp_path / "etc" / "ikecore.toml"
+    text = cfg.read_text()
+    assert 'ca = ["certs/ca/corp.pem", "certs/ca/other.pem"]' in text
+    assert 'intermediates = ["certs/ca/inter.pem"]' in text
+    assert 'crls = ["certs/crl/corp.pem", "certs/crl/inter.pem"]' in text
+    peer = config.load(str(cfg)).peers["branch"]
+    der = serialization.Encoding.DER
+    assert peer.ca_ders == [CA.cert.public_bytes(der), other.cert.public_bytes(der)]
+    assert peer.chain_ders == [intermediate.cert.public_bytes(der)]
+    assert len(peer.crl_ders) == 2

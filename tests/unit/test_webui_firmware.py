@@ -15,7 +15,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth, rauc, views_firmware  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui import release as webui_release  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PASSWORD = "correct-password"
 STATUS = {"booted": "A", "slots": [
@@ -48,7 +49,7 @@ def fake_rauc(tmp_path, info):
 def env(tmp_path, monkeypatch):
     release = tmp_path / "release"
     release.write_text("VERSION=v1\nBUILD_DATE=2026-12-07T05:00:00Z\nCOMPATIBLE=ikecore-test\n")
-    monkeypatch.setattr(rauc, "RELEASE_FILE", str(release))
+    monkeypatch.setattr(webui_release, "FILE", str(release))
     monkeypatch.setattr(rauc, "RAUC", str(fake_rauc(tmp_path, {"compatible": "ikecore-test",
                                                                "version": "v2", "build": "today"})))
     state = tmp_path / "state"

@@ -13,7 +13,7 @@ from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from ikecore import config  # noqa: E402
 from webui import auth  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PSK = "correct horse battery staple"
 CONFIG = """\
@@ -98,6 +98,9 @@ def test_pages_show_the_settings_but_never_a_psk(env):
                   "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay", "DPD timeout"):
         assert label in edit, label
     assert '<option value="aggressive">' in edit and '<option value="3des-md5-modp1024" selected>' in edit
+    for hint in ("Empty: 28800.", "Empty: 30.", "Empty: 120."):     # ikecore.settings defaults
+        assert hint in edit, hint
+    assert "Empty: 3600." in c.get("/settings/connections/new").text
     assert "A key is stored; leave empty to keep it." in edit
     # hq leaves nat_t out (default on): its box must be ticked or a save would turn NAT-T off
     assert re.search(r'id="f-nat_t" name="nat_t" checked', c.get("/settings/peers/hq").text)
@@ -285,3 +288,86 @@ def test_a_symlinked_config_is_saved_beside_the_real_file(tmp_path):
     finally:
         server.stop()
         fake.stop()
+
+
+def test_hub_peers_from_any_address_and_by_dns_name(env):
+    """Issue 12: a branch on any address chosen by its ID, a gateway by DNS name, the one
+    catch-all with its warning, and the refused combinations beside their field."""
+    c = env["client"]
+    before = env["cfg"].read_bytes()
+    branch = dict(PEER_FORM, name="shop", remote_gateway="%any", phase1_mode="aggressive",
+                  act_as="initiator", psk="shop secret key", **{
+                      "local_id.type": "", "local_id.value": "", "remote_id.type": "fqdn",
+                      "remote_id.value": "shop.example.net"})
+    refused = c.post("/settings/peers/new", branch)
+    assert refused.status == 400
+    assert "can only respond" in (error_beside(refused.text, "act_as") or "")
+    no_id = c.post("/settings/peers/new", dict(branch, act_as="responder", **{
+        "remote_id.type": "", "remote_id.value": ""}))
+    assert "is chosen by its ID" in (error_beside(no_id.text, "remote_id.type") or "")
+    assert env["cfg"].read_bytes() == before
+    assert c.post("/settings/peers/new", dict(branch, act_as="responder")).status == 303
+    named = dict(PEER_FORM, name="depot", remote_gateway="depot.example.net", psk="depot key",
+                 **{"remote_id.type": "", "remote_id.value": ""})
+    assert c.post("/settings/peers/new", named).status == 303
+    anyone = dict(PEER_FORM, name="anyone", remote_gateway="0.0.0.0", act_as="responder",
+                  psk="anyone key", catch_all="on", **{
+                      "local_id.type": "", "local_id.value": "", "remote_id.type": "",
+                      "remote_id.value": ""})
+    saved = c.post("/settings/peers/new", anyone)
+    assert saved.status == 303
+    listing = c.get("/settings/peers").text
+    assert "Warning: " in listing and "accepts anyone who knows its pre-shared key" in listing
+    assert "Peer anyone is a catch-all" in listing
+    second = c.post("/settings/peers/new", dict(anyone, name="anyone2"))
+    assert "is already the catch-all peer" in (error_beside(second.text, "catch_all") or "")
+    settings = config.load(str(env["cfg"]))
+    assert settings.peers["shop"].dynamic and settings.peers["anyone"].catch_all
+    assert settings.peers["depot"].gateway_kind == "name"
+    form = c.get("/settings/peers/anyone").text
+    assert re.search(r'id="f-catch_all" name="catch_all" checked', form)
+    assert "%any" in c.get("/settings/peers/new").text
+
+
+def test_peer_page_shows_and_saves_ike_fragmentation(env):
+    c = env["client"]
+    page = c.get("/settings/peers/branch").text
+    assert "IKE fragmentation" in page and "Empty: 576, which crosses any IPv4 path." in page
+    assert re.search(r'<option value="yes">Yes: when the peer supports it', page)
+    for mode in ("accept", "force", "no"):
+        assert '<option value="%s">' % mode in page
+    bad = c.post("/settings/peers/branch", dict(PEER_FORM, fragmentation="force",
+                                                fragment_size="100"))
+    assert bad.status == 400
+    assert "between 256 and 65535" in (error_beside(bad.text, "fragment_size") or ""), bad.text
+    assert c.post("/settings/peers/branch", dict(PEER_FORM, fragmentation="force",
+                                                 fragment_size="1280")).status == 303
+    peer = config.load(str(env["cfg"])).peers["branch"]
+    assert (peer.fragmentation, peer.fragment_size) == ("force", 1280)
+    again = c.get("/settings/peers/branch").text
+    assert '<option value="force" selected>' in again and 'value="1280"' in again
+
+
+CONNECTION_FORM = {"name": "branch-lan", "peer": "branch", "protocol": "esp",
+                   "proposals.0": "aes128-sha1", "pfs": "none"}
+
+
+def test_networks_typed_with_commas_are_saved_as_lists_and_shown_back(env):
+    c = env["client"]
+    page = c.post("/settings/connections/branch-lan", dict(
+        CONNECTION_FORM, local_net="192.168.1.0/24, 192.168.5.0/24", remote_net="0.0.0.0/0"))
+    assert page.status == 303, page.text[-2000:]
+    (conn,) = config.read_document(str(env["cfg"]))["connection"]
+    assert conn["local_net"] == ["192.168.1.0/24", "192.168.5.0/24"]
+    assert conn["remote_net"] == "0.0.0.0/0"                  # one network stays a string
+    settings = config.load(str(env["cfg"]))
+    assert [c_.name for c_ in settings.pairs_of("branch-lan")] == ["branch-lan#1", "branch-lan#2"]
+    assert 'value="192.168.1.0/24, 192.168.5.0/24"' in c.get("/settings/connections/branch-lan").text
+    assert "192.168.1.0/24, 192.168.5.0/24" in c.get("/settings/connections").text
+    # a bad list item is named beside the field, the file stays as it was
+    before = env["cfg"].read_bytes()
+    bad = c.post("/settings/connections/branch-lan", dict(
+        CONNECTION_FORM, local_net="192.168.1.0/24 192.168.1.0/24", remote_net="0.0.0.0/0"))
+    assert bad.status == 400
+    assert "listed twice" in (error_beside(bad.text, "local_net") or "")
+    assert env["cfg"].read_bytes() == before

@@ -14,7 +14,7 @@ from webui_fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
 from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth, metrics  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 from webui.views_status import PAGE_SIZE  # noqa: E402
 
 PASSWORD = "correct-password"
@@ -188,6 +188,23 @@ def test_metrics_of_a_big_router_come_from_the_summary(env):
     assert "ikecore_per_sa_series 1" in text
     assert re.search(r'ikecore_sa_bytes_total\{id="sa-c0000003",[^}]*\} 2000', text)
     assert [r["cmd"] for r in fake.requests] == ["summary", "status"]
+
+
+def test_metrics_show_admission_control(env):
+    fake, client = env
+    status = big_status(10)
+    status["admission"] = {"half_open": 640, "half_open_limit": 1000, "dh_in_flight": 3,
+                           "dh_in_flight_limit": 200, "initiating": 0, "initiating_limit": 32,
+                           "queued": 0, "refused": {"address": 1234, "total": 0, "dh": 7},
+                           "expired_quietly": 55}
+    fake.set_status(status)
+    text = client.get("/metrics").text
+    assert "ikecore_admission_half_open 640" in text
+    assert "ikecore_admission_half_open_limit 1000" in text
+    assert "ikecore_admission_dh_in_flight_limit 200" in text
+    assert 'ikecore_admission_refused_total{bound="address"} 1234' in text
+    assert 'ikecore_admission_refused_total{bound="dh"} 7' in text
+    assert "ikecore_admission_expired_quietly_total 55" in text
 
 
 def test_delete_asks_for_that_sa_only_and_returns_to_the_page(env):

@@ -13,7 +13,7 @@ from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair  # noqa: E402
 from webui_harness import Client, ThreadedWebui  # noqa: E402
 
 from webui import auth  # noqa: E402
-from webui.app import Options  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PASSWORD = "correct-password"
 XSS = "<script>alert('x')</script>"

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from webui_fake_daemon import FakeDaemon  # noqa: E402
 
 from webui import auth  # noqa: E402
-from webui.app import Options, make_app  # noqa: E402
+from webui.app import make_app  # noqa: E402
+from webui.context import Options  # noqa: E402
 
 PASSWORD = "correct-password"
 
@@ -38,10 +39,12 @@ class Web:
         return response, text
 
     async def post(self, path, fields=None, files=None, follow=False):
-        """A form POST (multipart when files = {field: (filename, bytes)}) -> (response, text)."""
+        """A form POST (multipart when files = {field: (filename, bytes)}) -> (response, text).
+        fields: a dict, or (name, value) pairs where a name may come several times (a multiple
+        choice)."""
         form = FormData()
         form.add_field("csrf_token", self.csrf)
-        for key, value in (fields or {}).items():
+        for key, value in fields.items() if isinstance(fields, dict) else fields or ():
             form.add_field(key, value)
         for key, (filename, data) in (files or {}).items():
             form.add_field(key, data, filename=filename, content_type="application/octet-stream")

@@ -80,11 +80,24 @@
     td.appendChild(div);
   }
 
+  // presentation.gateway_text: the address now (with a NAT's port), and what is configured
+  // when that is not the address itself ("%any", a DNS name).
+  function gatewayText(ike) {
+    var address = ike.remote_gateway || "";
+    var current = ike.remote_address || address;
+    var port = current.split(":").pop();
+    var text = (port === "500" || port === "4500") ? address : current;
+    if (ike.configured_gateway && ike.configured_gateway !== address) {
+      text += " (" + ike.configured_gateway + ")";
+    }
+    return text;
+  }
+
   function ikeRow(ike) {
     var row = document.createElement("tr");
     row.id = "ike-" + ike.id;
     row.className = "status-" + String(ike.status || "Idle").toLowerCase();
-    var gw = cell(row, "Remote Gateway", ike.remote_gateway);
+    var gw = cell(row, "Remote Gateway", gatewayText(ike));
     if (ike.peer) {
       var peer = document.createElement("span");
       peer.className = "peer";
@@ -115,7 +128,14 @@
   function saRow(sa) {
     var row = document.createElement("tr");
     row.id = spiAnchor(sa.spi) || "sa-id-" + sa.id;
-    cell(row, "Destination", sa.destination);
+    var destination = cell(row, "Destination", sa.destination);
+    if (sa.local_net) {
+      // which pair of networks this SA carries (a connection may have several)
+      var nets = document.createElement("div");
+      nets.className = "nets";
+      nets.textContent = sa.local_net + " \u21cc " + sa.remote_net;
+      destination.appendChild(nets);
+    }
     cell(row, "Direction", DIRECTION[String(sa.direction).toLowerCase()] || String(sa.direction));
     cell(row, "SPI", sa.spi, "mono");
     cell(row, "Protocol", sa.protocol);
