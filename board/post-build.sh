@@ -15,9 +15,9 @@ TOP=$(cd "$BOARD_DIR/.." && pwd)
 version=${IKECORE_VERSION:-$(git -C "$TOP" describe --always --dirty --tags 2>/dev/null || echo unversioned)}
 PYTHONPATH="$TOP/firmware" python3 -m webui.release "$TARGET_DIR" --version "$version"
 
-# The overlay's init scripts do the jobs of these Buildroot ones (syslogd -C ring in S02syslog,
-# sysctl and mounts in S01mount, WAN/LAN in S20network): two of each would fight.
-for duplicate in S01syslogd S02klogd S02sysctl S40network; do
+# The overlay's init scripts do the jobs of these Buildroot ones (the system log in S11syslog,
+# sysctl and mounts in S01mount, WAN/LAN in S20network, chronyd in S45ntpd): two of each would fight.
+for duplicate in S01syslogd S02klogd S01rsyslogd S02sysctl S40network S49chronyd; do
 	rm -f "$TARGET_DIR/etc/init.d/$duplicate"
 done
 

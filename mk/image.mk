@@ -7,7 +7,7 @@ APT_PACKAGES += qemu-system-arm linux-source-6.1 gcc-aarch64-linux-gnu flex biso
                 cpio squashfs-tools zstd busybox-static e2fsprogs xz-utils debian-archive-keyring \
                 dpkg-dev gcc make \
                 rauc fdisk openssl libc6-dev-arm64-cross
-# the image's rauc is cross-built from Debian's source without network support (qemu/rauc_build.py)
+# the image's rauc and chrony are cross-built from Debian's source with fewer features (qemu/source_build.py)
 APT_PACKAGES += meson ninja-build pkg-config
 #   make image-strongswan  output/images/rootfs-strongswan.squashfs: the firmware plus strongSwan, a
 #                          test-only peer image (tests/qemu/test_tunnel_strongswan.py); never flashed

@@ -32,6 +32,7 @@ import cpio  # noqa: E402
 import debs  # noqa: E402
 import firmware_update  # noqa: E402
 import hostpython  # noqa: E402
+import chrony_build  # noqa: E402
 import rauc_build  # noqa: E402
 import rootfs  # noqa: E402
 
@@ -99,10 +100,17 @@ def host_python(packages):
     return hostpython.interpreter(debs.AptCache(CACHE), hostpython.source_version(path, ver))
 
 
-def rauc_binary(packages):
-    """rauc built from the source of the rauc package in the image, without network support."""
-    _name, ver, path = next(p for p in packages if p[0] == "rauc")
-    return rauc_build.binary(CACHE, hostpython.source_version(path, ver))
+# Packages whose binaries are rebuilt from their own source with fewer features (source_build.py)
+REBUILT = {"rauc": rauc_build.binaries, "chrony": chrony_build.binaries}
+
+
+def rebuilt_binaries(packages):
+    """{guest path: built file} for each REBUILT package in the image, at its source version."""
+    out = {}
+    for name, ver, path in packages:
+        if name in REBUILT:
+            out.update(REBUILT[name](CACHE, hostpython.source_version(path, ver)))
+    return out
 
 
 def mksquashfs(staging, out):
@@ -183,7 +191,7 @@ def main():
     packages = debs.resolve_and_fetch(CACHE, wanted, excludes)
     log(f"packages: {len(packages)} to unpack")
     python = host_python(packages)
-    rauc = rauc_binary(packages)
+    rebuilt = rebuilt_binaries(packages)
 
     version = firmware_version()
     keys = firmware_update.signing_keys(args.out)
@@ -195,7 +203,7 @@ def main():
     for part in ("qemu", "rootfs-overlay", "firmware"):
         tree_digest(h, os.path.join(TOP, part))
     h.update(python.encode())       # its path names the CPython source version
-    h.update(rauc.encode())         # its path names the rauc source version and build options
+    h.update(json.dumps(rebuilt, sort_keys=True).encode())  # paths name source versions and options
     key = h.hexdigest()[:16]
     rootfs_img = os.path.join(images, rootfs_name)
     stamp = os.path.join(work, f"rootfs{suffix}.key")
@@ -212,7 +220,7 @@ def main():
 
     staging = os.path.join(work, f"rootfs{suffix}")
     log("root filesystem: unpacking, trimming, overlay, firmware, bytecode")
-    owners = rootfs.assemble(staging, packages, TOP, python, rauc)
+    owners = rootfs.assemble(staging, packages, TOP, python, rebuilt)
     log("root filesystem: checking every ELF's NEEDED libraries are present")
     rootfs.check_needed(staging)
     build_date = install_release(staging, version, keys)

@@ -39,7 +39,20 @@ TRIM = [
     # pulled in by RAUC (libcurl, glib): SASL's plugins (curl's LDAP uses none; sasldb needs
     # Berkeley DB), GIO's desktop and schema tools
     "usr/lib/aarch64-linux-gnu/sasl2", "usr/lib/aarch64-linux-gnu/glib-2.0", "usr/bin/dbus-run-session",
+    # chrony's and rsyslog's files for other init systems, network managers and logrotate, and
+    # their default configurations: S45ntpd and S11syslog write theirs into /run
+    "etc/init.d/chrony", "etc/init.d/rsyslog", "etc/default/chrony", "etc/chrony", "etc/dhcp",
+    "etc/network", "etc/ppp", "etc/apparmor.d", "etc/logrotate.d", "etc/rsyslog.conf",
+    "etc/rsyslog.d", "usr/lib/NetworkManager", "usr/lib/networkd-dispatcher",
+    "usr/lib/systemd/system/chrony*", "usr/lib/systemd/system/rsyslog*",
+    "usr/lib/systemd/ntp-units.d", "usr/libexec/chrony", "usr/share/chrony", "etc/logcheck",
+    "usr/lib/rsyslog",
 ]
+# rsyslog's loadable modules that S11syslog uses (the local socket, the kernel log, the message
+# space trimmer, and omfwd's TCP client with its network stream drivers); the other ~40 are trimmed
+RSYSLOG_MODULES = "usr/lib/aarch64-linux-gnu/rsyslog"
+RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "mmrm1stspace.so", "lmnet.so", "lmnetstrms.so",
+                        "lmnsd_ptcp.so", "lmtcpclt.so"}
 # Never imported by the firmware (found with modulefinder from every firmware module, and checked
 # by importing the daemon in the guest's CPython version): the test, debugger, documentation and
 # REPL tooling, multiprocessing and XML-RPC, SQLite (only pyroute2's unused NDB), decimal, zoneinfo,
@@ -132,7 +145,10 @@ def python_name(packages):
 
 
 def trim(staging, py):
-    for pattern in TRIM + TRIM_UNUSED_STDLIB + TRIM_UNUSED_TOOLS:
+    modules = os.path.join(staging, RSYSLOG_MODULES)
+    unused = [os.path.join(RSYSLOG_MODULES, name) for name in
+              (os.listdir(modules) if os.path.isdir(modules) else ()) if name not in RSYSLOG_MODULES_USED]
+    for pattern in TRIM + TRIM_UNUSED_STDLIB + TRIM_UNUSED_TOOLS + unused:
         for rel in _glob(staging, pattern.format(py=py)):
             _remove(os.path.join(staging, rel))
     for top, keep in KEEP_ONLY.items():
@@ -282,9 +298,9 @@ def byte_compile(staging, firmware_packages, py, host_python):
                     os.remove(os.path.join(dirpath, name))
 
 
-def assemble(staging, packages, top, host_python, rauc=None):
-    """Build the tree; returns {guest path: package name} for the manifest. rauc: a rauc binary
-    to install over the package's (qemu/rauc_build.py)."""
+def assemble(staging, packages, top, host_python, rebuilt=None):
+    """Build the tree; returns {guest path: package name} for the manifest. rebuilt: {guest path:
+    file} of binaries to install over the packages' (qemu/source_build.py)."""
     py = python_name(packages)
     if os.path.exists(staging):
         shutil.rmtree(staging)
@@ -297,8 +313,8 @@ def assemble(staging, packages, top, host_python, rauc=None):
             owners.setdefault(guest_path(member), name)
         debs.unpack(path, staging)
     usr_merge(staging)
-    if rauc:
-        shutil.copy2(rauc, os.path.join(staging, "usr", "bin", "rauc"))
+    for guest, built in (rebuilt or {}).items():
+        shutil.copy2(built, os.path.join(staging, guest))
     trim(staging, py)
     busybox_links(staging)
     # /bin/sh is dash, not busybox: Debian's busybox-static prefers its own applets to PATH

@@ -78,10 +78,14 @@ class Router:
     page answered ~1 s later (5.4-5.9 s against 6.6-6.8 s, QEMU start to page, same run).
     system_disk: an A/B system disk (new_system_disk()) to boot through the boot selector's
     initramfs, which picks root slot A or B from the disk's boot state (firmware upgrades);
-    without it the root filesystem file `rootfs` is the root disk, read-only, as before."""
+    without it the root filesystem file `rootfs` is the root disk, read-only, as before.
+    wan_restrict=False: the "user" WAN may also reach the host's loopback through 10.0.2.2 (a
+    server the test runs there: NTP, syslog); restricted (the default), only the forwards work.
+    rtc: the guest's RTC at boot, e.g. "1970-01-01" (a board without a battery); default: now."""
 
     def __init__(self, images=None, data_disk=None, name="router", wan="user", cmdline="",
-                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs", smp=2, system_disk=None):
+                 memory=512, mac_index=1, log_path=None, rootfs="rootfs.squashfs", smp=2, system_disk=None,
+                 wan_restrict=True, rtc=None):
         self.images = images or default_images()
         self.data_disk = data_disk
         self.name = name
@@ -93,6 +97,8 @@ class Router:
         self.rootfs = rootfs
         self.smp = smp
         self.system_disk = system_disk
+        self.wan_restrict = wan_restrict
+        self.rtc = rtc
         self.lan_port = free_port()
         self.wan_port = free_port() if wan == "user" else None
         self.proc = None
@@ -117,7 +123,8 @@ class Router:
                "-display", "none", "-serial", "stdio", "-monitor", "none", "-nodefaults", "-no-reboot",
                "-kernel", os.path.join(img, "Image"), "-append", f"{CMDLINE} {self.cmdline}".strip()]
         if self.wan == "user":
-            wan = f"user,id=wan,restrict=on,hostfwd=tcp:127.0.0.1:{self.wan_port}-:80"
+            restrict = "on" if self.wan_restrict else "off"
+            wan = f"user,id=wan,restrict={restrict},hostfwd=tcp:127.0.0.1:{self.wan_port}-:80"
         else:
             _kind, local, remote = self.wan
             wan = f"socket,id=wan,udp=127.0.0.1:{remote},localaddr=127.0.0.1:{local}"
@@ -144,6 +151,8 @@ class Router:
             cmd += ["-drive", f"if=none,id=data,format=raw,file={self.data_disk}",
                     "-device", "virtio-blk-pci,drive=data,addr=0x5"]
         cmd += ["-device", "virtio-rng-pci,addr=0x6"]
+        if self.rtc:
+            cmd += ["-rtc", f"base={self.rtc}"]
         return cmd
 
     # -- lifecycle --------------------------------------------------------------------------

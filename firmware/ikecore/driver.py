@@ -522,7 +522,7 @@ class Driver:
             if page is not None:
                 result["page"] = page
         result["daemon"] = self.daemon_counters()
-        result["clock_synchronized"] = self.core.wall_offset is not None
+        result["clock_synchronized"] = self.clock_synchronized()
         return result
 
     def _select_peers(self, selection):
@@ -558,8 +558,14 @@ class Driver:
         """Counts only (docs/architecture.md, "summary"): never builds an SA row."""
         result = self.core.summary()
         result["daemon"] = self.daemon_counters()
-        result["clock_synchronized"] = self.core.wall_offset is not None
+        result["clock_synchronized"] = self.clock_synchronized()
         return result
+
+    def clock_synchronized(self):
+        """Looks at the NTP stamp first (at most every TRUST_REFRESH_S): a router no datagram
+        reaches must still notice, log and show that its clock was set."""
+        self._refresh_trust(self.now())
+        return self.core.wall_offset is not None
 
     def daemon_counters(self):
         """The driver's counters plus the core's (malformed / unknown-SA datagrams)."""

@@ -1,5 +1,5 @@
 """python3 -m webui --socket PATH --listen ADDR:PORT --state-dir DIR [--config FILE]
-                    [--firewall-log FILE]
+                    [--firewall-log FILE] [--system-config FILE] [--system-apply FIFO]
 python3 -m webui passwd --state-dir DIR        (the new admin password on standard input)
 """
 import argparse
@@ -10,6 +10,8 @@ from webui import auth
 
 DEFAULT_SOCKET = "/run/ikecore/control.sock"
 DEFAULT_CONFIG = "/etc/ikecore/ikecore.toml"
+DEFAULT_SYSTEM_CONFIG = "/etc/ikecore/system.conf"
+DEFAULT_SYSTEM_APPLY = "/run/ikecore/system-apply"
 
 
 def listen_address(text):
@@ -31,6 +33,10 @@ def serve(argv):
                         help="the ikecore.toml the settings pages edit")
     parser.add_argument("--firewall-log", metavar="FILE",
                         help="syslog file with the nftables log lines (default: `logread`)")
+    parser.add_argument("--system-config", default=DEFAULT_SYSTEM_CONFIG,
+                        help="the System page's settings file (NTP, remote syslog)")
+    parser.add_argument("--system-apply", default=DEFAULT_SYSTEM_APPLY, metavar="FIFO",
+                        help="where a saved System page is announced to the root side")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.state_dir):
         parser.error("--state-dir %s is not a directory" % args.state_dir)
@@ -38,7 +44,8 @@ def serve(argv):
     from aiohttp import web
     from webui.app import make_app
     from webui.context import Options
-    app = make_app(Options(args.socket, args.state_dir, args.config, args.firewall_log))
+    app = make_app(Options(args.socket, args.state_dir, args.config, args.firewall_log,
+                           system_config=args.system_config, system_apply=args.system_apply))
     host, port = args.listen
     print("webui: serving http://%s:%d/ (control socket %s, config %s)"
           % (host, port, args.socket, args.config), flush=True)

@@ -7,7 +7,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from webui import auth, views_auth, views_backup, views_certs, views_firmware, views_log, \
-    views_settings, views_status
+    views_settings, views_status, views_system
 from webui.context import CONTEXT_KEY, HERE, Context, ctx_of, render
 
 PUBLIC_PREFIXES = ("/static/",)
@@ -115,5 +115,6 @@ def make_app(options, clock=None):
     views_certs.add_routes(app)
     views_backup.add_routes(app)
     views_firmware.add_routes(app)
+    views_system.add_routes(app)
     app.router.add_static("/static/", os.path.join(HERE, "static"), append_version=False)
     return app

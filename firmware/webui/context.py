@@ -19,13 +19,17 @@ class Options:
     """Command line settings of the web UI (see __main__)."""
 
     def __init__(self, socket_path, state_dir, config_path="/etc/ikecore/ikecore.toml",
-                 firewall_log=None, logread=None, expiry_check_delay_s=60):
+                 firewall_log=None, logread=None, expiry_check_delay_s=60,
+                 system_config="/etc/ikecore/system.conf",
+                 system_apply="/run/ikecore/system-apply"):
         self.socket_path = socket_path
         self.state_dir = state_dir
         self.config_path = config_path
         self.firewall_log = firewall_log
         self.logread = logread
         self.expiry_check_delay_s = expiry_check_delay_s
+        self.system_config = system_config      # views_system: the System page's file
+        self.system_apply = system_apply        # and the FIFO of the root side that applies it
 
 
 class Context:

@@ -63,6 +63,7 @@ class FakeDaemon:
         self.requests = []              # every request received, in order
         self.on_delete = None           # optional hook(sa_id) after the default removal
         self.fail_with = None           # text: answer every request {"ok": false, ...}
+        self.clock_synchronized = False   # the summary's: has NTP set the clock
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -238,7 +239,8 @@ class FakeDaemon:
         return {"peers": len(self._peers()), "peers_by_status": by_status,
                 "ike_sas": len(self.status["ike_sas"]), "ike_sas_by_state": by_state,
                 "sas": len(self.status["sas"]), "admission": self.status.get("admission", {}),
-                "daemon": self.status.get("daemon", {})}
+                "daemon": self.status.get("daemon", {}),
+                "clock_synchronized": self.clock_synchronized}
 
 
 def _selection_problem(request):
