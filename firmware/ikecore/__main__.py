@@ -36,7 +36,7 @@ def parse_args(argv):
     parser.add_argument("--check", action="store_true",
                         help="only validate the configuration file (exit 0 or 2) and stop")
     # Test seam: a module:Class with IkeCore's interface (unit tests of the daemon shell).
-    parser.add_argument("--core", default="ikecore.core:IkeCore", help=argparse.SUPPRESS)
+    parser.add_argument("--core", default="ikecore.protocol.core:IkeCore", help=argparse.SUPPRESS)
     # Measuring (docs/performance.md): cProfile the whole run, stats written to FILE at stop.
     parser.add_argument("--profile", default=None, metavar="FILE", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

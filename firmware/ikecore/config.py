@@ -1,4 +1,4 @@
-"""The configuration file (TOML) -> ikecore.settings.Settings; the ONLY validator.
+"""The configuration file (TOML) -> ikecore.protocol.settings.Settings; the ONLY validator.
 
 The daemon (start and reload) and the web UI's settings pages both come through here, so a value
 the daemon would refuse can never be saved. Every problem is a ConfigError naming the key as a
@@ -13,8 +13,8 @@ import re
 import stat
 import tomllib
 
-from ikecore import settings as S
-from ikecore.proposals import MAX_PROPOSALS
+from ikecore.protocol import settings as S
+from ikecore.protocol.proposals import MAX_PROPOSALS
 
 DEFAULT_SOURCE = "ikecore.toml"
 
@@ -510,7 +510,7 @@ class _Checker:
         return S.Identity(id_type, text)
 
     def peer(self, path, entry):
-        from ikecore import proposals
+        from ikecore.protocol import proposals
         self.table(path, entry, PEER_KEYS)
         for required in ("name", "remote_gateway"):
             if required not in entry:
@@ -662,7 +662,7 @@ class _Checker:
         return delay, timeout
 
     def connection(self, path, entry, peers):
-        from ikecore import proposals
+        from ikecore.protocol import proposals
         self.table(path, entry, CONNECTION_KEYS)
         for required in ("name", "peer", "local_net", "remote_net"):
             if required not in entry:

@@ -21,7 +21,7 @@ import os
 import time
 
 from ikecore.driver import PAGE_LIMIT_MAX, RequestError
-from ikecore.status import PEER_STATUSES
+from ikecore.protocol.status import PEER_STATUSES
 
 MAX_REQUEST = 64 * 1024
 SUBSCRIBER_BUFFER_MAX = 1 << 20   # a subscriber that stops reading is dropped past this

@@ -1,7 +1,7 @@
 """The daemon's crypto provider (CPython only), on public APIs only.
 
 Three sources, all OpenSSL underneath; this file adapts names, formats and errors to the
-`ikecore.crypto.CryptoProvider` interface and writes no primitive itself:
+`ikecore.protocol.crypto.CryptoProvider` interface and writes no primitive itself:
   * hash / PRF: the standard library's hashlib / hmac (OpenSSL's digests, one C call each);
   * CBC, MODP Diffie-Hellman and the raw RSA signature IKEv1 needs: OpenSSL's public C API
     through our own ctypes binding (`ikecore.libcrypto`). MODP is OpenSSL's constant-time
@@ -17,8 +17,9 @@ import hashlib
 import hmac
 import os
 
-from . import crypto, libcrypto
-from .crypto import CryptoError
+from . import libcrypto
+from .protocol import crypto
+from .protocol.crypto import CryptoError
 
 _HASHES = {
     "md5": hashlib.md5,

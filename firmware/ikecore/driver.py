@@ -17,8 +17,9 @@ import socket
 import struct
 import time
 
-from ikecore import config, events, fragments
-from ikecore import settings as S
+from ikecore import config
+from ikecore.protocol import events, fragments
+from ikecore.protocol import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
 

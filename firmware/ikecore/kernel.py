@@ -59,8 +59,8 @@ def describe_bypass(bypass):
 
 
 class KernelBackend:
-    """The interface (docs/architecture.md). Connections are ikecore.settings.Connection,
-    SAs ikecore.events.ChildSa. All methods are synchronous and quick (a netlink round trip)."""
+    """The interface (docs/architecture.md). Connections are ikecore.protocol.settings.Connection,
+    SAs ikecore.protocol.events.ChildSa. All methods are synchronous and quick (a netlink round trip)."""
 
     name = "abstract"
 

@@ -16,7 +16,7 @@ Every pointer result is declared c_void_p: ctypes' default int would truncate it
 import ctypes
 import ctypes.util
 
-from .crypto import CryptoError
+from .protocol.crypto import CryptoError
 
 c_int, c_void_p, c_char_p, c_size_t, c_ulong = (ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
                                                  ctypes.c_size_t, ctypes.c_ulong)

@@ -15,7 +15,7 @@ import errno
 import os
 import socket
 
-from ikecore import proposals
+from ikecore.protocol import proposals
 from ikecore import xfrm_messages as m
 from ikecore.kernel import KernelBackend, sa_key
 

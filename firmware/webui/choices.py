@@ -1,6 +1,6 @@
 """Dropdown choices of the settings pages, taken from ikecore (never a list of our own), so the
 pages offer exactly what the daemon supports."""
-from ikecore import proposals, settings
+from ikecore.protocol import proposals, settings
 
 PHASE1_MODES = settings.PHASE1_MODES
 ACT_AS = settings.ACT_AS

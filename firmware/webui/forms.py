@@ -9,7 +9,7 @@ one name, a list in the values given to the template.
 import copy
 import re
 
-from ikecore.proposals import MAX_PROPOSALS as PROPOSAL_SLOTS
+from ikecore.protocol.proposals import MAX_PROPOSALS as PROPOSAL_SLOTS
 
 INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 FIELD_ALIASES = {"psk_file": "psk"}     # keys without a field of their own

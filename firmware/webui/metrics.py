@@ -8,8 +8,8 @@ otherwise pull ~4 MB of status and expose ~100,000 series per scrape.
 """
 import re
 
-from ikecore.states import status_text
-from ikecore.status import PEER_STATUSES
+from ikecore.protocol.states import status_text
+from ikecore.protocol.status import PEER_STATUSES
 
 PER_SA_ROWS_MAX = 1000
 
@@ -87,7 +87,7 @@ def render(summary, status=None, up=True, certificates=(), crls=()):
     return "\n".join(out) + "\n"
 
 
-# (summary key, limit key, metric name, help): the admission control bounds (ikecore.admission)
+# (summary key, limit key, metric name, help): the admission control bounds (ikecore.protocol.admission)
 ADMISSION_GAUGES = (
     ("half_open", "half_open_limit", "ikecore_admission_half_open",
      "Responder IKE SAs not yet authenticated (half-open)."),

@@ -3,7 +3,7 @@
 The daemon reports machine values (DESIGN.md status shape); the page shows them as the seed
 defines each column: "Negotiating(5)", "Incoming", "Far end", seconds as plain numbers.
 """
-from ikecore.status import PEER_STATUSES  # noqa: F401 (the status page's status choice)
+from ikecore.protocol.status import PEER_STATUSES  # noqa: F401 (the status page's status choice)
 
 NAT_T_TEXT = {"none": "none", "far end": "Far end", "near end": "Near end"}
 DIRECTION_TEXT = {"incoming": "Incoming", "outgoing": "Outgoing", "in": "Incoming",

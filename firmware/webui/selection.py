@@ -7,7 +7,7 @@ An empty value counts as not given (a form's blank filter or "any status").
 import re
 
 from ikecore.driver import PAGE_LIMIT_MAX
-from ikecore.status import PEER_STATUSES
+from ikecore.protocol.status import PEER_STATUSES
 
 PAGING_KEYS = ("offset", "limit", "filter", "status")
 KEYS = ("peer",) + PAGING_KEYS

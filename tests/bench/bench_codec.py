@@ -16,9 +16,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "firmware"))
 
-from ikecore import consts as C  # noqa: E402
-from ikecore import natt, vendor  # noqa: E402
-from ikecore.codec import (  # noqa: E402
+from ikecore.protocol import consts as C  # noqa: E402
+from ikecore.protocol import natt, vendor  # noqa: E402
+from ikecore.protocol.codec import (  # noqa: E402
     HashPayload, IdPayload, KePayload, Message, NatDPayload, NoncePayload, Proposal, SaPayload,
     Transform, VendorPayload, decode_message, decode_payloads, encode_message, encode_payloads,
 )

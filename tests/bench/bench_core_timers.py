@@ -14,10 +14,10 @@ Prints only (no assertions). Run with PYTHONPATH pointing at the firmware tree t
 import argparse
 import time
 
-from ikecore import proposals
-from ikecore.core import IkeCore
+from ikecore.protocol import proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
-from ikecore.settings import Connection, Peer, Settings
+from ikecore.protocol.settings import Connection, Peer, Settings
 
 HUB = "10.0.0.1"
 

@@ -30,7 +30,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, FIRMWARE)
 
 import bench_daemon_memory  # noqa: E402
-from ikecore import crypto, libcrypto  # noqa: E402
+from ikecore import libcrypto  # noqa: E402
+from ikecore.protocol import crypto  # noqa: E402
 from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
 
 GROUP = "modp2048"

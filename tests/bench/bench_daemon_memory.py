@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
 
 from ikecore import config  # noqa: E402
-from ikecore.core import IkeCore  # noqa: E402
+from ikecore.protocol.core import IkeCore  # noqa: E402
 from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"

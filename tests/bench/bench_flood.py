@@ -6,7 +6,7 @@ message with a fresh cookie: tests/daemon/spray.py, our own core writes them) an
 more branch sets up its tunnel. Two shapes, each with fresh daemons: from ONE address (a peer
 the hub has, so the hub parses and answers) and from MANY (1,000 + 100 addresses the hub has
 peers for, 20 messages each). Both hubs run with the same bounds on half-open IKE SAs: ours'
-built-in ones (ikecore.admission), given to charon as init_limit_half_open / block_threshold.
+built-in ones (ikecore.protocol.admission), given to charon as init_limit_half_open / block_threshold.
 Every branch tunnel ends at its own hub address (our daemon refuses two peers with one gateway,
 and the branches are one daemon); the spray goes to the first.
 Printed for each hub: established tunnels lost, how long the new branch took, the hub's CPU over
@@ -36,7 +36,7 @@ import vici  # noqa: E402
 from charon import LOG_QUIET, Charon, Child, Conn  # noqa: E402
 from ours import OurDaemon, connection_entry, daemon_available, peer_entry  # noqa: E402
 
-from ikecore import admission  # noqa: E402
+from ikecore.protocol import admission  # noqa: E402
 
 MAIN_SOURCES, AGGRESSIVE_SOURCES, PER_SOURCE = 1000, 100, 20
 SHAPES = ("one address", "many addresses")

@@ -20,11 +20,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "firmware"))
 HARNESS = os.path.join(ROOT, "tests", "micropython")
 
-from ikecore import crypto, proposals  # noqa: E402
-from ikecore.core import IkeCore  # noqa: E402
-from ikecore.crypto_micropython import MicroPythonProvider  # noqa: E402
-from ikecore.events import InstallChildSa  # noqa: E402
-from ikecore.settings import Connection, Identity, Peer, Settings  # noqa: E402
+from ikecore.protocol import crypto, proposals  # noqa: E402
+from ikecore.protocol.core import IkeCore  # noqa: E402
+from ikecore.protocol.crypto_micropython import MicroPythonProvider  # noqa: E402
+from ikecore.protocol.events import InstallChildSa  # noqa: E402
+from ikecore.protocol.settings import Connection, Identity, Peer, Settings  # noqa: E402
 
 IKE, ESP, PFS, PSK = "aes128-sha256-modp2048", "aes128-sha256", "modp2048", "bench"
 

@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 
-from ikecore.status import PEER_STATUSES
+from ikecore.protocol.status import PEER_STATUSES
 
 PAGE_LIMIT_MAX = 1000
 RANK = {"Idle": 0, "Negotiating": 1, "Activated": 2}

@@ -13,10 +13,10 @@ import socket
 import sys
 import time
 
-from ikecore import proposals
-from ikecore.core import IkeCore
+from ikecore.protocol import proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
-from ikecore.settings import Connection, Identity, Peer, Settings
+from ikecore.protocol.settings import Connection, Identity, Peer, Settings
 
 PAUSE_S = float(os.environ.get("SPRAY_PAUSE_S", "0.05"))
 

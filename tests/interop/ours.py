@@ -26,7 +26,7 @@ class DaemonError(RuntimeError):
 
 def daemon_available():
     """(ok, reason): whether the daemon's entry points exist in this checkout yet."""
-    for module in ("__main__.py", "ctl.py", "core.py", "driver.py", "control.py"):
+    for module in ("__main__.py", "ctl.py", "protocol/core.py", "driver.py", "control.py"):
         if not os.path.exists(os.path.join(FIRMWARE, "ikecore", module)):
             return False, "firmware/ikecore/%s is not there yet" % module
     return True, ""

@@ -3,7 +3,7 @@
 
 Each case names the state number the seed's table predicts for the message at which the
 negotiation breaks (docs/interop.md explains each one with what charon does). A failure does not
-move the state (ikecore.states), so the number read once the failure is diagnosed is the stop.
+move the state (ikecore.protocol.states), so the number read once the failure is diagnosed is the stop.
 
 charon runs with kernel-netlink here (no NAT-T, plain UDP 500): none of these cases gets as far as
 installing a CHILD_SA, so the data plane does not matter, and no float to 4500 blurs the exchange.

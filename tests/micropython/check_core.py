@@ -4,8 +4,8 @@
 import json
 import time
 
-from ikecore import codec, fragments, keymat, proposals
-from ikecore.crypto_micropython import MicroPythonProvider
+from ikecore.protocol import codec, fragments, keymat, proposals
+from ikecore.protocol.crypto_micropython import MicroPythonProvider
 
 IN = json.loads(open("/input.json").read())
 H = bytes.fromhex

@@ -8,11 +8,11 @@
 import json
 import time
 
-from ikecore import proposals
-from ikecore.core import IkeCore
-from ikecore.crypto_micropython import MicroPythonProvider
-from ikecore.events import IkeSaChanged, InstallChildSa, Log
-from ikecore.settings import Identity, Peer, Settings, pair_connections
+from ikecore.protocol import proposals
+from ikecore.protocol.core import IkeCore
+from ikecore.protocol.crypto_micropython import MicroPythonProvider
+from ikecore.protocol.events import IkeSaChanged, InstallChildSa, Log
+from ikecore.protocol.settings import Identity, Peer, Settings, pair_connections
 
 IN = json.loads(open("/input.json").read())
 A_ADDR, B_ADDR = "192.0.2.1", "192.0.2.2"

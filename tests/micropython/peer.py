@@ -8,11 +8,11 @@
 # "status": status() or null}.
 import json
 
-from ikecore import proposals
-from ikecore.core import IkeCore
-from ikecore.crypto_micropython import MicroPythonProvider
-from ikecore.events import IkeSaChanged, InstallChildSa, Log
-from ikecore.settings import Connection, Identity, Peer, Settings
+from ikecore.protocol import proposals
+from ikecore.protocol.core import IkeCore
+from ikecore.protocol.crypto_micropython import MicroPythonProvider
+from ikecore.protocol.events import IkeSaChanged, InstallChildSa, Log
+from ikecore.protocol.settings import Connection, Identity, Peer, Settings
 
 IN = json.loads(open("/input.json").read())
 me, other = IN["me"], IN["other"]

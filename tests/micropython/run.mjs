@@ -4,9 +4,9 @@
 //   node run.mjs SCRIPT.py [INPUT.json]
 //   node run.mjs --serve SCRIPT.py [INPUT.json]
 //
-// The portable modules listed in portable-modules.json are copied from firmware/ikecore/ into
-// /lib/ikecore/ (on MicroPython's sys.path). The package's own __init__.py is CPython-only (it
-// edits sys.path with os.path), so an empty one stands in. INPUT.json, if given, is copied to
+// The portable core, every module of firmware/ikecore/protocol/, is copied into
+// /lib/ikecore/protocol/ (/lib is on MicroPython's sys.path). The host package's own __init__.py
+// is not part of the core, so an empty one stands in for it. INPUT.json, if given, is copied to
 // /input.json for the script to read. Exit status: 0 when the script ran to the end, 1 when it
 // raised (the Python exception is printed on stderr).
 // --serve: after the script ran, each line read from stdin is passed to the script's function
@@ -18,7 +18,7 @@ import { fileURLToPath } from "url";
 import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const firmware = path.resolve(here, "..", "..", "firmware", "ikecore");
+const core = path.resolve(here, "..", "..", "firmware", "ikecore", "protocol");
 const args = process.argv.slice(2);
 const serve = args[0] === "--serve";
 const [script, input] = serve ? args.slice(1) : args;
@@ -34,16 +34,12 @@ const mp = await loadMicroPython({
   stderr: (line) => process.stderr.write(line + "\n"),
 });
 
-const { modules } = JSON.parse(fs.readFileSync(path.join(here, "portable-modules.json"), "utf8"));
-mp.FS.mkdirTree("/lib/ikecore");
-mp.FS.writeFile("/lib/ikecore/__init__.py", "# portable stand-in for the CPython package init\n");
+mp.FS.mkdirTree("/lib/ikecore/protocol");
+mp.FS.writeFile("/lib/ikecore/__init__.py", "# stand-in for the host package's init\n");
 const installed = [];
-for (const name of modules) {
-  const file = path.join(firmware, name + ".py");
-  if (fs.existsSync(file)) {
-    mp.FS.writeFile(`/lib/ikecore/${name}.py`, fs.readFileSync(file));
-    installed.push(name);
-  }
+for (const file of fs.readdirSync(core).filter((f) => f.endsWith(".py")).sort()) {
+  mp.FS.writeFile(`/lib/ikecore/protocol/${file}`, fs.readFileSync(path.join(core, file)));
+  if (file !== "__init__.py") installed.push(file.slice(0, -3));
 }
 if (input) mp.FS.writeFile("/input.json", fs.readFileSync(input));
 mp.FS.writeFile("/installed.json", JSON.stringify(installed));

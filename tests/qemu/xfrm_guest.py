@@ -21,8 +21,8 @@ import time
 import traceback
 from contextlib import contextmanager
 
-from ikecore.events import ChildSa
-from ikecore.settings import Connection
+from ikecore.protocol.events import ChildSa
+from ikecore.protocol.settings import Connection
 from ikecore.xfrm import XfrmBackend, xfrm_stat
 
 GW_A, GW_B = "198.51.100.1", "198.51.100.2"

@@ -3,10 +3,10 @@ joined by a link that moves datagrams between them (aioquic style). Everything h
 namespaced `ike_*` so other unit tests in this directory are not affected."""
 import pytest
 
-from ikecore import events, proposals
-from ikecore.core import IkeCore
+from ikecore.protocol import events, proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
-from ikecore.settings import Connection, Identity, Peer, Settings
+from ikecore.protocol.settings import Connection, Identity, Peer, Settings
 
 GW_A = "192.0.2.1"          # "us" in most tests
 GW_B = "198.51.100.2"       # the remote gateway

@@ -4,7 +4,7 @@ It negotiates nothing: `initiate` makes an Activated IKE SA and one ESP SA pair 
 `receive_datagram` answers b"ping" with b"pong" and raises on b"boom" (a core bug or
 malformed input escaping the core), and a timer fires once after start so re-arming is seen.
 """
-from ikecore import events
+from ikecore.protocol import events
 
 
 class FakeCore:

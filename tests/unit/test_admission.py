@@ -4,10 +4,10 @@ total, a spray of first messages leaves established tunnels alone and lets a new
 Diffie-Hellman computations a spray can cause are bounded, and the log says so once."""
 import pytest
 
-from ikecore import admission, events, proposals
-from ikecore.core import IkeCore
+from ikecore.protocol import admission, events, proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
-from ikecore.settings import Connection, Peer, Settings
+from ikecore.protocol.settings import Connection, Peer, Settings
 
 HUB = "10.0.0.1"
 CRYPTO = CryptographyProvider()

@@ -3,8 +3,8 @@ datagram can be malformed (each must raise MalformedMessage with the notify RFC 
 
 import pytest
 
-from ikecore import consts as C
-from ikecore.codec import (
+from ikecore.protocol import consts as C
+from ikecore.protocol.codec import (
     Attribute, CertPayload, CrPayload, DeletePayload, HashPayload, IdPayload, KePayload,
     MalformedMessage, Message, NatDPayload, NatOaPayload, NoncePayload, NotifyPayload, Proposal,
     SaPayload, SigPayload, Transform, VendorPayload, decode_header, decode_message,
@@ -420,7 +420,7 @@ def test_malformed_message_str_names_the_notify():
 
 
 def test_payload_spans_give_the_raw_bytes_the_hashes_need():
-    from ikecore.codec import payload_spans
+    from ikecore.protocol.codec import payload_spans
     spans, end = payload_spans(C.PT_HASH, QM1_PLAIN)
     assert [t for t, _, _ in spans] == [C.PT_HASH, C.PT_SA, C.PT_NONCE, C.PT_ID, C.PT_ID]
     assert end == len(QM1_PLAIN) - 4                       # padding after the chain
@@ -441,7 +441,7 @@ def test_payload_spans_give_the_raw_bytes_the_hashes_need():
 # installs): decodes every datagram it is given and reports what CPython reports below.
 MICROPYTHON_SCRIPT = r'''
 import json
-from ikecore import codec, natt, vendor
+from ikecore.protocol import codec, natt, vendor
 import hashlib
 IN = json.loads(open("/input.json").read())
 results = []
@@ -489,7 +489,7 @@ def _datagram_corpus():
 
 def _cpython_answers(corpus, inputs):
     import hashlib
-    from ikecore import natt, vendor
+    from ikecore.protocol import natt, vendor
     results = []
     for data in corpus:
         try:
@@ -513,7 +513,7 @@ def test_codec_natt_vendor_give_the_same_answers_under_micropython(tmp_path):
     import os
     import shutil
     import subprocess
-    from ikecore import natt, vendor
+    from ikecore.protocol import natt, vendor
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     harness = os.path.join(root, "tests", "micropython")
     node = shutil.which("node")

@@ -7,8 +7,8 @@ bytes; valid messages built from objects survive encode -> decode -> encode unch
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ikecore import consts as C
-from ikecore.codec import (
+from ikecore.protocol import consts as C
+from ikecore.protocol.codec import (
     Attribute, CertPayload, CrPayload, DeletePayload, HashPayload, IdPayload, KePayload,
     MalformedMessage, Message, NatDPayload, NatOaPayload, NoncePayload, NotifyPayload, Proposal,
     SaPayload, SigPayload, Transform, VendorPayload, decode_message, decode_payloads, encode_message, payload_spans,

@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from ikecore import crypto, crypto_cryptography
-from ikecore.crypto import CryptoError
+from ikecore import crypto_cryptography
+from ikecore.protocol import crypto
+from ikecore.protocol.crypto import CryptoError
 from ikecore.crypto_cryptography import CryptographyProvider
 
 P = CryptographyProvider()
@@ -183,7 +184,7 @@ def test_hot_path_does_not_import_x509_or_the_openssl_backend():
             "print(sorted(m for m in sys.modules if m.startswith(('cryptography.x509', "
             "'cryptography.hazmat.backends'))))")
     import os
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(crypto.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(crypto.__file__))))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
@@ -294,7 +295,7 @@ def test_base_provider_says_what_is_missing():
 
 
 # -- the portable MicroPython provider, run under CPython (whose hashlib has every hash) -------------
-from ikecore.crypto_micropython import MicroPythonProvider, STANDIN_CIPHER  # noqa: E402
+from ikecore.protocol.crypto_micropython import MicroPythonProvider, STANDIN_CIPHER  # noqa: E402
 
 MP = MicroPythonProvider(standin_for=("aes128", "3des"))
 
@@ -378,10 +379,10 @@ def test_rsa_sign_refuses_an_encrypted_key_without_asking_for_a_passphrase(pki, 
                                          serialization.BestAvailableEncryption(b"secret"))
     (tmp_path / "key.pem").write_bytes(encrypted)
     code = ("import sys; from ikecore.crypto_cryptography import CryptographyProvider as C\n"
-            "from ikecore.crypto import CryptoError\n"
+            "from ikecore.protocol.crypto import CryptoError\n"
             "try: C().sign('rsa', open(sys.argv[1], 'rb').read(), bytes(20))\n"
             "except CryptoError as exc: print('refused:', exc)\n")
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(crypto.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(crypto.__file__))))
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "key.pem")], env=env,
                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
                          start_new_session=True)

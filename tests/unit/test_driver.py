@@ -234,7 +234,7 @@ def test_clock_stamp_turns_date_checks_on_and_changed_crls_are_reloaded(tmp_path
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from ikecore import driver as driver_module
-    from ikecore.settings import Peer
+    from ikecore.protocol.settings import Peer
 
     stamp = tmp_path / "clock-synced"
     monkeypatch.setattr(driver_module, "CLOCK_SYNCED_FILE", str(stamp))
@@ -280,7 +280,7 @@ def test_clock_stamp_turns_date_checks_on_and_changed_crls_are_reloaded(tmp_path
 def test_dns_named_gateways_are_resolved_without_blocking_and_failures_are_diagnosed():
     """A real core: a DNS-named peer acting on traffic is looked up at start (its trap
     policies need the address), an unresolvable one is shown, not a crash."""
-    from ikecore.core import IkeCore
+    from ikecore.protocol.core import IkeCore
     from ikecore.crypto_cryptography import CryptographyProvider
     text = CONFIG.replace('"127.0.0.2"', '"hub.example.net"').replace(
         'act_as = "initiator"', 'act_as = "both"').replace('"127.0.0.3"', '"gone.example.net"')

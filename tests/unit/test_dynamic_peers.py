@@ -4,10 +4,11 @@ DNS-named gateways resolved by the driver. Sans-IO cores, bytes and a hand-stepp
 wire is `Wire` below: several cores by address, branches optionally behind one masquerading NAT."""
 import pytest
 
-from ikecore import config, events, proposals
-from ikecore.core import IkeCore
+from ikecore import config
+from ikecore.protocol import events, proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
-from ikecore.settings import ANY_GATEWAY, Connection, Identity, Peer, Settings
+from ikecore.protocol.settings import ANY_GATEWAY, Connection, Identity, Peer, Settings
 
 HUB = "192.0.2.1"
 NAT = "203.0.113.9"          # the branches' carrier NAT, as the hub sees them

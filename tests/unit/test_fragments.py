@@ -5,8 +5,9 @@ import random
 
 import pytest
 
-from ikecore import codec, config, fragments, vendor
-from ikecore import consts as C
+from ikecore import config
+from ikecore.protocol import codec, fragments, vendor
+from ikecore.protocol import consts as C
 from ikecore.config import ConfigError
 
 ICKY, RCKY = b"\x11" * 8, b"\x22" * 8
@@ -87,7 +88,7 @@ def test_split_fits_the_path_and_numbers_from_one(natt):
 
 
 def test_retransmission_sends_the_same_fragments_and_a_new_message_a_new_id():
-    from ikecore.settings import Peer
+    from ikecore.protocol.settings import Peer
     peer = Peer("p", "198.51.100.2", [], fragmentation="yes", fragment_size=576)
     counters = fragments.new_counters()
     out = fragments.Outgoing(peer, counters)
@@ -106,7 +107,7 @@ def test_retransmission_sends_the_same_fragments_and_a_new_message_a_new_id():
     ("yes", False, False), ("yes", True, True), ("accept", True, False), ("no", True, False),
     ("force", False, True)])
 def test_modes_decide_when_ours_are_fragmented(mode, announced, fragmented):
-    from ikecore.settings import Peer
+    from ikecore.protocol.settings import Peer
     peer = Peer("p", "198.51.100.2", [], fragmentation=mode)
     out = fragments.Outgoing(peer, fragments.new_counters())
     if announced:
@@ -263,7 +264,7 @@ def test_malformed_fragments_are_diagnosed(datagrams, reason):
 
 # -- through the core: two cores, RSA certificates, a small path ---------------------------------
 def _rsa_pair(ike_link_factory, ike_pki, a=("yes", 576), b=("yes", 576), mode="main"):
-    from ikecore.settings import Identity
+    from ikecore.protocol.settings import Identity
     link = ike_link_factory(
         both={"mode": mode},
         a_kwargs=dict(ike_pki.side("A"), remote_id=Identity("dn", "C=CH, O=ikecore test, CN=gw-b")),

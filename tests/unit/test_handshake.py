@@ -3,9 +3,9 @@
 Message flows are written as in RFC 2409; A is the initiator unless a test says otherwise."""
 import pytest
 
-from ikecore import consts as C
-from ikecore import codec
-from ikecore.settings import Identity
+from ikecore.protocol import consts as C
+from ikecore.protocol import codec
+from ikecore.protocol.settings import Identity
 
 
 def _exchanges(link):
@@ -129,8 +129,8 @@ def test_quick_mode_protocols_and_pfs(ike_link_factory, pfs, protocol, children)
 
 
 def test_several_quick_modes_per_ike_sa(ike_link_factory):
-    from ikecore.settings import Connection
-    from ikecore import proposals
+    from ikecore.protocol.settings import Connection
+    from ikecore.protocol import proposals
     extra_a = Connection("lan2", "peer", "192.168.7.0/24", "10.7.0.0/24",
                          [proposals.parse_child("aes256-sha256")], pfs="modp1024")
     extra_b = Connection("lan2", "peer", "10.7.0.0/24", "192.168.7.0/24",
@@ -256,7 +256,7 @@ def test_no_nat_means_no_float(ike_link_factory):
 @pytest.mark.parametrize("mode", ["main", "aggressive"])
 @pytest.mark.parametrize("initiator", ["A", "B"])
 def test_rsa_signatures_with_certificates(ike_link_factory, ike_pki, mode, initiator):
-    from ikecore.settings import Identity
+    from ikecore.protocol.settings import Identity
     link = ike_link_factory(
         both={"mode": mode},
         a_kwargs=dict(ike_pki.side("A"), remote_id=Identity("dn", "C=CH, O=ikecore test, CN=gw-b")),

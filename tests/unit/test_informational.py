@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from ikecore import codec, consts as C, events
-from ikecore.core import OUTBOUND_SWITCH_DELAY_S
-from ikecore.ikesa import RETRANSMIT_DELAYS
+from ikecore.protocol import codec, consts as C, events
+from ikecore.protocol.core import OUTBOUND_SWITCH_DELAY_S
+from ikecore.protocol.ikesa import RETRANSMIT_DELAYS
 
 
 def _up(link, who="A"):
@@ -54,7 +54,7 @@ def test_delete_ike_sa_both_ways(ike_link_factory, who):
 def _peer_sends_delete(link, spi):
     """B's IKE SA sends HDR*, HASH(1), D(ESP, spi) --> without touching its own SAs (as charon
     does after its kernel refused its half of the pair)."""
-    from ikecore import informational
+    from ikecore.protocol import informational
     sa_b = next(iter(link.b.ike_sas.values()))
     informational.send_delete_children(sa_b, C.PROTO_IPSEC_ESP, [spi.to_bytes(4, "big")],
                                        link.clock.now)
@@ -262,7 +262,7 @@ def test_initial_contact_drops_the_peers_old_sas(ike_link_factory):
     _up(link)
     link.step(100)
     # A "reboots": a fresh core with the same settings starts over
-    from ikecore.core import IkeCore
+    from ikecore.protocol.core import IkeCore
     link.a = IkeCore(link.a.settings, link.crypto, link.clock.now)
     link.events["A"] = []
     link.a.initiate("lan", link.clock.now)
@@ -281,7 +281,7 @@ def test_reconfigure_keeps_unchanged_tunnels(ike_link_factory):
     link.a.reconfigure(same, link.clock.now)
     link.flush()
     assert len(link.sas("A")) == 2
-    from ikecore import proposals
+    from ikecore.protocol import proposals
     changed = copy.copy(link.a.settings)
     changed.connections = dict(changed.connections)
     conn = copy.copy(changed.connections["lan"])
@@ -390,7 +390,7 @@ def test_bit_flips_in_every_message_never_crash(ike_link_factory, mode):
 
 
 def test_malformed_phase1_message_answered_once_in_clear(ike_link_factory):
-    from ikecore import codec as _codec
+    from ikecore.protocol import codec as _codec
     link = ike_link_factory()
     link.a.initiate("lan", link.clock.now)
     link.flush(drop=lambda who, n, d: who == "A" and n >= 1)      # B waits for message 3
@@ -415,7 +415,7 @@ def test_malformed_phase1_message_answered_once_in_clear(ike_link_factory):
 @pytest.mark.parametrize("exchange", [C.EXCHANGE_QUICK, C.EXCHANGE_INFORMATIONAL,
                                       C.EXCHANGE_MAIN, C.EXCHANGE_TRANSACTION])
 def test_garbage_under_valid_cookies_is_handled_without_internal_errors(ike_link_factory, exchange):
-    from ikecore import codec as _codec
+    from ikecore.protocol import codec as _codec
     rnd = random.Random(exchange)
     link = ike_link_factory()
     _up(link)
@@ -439,7 +439,7 @@ def test_garbage_under_valid_cookies_is_handled_without_internal_errors(ike_link
 
 
 def test_reconfigure_without_the_peer_takes_it_down(ike_link_factory):
-    from ikecore.settings import Settings
+    from ikecore.protocol.settings import Settings
     link = ike_link_factory()
     _up(link)
     link.a.reconfigure(Settings(), link.clock.now)

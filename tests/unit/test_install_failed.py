@@ -8,7 +8,7 @@ install that raises is reported back with core.install_failed); side B records a
 """
 import pytest
 
-from ikecore import codec, consts as C, events
+from ikecore.protocol import codec, consts as C, events
 from ikecore.kernel import RecordingBackend
 
 

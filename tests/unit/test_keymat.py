@@ -5,7 +5,7 @@ import hmac
 
 import pytest
 
-from ikecore import keymat
+from ikecore.protocol import keymat
 from ikecore.crypto_cryptography import CryptographyProvider
 
 C = CryptographyProvider()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ikecore import codec, crypto, keymat, proposals
+from ikecore.protocol import codec, crypto, keymat, proposals
 from ikecore.crypto_cryptography import CryptographyProvider
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,7 +81,7 @@ def test_codec_round_trips_under_micropython(core_run):
 
 
 def test_fragments_split_and_reassemble_under_micropython(core_run):
-    from ikecore import fragments
+    from ikecore.protocol import fragments
     inputs, out, _ = core_run
     big = codec.encode_message(codec.Message(2, H(inputs["cky_i"]), H(inputs["cky_r"]), payloads=[
         codec.VendorPayload(H(inputs["ni"]) * 64)]))
@@ -130,8 +130,6 @@ def test_modexp_timing_micropython_vs_cpython(core_run):
 @pytest.fixture(scope="module")
 def handshakes(tmp_path_factory):
     """One MicroPython run of handshake.py with three negotiations between two IkeCore instances."""
-    if not os.path.exists(os.path.join(ROOT, "firmware", "ikecore", "core.py")):
-        pytest.skip("ikecore/core.py does not exist yet")
     return run_micropython("handshake.py", {
         "ike": "aes128-sha256-modp2048", "esp": "aes128-sha256", "pfs": "modp2048",
         "scenarios": [
@@ -236,9 +234,9 @@ class MicroPythonPeer:
 
 
 def _cpython_core(me, other, act_as, mode, psk):
-    from ikecore.core import IkeCore
-    from ikecore.crypto_micropython import MicroPythonProvider
-    from ikecore.settings import Connection, Identity, Peer, Settings
+    from ikecore.protocol.core import IkeCore
+    from ikecore.protocol.crypto_micropython import MicroPythonProvider
+    from ikecore.protocol.settings import Connection, Identity, Peer, Settings
     peer = Peer(name="to-" + other, remote_gateway=other, local_address=me, act_as=act_as,
                 proposals=[proposals.parse_ike("aes128-sha256-modp2048")], auth="psk",
                 phase1_mode=mode, psk=psk, local_id=Identity("ipv4", me),
@@ -253,9 +251,7 @@ def _cpython_core(me, other, act_as, mode, psk):
 
 
 def _cross_interpreter_handshake(mode, cpython_initiates, tmp_path):
-    from ikecore.events import InstallChildSa
-    if not os.path.exists(os.path.join(ROOT, "firmware", "ikecore", "core.py")):
-        pytest.skip("ikecore/core.py does not exist yet")
+    from ikecore.protocol.events import InstallChildSa
     ours = _cpython_core("192.0.2.1", "192.0.2.2", "both" if cpython_initiates else "responder",
                          mode, b"shared secret")
     theirs = MicroPythonPeer({

@@ -2,7 +2,7 @@
 diagnosis line (VPN log at error level and the IKE SA's last_error)."""
 import pytest
 
-from ikecore.ikesa import RETRANSMIT_DELAYS
+from ikecore.protocol.ikesa import RETRANSMIT_DELAYS
 
 GIVE_UP = sum(RETRANSMIT_DELAYS) + 1
 OTHER = {"A": "B", "B": "A"}
@@ -301,7 +301,7 @@ def test_silent_peer_after_message_5_is_named_within_seconds(ike_link_factory):
 def test_authentication_failed_from_a_peer_that_read_our_message(ike_link_factory, mode, state):
     """What charon answers when no configuration takes our ID, or its configuration uses the
     other mode: AUTHENTICATION-FAILED after decrypting our message. Both causes are named."""
-    from ikecore import codec, consts as C
+    from ikecore.protocol import codec, consts as C
     link = ike_link_factory(both={"mode": mode})
     link.a.initiate("lan", link.clock.now)
     # let B's answers through up to the message that A's state waits on

@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from ikecore import consts as C
-from ikecore import natt, vendor
-from ikecore.codec import (
+from ikecore.protocol import consts as C
+from ikecore.protocol import natt, vendor
+from ikecore.protocol.codec import (
     MalformedMessage, Message, NatDPayload, NatOaPayload, NoncePayload, KePayload, VendorPayload,
     decode_message, encode_message,
 )
@@ -276,8 +276,8 @@ def test_session_without_nat_or_without_nat_t():
 # message 2 (charon's first transform, the RFC 3947 VID), receives message 3 and prints all bytes.
 RESPONDER = r'''
 import json, os, socket, sys
-from ikecore import codec, natt
-from ikecore import consts as C
+from ikecore.protocol import codec, natt
+from ikecore.protocol import consts as C
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.bind((sys.argv[1], 500))
 sock.settimeout(20)

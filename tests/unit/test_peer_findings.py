@@ -2,10 +2,10 @@
 itself). DPD advertised with our probing off; the lifetime in force (RESPONDER-LIFETIME in phase
 1, learned from the peer's rekey or delete); aggressive mode met with silence; NO-PROPOSAL-CHOSEN
 for an offer a default would accept."""
-from ikecore import codec, vendor
-from ikecore import consts as C
-from ikecore import proposals
-from ikecore.ikesa import RETRANSMIT_DELAYS
+from ikecore.protocol import codec, vendor
+from ikecore.protocol import consts as C
+from ikecore.protocol import proposals
+from ikecore.protocol.ikesa import RETRANSMIT_DELAYS
 
 GIVE_UP = sum(RETRANSMIT_DELAYS) + 1
 

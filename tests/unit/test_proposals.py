@@ -1,7 +1,7 @@
 """Proposal names, transform attributes and matching (RFC 2409 App. A, RFC 2407 4.4-4.5)."""
 import pytest
 
-from ikecore import proposals as P
+from ikecore.protocol import proposals as P
 
 
 # -- names ------------------------------------------------------------------------------------------

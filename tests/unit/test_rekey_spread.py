@@ -7,9 +7,9 @@ renews in (lifetime - 2m, lifetime - m], the responder (only if the initiator di
 seeded here so that every run draws the same times."""
 import random
 
-from ikecore import proposals
-from ikecore.ikesa import rekey_after, rekey_margin
-from ikecore.settings import Connection
+from ikecore.protocol import proposals
+from ikecore.protocol.ikesa import rekey_after, rekey_margin
+from ikecore.protocol.settings import Connection
 
 TUNNELS = 40
 CHILD_LIFETIME_S = 3600           # margin 360 s

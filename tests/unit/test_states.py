@@ -1,7 +1,7 @@
 """The seed's negotiation state numbers and the transition tables."""
 import pytest
 
-from ikecore import states
+from ikecore.protocol import states
 
 SEED = {  # the seed's table, column by column: number -> meaning
     ("main", "initiator"): [0, 1, 3, 4, 5, 6, 7, 8, 9],
@@ -87,7 +87,7 @@ def test_unknown_mode_is_an_error():
 
 
 def test_phase1_handlers_are_checked_against_the_transitions(monkeypatch):
-    from ikecore import phase1
+    from ikecore.protocol import phase1
     handlers = dict(phase1._HANDLERS)
     del handlers[(states.MAIN, states.RESPONDER, "MR_1_SENT")]
     handlers[(states.MAIN, states.INITIATOR, "MI_ACTIVATED")] = phase1.main_inR3

@@ -4,13 +4,14 @@ one route and finds the peer's connections without visiting all of them. Counted
 import asyncio
 
 from daemon_fake_core import FakeCore
-from ikecore import config, driver as driver_module, proposals
-from ikecore.core import IkeCore
+from ikecore import config, driver as driver_module
+from ikecore.protocol import proposals
+from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
 from ikecore.driver import Driver
 from ikecore.kernel import RecordingBackend
 from ikecore.log import VpnLog
-from ikecore.settings import Connection, Peer, Settings
+from ikecore.protocol.settings import Connection, Peer, Settings
 
 PEERS = 30     # fewer than admission.MAX_INITIATING: every `up` starts at once
 

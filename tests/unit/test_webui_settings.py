@@ -98,7 +98,7 @@ def test_pages_show_the_settings_but_never_a_psk(env):
                   "Pre-shared key", "Proposal 3", "Life time", "NAT-T", "DPD delay", "DPD timeout"):
         assert label in edit, label
     assert '<option value="aggressive">' in edit and '<option value="3des-md5-modp1024" selected>' in edit
-    for hint in ("Empty: 28800.", "Empty: 30.", "Empty: 120."):     # ikecore.settings defaults
+    for hint in ("Empty: 28800.", "Empty: 30.", "Empty: 120."):     # ikecore.protocol.settings defaults
         assert hint in edit, hint
     assert "Empty: 3600." in c.get("/settings/connections/new").text
     assert "A key is stored; leave empty to keep it." in edit

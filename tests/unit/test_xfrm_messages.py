@@ -15,7 +15,7 @@ import pytest
 
 from ikecore import xfrm
 from ikecore import xfrm_messages as m
-from ikecore.events import ChildSa
+from ikecore.protocol.events import ChildSa
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

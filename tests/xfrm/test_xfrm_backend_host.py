@@ -6,8 +6,8 @@ import json
 import pytest
 
 from ikecore import xfrm
-from ikecore.events import ChildSa
-from ikecore.settings import Connection
+from ikecore.protocol.events import ChildSa
+from ikecore.protocol.settings import Connection
 
 from xfrm_lab import LOCAL_GW, LOCAL_HOST, LOCAL_NET, REMOTE_GW, REMOTE_HOST, REMOTE_NET
 

@@ -5,7 +5,7 @@ shows as a packet that does not arrive)."""
 import socket
 
 from ikecore import xfrm, xfrm_messages
-from ikecore.settings import Connection
+from ikecore.protocol.settings import Connection
 
 from test_xfrm_backend_host import ip_states
 from xfrm_lab import LOCAL_GW, LOCAL_NET, REMOTE_GW

@@ -5,7 +5,7 @@ Each value is written out as bytes with its published definition beside it (chec
 in tests/unit/test_natt.py); MicroPython builds may lack MD5, so nothing is computed at run time.
 """
 
-from ikecore import natt
+from . import natt
 
 # RFC 3706 (Dead Peer Detection): the vendor ID is 14 fixed bytes followed by the major (1) and
 # minor (0) version of the DPD protocol. We send it when DPD is configured; a peer that sends it

@@ -1,6 +1,6 @@
 """IKEv1 key material: every derivation of RFC 2409 section 5 and Appendix B (portable).
 
-Pure functions, no state: each takes the crypto provider (ikecore.crypto.CryptoProvider), the
+Pure functions, no state: each takes the crypto provider (ikecore.protocol.crypto.CryptoProvider), the
 negotiated algorithm names and bytes, and returns bytes. The PRF of IKEv1 phase 1 is the HMAC
 version of the negotiated hash (RFC 2409 section 4: no PRF attribute is negotiated by anyone), so
 `prf` below is a hash name like "sha1" and prf(key, data) is crypto.prf(prf, key, data).

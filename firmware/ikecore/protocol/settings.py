@@ -56,7 +56,7 @@ class Identity:
 class Peer:
     """"VPN peer settings (IKE)": one remote gateway and how phase 1 is negotiated with it.
 
-    proposals: list of ikecore.proposals.IkeProposal (parsed, in preference order, at most 3).
+    proposals: list of ikecore.protocol.proposals.IkeProposal (parsed, in preference order, at most 3).
     psk: bytes or None. cert/key: file paths, ca/intermediates/crls: lists of file paths
     (auth == "rsa"); the loaded material is put in cert_der / key_pem / ca_ders / chain_ders /
     crl_ders (DER) by the config loader so the core never opens files.
@@ -116,7 +116,7 @@ class Peer:
 class Connection:
     """"VPN connection settings": one pair of networks tunnelled through a peer (quick mode).
 
-    proposals: list of ikecore.proposals.ChildProposal; pfs: a DH group name or None.
+    proposals: list of ikecore.protocol.proposals.ChildProposal; pfs: a DH group name or None.
     A configured connection with several networks on a side is several of these, one per pair
     (pair_connections): group is the configured name, local_nets all its local networks.
     """

@@ -15,7 +15,7 @@ never skipped. RESERVED fields must be zero on receipt and are sent as zero.
 
 import struct
 
-from ikecore import consts as C
+from . import consts as C
 
 
 class MalformedMessage(Exception):
@@ -145,7 +145,7 @@ class Attribute(_Struct):
         return isinstance(self.value, int) and self.value <= 0xFFFF
 
     def __iter__(self):
-        # ikecore.proposals speaks [(type, value)]: `for t, v in transform.attributes` works.
+        # ikecore.protocol.proposals speaks [(type, value)]: `for t, v in transform.attributes` works.
         return iter((self.type, self.value))
 
     def __eq__(self, other):
@@ -172,14 +172,14 @@ class Transform(_Struct):
     )
 
     def __init__(self, number, transform_id, attributes=None):
-        """attributes: Attribute objects or (type, value) pairs (ikecore.proposals' form)."""
+        """attributes: Attribute objects or (type, value) pairs (ikecore.protocol.proposals' form)."""
         self.number = number
         self.transform_id = transform_id
         self.attributes = [a if isinstance(a, Attribute) else Attribute(a[0], a[1])
                            for a in (attributes or ())]
 
     def attribute_pairs(self):
-        """The attributes as [(type, value)], the form ikecore.proposals matches offers in."""
+        """The attributes as [(type, value)], the form ikecore.protocol.proposals matches offers in."""
         return [(a.type, a.value) for a in self.attributes]
 
     def attribute(self, attr_type):
@@ -297,7 +297,7 @@ class NoncePayload(_DataPayload):
 
 
 class VendorPayload(_DataPayload):
-    """RFC 2408 §3.16; ikecore.natt and ikecore.vendor know the values."""
+    """RFC 2408 §3.16; ikecore.protocol.natt and ikecore.protocol.vendor know the values."""
     TYPE = C.PT_VENDOR
 
 

@@ -9,7 +9,7 @@ class ChildSa:
     """One direction of one negotiated IPsec SA, ready for the kernel (XFRM) to install.
 
     An SA pair of a quick mode is two of these (direction "in" and "out"), or four with esp+ah.
-    Keys are bytes; algorithm names are ikecore.proposals names ("aes128", "sha1", ...), with
+    Keys are bytes; algorithm names are ikecore.protocol.proposals names ("aes128", "sha1", ...), with
     encr None for AH. src/dst are the outer (gateway) addresses as the kernel sees the packet:
     for "out" src = us, dst = peer; for "in" the reverse. encap is None or (sport, dport) for
     ESP-in-UDP (NAT-T). reqid ties the SA to its connection's policies.

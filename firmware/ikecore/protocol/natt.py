@@ -13,8 +13,8 @@ The vendor ID values are MD5 of the strings in the comments (checked in tests/un
 they are literals because MicroPython builds may lack MD5.
 """
 
-from ikecore import consts as C
-from ikecore.codec import MalformedMessage, NatDPayload, NatOaPayload, VendorPayload
+from . import consts as C
+from .codec import MalformedMessage, NatDPayload, NatOaPayload, VendorPayload
 
 # RFC 3948 §2.2: IKE on port 4500 starts with four zero bytes where ESP has its (non-zero) SPI.
 NON_ESP_MARKER = b"\x00\x00\x00\x00"

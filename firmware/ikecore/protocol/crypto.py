@@ -1,10 +1,10 @@
 """The crypto provider interface: everything the protocol core may ask of cryptography (portable).
 
 The core never imports a crypto library. It receives a provider object (`IkeCore(settings, crypto,
-...)`) and calls the methods of `CryptoProvider` below with algorithm NAMES (the ikecore.proposals
+...)`) and calls the methods of `CryptoProvider` below with algorithm NAMES (the ikecore.protocol.proposals
 names). Two providers exist:
   * `ikecore.crypto_cryptography.CryptographyProvider` — the daemon's, on the `cryptography` package;
-  * `ikecore.crypto_micropython.MicroPythonProvider` — hashlib + big-int pow only, for running the
+  * `ikecore.protocol.crypto_micropython.MicroPythonProvider` — hashlib + big-int pow only, for running the
     same core under MicroPython in tests (its cipher is a clearly named TEST-ONLY stand-in).
 
 This module also holds the facts both providers need (sizes, the MODP primes of RFC 2409 / RFC 3526)

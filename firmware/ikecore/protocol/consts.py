@@ -2,7 +2,7 @@
 
 One place for the numbers of RFC 2407 (IPsec DOI), RFC 2408 (ISAKMP), RFC 2409 (IKE),
 RFC 3706 (DPD) and RFC 3947 (NAT-T). Algorithm values carried inside transform attributes
-(encryption/hash/group/auth-method numbers, ESP/AH transform IDs) live in ikecore.proposals;
+(encryption/hash/group/auth-method numbers, ESP/AH transform IDs) live in ikecore.protocol.proposals;
 here are the numbers that say what a field or a payload *is*.
 
 Each table of names (EXCHANGE_NAMES, PAYLOAD_NAMES, ...) maps a number to the RFC's spelling for
@@ -93,11 +93,11 @@ KEY_IKE = 1
 ISAKMP_SPI_SIZE = 16               # CKY-I | CKY-R, in notifications/deletes about the IKE SA
 IPSEC_SPI_SIZE = 4
 
-# SA attribute classes (RFC 2409 App. A, RFC 2407 §4.5) and life types live in ikecore.proposals,
+# SA attribute classes (RFC 2409 App. A, RFC 2407 §4.5) and life types live in ikecore.protocol.proposals,
 # next to the algorithm values they carry.
 
 # Encapsulation modes (RFC 2407 §4.5, RFC 3947 §5.1, and the drafts' private-use numbers);
-# ikecore.proposals repeats these for its attribute decoding.
+# ikecore.protocol.proposals repeats these for its attribute decoding.
 ENCAP_TUNNEL = 1
 ENCAP_TRANSPORT = 2
 ENCAP_UDP_TUNNEL = 3

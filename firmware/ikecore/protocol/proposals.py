@@ -10,7 +10,7 @@ The PFS group of quick mode is a setting of the connection (Connection.pfs), not
 Numbers: phase 1 attributes from RFC 2409 Appendix A (AES: RFC 3602, SHA-2: RFC 4868 / IANA
 "IPSEC Hash Algorithm", ECP groups: RFC 5903); phase 2 from RFC 2407 section 4.4-4.5 (AES:
 RFC 3602, HMAC-SHA-2: RFC 4868, UDP encapsulation modes: RFC 3947 and the NAT-T drafts).
-Algorithm names are the ones `ikecore.crypto` providers take.
+Algorithm names are the ones `ikecore.protocol.crypto` providers take.
 """
 
 from . import consts as C
