@@ -518,7 +518,7 @@ class Driver:
         else:
             names, page = self._select_peers(selection)
             result = self.core.status(now, peers=names)
-            keys = [kernel_key(self.core.children[sa["id"]]) for sa in result["sas"]]
+            keys = [kernel_key(self.core.child_sa(sa["id"])) for sa in result["sas"]]
             self._add_counters(result, self.backend.sa_stats(keys))
             if page is not None:
                 result["page"] = page
@@ -547,9 +547,8 @@ class Driver:
 
     def _add_counters(self, result, stats):
         """The kernel's byte/packet/error counters into the status' SA rows."""
-        children = self.core.children
         for sa in result.get("sas", []):
-            child = children.get(sa["id"])
+            child = self.core.child_sa(sa["id"])
             counters = stats.get(kernel_key(child)) if child is not None else None
             if counters:
                 for name in ("bytes", "packets", "errored_packets"):

@@ -107,6 +107,9 @@ class FakeCore:
     def _peer_status(self, name):
         return "Activated" if any(sa["peer"] == name for sa in self.ike_sas.values()) else "Idle"
 
+    def child_sa(self, sa_id):
+        return self.sas.get(sa_id)
+
     def peer_of(self, sa_id):
         if sa_id in self.ike_sas:
             return self.ike_sas[sa_id]["peer"]
