@@ -91,7 +91,7 @@ def cert_requests(sa):
     cas = list(sa.peer.ca_ders)
     if sa.provisional:
         # Still any of the dynamic peers with certificates: name every CA one of them trusts.
-        for peer in sa.core.dynamic_peers():
+        for peer in sa.host.dynamic_peers():
             if peer.auth == "rsa" and peer.phase1_mode == sa.mode:
                 cas += [ca for ca in peer.ca_ders if ca not in cas]
     return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(ca))
@@ -159,7 +159,7 @@ def verify(sa, received, now, number, expected, what, received_id):
     try:
         peer = sa.peer
         problem = sa.crypto.cert_verify(cert, peer.ca_ders, sent[1:] + peer.chain_ders,
-                                        peer.crl_ders, sa.core.wall_time(now)) \
+                                        peer.crl_ders, sa.host.wall_time(now)) \
             if peer.ca_ders else "no CA is configured to check it against"
         if problem is not None:
             return _cert_failed(sa, "the peer's certificate %s: %s" % (

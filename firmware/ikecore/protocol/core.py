@@ -16,7 +16,6 @@ Portable: MicroPython subset.
 from . import admission as admission_
 from . import children as children_
 from . import consts as C
-from . import diagnosis
 from . import dispatch
 from . import fragments
 from . import informational
@@ -25,6 +24,7 @@ from . import natt
 from . import peers as peers_
 from . import phase1
 from . import quickmode
+from . import reactions
 from . import settings as settings_
 from . import states
 from . import status as status_
@@ -34,7 +34,6 @@ from .ike_table import IkeSaTable
 from .ikesa import IkeSa
 from .logonce import LogOnce
 
-REPLACED_IKE_KEEP_S = 30                 # a rekeyed IKE SA lingers this long, then is deleted
 # Quick modes we initiate on one IKE SA at once; the others wait in sa.qm_waiting. strongSwan's
 # IKEv1 keeps the IVs and quick mode state of only three exchanges per IKE SA (iv_manager.c,
 # charon.max_ikev1_exchanges = 3) and starts its own exchanges one at a time: the four pairs of a
@@ -72,6 +71,7 @@ class IkeCore:
         self.resolved = {}           # peer name -> address its DNS-named gateway resolved to
         self._resolving = set()      # peers whose name the driver is resolving (ResolveGateway)
         self.peers = peers_.PeerIndex(settings, self.resolved)
+        self.host = reactions.CoreHost(self)   # what every IkeSa's exchanges see of us
 
     def wall_time(self, now):
         """Unix time at `now`, or None while the driver has not said the clock is set."""
@@ -164,7 +164,7 @@ class IkeCore:
                 continue
             what = self.child_sas.due(group, now)
             if what == "expire":
-                self._delete_group(group, now, "lifetime expired", notify_peer=True)
+                self.delete_group(group, now, "lifetime expired", notify_peer=True)
             elif what == "rekey":
                 self._rekey_group(group, now)
 
@@ -253,7 +253,7 @@ class IkeCore:
         if group is None:
             return
         if hard:
-            self._delete_group(group, now, "hard lifetime reached", notify_peer=True)
+            self.delete_group(group, now, "hard lifetime reached", notify_peer=True)
         elif not group.replaced and not group.rekeying:
             self._rekey_group(group, now)
 
@@ -266,7 +266,7 @@ class IkeCore:
             return True
         group = self.child_sas.group_of(sa_id)
         if group is not None:
-            self._delete_group(group, now, "deleted by the administrator", notify_peer=True)
+            self.delete_group(group, now, "deleted by the administrator", notify_peer=True)
             return True
         raise KeyError("no SA with id %r" % (sa_id,))
 
@@ -332,7 +332,7 @@ class IkeCore:
         self._event_pos = 0
         pending.add(sa_id)
         self.child_sas.report_kernel_refusal(self.ike_sas.get(child.ike_sa), child, reason)
-        self._delete_group(group, now, "the kernel could not install %s" % sa_id,
+        self.delete_group(group, now, "the kernel could not install %s" % sa_id,
                            notify_peer=True, not_installed=pending)
         self.child_sas.reinstate_replaced(group, now)
         return True
@@ -343,7 +343,7 @@ class IkeCore:
         self.waiting.pop(peer_name, None)
         self.admission.forget_queued(peer_name)
         for group in list(self.groups_of(peer_name)):
-            self._delete_group(group, now, "peer taken down", notify_peer=True)
+            self.delete_group(group, now, "peer taken down", notify_peer=True)
         for sa in list(self.sas_of(peer_name)):
             self.remove_ike_sa(sa, now, "peer taken down", notify_peer=True)
 
@@ -353,6 +353,7 @@ class IkeCore:
         gone_peers, kept_peers, gone_conns = peers_.changed(old, settings)
         self.settings = settings
         self.peers = peers_.PeerIndex(settings, self.resolved)
+        self.host = reactions.CoreHost(self)   # what every IkeSa's exchanges see of us
         self._touch_all()
         for name in old.peers:
             if name in gone_peers:
@@ -368,7 +369,7 @@ class IkeCore:
         for name in gone_conns:
             self.learned.forget("connection", name)
             for group in [g for g in self.groups.values() if g.connection == name]:
-                self._delete_group(group, now, "connection reconfigured", notify_peer=True)
+                self.delete_group(group, now, "connection reconfigured", notify_peer=True)
             for queue in self.waiting.values():
                 queue[:] = [w for w in queue if w[0] != name]
 
@@ -405,7 +406,7 @@ class IkeCore:
         """The reqid of a connection's SAs and policies (stable while the core lives)."""
         return self.child_sas.reqid(connection_name)
 
-    # ===================================================================== for the exchanges
+    # ========================================================= what the exchanges report (host.py)
     def emit(self, event):
         self._events.append(event)
 
@@ -418,28 +419,6 @@ class IkeCore:
         """A datagram without the non-ESP marker (NAT keepalives)."""
         self._datagrams.append((data, local, remote))
 
-    def allocate_spi(self, protocol):
-        return self.child_sas.allocate_spi(protocol)
-
-    def new_child_id(self):
-        return self.child_sas.new_child_id()
-
-    def malformed(self, remote, exc, sa):
-        """Count every malformed message, log it once per peer and reason kind, never crash. A
-        negotiation still in phase 1 hears PAYLOAD-MALFORMED (or the codec's notify) in clear,
-        once: RFC 2408 section 5 lets us tell the peer, and more would only help an attacker."""
-        self.counters["malformed"] += 1
-        reason = getattr(exc, "reason", str(exc))
-        notify = getattr(exc, "notify", C.PAYLOAD_MALFORMED)
-        self.log_once.log(remote, "malformed-%s" % C.name(C.NOTIFY_NAMES, notify), "warning",
-                          "malformed message from %s: %s" % (remote[0], reason))
-        if sa is not None and sa.keys is None and not getattr(sa, "told_malformed", False):
-            sa.told_malformed = True
-            informational.send_notify(sa, notify, None)
-
-    def ike_sa_by_spi(self, spi):
-        return self.table.by_spi(spi)
-
     def start_quick_mode(self, sa, conn, now, replaces=None):
         """Our quick mode for conn now, or when one of ours on sa ends (QUICK_MODES_AT_ONCE)."""
         if sum(1 for qm in sa.quick_modes.values()
@@ -451,129 +430,13 @@ class IkeCore:
         sa.quick_modes[qm.mid] = qm
         qm.start(now)
 
-    def _next_quick_mode(self, sa, now):
+    def next_quick_mode(self, sa, now):
         """One of our quick modes on sa ended: the next waiting one starts (still configured)."""
         while sa.qm_waiting and not sa.deleted:
             conn, replaces = sa.qm_waiting.pop(0)
             if self.settings.connections.get(conn.name) is conn:
                 self.start_quick_mode(sa, conn, now, replaces)
                 return
-
-    def ike_established(self, sa, initial_contact, now):
-        peer = sa.peer
-        self.negotiation_ended(sa, now)
-        if initial_contact:
-            # RFC 2407 4.6.3.3: the peer has no state from before this negotiation began: drop
-            # ours from before then (no deletes sent). SAs that came up meanwhile stay: both
-            # sides may have initiated at once, each with INITIAL-CONTACT.
-            for group in [g for g in self.groups_of(peer.name) if g.created < sa.created]:
-                self._delete_group(group, now, "peer sent INITIAL-CONTACT", notify_peer=False)
-            for other in [s for s in self.sas_of(peer.name) if s is not sa
-                          and s.established_at is not None and s.established_at < sa.created]:
-                self.remove_ike_sa(other, now, "peer sent INITIAL-CONTACT", notify_peer=False)
-        if peer.dpd_delay_s and sa.peer_dpd:
-            sa.dpd = informational.Dpd(sa, peer.dpd_delay_s, peer.dpd_timeout_s, now)
-        self.touch(sa)
-        renewal = False
-        if not sa.initiator:
-            self._learn_from_peer_ike_rekey(sa)
-        for old in self.sas_of(peer.name):      # a renewal is always with the same peer
-            if old.rekeyed_by == sa.id:
-                old.remove_at = now + REPLACED_IKE_KEEP_S
-                self.touch(old)
-                renewal = True
-        self.emit(Notice("ike-up", peer.name, {"ike_sa": sa.id, "renewal": renewal}))
-        queue = self.waiting.pop(peer.name, [])
-        for name, replaces in queue:
-            conn = self.settings.connections.get(name)
-            if conn is not None:
-                self.start_quick_mode(sa, conn, now, replaces)
-
-    def children_established(self, qm, children, now):
-        if qm.sa.error_connection == qm.connection.name:
-            qm.sa.last_error = None        # that connection's tunnel works now
-            qm.sa.error_connection = None
-        self.child_sas.add(qm, children, now)
-        if qm.initiator:
-            self._next_quick_mode(qm.sa, now)
-
-    def install_before_hash3(self, qm, inbound):
-        self.child_sas.install_early(qm, inbound)
-
-    def quick_mode_failed(self, qm, now):
-        self.child_sas.withdraw_early(qm, "quick mode failed before HASH(3)", now,
-                                      notify_peer=True)
-        self.child_sas.renewal_failed(qm)
-        if qm.initiator:
-            self._next_quick_mode(qm.sa, now)
-
-    def peer_refused_quick_mode(self, sa, notify_type, now):
-        """An authenticated error notify on an established SA: it answers our latest pending
-        quick mode (IKEv1 notifies do not name the exchange they refuse)."""
-        open_ = [qm for qm in sa.quick_modes.values() if not qm.done and not qm.failed]
-        # Ours first (the peer refuses our offer); else one we answered (it refuses our choice).
-        pending = [qm for qm in open_ if qm.initiator] or open_
-        text = C.name(C.NOTIFY_NAMES, notify_type)
-        if not pending:
-            if notify_type in diagnosis.PHASE1_NOTIFY_CAUSES and \
-                    notify_type != C.NO_PROPOSAL_CHOSEN:
-                # The peer rejected the phase 1 we completed (e.g. our ID in its last check).
-                line = diagnosis.line(diagnosis.cause_of_notify(notify_type, 1), sa.remote[0],
-                                      "the peer refused the IKE SA with %s" % text)
-                sa.last_error = line
-                sa.log("error", line)
-            else:
-                sa.log("warning", "peer %s reports %s" % (sa.remote[0], text))
-            return
-        qm = pending[-1]
-        qm.fail(diagnosis.cause_of_notify(notify_type, 2), "the peer answered %s" % text, now)
-
-    def peer_deleted_child(self, sa, protocol, spi, now):
-        """A Delete of an ESP/AH SPI from the peer. RFC 2408 has the deleting side name its
-        inbound SPI (our outbound SA); charon, when its kernel refused its half of a pair, names
-        the SPI it received from us (our inbound SA; its own half never existed). Either way the
-        pair goes: outbound first, our inbound SPIs as the fallback. -> True when one matched."""
-        for direction in ("out", "in"):
-            group = self.child_sas.group_with_spi(sa.peer.name, protocol, direction, spi)
-            if group is not None:
-                child = self.children.get(group.ids[0])
-                learned = child and self.learned.from_delete(
-                    "connection", group.connection, now - group.created, child.lifetime_s)
-                if learned:
-                    sa.log("info", "the peer deleted the SAs of %s after %d s, before our "
-                           "lifetime of %d s: taking %d s as its lifetime from now on" % (
-                               group.connection, learned, child.lifetime_s, learned))
-                self._delete_group(group, now, "deleted by the peer", notify_peer=False)
-                return True
-        self.log_once.log(sa.remote, "delete-%s-%08x" % (protocol, spi), "info",
-                          "delete from %s names unknown %s SPI 0x%08x" % (
-                              sa.remote[0], protocol.upper(), spi))
-        return False
-
-    def peer_deleted_ike(self, target, now):
-        """The peer's Delete of one of its IKE SAs with us (maybe an early end: lifetime.py)."""
-        if target.established_at is not None:
-            learned = self.learned.from_delete("peer", target.peer.name,
-                                               now - target.established_at, target.lifetime_s)
-            if learned:
-                target.log("info", "the peer deleted IKE SA %s after %d s, before our lifetime "
-                           "of %d s: taking %d s as its lifetime from now on" % (
-                               target.id, learned, target.lifetime_s, learned))
-        target.log("info", "peer %s deleted IKE SA %s" % (target.remote[0], target.id))
-        self.remove_ike_sa(target, now, "deleted by the peer", notify_peer=False)
-
-    def rebind(self, sa, peer, renegotiate):
-        """The responder SA turns out to be with another (dynamic) peer (dynamic.refine): it
-        moves to that peer's tables. renegotiate: nothing is agreed yet (aggressive mode message
-        1), so the new peer's authentication method, lifetime and NAT-T setting apply."""
-        self.table.move(sa, peer)
-        sa.initial_contact = self.table.established(peer.name) is None
-        if renegotiate:
-            sa.auth = peer.auth
-            sa.lifetime_s, sa.lifetime_note = self.learned.in_force("peer", peer.name,
-                                                                    peer.lifetime_s)
-            sa.natt.enabled = bool(peer.nat_t)
-        self.touch(sa)
 
     def remove_ike_sa(self, sa, now, reason, notify_peer):
         if sa.id not in self.ike_sas:
@@ -626,7 +489,7 @@ class IkeCore:
 
     def new_ike_sa(self, peer, mode, role, icookie, local, remote, now):
         sa_id, serial = self.table.new_id()
-        sa = IkeSa(self, sa_id, peer, mode, role, icookie, local, remote, now)
+        sa = IkeSa(self.host, sa_id, peer, mode, role, icookie, local, remote, now)
         sa.lifetime_s, sa.lifetime_note = self.learned.in_force("peer", peer.name,
                                                                 peer.lifetime_s)
         sa.serial = serial
@@ -689,22 +552,6 @@ class IkeCore:
         old.rekeyed_by = new.id
         old.log("info", "renewing IKE SA %s with %s as %s" % (old.id, old.remote[0], new.id))
 
-    def _learn_from_peer_ike_rekey(self, sa):
-        """The peer started this IKE SA while older ones are up: a renewal offering its own
-        lifetime, which the older ones lived by too (lifetime.py)."""
-        for old in self.sas_of(sa.peer.name):
-            if old is sa or old.established_at is None or not old.established:
-                continue
-            note = self.learned.from_rekey("peer", sa.peer.name, sa.lifetime_s, old.lifetime_s)
-            if note is None:
-                continue
-            old.log("info", "the peer renewed IKE SA %s as %s with a lifetime of %d s, shorter "
-                    "than its %d s: the peer's lifetime is in force" % (
-                        old.id, sa.id, sa.lifetime_s, old.lifetime_s))
-            old.lifetime_note, old.lifetime_s = note, sa.lifetime_s
-            old.expire_at = min(old.expire_at, old.established_at + sa.lifetime_s)
-            self.touch(old)
-
     def _rekey_group(self, group, now):
         conn = self.settings.connections.get(group.connection)
         peer = self.settings.peers.get(group.peer)
@@ -720,7 +567,7 @@ class IkeCore:
         elif peer.act_as != "responder":
             self._wait_for_phase1(peer, conn.name, list(group.ids), now)
 
-    def _delete_group(self, group, now, reason, notify_peer, not_installed=()):
+    def delete_group(self, group, now, reason, notify_peer, not_installed=()):
         self.child_sas.remove(group, now, reason, notify_peer, not_installed)
 
     def _peer_dead(self, sa, now):
@@ -728,7 +575,7 @@ class IkeCore:
         sa.fail("dead_peer", "no R-U-THERE-ACK for %d s" % peer.dpd_timeout_s, now, keep=False)
         conns = sorted(set(g.connection for g in self.groups_of(peer.name)))
         for group in list(self.groups_of(peer.name)):
-            self._delete_group(group, now, "dead peer", notify_peer=False)
+            self.delete_group(group, now, "dead peer", notify_peer=False)
         for other in list(self.sas_of(peer.name)):
             self.remove_ike_sa(other, now, "dead peer", notify_peer=False)
         if sa.initiator and peer.act_as != "responder":

@@ -18,6 +18,7 @@ from . import informational
 from . import natt
 from . import phase1
 from . import quickmode
+from . import reactions
 from . import states
 from .ike_table import ZERO_COOKIE
 
@@ -34,7 +35,7 @@ def receive(core, data, local, remote, now):
     try:
         header = codec.decode_header(data)
     except codec.MalformedMessage as exc:
-        core.malformed(remote, exc, None)
+        reactions.malformed(core, remote, exc, None)
         return
     if header.next_payload == C.PT_FRAGMENT:      # IKE fragmentation: fragments.py
         data = _reassemble(core, header, data, remote, now)
@@ -105,7 +106,7 @@ def _reassemble(core, header, data, remote, now):
     try:
         return core.fragments.receive(header, data, remote, now)
     except codec.MalformedMessage as exc:
-        core.malformed(remote, exc, None)
+        reactions.malformed(core, remote, exc, None)
     except fragments.Dropped:
         pass
     return None

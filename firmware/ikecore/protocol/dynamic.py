@@ -28,6 +28,7 @@ from . import proposals
 from . import states
 from .crypto import CryptoError
 from .events import Log
+from .host import PeerSettled
 
 REPLAY_WINDOW = 32         # informational message ids remembered per IKE SA (note_message_id)
 
@@ -71,9 +72,8 @@ def refine(sa, ident, now):
     if not sa.provisional or ident is None:
         return True
     sa.provisional = False
-    core = sa.core
     found = None
-    for peer in core.dynamic_peers():
+    for peer in sa.host.dynamic_peers():
         if not _fits(sa, peer):
             continue
         if peer.remote_id is not None and auth.identity_matches(
@@ -93,7 +93,7 @@ def refine(sa, ident, now):
             sa.notify_clear(C.INVALID_ID_INFORMATION)
         return False
     if found is not sa.peer:
-        core.rebind(sa, found, renegotiate=sa.mode == states.AGGRESSIVE)
+        sa.host.report(PeerSettled(sa, found, sa.mode == states.AGGRESSIVE))
     sa.log("info", "IKE SA %s from %s:%d is peer %s (ID %s)" % (
         sa.id, sa.remote[0], sa.remote[1], found.name,
         "%s %s" % auth.identity_text(sa.crypto, ident.id_type, ident.data)))

@@ -16,6 +16,7 @@ from . import natt
 from . import states
 from .crypto import cipher_info
 from .events import IkeSaChanged, Log, Notice
+from .host import NegotiationEnded
 
 # Seconds to wait after each (re)transmission; after the last one we give up.
 RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
@@ -151,9 +152,9 @@ class Exchange:
 class IkeSa(Exchange):
     """One ISAKMP SA (phase 1) with a peer, and the key material its later exchanges use."""
 
-    def __init__(self, core, sa_id, peer, mode, role, icookie, local, remote, now):
-        self.core = core
-        self.crypto = core.crypto
+    def __init__(self, host, sa_id, peer, mode, role, icookie, local, remote, now):
+        self.host = host           # host.Host: all an exchange may ask of the core
+        self.crypto = host.crypto
         self.id = sa_id
         self.peer = peer
         self.machine = states.Machine(mode, role)
@@ -184,7 +185,7 @@ class IkeSa(Exchange):
         self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
         self.used_mids = set()
         self.init_exchange()       # the phase 1 messages: retransmission, repeats
-        self.fragments_out = fragments.Outgoing(peer, core.counters)   # IKE fragmentation
+        self.fragments_out = fragments.Outgoing(peer, host.counters)   # IKE fragmentation
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -245,17 +246,17 @@ class IkeSa(Exchange):
         return self.icookie + self.rcookie
 
     def log(self, level, text):
-        self.core.emit(Log(level, self.peer.name, text))
+        self.host.emit(Log(level, self.peer.name, text))
 
     def counters(self):
-        return self.core.counters
+        return self.host.counters
 
     def feed(self, inp, now):
         """Move the negotiation state and tell the driver (page live update)."""
         self.machine.feed(inp)
         self.last_change = now
         n = self.machine.number
-        self.core.emit(IkeSaChanged(self.id, states.status_text(n), n))
+        self.host.emit(IkeSaChanged(self.id, states.status_text(n), n))
 
     # -- failure ------------------------------------------------------------------------------------
     def fail(self, cause, detail, now, phase=1, connection=None, keep=True):
@@ -269,10 +270,10 @@ class IkeSa(Exchange):
         fields = {"ike_sa": self.id, "diagnosis": line}
         if connection is not None:
             fields["connection"] = connection
-        self.core.emit(Notice("failed", self.peer.name, fields))
+        self.host.emit(Notice("failed", self.peer.name, fields))
         if phase == 1:
             self.failed = True
-            self.core.negotiation_ended(self, now)
+            self.host.report(NegotiationEnded(self, now))
             self.pending = None
             self.forget_negotiation_secrets()    # this negotiation goes no further
             if keep:
@@ -293,7 +294,7 @@ class IkeSa(Exchange):
     def transmit(self, data):
         # As fragments when fragments.py says so (retransmissions send the same fragments).
         for datagram in self.fragments_out.datagrams_for(data, self.local[1] == C.NATT_PORT):
-            self.core.send(datagram, self.local, self.remote)
+            self.host.send(datagram, self.local, self.remote)
 
     def notify_clear(self, notify_type, remember=True):
         """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before

@@ -27,6 +27,7 @@ from . import proposals
 from . import states
 from . import vendor
 from .crypto import CryptoError
+from .host import Established, Malformed
 from .ikesa import RETRANSMIT_DELAYS, rekey_after
 
 # After this many unanswered retransmissions of a key-dependent message, say "probable key
@@ -227,13 +228,13 @@ def _open_clear(sa, header, data, what, required=()):
     try:
         received, _ = sa.open(header, data)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return None
     sa.last_received = data
     missing = [C.name(C.PAYLOAD_NAMES, cls.TYPE) for cls in required if received.one(cls) is None]
     if missing:
-        sa.core.malformed(sa.remote, codec.MalformedMessage("%s lacks %s (has %s)" % (
-            what, ", ".join(missing), received.types() or "nothing")), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage("%s lacks %s (has %s)" % (
+            what, ", ".join(missing), received.types() or "nothing"))))
         return None
     return received
 
@@ -262,7 +263,7 @@ def _confirm_choice(sa, header, sa_payload, now):
     try:
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return False
     chosen = None
     if len(proposal.transforms) == 1:
@@ -484,7 +485,7 @@ def _choose_transform(sa, received, now):
             raise codec.MalformedMessage("message 1 has no SA payload")
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return False
     sa.sai_b = received.body(received.index_of(codec.SaPayload))
     offered = [t.attribute_pairs() for t in proposal.transforms]
@@ -547,12 +548,12 @@ def _open_authenticated(sa, header, data, now, number, responder_hash):
 
 
 def _refuse_unencrypted(sa, number, now):
-    sa.core.malformed(sa.remote, codec.MalformedMessage(
-        "message %d must be encrypted" % number), sa)
+    sa.host.report(Malformed(sa, codec.MalformedMessage(
+        "message %d must be encrypted" % number)))
 
 
 def _established(sa, received, now):
-    """The IKE SA is up: timers, INITIAL-CONTACT, then the core starts queued quick modes."""
+    """The IKE SA is up: timers, INITIAL-CONTACT, then the core hears of it (host.Established)."""
     sa.pending = None
     sa.forget_negotiation_secrets()      # HASH_I and HASH_R are done with
     sa.feed(states.ESTABLISHED, now)
@@ -565,14 +566,14 @@ def _established(sa, received, now):
     if sa.natt.send_keepalives:
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     # The initiator renews; the responder only when it did not, a little later (rekey_after).
-    sa.rekey_at = now + rekey_after(sa.lifetime_s, sa.initiator, sa.core.crypto)
+    sa.rekey_at = now + rekey_after(sa.lifetime_s, sa.initiator, sa.crypto)
     contact = False
     for note in received.all(codec.NotifyPayload):
         if note.notify_type == C.INITIAL_CONTACT:
             contact = True
     sa.log("info", "IKE SA %s with %s established (%s mode, %s, %s, lifetime %d s)" % (
         sa.id, sa.remote[0], sa.mode, sa.role, sa.algorithm_text(), sa.lifetime_s))
-    sa.core.ike_established(sa, contact, now)
+    sa.host.report(Established(sa, contact, now))
 
 
 _HANDLERS = {
@@ -611,7 +612,7 @@ def on_timer(sa, now):
     """Retransmit our last phase 1 message, or give up (the diagnosis says why); NAT keepalives."""
     if sa.keepalive_at is not None and sa.keepalive_at <= now:
         # RFC 3948 section 2.3: one 0xFF byte to port 4500 keeps our NAT mapping open.
-        sa.core.send_raw(natt.KEEPALIVE, sa.local, sa.remote)
+        sa.host.send_keepalive(sa.local, sa.remote)
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     if (sa.stall_at is not None and sa.stall_at <= now and not sa.machine.established
             and not sa.failed):

@@ -8,7 +8,7 @@ RFC 2409 section 5.5, all messages encrypted under the IKE SA, IV from the last 
 
 ESP, AH, or ESP+AH (two ISAKMP proposals with the same number: one SA bundle). Tunnel mode;
 IDci/IDcr are the connection's networks (ID_IPV4_ADDR_SUBNET, or ID_IPV4_ADDR for a /32).
-The core picks our inbound SPIs; keys come from keymat.keymat(); the result is one
+The core (host.Host) picks our inbound SPIs; keys come from keymat.keymat(); the result is one
 events.ChildSa per direction and protocol. Portable: no I/O, no clock.
 """
 
@@ -19,6 +19,7 @@ from . import natt
 from . import proposals
 from .crypto import CryptoError
 from .events import ChildSa
+from .host import ChildrenEstablished, InboundReady, Malformed, QuickModeFailed
 from .addresses import ip_text, parse_net, same_net
 from .ikesa import RETRANSMIT_DELAYS, Exchange
 
@@ -83,7 +84,7 @@ class QuickMode(Exchange):
         self.chosen = None                  # protocol -> proposals.ChildTransform
         self.proposal = None                # the ChildProposal agreed
         # the lifetime we offer and, once agreed, the one in force (see _accept_lifetime)
-        self.lifetime_s, self.lifetime_note = sa.core.learned.in_force(
+        self.lifetime_s, self.lifetime_note = sa.host.lifetime_in_force(
             "connection", connection.name, connection.lifetime_s)
         self.lifetime_kb = connection.lifetime_kb
         self.init_exchange()                # its messages: retransmission, repeats
@@ -108,7 +109,7 @@ class QuickMode(Exchange):
         self.sa.log(level, text)
 
     def counters(self):
-        return self.sa.core.counters
+        return self.sa.host.counters
 
     def fail(self, cause, detail, now):
         """The exchange failed for one of the seed's causes: the diagnosis, then abandon()."""
@@ -121,7 +122,7 @@ class QuickMode(Exchange):
         self.pending = None
         self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
-        self.sa.core.quick_mode_failed(self, now)
+        self.sa.host.report(QuickModeFailed(self, now))
 
     def send(self, payloads_after_hash, hash_value, now, wants_answer):
         data = self.sa.message(C.EXCHANGE_QUICK, [codec.HashPayload(hash_value)] + payloads_after_hash,
@@ -129,14 +130,14 @@ class QuickMode(Exchange):
         self.send_and_keep(data, now, wants_answer)
 
     def transmit(self, data):
-        self.sa.core.send(data, self.sa.local, self.sa.remote)
+        self.sa.host.send(data, self.sa.local, self.sa.remote)
 
     # -- initiator -----------------------------------------------------------------------------
     def start(self, now):
         """HDR*, HASH(1), SA, Ni [, KE], IDci, IDcr -->"""
         conn = self.connection
         for proto in bundle(conn.protocol):
-            self.my_spis[proto] = self.sa.core.allocate_spi(proto)
+            self.my_spis[proto] = self.sa.host.allocate_spi(proto)
         sa_payload = codec.SaPayload(self._offer(), doi=C.DOI_IPSEC, situation=C.SIT_IDENTITY_ONLY)
         self.ni = self.sa.crypto.random(32)
         after = [sa_payload, codec.NoncePayload(self.ni)]
@@ -173,8 +174,8 @@ class QuickMode(Exchange):
         sa_payload = received.one(codec.SaPayload)
         nonce = received.one(codec.NoncePayload)
         if hash_index != 0 or sa_payload is None or nonce is None:
-            self.sa.core.malformed(self.sa.remote, codec.MalformedMessage(
-                "quick mode message 2 must be HASH, SA, Nr... (has %s)" % received.types()), self.sa)
+            self.sa.host.report(Malformed(self.sa, codec.MalformedMessage(
+                "quick mode message 2 must be HASH, SA, Nr... (has %s)" % received.types())))
             return False
         expected = keymat.qm_hash2(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, received.raw_after(0))
@@ -315,7 +316,7 @@ class QuickMode(Exchange):
                     proto, len(peer_spi)), C.INVALID_SPI, now)
                 return
             self.peer_spis[proto] = peer_spi
-            self.my_spis[proto] = sa.core.allocate_spi(proto)
+            self.my_spis[proto] = sa.host.allocate_spi(proto)
             answer.append(codec.Proposal(numbers[index], proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                          [transforms[t_index]]))
             if transform.lifetime_s and transform.lifetime_s > self.lifetime_s:
@@ -354,13 +355,13 @@ class QuickMode(Exchange):
         self.children = self._derive_children(g_qm, now)
         g_qm = None
         self._forget_secrets()
-        sa.core.install_before_hash3(self, [c for c in self.children if c.direction == "in"])
+        sa.host.report(InboundReady(self, [c for c in self.children if c.direction == "in"]))
 
     def handle_final(self, received, now, next_iv):
         """<-- HDR*, HASH(3): the SAs go into the kernel."""
         if received.index_of(codec.HashPayload) != 0:
-            self.sa.core.malformed(self.sa.remote, codec.MalformedMessage(
-                "quick mode message 3 must start with HASH"), self.sa)
+            self.sa.host.report(Malformed(self.sa, codec.MalformedMessage(
+                "quick mode message 3 must start with HASH")))
             return
         expected = keymat.qm_hash3(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, self.nr)
@@ -394,7 +395,7 @@ class QuickMode(Exchange):
                 encr_key, integ_key = keymat.split_keymat(material, encr_len, integ_len)
                 local_gw, remote_gw = sa.local[0], sa.remote[0]
                 children.append(ChildSa(
-                    id=sa.core.new_child_id(), ike_sa=sa.id, peer=sa.peer.name,
+                    id=sa.host.new_child_id(), ike_sa=sa.id, peer=sa.peer.name,
                     connection=conn.name, protocol=proto, direction=direction,
                     spi=int.from_bytes(spi, "big"),
                     src=remote_gw if direction == "in" else local_gw,
@@ -405,7 +406,7 @@ class QuickMode(Exchange):
                     lifetime_kb=self.lifetime_kb,
                     encap=(sa.natt.encap_ports(sa.remote, sa.local) if direction == "in"
                            else sa.natt.encap_ports(sa.local, sa.remote)),
-                    reqid=sa.core.reqid(conn.name),
+                    reqid=sa.host.reqid(conn.name),
                     created=now))
         return children
 
@@ -421,7 +422,7 @@ class QuickMode(Exchange):
             "/".join("0x%s" % self.my_spis[p].hex() for p in bundle(conn.protocol)),
             "/".join("0x%s" % self.peer_spis[p].hex() for p in bundle(conn.protocol)),
             self.lifetime_s))
-        sa.core.children_established(self, children, now)
+        sa.host.report(ChildrenEstablished(self, children, now))
         self.children = None             # the core has them now; the exchange keeps no keys
 
     def _forget_secrets(self):
@@ -474,11 +475,11 @@ def _lifetime_attributes(qm):
                                           qm.lifetime_s, qm.lifetime_kb)
 
 
-def find_connection(core, peer, received):
+def find_connection(host, peer, received):
     """Responder: the connection of this peer whose networks mirror the offered IDci/IDcr
     (IDci is the peer's side = our remote_net). -> (connection, None) or (None, detail)."""
     ids = received.all(codec.IdPayload)
-    conns = core.connections_of(peer.name)
+    conns = host.connections_of(peer.name)
     if len(ids) != 2:
         if not ids and len(conns) == 1:
             return None, "the peer sent no traffic selectors (transport mode), we use tunnel mode"
@@ -497,14 +498,13 @@ def receive(sa, header, data, now):
     """A quick mode message for this IKE SA: a new request from the peer, or the next message of
     one of our exchanges (matched by message id). Duplicates get our last message again."""
     mid = header.message_id
-    core = sa.core
     if not sa.established:
         sa.log("warning", "quick mode message before the IKE SA is established, ignored")
         return
     if mid == 0 or not header.flags & C.FLAG_ENCRYPTION:
-        core.malformed(sa.remote, codec.MalformedMessage(
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
             "quick mode message %s" % ("with message id 0" if mid == 0 else "in clear"),
-            C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED), sa)
+            C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED)))
         return
     qm = sa.quick_modes.get(mid)
     if qm is not None and qm.answer_repeat(data):
@@ -514,8 +514,8 @@ def receive(sa, header, data, now):
     try:
         received, next_iv = sa.open(header, data)
     except (codec.MalformedMessage, CryptoError) as exc:
-        core.malformed(sa.remote, exc if isinstance(exc, codec.MalformedMessage)
-                       else codec.MalformedMessage(str(exc)), sa)
+        sa.host.report(Malformed(sa, exc if isinstance(exc, codec.MalformedMessage)
+                                 else codec.MalformedMessage(str(exc))))
         return
     if sa.dpd is not None:
         sa.dpd.activity(now)
@@ -531,11 +531,10 @@ def receive(sa, header, data, now):
 
 def _new_request(sa, received, next_iv, now):
     """The peer starts a quick mode: check HASH(1), find the connection its IDs name."""
-    core = sa.core
     mid = received.header.message_id
     if received.index_of(codec.HashPayload) != 0:
-        core.malformed(sa.remote, codec.MalformedMessage(
-            "quick mode message 1 must start with HASH (has %s)" % received.types()), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
+            "quick mode message 1 must start with HASH (has %s)" % received.types())))
         return
     expected = keymat.qm_hash1(sa.crypto, sa.prf, sa.keys.skeyid_a, mid, received.raw_after(0))
     if bytes(received.payloads[0].data) != expected:
@@ -543,12 +542,12 @@ def _new_request(sa, received, next_iv, now):
                % sa.remote[0])
         return
     if received.one(codec.SaPayload) is None or received.one(codec.NoncePayload) is None:
-        core.malformed(sa.remote, codec.MalformedMessage(
-            "quick mode message 1 lacks SA or nonce (has %s)" % received.types()), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
+            "quick mode message 1 lacks SA or nonce (has %s)" % received.types())))
         return
     sa.set_iv(mid, next_iv)
     sa.used_mids.add(mid)
-    conn, detail = find_connection(core, sa.peer, received)
+    conn, detail = find_connection(sa.host, sa.peer, received)
     if conn is None:
         # Remember the refusal under this message id so retransmissions are not re-diagnosed.
         placeholder = QuickMode(sa, _NoConnection(), False, mid, now)
