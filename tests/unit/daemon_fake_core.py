@@ -5,9 +5,12 @@ It negotiates nothing: `initiate` makes an Activated IKE SA and one ESP SA pair 
 malformed input escaping the core), and a timer fires once after start so re-arming is seen.
 """
 from ikecore.protocol import events
+from ikecore.protocol.api import CoreApi
 
 
-class FakeCore:
+class FakeCore(CoreApi):
+    """Implements the whole driver <-> core contract (ikecore.protocol.api.CoreApi)."""
+
     def __init__(self, settings, crypto, now):
         self.settings = settings
         self.started = now
@@ -20,6 +23,8 @@ class FakeCore:
         self.timer = now + 0.2
         self.timer_fired = 0
         self.wall_offset = None
+        self.counters = {}
+        self.reqids = {}
 
     def _log(self, text, peer=None, level="info"):
         self.queue.append(events.Log(level, peer, text))
@@ -67,6 +72,24 @@ class FakeCore:
 
     def connection_for_traffic(self, src_ip, dst_ip):
         return None
+
+    def gateway_address(self, peer):
+        return peer.remote_gateway
+
+    def learn_source_address(self, remote_ip, local_ip):
+        pass
+
+    def learn_gateway_address(self, peer_name, address, now, error=None):
+        self._log("%s resolved to %s" % (peer_name, address or error), peer_name)
+
+    def install_failed(self, sa_id, reason, now):
+        self._log("install of %s failed: %s" % (sa_id, reason))
+        return sa_id in self.sas
+
+    def reqid(self, connection_name):
+        if connection_name not in self.reqids:
+            self.reqids[connection_name] = len(self.reqids) + 1
+        return self.reqids[connection_name]
 
     def acquire(self, src_ip, dst_ip, now):
         self._log("acquire %s -> %s" % (src_ip, dst_ip))

@@ -28,6 +28,7 @@ from . import reactions
 from . import settings as settings_
 from . import states
 from . import status as status_
+from .api import CoreApi
 from .deadlines import DeadlineIndex
 from .events import IkeSaChanged, InstallChildSa, Log, Notice, ResolveGateway
 from .ike_table import IkeSaTable
@@ -42,7 +43,9 @@ from .logonce import LogOnce
 QUICK_MODES_AT_ONCE = 1
 
 
-class IkeCore:
+class IkeCore(CoreApi):
+    """The core; api.CoreApi is what the driver may call (each method's contract there)."""
+
     def __init__(self, settings, crypto, now=0.0):
         self.settings = settings
         self.crypto = crypto
