@@ -8,7 +8,8 @@ datagram, acts on every queued event and re-arms the ONE timer from `core.get_ti
 UDP sockets are bound to the wildcard address (or to the peers' local addresses when all have
 one) with IP_PKTINFO, so each datagram's local address is known and replies leave from the
 address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel takes ESP-in-UDP and
-hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
+hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds with
+natt.py's helpers, the one implementation of that framing).
 """
 import asyncio
 import itertools
@@ -18,7 +19,7 @@ import struct
 import time
 
 from ikecore import config
-from ikecore.protocol import events, fragments
+from ikecore.protocol import events, fragments, natt
 from ikecore.protocol import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
@@ -217,7 +218,7 @@ class Driver:
 
     # --- inputs
     def datagram_received(self, data, local, remote):
-        if data == b"\xff" and local[1] == NATT_PORT:
+        if local[1] == NATT_PORT and natt.is_keepalive(data):
             return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
         self._refresh_trust(self.now())

@@ -414,8 +414,9 @@ class IkeCore(CoreApi):
         self._events.append(event)
 
     def send(self, data, local, remote):
+        """An IKE datagram; from port 4500 behind the non-ESP marker (RFC 3948 section 2.2)."""
         if local[1] == C.NATT_PORT:
-            data = natt.NON_ESP_MARKER + data
+            data = natt.add_non_esp_marker(data)
         self._datagrams.append((data, local, remote))
 
     def send_raw(self, data, local, remote):

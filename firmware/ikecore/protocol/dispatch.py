@@ -27,11 +27,9 @@ def receive(core, data, local, remote, now):
     """One UDP payload from remote (ip, port) to local (ip, port)."""
     data = bytes(data)
     if local[1] == C.NATT_PORT or remote[1] == C.NATT_PORT:
-        if data == natt.KEEPALIVE:
-            return
-        if data[:4] != natt.NON_ESP_MARKER:
-            return               # ESP-in-UDP is the kernel's, not ours
-        data = data[4:]
+        if natt.classify_4500(data) != "ike":
+            return               # a keepalive, ESP-in-UDP (the kernel's, not ours), a runt
+        data = natt.strip_non_esp_marker(data)
     try:
         header = codec.decode_header(data)
     except codec.MalformedMessage as exc:
