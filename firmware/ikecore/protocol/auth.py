@@ -9,10 +9,12 @@ check records the diagnosis on the IKE SA and tells the peer. Portable: no I/O, 
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import informational
 from . import states
 from .addresses import ip_bytes, ip_text
 from .crypto import CryptoError
 from .ikesa import FAILED_KEEP_S
+from .settings import Identity
 
 
 # -- identities ---------------------------------------------------------------------------------------
@@ -65,7 +67,6 @@ def identity_matches(crypto, expected, id_type, data):
 def local_identity(sa):
     ident = sa.peer.local_id
     if ident is None:
-        from .settings import Identity
         if sa.auth == "rsa" and sa.peer.cert_der:
             ident = Identity("dn", sa.crypto.cert_subject(sa.peer.cert_der))
         else:
@@ -197,7 +198,6 @@ def _cert_failed(sa, detail, now, notify_type=C.AUTHENTICATION_FAILED):
     """A certificate problem is not a damaged datagram: it ends the negotiation. The keys agree
     (no pre-shared key involved), so the refusal goes encrypted."""
     sa.fail("cert", detail, now)
-    from . import informational
     informational.send_notify(sa, notify_type, now)
     if sa.mode == states.MAIN and sa.initiator:
         informational.send_delete_ike(sa, now)     # the responder already counts it as up
@@ -222,7 +222,6 @@ def check_id(sa, received, now):
     sa.fail("id", mismatch, now)
     if sa.keys is not None:
         # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
-        from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         if sa.mode == states.MAIN and sa.initiator:
             # The responder already considers the SA up: take it down on its side too.

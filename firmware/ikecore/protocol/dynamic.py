@@ -23,6 +23,7 @@ reinstalled with the new outer address. Portable: MicroPython subset, no I/O.
 from . import auth
 from . import codec
 from . import consts as C
+from . import informational
 from . import keymat
 from . import proposals
 from . import states
@@ -87,7 +88,6 @@ def refine(sa, ident, now):
         sa.fail("id", "the peer at %s identified as %s %s and no peer with remote_gateway "
                 "\"%%any\" has this remote_id" % (sa.remote[0], kind, text), now)
         if sa.keys is not None and sa.mode == states.MAIN:
-            from . import informational
             informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         else:
             sa.notify_clear(C.INVALID_ID_INFORMATION)

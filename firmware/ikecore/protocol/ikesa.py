@@ -13,6 +13,7 @@ from . import diagnosis
 from . import fragments
 from . import keymat
 from . import natt
+from . import proposals
 from . import states
 from .crypto import cipher_info
 from .events import IkeSaChanged, Log, Notice
@@ -237,6 +238,15 @@ class IkeSa(Exchange):
     @property
     def initiator(self):
         return self.machine.role == states.INITIATOR
+
+    def offered_proposals(self):
+        """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer,
+        so every transform must name that one group (RFC 2409 section 5.4): the proposals with
+        another group are left out."""
+        offer = self.peer.proposals[:proposals.MAX_PROPOSALS]
+        if self.mode == states.AGGRESSIVE:
+            offer = [p for p in offer if p.dh == offer[0].dh]
+        return offer
 
     def algorithm_text(self):
         return self.proposal.describe() if self.proposal is not None else ""

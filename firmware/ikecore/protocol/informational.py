@@ -15,7 +15,6 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import keymat
-from . import phase1
 from . import proposals
 from .crypto import CryptoError
 from .host import ChildDeleted, IkeSaDeleted, Malformed, Refused
@@ -136,7 +135,7 @@ def _notify(sa, note, now, authenticated):
         if cause in ("psk", "id_or_mode") and sa.auth != "psk":
             cause = "cert"
         if cause == "p1_algorithm" and any(proposals.common_default_ike(p)
-                                           for p in phase1.offered_proposals(sa)):
+                                           for p in sa.offered_proposals()):
             cause = "p1_algorithm_or_id"
         detail = "the peer answered with %s in state %d" % (text, sa.machine.number)
         if authenticated:

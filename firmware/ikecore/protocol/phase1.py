@@ -42,20 +42,10 @@ KEEPALIVE_INTERVAL_S = natt.KEEPALIVE_INTERVAL_S
 
 
 # -- building blocks of the messages -----------------------------------------------------------
-def offered_proposals(sa):
-    """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
-    every transform must name that one group (RFC 2409 section 5.4): the proposals with another
-    group are left out."""
-    offer = sa.peer.proposals[:proposals.MAX_PROPOSALS]
-    if sa.mode == states.AGGRESSIVE:
-        offer = [p for p in offer if p.dh == offer[0].dh]
-    return offer
-
-
 def _sa_payload(sa):
     """Our phase 1 offer: one ISAKMP proposal with one transform per offered IkeProposal."""
     transforms = []
-    for number, p in enumerate(offered_proposals(sa)):
+    for number, p in enumerate(sa.offered_proposals()):
         attrs = proposals.ike_attributes(p, sa.auth, sa.lifetime_s)
         transforms.append(codec.Transform(number + 1, C.KEY_IKE,
                                           [codec.Attribute(t, v) for t, v in attrs]))

@@ -14,6 +14,7 @@ events.ChildSa per direction and protocol. Portable: no I/O, no clock.
 
 from . import codec
 from . import consts as C
+from . import informational
 from . import keymat
 from . import natt
 from . import proposals
@@ -236,7 +237,6 @@ class QuickMode(Exchange):
 
     def _reject(self, next_iv, now):
         """Tell the responder its answer is unacceptable, so it stops waiting for HASH(3)."""
-        from . import informational
         informational.send_notify(self.sa, C.NO_PROPOSAL_CHOSEN, now)
 
     def _responder_lifetime(self, note):
@@ -375,7 +375,6 @@ class QuickMode(Exchange):
         self._complete(self.children, now)
 
     def _refuse(self, cause, detail, notify_type, now):
-        from . import informational
         informational.send_notify(self.sa, notify_type, now)
         self.fail(cause, detail, now)
 
@@ -555,7 +554,6 @@ def _new_request(sa, received, next_iv, now):
         placeholder.state = FAILED
         placeholder.forget_at = now + DONE_KEEP_S
         sa.quick_modes[mid] = placeholder
-        from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         sa.fail("network", detail, now, phase=2)
         return
