@@ -54,7 +54,7 @@ class IkeCore(CoreApi):
         self.wall_offset = None
         self.table = IkeSaTable()
         self.ike_sas = self.table.by_id          # id -> ikesa.IkeSa, oldest first
-        self._timers = DeadlineIndex(_deadline_of)
+        self._timers = DeadlineIndex()
         self.learned = lifetime.Learned()    # lifetimes the peer keeps silently (lifetime.py)
         self.child_sas = children_.ChildSas(crypto, self.learned, self.emit, self.touch,
                                             self.table.established)
@@ -83,10 +83,6 @@ class IkeCore(CoreApi):
     def connections_of(self, peer_name):
         """The peer's connections in the file's order (settings.connections_of, indexed)."""
         return self.peers.connections_of(peer_name)
-
-    def dynamic_peers(self):
-        """Peers with remote_gateway "%any" that may answer, in the file's order (dynamic.py)."""
-        return self.peers.dynamic_peers()
 
     def gateway_address(self, peer):
         """Where the peer is now: its configured address, what its DNS name resolved to, or (a
@@ -125,12 +121,8 @@ class IkeCore(CoreApi):
     def deadline_by_scan(self):
         """The earliest deadline found by visiting every SA (O(n)): what get_timer() must equal.
         For tests (conftest checks it at every step), never on the datagram path."""
-        deadlines = []
-        for owner in list(self.ike_sas.values()) + list(self.groups.values()) + [self.admission]:
-            d = _deadline_of(owner)
-            if d is not None:
-                deadlines.append(d)
-        return min(deadlines) if deadlines else None
+        return DeadlineIndex.by_scan(list(self.ike_sas.values()) + list(self.groups.values())
+                                     + [self.admission])
 
     def touch(self, owner):
         """An IKE SA or child group whose timers may have moved: recompute it before the next
@@ -602,17 +594,6 @@ class IkeCore(CoreApi):
                 if self.settings.connections.get(conn.name) is conn:
                     self.start_quick_mode(heir, conn, now, replaces)
             self.child_sas.move_to(sa, heir)
-
-
-def _deadline_of(owner):
-    """The next time an IKE SA, a child group or the admission bounds (the end of a refusal
-    episode) need handle_timer; None: never (or removed)."""
-    if isinstance(owner, (children_.ChildGroup, admission_.Admission)):
-        return owner.deadline()
-    if owner.deleted:
-        return None
-    found = owner.deadlines()
-    return min(found) if found else None
 
 
 def _serial(owner):

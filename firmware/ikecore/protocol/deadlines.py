@@ -1,7 +1,8 @@
 """The earliest deadline among many timer owners (portable: MicroPython subset).
 
 The core has one timer for the driver (get_timer) and many owners of deadlines: IKE SAs (their
-retransmissions, DPD, rekey, expiry), child SA groups, the admission bounds.
+retransmissions, DPD, rekey, expiry), child SA groups, the admission bounds. Each has a
+deadline() method: the next time it needs the core's handle_timer, or None.
 """
 
 import heapq                     # MicroPython has it too (checked in the wasm build)
@@ -15,12 +16,18 @@ class DeadlineIndex:
     O(log n) per touched owner instead of O(n) per datagram (at 1,000 tunnels the scan made
     peers give up)."""
 
-    def __init__(self, deadline_of):
-        self._deadline_of = deadline_of   # owner -> absolute time or None (nothing due / gone)
+    def __init__(self):
         self._heap = []
         self._current = {}                # owner -> seq of its live heap entry
         self._dirty = set()
         self._seq = 0
+
+    @staticmethod
+    def by_scan(owners):
+        """The earliest deadline found by visiting every owner (O(n)): what earliest() must
+        equal. For tests, never on the datagram path."""
+        deadlines = [d for d in (owner.deadline() for owner in owners) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def mark(self, owner):
         self._dirty.add(owner)
@@ -31,7 +38,7 @@ class DeadlineIndex:
         dirty = self._dirty
         self._dirty = set()
         for owner in dirty:
-            deadline = self._deadline_of(owner)
+            deadline = owner.deadline()
             if deadline is None:
                 self._current.pop(owner, None)
                 continue

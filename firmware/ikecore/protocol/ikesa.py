@@ -424,6 +424,13 @@ class IkeSa(Exchange):
                 return mid
 
     # -- timers -------------------------------------------------------------------------------------
+    def deadline(self):
+        """The next time this SA needs the core's handle_timer; None: never (or removed)."""
+        if self.deleted:
+            return None
+        found = self.deadlines()
+        return min(found) if found else None
+
     def deadlines(self):
         found = []
         stall = self.stall_at if not self.machine.established and not self.failed else None
