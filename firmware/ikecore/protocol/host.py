@@ -15,7 +15,7 @@ they happen, interleaved with the exchange's own datagrams and events as before.
 
 
 class Host:
-    """The exchanges' view of the core. core.CoreHost is the one implementation."""
+    """The exchanges' view of the core. reactions.CoreHost is the core's implementation."""
 
     crypto = None        # the crypto provider (crypto.py): the only source of randomness too
     counters = None      # {"retransmissions": n, fragments.py's ...}: the core's counters
