@@ -4,7 +4,7 @@ It negotiates nothing: `initiate` makes an Activated IKE SA and one ESP SA pair 
 `receive_datagram` answers b"ping" with b"pong" and raises on b"boom" (a core bug or
 malformed input escaping the core), and a timer fires once after start so re-arming is seen.
 """
-from ikecore.protocol import events
+from ikecore.protocol import events, status
 from ikecore.protocol.api import CoreApi
 
 
@@ -154,11 +154,6 @@ class FakeCore(CoreApi):
             entry = dict(sa)
             entry["elapsed_s"] = int(now - entry.pop("created"))
             ike.append(entry)
-        sas = [{"id": sa.id, "ike_sa": sa.ike_sa, "destination": sa.dst,
-                "direction": "outgoing" if sa.direction == "out" else "incoming",
-                "spi": "0x%08x" % sa.spi, "protocol": "ESP", "mode": "tunnel",
-                "algorithm": "AES-CBC-128/HMAC-SHA1-96", "local_net": sa.local_net,
-                "remote_net": sa.remote_net, "elapsed_s": int(now - sa.created),
-                "lifetime_s": sa.lifetime_s, "bytes": 0, "packets": 0, "errored_packets": 0}
-               for sa in self.sas.values() if peers is None or sa.peer in peers]
+        sas = [status.child_row(sa, now) for sa in self.sas.values()
+               if peers is None or sa.peer in peers]     # the core's own row formatting
         return {"ike_sas": ike, "sas": sas}
