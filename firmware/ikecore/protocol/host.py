@@ -5,12 +5,15 @@ object ikesa.py) see the core only through `Host`, the object every IkeSa carrie
 a few services (send a datagram, emit an event, allocate an SPI, hand out ids, the time and
 the crypto provider, what the settings say) and one way back, `report(outcome)`. An outcome
 says what happened (phase 1 established, a quick mode failed, the peer deleted an SA, a
-malformed message...), never what the core is to do about it: the core decides (core.py acts on
-each kind in one table), as aioquic's parts get narrow callbacks and the connection decides.
-An exchange therefore needs no core to run: a test can hand it any Host.
+malformed message...), never what the core is to do about it: the core decides (reactions.py acts
+on each kind, one table), as aioquic's parts get narrow callbacks and the connection decides.
+An exchange therefore needs no core to run: a test can hand it any Host
+(tests/unit/test_host_interface.py runs main mode that way).
 
-The core reports at once, while the exchange still runs: outcomes are acted on in the order
-they happen, interleaved with the exchange's own datagrams and events as before.
+report() is acted on at once, while the exchange still runs: outcomes take effect in the order
+they happen, interleaved with the exchange's own datagrams and events exactly as before (a
+returned outcome, acted on after the handler, would move e.g. the start of a queued
+negotiation behind the refusal the handler sends next).
 """
 
 
