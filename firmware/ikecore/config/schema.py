@@ -77,9 +77,8 @@ class Key:
 class Section:
     """The keys of one table of the file, in the order they are checked and documented."""
 
-    def __init__(self, name, keys, title=None):
+    def __init__(self, name, keys):
         self.name = name
-        self.title = title
         self.keys = tuple(keys)
         self._by_name = {key.name: key for key in self.keys}
 
@@ -98,16 +97,22 @@ def _any_gateway_acts_as(values):
     return "responder" if values["remote_gateway"] == S.ANY_GATEWAY else "both"
 
 
-GENERAL = Section("general", title="`[general]`", keys=[
+GENERAL = Section("general", keys=[
     Key("wan_interface", "interface", "an interface name (1–15 of `A-Z a-z 0-9 . _ @ -`)",
         default="eth0"),
     Key("lan_interface", "interface", "an interface name", default="eth1"),
 ])
 
-_RSA_ONLY = "`auth = \"rsa\"`: "
-_PSK, _RSA = ("auth", "psk"), ("auth", "rsa")
-PEER = Section("peer", title="`[[peer]]` — \"VPN peer settings (IKE)\", one per remote gateway",
-               keys=[
+
+def _material(name, kind, auth, meaning, **options):
+    """A key of one auth method's key material: files.credentials checks it with the others
+    (which it is allowed with, which it needs, loading the files)."""
+    if auth == "rsa":
+        meaning = "`auth = \"rsa\"`: " + meaning
+    return Key(name, kind, meaning, by="credentials", only_with=("auth", auth), **options)
+
+
+PEER = Section("peer", keys=[
     Key("name", "name", "1–32 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit; unique "
         "among peers. Used by `ikectl up/down` and in the VPN log", required=True),
     Key("remote_gateway", "gateway", "the peer's IPv4 address (not multicast or broadcast), "
@@ -136,26 +141,25 @@ PEER = Section("peer", title="`[[peer]]` — \"VPN peer settings (IKE)\", one pe
               Key("value", "string", "the ID", required=True)]),
     Key("auth", "choice", "${choices}", default="psk", choices=S.AUTH_METHODS,
         after=("credentials", "aggressive_psk")),
-    Key("psk", "string", "the pre-shared key (non-empty). With `auth = \"psk\"` exactly one of "
-        "`psk` / `psk_file`", by="credentials", only_with=_PSK, doc_default="—"),
-    Key("psk_file", "file", "a file holding the key (trailing newline removed); relative paths "
-        "are relative to the config file's directory. Should be mode 0600", by="credentials", only_with=_PSK,
-        doc_default="—"),
-    Key("cert", "file", _RSA_ONLY + "our X.509 certificate file (PEM or DER). The web UI's "
-        "Certificates page stores them as `certs/local/NAME.pem` (with `certs/local/NAME.key`)"
-        ", CAs (trusted or intermediate) as `certs/ca/NAME.pem` and CRLs as "
-        "`certs/crl/NAME.pem`, relative to this file", by="credentials", only_with=_RSA, doc_default="—"),
-    Key("key", "file", _RSA_ONLY + "our RSA private key, unencrypted PEM; must belong to "
-        "`cert`", by="credentials", only_with=_RSA, doc_default="—"),
-    Key("ca", "files", _RSA_ONLY + "the trusted CA certificate file, or several (PEM or DER); "
-        "the peer's certificate must have a valid path to one of them", by="credentials", only_with=_RSA,
-        doc_type="string or list of strings", doc_default="—"),
-    Key("intermediates", "files", _RSA_ONLY + "intermediate CA certificates: used to build the "
-        "peer's path (besides those it sends in CERT payloads) and sent after our own "
-        "certificate", default=[], by="credentials", only_with=_RSA),
-    Key("crls", "files", _RSA_ONLY + "CRL files (PEM or DER). When set, the peer's certificate "
-        "must be covered by one of them and not listed; the daemon reads them again when they "
-        "change", default=[], by="credentials", only_with=_RSA),
+    _material("psk", "string", "psk", "the pre-shared key (non-empty). With `auth = \"psk\"` "
+              "exactly one of `psk` / `psk_file`"),
+    _material("psk_file", "file", "psk", "a file holding the key (trailing newline removed); "
+              "relative paths are relative to the config file's directory. Should be mode 0600"),
+    _material("cert", "file", "rsa", "our X.509 certificate file (PEM or DER). The web UI's "
+              "Certificates page stores them as `certs/local/NAME.pem` (with "
+              "`certs/local/NAME.key`), CAs (trusted or intermediate) as `certs/ca/NAME.pem` and "
+              "CRLs as `certs/crl/NAME.pem`, relative to this file"),
+    _material("key", "file", "rsa", "our RSA private key, unencrypted PEM; must belong to "
+              "`cert`"),
+    _material("ca", "files", "rsa", "the trusted CA certificate file, or several (PEM or DER); "
+              "the peer's certificate must have a valid path to one of them",
+              doc_type="string or list of strings"),
+    _material("intermediates", "files", "rsa", "intermediate CA certificates: used to build "
+              "the peer's path (besides those it sends in CERT payloads) and sent after our own "
+              "certificate", default=[]),
+    _material("crls", "files", "rsa", "CRL files (PEM or DER). When set, the peer's "
+              "certificate must be covered by one of them and not listed; the daemon reads them "
+              "again when they change", default=[]),
     Key("proposals", "ike_proposals", "${range} phase 1 proposals in preference order, "
         "`encryption-integrity-group`, no duplicates", default=DEFAULT_IKE_PROPOSALS, low=1,
         high=MAX_PROPOSALS),
@@ -191,8 +195,7 @@ PEER = Section("peer", title="`[[peer]]` — \"VPN peer settings (IKE)\", one pe
         "page", default=False),
 ])
 
-CONNECTION = Section("connection", title="`[[connection]]` — \"VPN connection settings\", one "
-                     "per pair of networks", keys=[
+CONNECTION = Section("connection", keys=[
     Key("name", "name", "as peer names; unique among connections", required=True),
     Key("peer", "peer", "the `name` of a `[[peer]]` in this file", required=True),
     Key("local_net", "networks", "IPv4 network behind us, `\"192.168.1.0/24\"`; a single "
