@@ -223,4 +223,14 @@ CONNECTION = Section("connection", keys=[
 
 # The document's sections, in the order they are checked and documented.
 SECTIONS = {section.name: section for section in (GENERAL, PEER, CONNECTION)}
+
+
+def field(section, name):
+    """The row of a settings page field: "lifetime_s", or a sub-key as "dpd.delay_s"."""
+    key = None
+    rows = SECTIONS[section]
+    for part in name.split("."):
+        key = rows[part]
+        rows = key.keys
+    return key
 ARRAYS = ("peer", "connection")         # written as [[peer]] tables, one per entry
