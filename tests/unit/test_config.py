@@ -444,3 +444,12 @@ def test_the_checker_takes_limits_and_defaults_from_the_tables(monkeypatch):
         config.parse(PEER + "lifetime_s = 30001\n")
     assert info.value.message == "must be between 60 and 30000, got 30001"
     assert config.parse(PEER).peers["branch"].fragment_size == 1000
+
+
+def test_the_cores_shortest_lifetime_is_the_tables():
+    """lifetime.py (portable: it cannot import the host's tables) takes a delete younger than
+    the shortest lifetime the file allows as no evidence of the peer's lifetime."""
+    from ikecore import lifetime
+    from ikecore.config import schema
+    lows = {schema.PEER["lifetime_s"].low, schema.CONNECTION["lifetime_s"].low}
+    assert lows == {lifetime.DELETE_EVIDENCE_MIN_S}
