@@ -80,9 +80,9 @@ class Checker:
         """One table checked by its section's rows -> {key: checked value}; unset optional keys
         are None. Rows are checked in table order, each row's rules right after it."""
         self.table(path, entry, section.names())
-        for key in section:
-            if key.required and key.name not in entry:
-                self.error(path, "missing required key %r" % key.name)
+        for name in section.required:
+            if name not in entry:
+                self.error(path, "missing required key %r" % name)
         values = {}
         for key in section:
             if key.by is None:
@@ -98,7 +98,7 @@ class Checker:
             raw = key.default_for(values)
             if raw is None:
                 return None
-        return getattr(self, "kind_" + key.kind)(path, raw, key, values)
+        return KINDS[key.kind](self, path, raw, key, values)
 
     def peer(self, path, entry):
         values = self.entry(path, entry, schema.PEER)
@@ -340,6 +340,11 @@ class Checker:
         return parsed
 
 
+# schema.Key.kind -> its Checker method
+KINDS = {name[len("kind_"):]: method for name, method in vars(Checker).items()
+         if name.startswith("kind_")}
+
+
 def _type_name(value):
     if isinstance(value, bool):
         return "a boolean"
@@ -367,7 +372,7 @@ def _check_tables():
     for section in schema.SECTIONS.values():
         for key in rows(section):
             unknown = [r for r in key.after + ((key.by,) if key.by else ()) if r not in RULES]
-            if unknown or (key.by is None and not hasattr(Checker, "kind_" + key.kind)):
+            if unknown or (key.by is None and key.kind not in KINDS):
                 raise AssertionError("schema %s.%s: no check for kind %r / rules %s"
                                      % (section.name, key.name, key.kind, unknown))
 

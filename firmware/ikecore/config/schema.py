@@ -81,9 +81,11 @@ class Section:
         self.name = name
         self.keys = tuple(keys)
         self._by_name = {key.name: key for key in self.keys}
+        self._names = tuple(key.name for key in self.keys)      # once: 10,000 peers use it
+        self.required = tuple(key.name for key in self.keys if key.required)
 
     def names(self):
-        return tuple(key.name for key in self.keys)
+        return self._names
 
     def __getitem__(self, name):
         return self._by_name[name]
