@@ -9,11 +9,13 @@ What a row cannot say -- rules between keys (a dynamic peer needs remote_id, one
 networks that must not overlap, the files a certificate peer needs) -- are named rules: a row's
 `after` runs them once its value is checked, a key validated inside a rule names it in `by`
 (check.RULES holds them, checked against these names at import). Defaults come from
-ikecore.settings where it has a constant, so the settings objects and the file agree.
+ikecore.settings (its constants, else its constructors' defaults), so the settings objects and
+the file agree.
 
 To add a key: a Key in its section, in the order it is checked and documented; a kind check.py
 knows; `python3 -m ikecore.config.doc` to update docs/config.md.
 """
+import inspect
 import json
 import re
 
@@ -30,6 +32,12 @@ DEFAULT_IKE_PROPOSALS = ["aes128-sha1-modp2048"]
 DEFAULT_CHILD_PROPOSALS = {"esp": ["aes128-sha1"], "ah": ["sha1"], "esp+ah": ["aes128-sha1"]}
 # networks per side of a connection: each local x remote pair is a quick mode and an SA pair
 MAX_NETWORKS = 16
+
+
+def _default(cls, argument):
+    """A settings class's own default for an argument (S.Peer's nat_t, ...): where
+    ikecore.settings has no constant for a default, its constructor is the one copy."""
+    return inspect.signature(cls).parameters[argument].default
 
 
 class Key:
@@ -101,8 +109,9 @@ def _any_gateway_acts_as(values):
 
 GENERAL = Section("general", keys=[
     Key("wan_interface", "interface", "an interface name (1–15 of `A-Z a-z 0-9 . _ @ -`)",
-        default="eth0"),
-    Key("lan_interface", "interface", "an interface name", default="eth1"),
+        default=_default(S.Settings, "wan_interface")),
+    Key("lan_interface", "interface", "an interface name",
+        default=_default(S.Settings, "lan_interface")),
 ])
 
 
@@ -126,12 +135,13 @@ PEER = Section("peer", keys=[
     Key("local_address", "address", "our IPv4 address toward this peer; the daemon binds it "
         "(it may appear later, e.g. by DHCP). When every peer has one, only those addresses "
         "are bound, else `0.0.0.0`", doc_default="none (any)"),
-    Key("phase1_mode", "choice", "${choices} — both peers must use the same", default="main",
+    Key("phase1_mode", "choice", "${choices} — both peers must use the same",
+        default=_default(S.Peer, "phase1_mode"),
         choices=S.PHASE1_MODES),
     Key("act_as", "choice", "`initiator`: its connections are brought up when the daemon "
         "starts (and on reload when new); `responder`: never initiates; `both`: initiates when "
         "traffic needs the tunnel (kernel acquire) or on `ikectl up`, and answers",
-        default="both", default_of=_any_gateway_acts_as, choices=S.ACT_AS,
+        default=_default(S.Peer, "act_as"), default_of=_any_gateway_acts_as, choices=S.ACT_AS,
         doc_default="`\"both\"` (`\"responder\"` with `remote_gateway = \"%any\"`)"),
     Key("local_id", "identity", "`{ type = T, value = V }`, see identities below",
         doc_default="our address (`ipv4`)",
@@ -141,7 +151,7 @@ PEER = Section("peer", keys=[
         doc_default="accept the peer's address",
         keys=[Key("type", "choice", "the ID type", choices=S.ID_TYPES, required=True),
               Key("value", "string", "the ID", required=True)]),
-    Key("auth", "choice", "${choices}", default="psk", choices=S.AUTH_METHODS,
+    Key("auth", "choice", "${choices}", default=_default(S.Peer, "auth"), choices=S.AUTH_METHODS,
         after=("credentials", "aggressive_psk")),
     _material("psk", "string", "psk", "the pre-shared key (non-empty). With `auth = \"psk\"` "
               "exactly one of `psk` / `psk_file`"),
@@ -169,7 +179,7 @@ PEER = Section("peer", keys=[
         "the shorter of ours and the peer's (see below)", default=S.IKE_LIFETIME_S, low=60,
         high=3 * 86400),
     Key("nat_t", "boolean", "NAT traversal (RFC 3947): float to UDP 4500 and ESP-in-UDP when a "
-        "NAT is detected", default=True),
+        "NAT is detected", default=_default(S.Peer, "nat_t")),
     Key("dpd", "table", "dead peer detection (RFC 3706): `delay_s` 0 (our probing off) or "
         "${delay_s_range}; `timeout_s` ${timeout_s_range} and longer than `delay_s`. We "
         "advertise DPD and answer R-U-THERE whatever `delay_s` is, so the peer can detect our "
@@ -194,7 +204,7 @@ PEER = Section("peer", keys=[
     Key("catch_all", "boolean", "only with `remote_gateway = \"%any\"`, main mode and `auth = "
         "\"psk\"`, without `remote_id`: accept anyone who knows the key, from any address and "
         "with any ID. At most one such peer; it is warned about in the log and on the settings "
-        "page", default=False),
+        "page", default=_default(S.Peer, "catch_all")),
 ])
 
 CONNECTION = Section("connection", keys=[
@@ -207,7 +217,8 @@ CONNECTION = Section("connection", keys=[
     Key("remote_net", "networks", "IPv4 network behind the peer, or a list as for `local_net`; "
         "`\"0.0.0.0/0\"` sends all traffic to the peer (below). It must not be a `local_net` or "
         "lie inside one", required=True, low=1, high=MAX_NETWORKS, after=("network_overlaps",)),
-    Key("protocol", "choice", "${choices}", default="esp", choices=S.CHILD_PROTOCOLS),
+    Key("protocol", "choice", "${choices}", default=_default(S.Connection, "protocol"),
+        choices=S.CHILD_PROTOCOLS),
     Key("proposals", "child_proposals", "${range} quick mode proposals: "
         "`encryption-integrity` for `esp` and `esp+ah`, `integrity` alone for `ah`. No DH "
         "group here: PFS is the `pfs` key", default=DEFAULT_CHILD_PROPOSALS["esp"],
@@ -220,7 +231,7 @@ CONNECTION = Section("connection", keys=[
     Key("lifetime_s", "integer", "SA lifetime, ${range}. The lifetime in force is the shorter "
         "of ours and the peer's (see below)", default=S.CHILD_LIFETIME_S, low=60, high=86400),
     Key("lifetime_kb", "integer", "SA volume limit in kilobytes, ${range}; 0 = no limit",
-        default=0, low=0),
+        default=_default(S.Connection, "lifetime_kb"), low=0),
 ])
 
 # The document's sections, in the order they are checked and documented.
