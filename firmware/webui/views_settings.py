@@ -87,11 +87,7 @@ async def form_page(request):
     doc = (await read_config(request)).unwrap()
     name = request.match_info.get("name")
     entry = _find(doc.get(section, []), name)[1] if name else {}
-    values = forms.form_values(entry)
-    if section == "peer":
-        # An unchecked box sends nothing, so the box must show the daemon's default (NAT-T on,
-        # DESIGN.md) when the file leaves nat_t out, or saving would silently turn it off.
-        values.setdefault("nat_t", "on")
+    values = forms.checked_by_default(section, forms.form_values(entry))
     stored = await _stored_certificates(request, section)
     if values.get("key") and values.get("key") == stored.get("stored_keys", {}).get(
             values.get("cert")):
