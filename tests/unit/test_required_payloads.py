@@ -9,6 +9,7 @@ import pytest
 
 from ikecore.protocol import codec
 from ikecore.protocol import consts as C
+from ikecore.protocol import phase1, quickmode
 from ikecore.protocol.ikesa import IkeSa
 
 OTHER = {"A": "B", "B": "A"}
@@ -42,6 +43,21 @@ def _without(ptype, when=None):
             return None
         return [p for p in payloads if p.TYPE != ptype]
     return change
+
+
+def _record_handlers(monkeypatch, handlers):
+    """Wrap each bound handler so the test sees which ran: [(state, subject)]."""
+    ran = []
+
+    def recorder(state, function):
+        def handler(subject, *args):
+            ran.append((state, subject))
+            return function(subject, *args)
+        return handler
+
+    for state, function in list(handlers.items()):
+        monkeypatch.setitem(handlers, state, recorder(state, function))
+    return ran
 
 
 def _one(link, name):
@@ -94,10 +110,18 @@ def test_phase1_message_without_a_required_payload(ike_link_factory, monkeypatch
             before["at"] = len(link.trace)
         return False
 
+    ran = []
+    for handlers in phase1._HANDLERS.values():
+        ran += [_record_handlers(monkeypatch, handlers)]
     link.a.initiate("lan", link.clock.now)
     link.flush(drop=note)
     assert done, "the message was never built"
     ike = _one(link, refuser)
+    (sa,) = link.core(refuser).ike_sas.values()
+    # Refused before its handler ran: the handler of the refuser's state was never called.
+    calls = [call for recorded in ran for call in recorded]
+    assert not [name for name, subject in calls if subject is sa and name == sa.machine.state]
+    assert bool(calls) == (state != 1)      # the recording works: earlier messages' handlers ran
     assert ike["state"] == state and ike["status"] == "Negotiating"
     answers = _clear_notifies(_sent_after(link, refuser, before["at"]))
     # RFC 2408 section 5: the one cleartext notify a negotiation without keys may send.
@@ -135,9 +159,16 @@ def test_quick_mode_message_without_a_required_payload(ike_link_factory, monkeyp
     link = ike_link_factory()
     refuser = OTHER[sender]
     done = _strip(monkeypatch, link, sender, C.EXCHANGE_QUICK, change)
+    ran = _record_handlers(monkeypatch, quickmode._HANDLERS)
     link.a.initiate("lan", link.clock.now)      # phase 1, then the quick mode of "lan"
     link.flush()
     assert done, "the message was never built"
+    refused = {"1": quickmode.QR_NEW, "2": quickmode.QI_1_SENT, "3": quickmode.QR_2_SENT}[
+        re.search(r"message (\d)", text).group(1)]
+    (sa,) = link.core(refuser).ike_sas.values()
+    assert not [state for state, subject in ran
+                if state == refused and (subject is sa or getattr(subject, "sa", None) is sa)]
+    assert bool(ran) == (refused != quickmode.QR_NEW)
     start = [i for i, (who, data) in enumerate(link.trace)
              if codec.decode_header(data).exchange == C.EXCHANGE_QUICK][0]
     lines = [line for line in link.logs(refuser, "warning") if "malformed message" in line]
