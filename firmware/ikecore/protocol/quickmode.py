@@ -36,16 +36,17 @@ QI_1_SENT = "QI_1_SENT"
 QR_2_SENT = "QR_2_SENT"
 DONE = "DONE"
 FAILED = "FAILED"
-_H, _SA, _NONCE = C.PT_HASH, C.PT_SA, C.PT_NONCE
+_H, _SA, _NONCE, _E = C.PT_HASH, C.PT_SA, C.PT_NONCE, states.ENCRYPTED   # receive() checks _E
 _MAY = (C.PT_KE, C.PT_ID, C.PT_NOTIFY)
 TABLE = states.Table("quick mode", (
     states.Row(QR_NEW, None, "responder: no exchange has this message id yet", states.VALID,
-               QR_2_SENT, "_new_request", "quick mode message 1", (_H, _SA, _NONCE), _H, _MAY),
+               QR_2_SENT, "_new_request", "quick mode message 1", (_H, _SA, _NONCE), _H, _MAY,
+               _E),
     states.Row(QI_1_SENT, None, "initiator: HASH(1), SA, Ni [, KE], IDci, IDcr sent",
                states.VALID, DONE, "handle_response", "quick mode message 2",
-               (_H, _SA, _NONCE), _H, _MAY),
+               (_H, _SA, _NONCE), _H, _MAY, _E),
     states.Row(QR_2_SENT, None, "responder: HASH(2), SA, Nr [, KE], IDci, IDcr sent",
-               states.VALID, DONE, "handle_final", "quick mode message 3", (_H,), _H),
+               states.VALID, DONE, "handle_final", "quick mode message 3", (_H,), _H, (), _E),
     states.Row(DONE, None, "the SAs are the core's"),
     states.Row(FAILED, None, "diagnosed or abandoned; nothing of it stays"),
 ))
