@@ -308,8 +308,9 @@ def status_text(number):
 
 
 class Machine:
-    """The negotiation state of one IKE SA: a mode, a role and the current state name."""
-    __slots__ = ("mode", "role", "state", "table")
+    """The negotiation state of one IKE SA: a mode, a role and the current state's row (kept
+    itself, not its name: the status and the summary read `number` for every IKE SA)."""
+    __slots__ = ("mode", "role", "row", "table")
 
     def __init__(self, mode, role):
         table = PHASE1.get((mode, role))
@@ -318,19 +319,19 @@ class Machine:
         self.mode = mode
         self.role = role
         self.table = table
-        self.state = table.initial
+        self.row = table.rows[table.initial]
 
     @property
-    def row(self):
-        return self.table.rows[self.state]
+    def state(self):
+        return self.row.state
 
     def feed(self, inp):
         """Apply an input; IllegalTransition (state unchanged) when the row has no such move."""
         row = self.row
         if row.on != inp:
             raise IllegalTransition("%s %s in %s (%d): no transition on %r"
-                                    % (self.mode, self.role, self.state, row.number, inp))
-        self.state = row.next
+                                    % (self.mode, self.role, row.state, row.number, inp))
+        self.row = self.table.rows[row.next]
         return row.next
 
     def can(self, inp):

@@ -100,7 +100,7 @@ def summary(core):
     by_number = {}
     activated, other = set(), set()     # names of peers with an established IKE SA / another one
     for sa in core.ike_sas.values():
-        number = sa.machine.number
+        number = sa.machine.row.number          # attributes only: no property call per SA
         by_number[number] = by_number.get(number, 0) + 1
         (activated if number == states.ACTIVATED_NUMBER else other).add(sa.peer.name)
     negotiating = len([name for name in other if name in peers and name not in activated])
