@@ -132,8 +132,11 @@ class Daemon:
         return subprocess.Popen(self.command(*extra), env=self.env, cwd=REPO,
                                 stdin=subprocess.DEVNULL, **popen_kw)
 
-    def start(self, config=None, extra_args=(), timeout_s=WAIT_S):
-        """Write config (if given), start, and return once the control socket answers."""
+    def start(self, config=None, extra_args=(), timeout_s=WAIT_S, kernel=None):
+        """Write config (if given), start (kernel: another --kernel backend for this run), and
+        return once the control socket answers."""
+        if kernel is not None:
+            self.kernel_backend = kernel
         if config is not None:
             self.write_config(config)
         if os.path.exists(self.socket_path):
