@@ -11,10 +11,23 @@ import sys
 
 import pytest
 
+from support.config import Config
 from support.daemon import Daemon, wait_until  # noqa: F401  (the tests' names)
 from support.netns import Lab, netns_unavailable
 
 ADDRESS = {"a": "10.99.0.1", "b": "10.99.0.2"}
+NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
+
+
+def pair_config(side, act_as, psk, proposals=("aes128-sha1-modp2048",), pfs="modp2048"):
+    """One side of the pair: the other side its peer (PSK, NAT-T), NETS[side] <-> NETS[other]."""
+    other = "b" if side == "a" else "a"
+    cfg = Config(wan_interface="ik" + side, lan_interface="lo")
+    cfg.peer(other, ADDRESS[other], local_address=ADDRESS[side], act_as=act_as, psk=psk,
+             proposals=proposals, nat_t=True)
+    cfg.connection("%s-to-%s" % (side, other), other, NETS[side], NETS[other],
+                   proposals=["aes128-sha1"], pfs=pfs)
+    return cfg
 
 
 @pytest.fixture

@@ -6,22 +6,14 @@ import json
 import subprocess
 import sys
 
-from daemon_harness import ADDRESS, wait_until
-from support.config import Config
+from daemon_harness import ADDRESS, NETS, pair_config, wait_until
 from support.paths import firmware_env
 
 PSK = "veth secret"
-NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
 
 
 def config(side, act_as, psk=PSK, proposals=("aes128-sha1-modp2048",), pfs="modp2048"):
-    other = "b" if side == "a" else "a"
-    cfg = Config(wan_interface="ik" + side, lan_interface="lo")
-    cfg.peer(other, ADDRESS[other], local_address=ADDRESS[side], act_as=act_as, psk=psk,
-             proposals=proposals, nat_t=True)
-    cfg.connection("%s-to-%s" % (side, other), other, NETS[side], NETS[other],
-                   proposals=["aes128-sha1"], pfs=pfs)
-    return cfg
+    return pair_config(side, act_as, psk, proposals, pfs)
 
 
 def activated(daemon):

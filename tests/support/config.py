@@ -170,3 +170,26 @@ def text_of(config):
     if isinstance(config, dict):
         return document_text(config)
     return config
+
+
+# The router the web UI tests edit (docs/config.md's example): WAN eth0, LAN eth1, the branch
+# office's gateway and LAN, head office's gateway.
+BRANCH_GATEWAY, BRANCH_NET, HQ_GATEWAY = "198.51.100.2", "10.2.0.0/24", "198.51.100.7"
+ROUTER_LAN = "192.168.1.0/24"
+
+
+def webui_router(branch=None, hq=None, branch_lan=None, peers=(), comment=None):
+    """[general] eth0/eth1, then peer "branch" at BRANCH_GATEWAY with the keys of `branch`, peer
+    "hq" at HQ_GATEWAY with the keys of `hq`, the peers (name, gateway, keys) of `peers`, and the
+    connection "branch-lan" (ROUTER_LAN <-> BRANCH_NET) with the keys of `branch_lan`; a part
+    given as None is left out. -> the file's text, `comment` (a line) on top."""
+    cfg = Config(wan_interface="eth0", lan_interface="eth1")
+    if branch is not None:
+        cfg.peer("branch", BRANCH_GATEWAY, **branch)
+    if hq is not None:
+        cfg.peer("hq", HQ_GATEWAY, **hq)
+    for name, gateway, keys in peers:
+        cfg.peer(name, gateway, **keys)
+    if branch_lan is not None:
+        cfg.connection("branch-lan", "branch", ROUTER_LAN, BRANCH_NET, **branch_lan)
+    return ("# %s\n" % comment if comment else "") + cfg.text()

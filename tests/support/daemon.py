@@ -80,12 +80,13 @@ class Daemon:
     netns: a support.netns.Namespace (or its name) to run in; address: the daemon's WAN address
     there (for the test's own use); ports: --ports (two UDP ports, for runs outside a namespace);
     state_dir, core (the hidden --core MODULE:CLASS stand-in), python_path (extra PYTHONPATH
-    entries, e.g. where that stand-in lives) and args (more options) as the daemon takes them.
+    entries, e.g. where that stand-in lives) and args (more options) as the daemon takes them;
+    config_path / socket_path when a test needs those names (an error message quoting the file).
     """
 
     def __init__(self, workdir, name="ours", netns=None, address=None, kernel="record",
                  log_level="debug", ports=None, state_dir=None, core=None, python_path=(),
-                 args=()):
+                 args=(), config_path=None, socket_path=None):
         self.workdir = str(workdir)
         os.makedirs(self.workdir, exist_ok=True)
         self.name = self.side = name
@@ -97,8 +98,8 @@ class Daemon:
         self.state_dir = None if state_dir is None else str(state_dir)
         self.core = core
         self.args = list(args)
-        self.config_path = os.path.join(self.workdir, "ikecore-%s.toml" % name)
-        self.socket_path = os.path.join(self.workdir, "control-%s.sock" % name)
+        self.config_path = str(config_path or os.path.join(self.workdir, "ikecore-%s.toml" % name))
+        self.socket_path = str(socket_path or os.path.join(self.workdir, "control-%s.sock" % name))
         self.log_path = os.path.join(self.workdir, "daemon-%s.log" % name)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1",
                         PYTHONPATH=os.pathsep.join([FIRMWARE] + [str(p) for p in python_path]))
