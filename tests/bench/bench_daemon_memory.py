@@ -33,11 +33,11 @@ import time
 import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
 
-from ikecore import config  # noqa: E402
-from ikecore.protocol.core import IkeCore  # noqa: E402
-from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from ikecore import config
+from ikecore.protocol.core import IkeCore
+from ikecore.crypto_cryptography import CryptographyProvider
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"
 CHILD_PROPOSAL = "aes128-sha256"
@@ -123,6 +123,7 @@ def profile_daemons(n, top):
     import tempfile
     import bench_ike_setup as bench
     from ours import OurDaemon
+    from support.control import Connection
     workdir = tempfile.mkdtemp(prefix="ikecore-prof-")
     lab = bench.BenchLab(n)
     daemons = []
@@ -136,7 +137,7 @@ def profile_daemons(n, top):
         left, right = daemons
         counters = [bench.UpCounter(bench.our_ups(d)) for d in daemons]
         time.sleep(0.2)
-        control = bench.ControlConnection(left.socket_path)
+        control = Connection(left.socket_path)
         start = time.monotonic()
         for i in range(n):
             control.ask({"cmd": "up", "peer": "t%d" % i})
@@ -156,7 +157,7 @@ def profile_daemons(n, top):
                                                             counters.get("RcvbufErrors")))
         ticks = os.sysconf("SC_CLK_TCK")
         for daemon, side in ((left, "initiator"), (right, "responder")):
-            with open("/proc/%d/stat" % daemon.proc.pid) as handle:
+            with open("/proc/%d/stat" % daemon.process.pid) as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
             cpu = (int(fields[11]) + int(fields[12])) / float(ticks)   # utime + stime
             print("  %s daemon CPU since start (profiled, incl. start-up): %.2f s = %.1f ms per "
@@ -192,8 +193,6 @@ def main(argv=None):
     args = parser.parse_args([] if argv is None else argv)
     n = args.tunnels
     if args.daemons:
-        sys.path.insert(0, HERE)
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "interop"))
         print("== bench_daemon_memory --daemons: %d tunnels between two real daemons" % n)
         profile_daemons(n, args.top)
         return

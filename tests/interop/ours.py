@@ -48,3 +48,8 @@ class OurDaemon(Daemon):
 
     def start(self, peers, connections, extra_args=(), timeout_s=20):
         return super().start(config(peers, connections), extra_args, timeout_s)
+
+    @property
+    def proc(self):
+        """The process (interop's old name for `process`)."""
+        return self.process

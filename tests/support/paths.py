@@ -3,7 +3,7 @@
 The firmware is imported as installed in the image (from firmware/); qemu/ holds the image
 tools (router.py, firmware_update.py) the QEMU tests and benches drive; the other entries are the
 test folders whose helpers other folders import (strongSwan's charon from interop, the web UI
-harness and PKI from browser, the web UI runner from unit, the two-daemon pair from daemon).
+harness and PKI from browser, the web UI runner from unit, the two-daemon pair from daemon, the QEMU scenarios from qemu).
 """
 import os
 import sys
@@ -13,7 +13,7 @@ REPO = os.path.dirname(TESTS)
 FIRMWARE = os.path.join(REPO, "firmware")
 
 SEARCH_PATH = [FIRMWARE, TESTS, os.path.join(REPO, "qemu")] + [
-    os.path.join(TESTS, folder) for folder in ("interop", "browser", "unit", "daemon")]
+    os.path.join(TESTS, folder) for folder in ("interop", "browser", "unit", "daemon", "qemu")]
 
 
 def install():
