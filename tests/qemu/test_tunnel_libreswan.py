@@ -7,16 +7,12 @@ mode met with a main-mode-only pluto's silence, and pluto's NO-PROPOSAL-CHOSEN w
 Each test (re)starts pluto with its connection and restarts our daemon: both sides start without
 SAs or policies.
 """
-import os
 import re
 
 import pytest
 
-from e2e import IP, PSK, Scenario, boot_sites, one, show_after_failure, stop_sites
+from e2e import IP, PSK, Scenario, one, show_after_failure
 from guest_pluto import ROOTFS, Conn, GuestPluto
-
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 
 ESP = Scenario()                                  # main mode PSK, aes128-sha1-modp2048, PFS modp2048
 AGGRESSIVE = Scenario(phase1_mode="aggressive")
@@ -30,16 +26,17 @@ def secrets(a, b, psk=PSK):
     return f'{b.site["wan"]} {a.site["wan"]} : PSK "{psk}"'
 
 
+SITE_B_ROOTFS = ROOTFS              # conftest's `sites` boots site B from the libreswan image
+SITE_B_MAKE = "make image image-libreswan"
+
+
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", ROOTFS, "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no {part} in {IMAGES}: run `make image image-libreswan`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites-libreswan"), IMAGES, rootfs={"b": ROOTFS})
+def sites(sites):
+    """conftest's two sites, B's pluto ready to start."""
+    a, b = sites
     b.pluto = GuestPluto(b)
     yield a, b
     b.pluto.stop()
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)
