@@ -38,6 +38,7 @@ import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
 from ikecore import config
 from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider
+from support.config import Config
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"
 CHILD_PROPOSAL = "aes128-sha256"
@@ -56,21 +57,15 @@ def net(side, i):
 def config_toml(n, side):
     """N peers + connections for one side, as TOML text (DESIGN.md's format)."""
     other = "b" if side == "a" else "a"
-    lines = ['[general]', 'wan_interface = "wan0"', 'lan_interface = "lo"', '']
+    cfg = Config(wan_interface="wan0", lan_interface="lo")
     for i in range(n):
-        lines += ['[[peer]]', 'name = "t%d"' % i, 'remote_gateway = "%s"' % wan(other, i),
-                  'local_address = "%s"' % wan(side, i), 'phase1_mode = "main"',
-                  'act_as = "%s"' % ("both" if side == "a" else "responder"),
-                  'auth = "psk"', 'psk = "bench secret"', 'proposals = ["%s"]' % IKE_PROPOSAL,
-                  'lifetime_s = 28800', 'nat_t = true',
-                  'local_id = { type = "ipv4", value = "%s" }' % wan(side, i),
-                  'remote_id = { type = "ipv4", value = "%s" }' % wan(other, i),
-                  'dpd = { delay_s = 0, timeout_s = 120 }', '',
-                  '[[connection]]', 'name = "c%d"' % i, 'peer = "t%d"' % i,
-                  'local_net = "%s"' % net(side, i), 'remote_net = "%s"' % net(other, i),
-                  'protocol = "esp"', 'proposals = ["%s"]' % CHILD_PROPOSAL, 'pfs = "%s"' % PFS,
-                  'lifetime_s = 3600', 'lifetime_kb = 0', '']
-    return "\n".join(lines)
+        cfg.peer("t%d" % i, wan(other, i), local_address=wan(side, i), phase1_mode="main",
+                 act_as="both" if side == "a" else "responder", auth="psk", psk="bench secret",
+                 proposals=[IKE_PROPOSAL], lifetime_s=28800, nat_t=True,
+                 local_id=("ipv4", wan(side, i)), remote_id=("ipv4", wan(other, i)), dpd=(0, 120))
+        cfg.connection("c%d" % i, "t%d" % i, net(side, i), net(other, i), protocol="esp",
+                       proposals=[CHILD_PROPOSAL], pfs=PFS, lifetime_s=3600, lifetime_kb=0)
+    return cfg.text()
 
 
 class Pair:
