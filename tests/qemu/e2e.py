@@ -54,19 +54,20 @@ class Scenario:
         return repr(sorted(vars(self).items()))
 
     def toml(self, local, remote, remote_gateway=None, remote_id=None, local_id=None,
-             peer="site", connection="lan-lan"):
+             peer="site", connection="lan-lan", peer_keys=None):
         """ikecore.toml of the site `local` (a SITES entry) toward `remote`. Behind a NAT the
         peer is reached at the NAT's address (remote_gateway) and names itself by its own
         address (remote_id). remote_gateway="%any": a hub's dynamic peer, told apart by
         remote_id (a (type, value) pair; an address alone means ipv4) and only responding
-        (the daemon's default for it); local_id likewise, for the branch that names itself."""
+        (the daemon's default for it); local_id likewise, for the branch that names itself.
+        peer_keys: more keys of the [[peer]] (dpd, lifetime_s, ...)."""
         gateway = remote_gateway or remote["wan"]
         local_net, remote_net = self.networks.get(local["wan"], (local["lan_net"], remote["lan_net"]))
         cfg = Config(wan_interface="eth0", lan_interface="lan0")
         cfg.peer(peer, gateway, phase1_mode=self.phase1_mode,
                  act_as=None if gateway == "%any" else "both", auth="psk", psk=self.psk,
                  proposals=self.ike_proposals, nat_t=self.nat_t, local_id=_identity(local_id),
-                 remote_id=_identity(remote_id))
+                 remote_id=_identity(remote_id), **(peer_keys or {}))
         cfg.connection(connection, peer, local_net, remote_net, protocol=self.protocol,
                        proposals=self.child_proposals, pfs=self.pfs, lifetime_s=self.lifetime_s)
         return "# written by tests/qemu/e2e.py\n" + cfg.text()
