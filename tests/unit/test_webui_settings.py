@@ -342,3 +342,41 @@ def test_networks_typed_with_commas_are_saved_as_lists_and_shown_back(env):
     assert bad.status == 400
     assert "listed twice" in (error_beside(bad.text, "local_net") or "")
     assert env["cfg"].read_bytes() == before
+
+
+def test_the_forms_take_defaults_limits_and_choices_from_the_settings_tables(env):
+    """ikecore/config/schema.py is the one copy of each default, range and choice list: the
+    hints and dropdowns show what the checker applies."""
+    from ikecore.config import schema
+    c = env["client"]
+    pages = {"peer": c.get("/settings/peers/new").text,
+             "connection": c.get("/settings/connections/new").text}
+    numbers = {"peer": ("lifetime_s", "dpd.delay_s", "dpd.timeout_s", "fragment_size"),
+               "connection": ("lifetime_s",)}
+    for section, fields in numbers.items():
+        for field in fields:
+            key = schema.field(section, field)
+            assert "Empty: %d" % key.default in pages[section], field
+            assert "%d to %d." % (key.low, key.high) in pages[section], field
+    assert "Allowed: 0, or 1 to 3600." in pages["peer"]        # delay_s 0 turns DPD off
+    assert "Empty: 0. Allowed: 0 or more." in pages["connection"]
+    dropdowns = {"peer": ("phase1_mode", "act_as", "local_id.type", "remote_id.type", "auth",
+                          "fragmentation"), "connection": ("protocol",)}
+    for section, fields in dropdowns.items():
+        for field in fields:
+            select = re.search(r'<select id="f-%s".*?</select>' % re.escape(field),
+                               pages[section], re.S).group(0)
+            offered = re.findall(r'<option value="([^"]+)"', select)
+            key = schema.field(section, field)
+            assert sorted(offered) == sorted(key.choices), field
+            if key.default is not None:      # first: what the daemon assumes when absent
+                assert offered[0] == key.default, field
+
+
+def test_dropdown_words_are_only_for_values_the_tables_allow():
+    from ikecore.config import schema
+    from webui import choices
+    sections = {"protocol": "connection"}
+    for name, texts in choices.TEXTS.items():
+        key = schema.field(sections.get(name, "peer"), name)
+        assert set(texts) == set(key.choices), name
