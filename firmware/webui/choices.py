@@ -1,22 +1,35 @@
 """Dropdown choices of the settings pages, taken from ikecore (never a list of our own), so the
-pages offer exactly what the daemon supports."""
-from ikecore.protocol import proposals, settings
+pages offer exactly what the daemon supports: the values and their order from the settings
+tables (ikecore/config/schema.py), the words shown for them from here."""
+from ikecore.protocol import proposals
 
-PHASE1_MODES = settings.PHASE1_MODES
-ACT_AS = settings.ACT_AS
-# The first entry of each dropdown is the value the daemon assumes when the key is absent.
-ACT_AS_TEXT = {"both": "Initiator and responder", "initiator": "Initiator",
-               "responder": "Responder"}
-ID_TYPES = settings.ID_TYPES
-AUTH_METHODS = settings.AUTH_METHODS
-AUTH_TEXT = {"psk": "Pre-shared key", "rsa": "Certificate (RSA)"}
-FRAGMENTATION_TEXT = {
-    "yes": "Yes: when the peer supports it, large messages go in fragments",
-    "accept": "Accept: announce support, send messages whole",
-    "force": "Force: large messages go in fragments even if the peer does not say it supports them",
-    "no": "No: do not announce support, send messages whole"}
-CHILD_PROTOCOLS = settings.CHILD_PROTOCOLS
-PROTOCOL_TEXT = {"esp": "ESP", "ah": "AH", "esp+ah": "ESP and AH"}
+# What the pages show for a value; a value without words here is shown as it is written.
+TEXTS = {
+    "act_as": {"both": "Initiator and responder", "initiator": "Initiator",
+               "responder": "Responder"},
+    "auth": {"psk": "Pre-shared key", "rsa": "Certificate (RSA)"},
+    "fragmentation": {
+        "yes": "Yes: when the peer supports it, large messages go in fragments",
+        "accept": "Accept: announce support, send messages whole",
+        "force": "Force: large messages go in fragments even if the peer does not say it "
+                 "supports them",
+        "no": "No: do not announce support, send messages whole"},
+    "protocol": {"esp": "ESP", "ah": "AH", "esp+ah": "ESP and AH"},
+}
+
+
+def options(section, field):
+    """(value, text) for the dropdown of a choice key ("act_as", "local_id.type"): the table's
+    choices, its default first, since the daemon assumes the first entry when the key is
+    absent and the form leaves it out."""
+    from ikecore.config import schema    # late, as webui.config_file imports ikecore.config
+    key = schema.field(section, field)
+    values = list(key.choices)
+    if key.default in values:
+        values.remove(key.default)
+        values.insert(0, key.default)
+    texts = TEXTS.get(key.name, {})
+    return [(value, texts.get(value, value)) for value in values]
 
 
 def ike_proposals():

@@ -7,7 +7,6 @@ import os
 import jinja2
 from aiohttp import web
 
-from ikecore.protocol import settings as ikecore_settings
 from webui import auth, forms, presentation
 from webui.control import ControlClient
 from webui.firewall_log import LogSource
@@ -48,9 +47,9 @@ class Context:
         self.templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
             autoescape=True, trim_blocks=True, lstrip_blocks=True)
-        # defaults: the values a field left empty gets (ikecore.protocol.settings), shown as its hint
+        # hint: a number field's default and limits from the settings tables
         self.templates.globals.update(p=presentation, proposal_slots=forms.PROPOSAL_SLOTS,
-                                      defaults=ikecore_settings)
+                                      hint=forms.hint)
         self.templates.filters["zip_pairs"] = lambda items: [(x, x) for x in items]
 
 

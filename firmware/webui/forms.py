@@ -174,6 +174,16 @@ def form_values(entry):
     return values
 
 
+def checked_by_default(section, values):
+    """An unchecked box sends nothing, so a box must show the daemon's default (NAT-T on) when
+    the file leaves its key out, or saving would silently turn it off."""
+    from ikecore.config import schema
+    for key in schema.SECTIONS[section]:
+        if key.kind == "boolean" and key.default:
+            values.setdefault(key.name, "on")
+    return values
+
+
 def submitted_values(form):
     """What the user typed, to show again beside the errors (the PSK is never sent back)."""
     values = {key: value for key, value in form.items()
@@ -181,6 +191,18 @@ def submitted_values(form):
     for key in LIST_FIELDS:
         values[key] = _all(form, key)
     return values
+
+
+def hint(section, field, note=""):
+    """A number field's hint from its row in the settings tables (ikecore/config/schema.py):
+    what an empty field becomes (the default; note adds why) and what the checker allows."""
+    from ikecore.config import schema    # late, as webui.config_file imports ikecore.config
+    key = schema.field(section, field)
+    allowed = ("%d to %d" % (key.low, key.high) if key.high is not None
+               else "%d or more" % key.low)
+    if key.off is not None:
+        allowed = "%d, or %s" % (key.off, allowed)
+    return "Empty: %s%s. Allowed: %s." % (key.default, note, allowed)
 
 
 def field_of_error(key, section, index, slots, fields):

@@ -15,13 +15,15 @@ from webui.config_file import config_path, ikecore_config, in_thread, read_confi
 from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
 
+# One field per proposal slot: "proposals.0" .. the proposal limit (forms.PROPOSAL_SLOTS).
+PROPOSAL_FIELDS = tuple("proposals.%d" % slot for slot in range(forms.PROPOSAL_SLOTS))
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
                "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
-               "key", "ca", "intermediates", "crls", "proposals.0", "proposals.1", "proposals.2",
+               "key", "ca", "intermediates", "crls") + PROPOSAL_FIELDS + (
                "lifetime_s", "nat_t", "dpd.delay_s", "dpd.timeout_s", "fragmentation",
                "fragment_size", "catch_all")
-CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals.0",
-                     "proposals.1", "proposals.2", "pfs", "lifetime_s", "lifetime_kb")
+CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol") + PROPOSAL_FIELDS + (
+                     "pfs", "lifetime_s", "lifetime_kb")
 
 SECTIONS = {
     # section key in the TOML document -> page facts
@@ -87,11 +89,7 @@ async def form_page(request):
     doc = (await read_config(request)).unwrap()
     name = request.match_info.get("name")
     entry = _find(doc.get(section, []), name)[1] if name else {}
-    values = forms.form_values(entry)
-    if section == "peer":
-        # An unchecked box sends nothing, so the box must show the daemon's default (NAT-T on,
-        # DESIGN.md) when the file leaves nat_t out, or saving would silently turn it off.
-        values.setdefault("nat_t", "on")
+    values = forms.checked_by_default(section, forms.form_values(entry))
     stored = await _stored_certificates(request, section)
     if values.get("key") and values.get("key") == stored.get("stored_keys", {}).get(
             values.get("cert")):

@@ -9,9 +9,9 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, "qemu"))
 
-from router import Router, new_data_disk  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from router import Router, new_data_disk
 
 TARGET_RATIO = 3.0
 RUNS = int(os.environ.get("BENCH_BOOT_RUNS", "2"))

@@ -9,16 +9,14 @@ Prints only (no assertions). Run: PYTHONPATH=firmware python tests/bench/bench_c
 `main(argv)` is what tests/bench/run_all.py calls.
 """
 import argparse
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "firmware"))
 
-from ikecore.protocol import consts as C  # noqa: E402
-from ikecore.protocol import natt, vendor  # noqa: E402
-from ikecore.protocol.codec import (  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from ikecore.protocol import consts as C
+from ikecore.protocol import natt, vendor
+from ikecore.protocol.codec import (
     HashPayload, IdPayload, KePayload, Message, NatDPayload, NoncePayload, Proposal, SaPayload,
     Transform, VendorPayload, decode_message, decode_payloads, encode_message, encode_payloads,
 )

@@ -14,6 +14,7 @@ Prints only (no assertions). Run with PYTHONPATH pointing at the firmware tree t
 import argparse
 import time
 
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
 from ikecore.protocol import proposals
 from ikecore.protocol.core import IkeCore
 from ikecore.crypto_cryptography import CryptographyProvider

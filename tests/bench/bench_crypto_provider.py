@@ -26,13 +26,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 FIRMWARE = os.path.join(REPO, "firmware")
 BOARD_VENV = os.path.join(REPO, ".venv-buildroot")
-sys.path.insert(0, HERE)
-sys.path.insert(0, FIRMWARE)
 
-import bench_daemon_memory  # noqa: E402
-from ikecore import libcrypto  # noqa: E402
-from ikecore.protocol import crypto  # noqa: E402
-from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+import bench_daemon_memory
+from ikecore import libcrypto
+from ikecore.protocol import crypto
+from ikecore.crypto_cryptography import CryptographyProvider
 
 GROUP = "modp2048"
 

@@ -33,11 +33,12 @@ import time
 import tracemalloc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
 
-from ikecore import config  # noqa: E402
-from ikecore.protocol.core import IkeCore  # noqa: E402
-from ikecore.crypto_cryptography import CryptographyProvider  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from ikecore import config
+from ikecore.protocol.core import IkeCore
+from ikecore.crypto_cryptography import CryptographyProvider
+from support.config import Config
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"
 CHILD_PROPOSAL = "aes128-sha256"
@@ -56,21 +57,15 @@ def net(side, i):
 def config_toml(n, side):
     """N peers + connections for one side, as TOML text (DESIGN.md's format)."""
     other = "b" if side == "a" else "a"
-    lines = ['[general]', 'wan_interface = "wan0"', 'lan_interface = "lo"', '']
+    cfg = Config(wan_interface="wan0", lan_interface="lo")
     for i in range(n):
-        lines += ['[[peer]]', 'name = "t%d"' % i, 'remote_gateway = "%s"' % wan(other, i),
-                  'local_address = "%s"' % wan(side, i), 'phase1_mode = "main"',
-                  'act_as = "%s"' % ("both" if side == "a" else "responder"),
-                  'auth = "psk"', 'psk = "bench secret"', 'proposals = ["%s"]' % IKE_PROPOSAL,
-                  'lifetime_s = 28800', 'nat_t = true',
-                  'local_id = { type = "ipv4", value = "%s" }' % wan(side, i),
-                  'remote_id = { type = "ipv4", value = "%s" }' % wan(other, i),
-                  'dpd = { delay_s = 0, timeout_s = 120 }', '',
-                  '[[connection]]', 'name = "c%d"' % i, 'peer = "t%d"' % i,
-                  'local_net = "%s"' % net(side, i), 'remote_net = "%s"' % net(other, i),
-                  'protocol = "esp"', 'proposals = ["%s"]' % CHILD_PROPOSAL, 'pfs = "%s"' % PFS,
-                  'lifetime_s = 3600', 'lifetime_kb = 0', '']
-    return "\n".join(lines)
+        cfg.peer("t%d" % i, wan(other, i), local_address=wan(side, i), phase1_mode="main",
+                 act_as="both" if side == "a" else "responder", auth="psk", psk="bench secret",
+                 proposals=[IKE_PROPOSAL], lifetime_s=28800, nat_t=True,
+                 local_id=("ipv4", wan(side, i)), remote_id=("ipv4", wan(other, i)), dpd=(0, 120))
+        cfg.connection("c%d" % i, "t%d" % i, net(side, i), net(other, i), protocol="esp",
+                       proposals=[CHILD_PROPOSAL], pfs=PFS, lifetime_s=3600, lifetime_kb=0)
+    return cfg.text()
 
 
 class Pair:
@@ -123,6 +118,7 @@ def profile_daemons(n, top):
     import tempfile
     import bench_ike_setup as bench
     from ours import OurDaemon
+    from support.control import Connection
     workdir = tempfile.mkdtemp(prefix="ikecore-prof-")
     lab = bench.BenchLab(n)
     daemons = []
@@ -136,7 +132,7 @@ def profile_daemons(n, top):
         left, right = daemons
         counters = [bench.UpCounter(bench.our_ups(d)) for d in daemons]
         time.sleep(0.2)
-        control = bench.ControlConnection(left.socket_path)
+        control = Connection(left.socket_path)
         start = time.monotonic()
         for i in range(n):
             control.ask({"cmd": "up", "peer": "t%d" % i})
@@ -156,7 +152,7 @@ def profile_daemons(n, top):
                                                             counters.get("RcvbufErrors")))
         ticks = os.sysconf("SC_CLK_TCK")
         for daemon, side in ((left, "initiator"), (right, "responder")):
-            with open("/proc/%d/stat" % daemon.proc.pid) as handle:
+            with open("/proc/%d/stat" % daemon.process.pid) as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()
             cpu = (int(fields[11]) + int(fields[12])) / float(ticks)   # utime + stime
             print("  %s daemon CPU since start (profiled, incl. start-up): %.2f s = %.1f ms per "
@@ -192,8 +188,6 @@ def main(argv=None):
     args = parser.parse_args([] if argv is None else argv)
     n = args.tunnels
     if args.daemons:
-        sys.path.insert(0, HERE)
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "interop"))
         print("== bench_daemon_memory --daemons: %d tunnels between two real daemons" % n)
         profile_daemons(n, args.top)
         return

@@ -26,17 +26,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(REPO, "tests", "interop"))
-sys.path.insert(0, os.path.join(REPO, "firmware"))
 
-import bench_ike_setup as b  # noqa: E402
-import netns  # noqa: E402
-import vici  # noqa: E402
-from charon import LOG_QUIET, Charon, Child, Conn  # noqa: E402
-from ours import OurDaemon, connection_entry, daemon_available, peer_entry  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+import bench_ike_setup as b
+from support import netns
+import vici
+from charon import LOG_QUIET, Charon, Child, Conn
+from support.control import Connection
+from ours import OurDaemon, connection_entry, daemon_available, peer_entry
 
-from ikecore.protocol import admission  # noqa: E402
+from ikecore.protocol import admission
 
 MAIN_SOURCES, AGGRESSIVE_SOURCES, PER_SOURCE = 1000, 100, 20
 SHAPES = ("one address", "many addresses")
@@ -139,19 +138,19 @@ def run_ours(bench, workdir, branches, shape):
         hub.start(peers_b, conns_b, timeout_s=300)
         counter = b.UpCounter(b.our_ups(hub))
         time.sleep(0.2)
-        control = b.ControlConnection(left.socket_path)
+        control = Connection(left.socket_path)
 
         def established():
-            status = hub.request({"cmd": "status", "status": "Activated"})
+            status = hub.result({"cmd": "status", "status": "Activated"})
             return set((sa["id"], sa["spi"]) for sa in status["sas"]
                        if sa["direction"] == "incoming")      # one per tunnel, as charon's
 
         def extra():
-            summary = hub.request({"cmd": "summary"})
+            summary = hub.result({"cmd": "summary"})
             return {"listed": summary["ike_sas"], "admission": summary["admission"],
                     "log_lines": _log_lines(hub.log_path)}
 
-        return _flood_round(bench, branches, shape, hub.proc.pid,
+        return _flood_round(bench, branches, shape, hub.process.pid,
                             lambda i: control.ask({"cmd": "up", "peer": "t%d" % i}),
                             counter, established, extra)
     finally:

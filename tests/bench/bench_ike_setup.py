@@ -28,11 +28,9 @@ NAT-D), a few bytes more per tunnel, no extra round trip.
 Prints only (no assertions). `main(argv)` is what tests/bench/run_all.py calls.
 """
 import argparse
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,13 +39,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(REPO, "tests", "interop"))
-sys.path.insert(0, os.path.join(REPO, "firmware"))
 
-import netns  # noqa: E402
-import vici  # noqa: E402
-from charon import LOG_QUIET, Charon, Child, Conn  # noqa: E402
-from ours import OurDaemon, connection_entry, daemon_available, peer_entry  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from support import netns
+import vici
+from charon import LOG_QUIET, Charon, Child, Conn
+from support.control import Connection
+from ours import OurDaemon, connection_entry, daemon_available, peer_entry
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"
 CHILD_PROPOSAL = "aes128-sha256"
@@ -101,7 +99,7 @@ class BenchLab:
     drops first messages of both daemons."""
 
     def __init__(self, n_max):
-        self.lab = netns.Lab("ikb")
+        self.lab = netns.pair("ikb")
         try:
             for ns, addr, net, other, via in (
                     (self.lab.a, wan_a, net_a, "10.101.0.0/16", netns.WAN_B),
@@ -317,17 +315,17 @@ def run_ours(bench, workdir, n, batch=None, hold=False):
         idle = {"initiator": left.rss_kb(), "responder": right.rss_kb()}
         counters = [UpCounter(our_ups(left)), UpCounter(our_ups(right))]
         time.sleep(0.2)           # both subscriptions registered before the first `up`
-        control = ControlConnection(left.socket_path)
+        control = Connection(left.socket_path)
 
         def missing(chunk):
             with counters[1].cond:
                 return [i for i in chunk if "t%d" % i not in counters[1].names]
 
-        result = measured_round(bench, n, batch, [left.proc.pid, right.proc.pid],
+        result = measured_round(bench, n, batch, [left.process.pid, right.process.pid],
                                 lambda i: control.ask({"cmd": "up", "peer": "t%d" % i}),
                                 counters, missing)
-        counters_left = left.request({"cmd": "summary"})["daemon"]
-        counters_right = right.request({"cmd": "summary"})["daemon"]
+        counters_left = left.result({"cmd": "summary"})["daemon"]
+        counters_right = right.result({"cmd": "summary"})["daemon"]
         result.update(rss_idle_kb=idle, rss_kb={"initiator": left.rss_kb(),
                                                 "responder": right.rss_kb()},
                       own_retransmissions=counters_left["retransmissions"]
@@ -342,35 +340,16 @@ def run_ours(bench, workdir, n, batch=None, hold=False):
             result["python_s"] = timed(lambda: subprocess.run(
                 [sys.executable, "-c", "pass"], capture_output=True, timeout=60, check=True),
                 COMMAND_REPEAT)
-            result["page_s"] = timed(lambda: left.request({"cmd": "status", "offset": n // 2,
+            result["page_s"] = timed(lambda: left.result({"cmd": "status", "offset": n // 2,
                                                            "limit": 50}))
-            result["summary_s"] = timed(lambda: left.request({"cmd": "summary"}))
-            result["full_s"] = timed(lambda: left.request({"cmd": "status"}, timeout_s=600), 1)
+            result["summary_s"] = timed(lambda: left.result({"cmd": "summary"}))
+            result["full_s"] = timed(lambda: left.result({"cmd": "status"}, timeout_s=600), 1)
             result["webui"] = webui_times(left.socket_path, n)
         control.close()
         return result
     finally:
         left.stop()
         right.stop()
-
-
-class ControlConnection:
-    """One control-socket connection kept open for many requests (the `up`s of a round)."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.reader = self.sock.makefile("rb")
-
-    def ask(self, message):
-        self.sock.sendall(json.dumps(message).encode() + b"\n")
-        reply = json.loads(self.reader.readline())
-        if not reply.get("ok"):
-            raise RuntimeError("control request %r failed: %s" % (message, reply.get("error")))
-        return reply["result"]
-
-    def close(self):
-        self.sock.close()
 
 
 # -- reporting --------------------------------------------------------------------------------------
@@ -402,7 +381,6 @@ def webui_times(socket_path, n):
     /api/status, all of it, /api/summary, /metrics) against our daemon with n tunnels up:
     {path: median seconds}, or an error text."""
     try:
-        sys.path.insert(0, HERE)
         import bench_webui
         return bench_webui.measure_socket(socket_path, n)[0]
     except Exception as exc:

@@ -8,41 +8,25 @@ Run: PYTHONPATH=firmware python tests/bench/bench_micropython.py   (needs `make 
 `main(argv)` is what tests/bench/run_all.py calls.
 """
 import argparse
-import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "firmware"))
-HARNESS = os.path.join(ROOT, "tests", "micropython")
-
-from ikecore.protocol import crypto, proposals  # noqa: E402
-from ikecore.protocol.core import IkeCore  # noqa: E402
-from ikecore.protocol.crypto_micropython import MicroPythonProvider  # noqa: E402
-from ikecore.protocol.events import InstallChildSa  # noqa: E402
-from ikecore.protocol.settings import Connection, Identity, Peer, Settings  # noqa: E402
+import _paths  # noqa: F401  (tests/support and firmware/ on sys.path)
+from ikecore.protocol import crypto, proposals
+from ikecore.protocol.core import IkeCore
+from ikecore.protocol.crypto_micropython import MicroPythonProvider
+from ikecore.protocol.events import InstallChildSa
+from ikecore.protocol.settings import Connection, Identity, Peer, Settings
+from support import micropython
 
 IKE, ESP, PFS, PSK = "aes128-sha256-modp2048", "aes128-sha256", "modp2048", "bench"
 
 
 def run_micropython(script, inputs):
-    node = shutil.which("node")
-    if node is None or not os.path.isdir(os.path.join(HARNESS, "node_modules", "@micropython")):
+    """The script's RESULT, or None when the harness is not installed (CPython's numbers only)."""
+    if micropython.harness_missing():
         return None
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
-        json.dump(inputs, f)
-        f.flush()
-        proc = subprocess.run([node, os.path.join(HARNESS, "run.mjs"),
-                               os.path.join(HARNESS, script), f.name],
-                              capture_output=True, text=True, timeout=600)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError("MicroPython run of %s failed:\n%s%s" % (script, proc.stdout, proc.stderr))
-    return json.loads(lines[-1][len("RESULT "):])
+    return micropython.run_micropython(script, inputs)
 
 
 def cpython_handshake_ms():

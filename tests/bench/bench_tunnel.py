@@ -13,9 +13,9 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, "tests", "qemu"))
 
-from e2e import IP, Scenario, boot_sites, configure, shell_quote, stop_sites  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from e2e import IP, Scenario, boot_sites, configure, shell_quote, stop_sites
 
 MEGABYTES = int(os.environ.get("BENCH_TUNNEL_MB", "16"))
 PORT = 5001

@@ -13,18 +13,16 @@ real daemon with 10,000 tunnels up.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, "firmware"))
-sys.path.insert(0, os.path.join(TOP, "tests", "browser"))
 
-from webui_fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
-from webui_harness import Client, ThreadedWebui  # noqa: E402
+import _paths  # noqa: F401  (the tests' sys.path: tests/support/paths.py)
+from webui_fake_daemon import FakeDaemon, many_tunnels
+from webui_harness import Client, ThreadedWebui
 
-from webui.views_status import PAGE_SIZE  # noqa: E402
+from webui.views_status import PAGE_SIZE
 
 REPEAT = 5
 

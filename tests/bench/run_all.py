@@ -11,8 +11,9 @@ import sys
 import time
 import traceback
 
+import _paths  # noqa: F401  (the tests' sys.path for every benchmark: tests/support/paths.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 
 
 def load(path):
@@ -25,8 +26,6 @@ def load(path):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    sys.path.insert(0, os.path.join(REPO, "firmware"))
-    sys.path.insert(0, HERE)
     paths = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
     if argv:       # `run_all.py ike_setup webui`: only those whose name contains a word given
         paths = [p for p in paths if any(word in os.path.basename(p) for word in argv)]

@@ -10,10 +10,11 @@ import os
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "firmware"))
+# Run as a script (make webui-screenshots): the tests' sys.path, as tests/bench/_paths.py gives it.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from support import paths  # noqa: E402
 
+paths.install()
 import webui_browser as browser  # noqa: E402
 from webui_fake_daemon import many_tunnels  # noqa: E402
 from webui_scenario import Scenario  # noqa: E402

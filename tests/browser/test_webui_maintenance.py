@@ -15,22 +15,13 @@ import webui_browser as browser
 from webui_fake_daemon import FakeDaemon
 from webui_harness import ProcessWebui
 from webui_pki import Authority, cert_pem, crl_pem, key_pem
+from support.config import webui_router
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
 PASSWORD = "router-password-1"
 WAIT_S = 60          # generous for a loaded machine; waits end as soon as the page is right
-CONFIG = """\
-# the router's settings
-[general]
-wan_interface = "eth0"
-lan_interface = "eth1"
-
-[[peer]]
-name = "hq"
-remote_gateway = "198.51.100.7"
-psk = "a pre-shared key"
-"""
+CONFIG = webui_router(hq=dict(psk="a pre-shared key"), comment="the router's settings")
 
 
 @pytest.fixture(scope="module")

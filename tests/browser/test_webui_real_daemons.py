@@ -5,37 +5,23 @@ harness). The page watches daemon a through its control socket:
   browser --HTTP--> python3 -m webui --control socket--> daemon a (10.99.0.1) <--IKE--> daemon b
 """
 import json
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "daemon"))
-import webui_browser as browser  # noqa: E402
-from daemon_harness import ADDRESS, daemons, netns_pair, wait_until  # noqa: E402,F401
-from webui_harness import ProcessWebui  # noqa: E402
+import webui_browser as browser
+from daemon_harness import ADDRESS, daemons, netns_pair, pair_config, wait_until  # noqa: F401
+from webui_harness import ProcessWebui
 
-from webui import auth  # noqa: E402
+from webui import auth
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 
 PSK = "veth secret for the web test"
 PASSWORD = "router-password-1"
-NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
 
 
 def config(side, act_as):
-    other = "b" if side == "a" else "a"
-    return {
-        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
-        "peer": [{"name": other, "remote_gateway": ADDRESS[other],
-                  "local_address": ADDRESS[side], "act_as": act_as, "psk": PSK,
-                  "proposals": ["aes128-sha1-modp2048"], "nat_t": True}],
-        "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
-                        "local_net": NETS[side], "remote_net": NETS[other],
-                        "proposals": ["aes128-sha1"], "pfs": "modp2048"}],
-    }
+    return pair_config(side, act_as, PSK)
 
 
 @pytest.fixture

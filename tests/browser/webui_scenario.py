@@ -5,39 +5,15 @@ import os
 
 from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair
 from webui_harness import ProcessWebui
+from support.config import webui_router
 
 PSK = "correct horse battery staple"
-CONFIG = """\
-[general]
-wan_interface = "eth0"
-lan_interface = "eth1"
-
-[[peer]]
-name = "branch"
-remote_gateway = "198.51.100.2"
-phase1_mode = "main"
-act_as = "both"
-psk = "%s"
-proposals = ["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"]
-
-[[peer]]
-name = "hq"
-remote_gateway = "198.51.100.7"
-psk = "another secret key"
-
-[[peer]]
-name = "store-12"
-remote_gateway = "192.0.2.44"
-phase1_mode = "aggressive"
-psk = "store secret key"
-
-[[connection]]
-name = "branch-lan"
-peer = "branch"
-local_net = "192.168.1.0/24"
-remote_net = "10.2.0.0/24"
-pfs = "modp2048"
-""" % PSK
+CONFIG = webui_router(
+    branch=dict(phase1_mode="main", act_as="both", psk=PSK,
+                proposals=["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"]),
+    hq=dict(psk="another secret key"),
+    peers=[("store-12", "192.0.2.44", dict(phase1_mode="aggressive", psk="store secret key"))],
+    branch_lan=dict(pfs="modp2048"))
 
 FIREWALL_LOG = """\
 Nov 25 14:00:01 router kern.warn kernel: [   12.345678] fw:eth0:in:accept IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.2 DST=203.0.113.1 LEN=152 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=UDP SPT=500 DPT=500 LEN=132 

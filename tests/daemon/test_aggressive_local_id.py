@@ -7,6 +7,7 @@ kernel which address routes to b (UDP connect + getsockname) and the core puts t
 the ID. b insists on remote_id = ipv4 10.99.0.1, so an ID of 0.0.0.0 would be refused.
 """
 from daemon_harness import ADDRESS, wait_until
+from support.config import Config
 
 PSK = "aggressive secret"
 NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
@@ -14,22 +15,18 @@ NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
 
 def config(side, act_as, **peer_extra):
     other = "b" if side == "a" else "a"
-    peer = {"name": other, "remote_gateway": ADDRESS[other], "act_as": act_as, "psk": PSK,
-            "phase1_mode": "aggressive", "proposals": ["aes128-sha1-modp2048"]}
-    peer.update(peer_extra)
-    return {
-        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
-        "peer": [peer],
-        "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
-                        "local_net": NETS[side], "remote_net": NETS[other],
-                        "proposals": ["aes128-sha1"], "pfs": "none"}],
-    }
+    cfg = Config(wan_interface="ik" + side, lan_interface="lo")
+    cfg.peer(other, ADDRESS[other], act_as=act_as, psk=PSK, phase1_mode="aggressive",
+             proposals=["aes128-sha1-modp2048"], **peer_extra)
+    cfg.connection("%s-to-%s" % (side, other), other, NETS[side], NETS[other],
+                   proposals=["aes128-sha1"], pfs="none")
+    return cfg
 
 
 def test_aggressive_initiator_identifies_with_its_routed_wan_address(daemons):
     a, b = daemons["a"], daemons["b"]
     b.start(config("b", "responder", local_address=ADDRESS["b"],
-                   remote_id={"type": "ipv4", "value": ADDRESS["a"]}))
+                   remote_id=("ipv4", ADDRESS["a"])))
     a.start(config("a", "initiator"))
 
     def up(daemon):

@@ -2,17 +2,13 @@
 that drops IP fragments (netns.make_small_path on both veth ends): messages 5 and 6 (~1.9 kB)
 only get through as IKE fragments, on UDP 500 here (no NAT: charon's test covers 4500)."""
 import os
-import sys
 
 import pytest
 
 from daemon_harness import ADDRESS, wait_until
-
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(TESTS, "interop"))
-sys.path.insert(0, os.path.join(TESTS, "browser"))
-from netns import dropped_ip_fragments, make_small_path  # noqa: E402
-from webui_pki import Authority, cert_pem, key_pem, rsa_key  # noqa: E402
+from support.config import Config, rsa
+from support.netns import dropped_ip_fragments, make_small_path
+from webui_pki import Authority, cert_pem, key_pem, rsa_key
 
 NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
 
@@ -34,15 +30,13 @@ def config(side, act_as, pki, workdir):
             f.write(data)
         os.chmod(files[name], 0o600)
     other = "b" if side == "a" else "a"
-    peer = {"name": other, "remote_gateway": ADDRESS[other], "local_address": ADDRESS[side],
-            "act_as": act_as, "auth": "rsa", "proposals": ["aes128-sha256-modp2048"],
-            "local_id": {"type": "ipv4", "value": ADDRESS[side]},
-            "remote_id": {"type": "ipv4", "value": ADDRESS[other]}}
-    peer.update(files)
-    return {"general": {"wan_interface": "ik" + side, "lan_interface": "lo"}, "peer": [peer],
-            "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
-                            "local_net": NETS[side], "remote_net": NETS[other],
-                            "proposals": ["aes128-sha1"], "pfs": "modp2048"}]}
+    cfg = Config(wan_interface="ik" + side, lan_interface="lo")
+    cfg.peer(other, ADDRESS[other], local_address=ADDRESS[side], act_as=act_as,
+             proposals=["aes128-sha256-modp2048"], local_id=("ipv4", ADDRESS[side]),
+             remote_id=("ipv4", ADDRESS[other]), **rsa(files["cert"], files["key"], files["ca"]))
+    cfg.connection("%s-to-%s" % (side, other), other, NETS[side], NETS[other],
+                   proposals=["aes128-sha1"], pfs="modp2048")
+    return cfg
 
 
 def activated(daemon):

@@ -12,11 +12,12 @@ SAs go to the recording kernel backend; the waits end as soon as their condition
 """
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from daemon_harness import ADDRESS, Daemon, _netns_unavailable, _run, wait_until
+from daemon_harness import ADDRESS, Daemon, show_logs, wait_until
+from support.config import Config
+from support.netns import Lab, netns_unavailable
 
 PSK = {"branch1": "first branch key", "branch2": "second branch key"}
 HUB_NET = "192.168.1.0/24"
@@ -26,26 +27,21 @@ FAST = ["aes128-sha1-modp1024"]
 
 
 def hub_config(wan, branches=("branch1", "branch2")):
-    return {
-        "general": {"wan_interface": wan, "lan_interface": "lo"},
-        "peer": [{"name": b, "remote_gateway": "%any", "phase1_mode": "aggressive",
-                  "remote_id": {"type": "fqdn", "value": FQDN[b]}, "psk": PSK[b],
-                  "proposals": FAST, "dpd": {"delay_s": 5, "timeout_s": 30}}
-                 for b in branches],
-        "connection": [{"name": "to-" + b, "peer": b, "local_net": HUB_NET,
-                        "remote_net": BRANCH_NET[b], "proposals": ["aes128-sha1"]}
-                       for b in branches]}
+    cfg = Config(wan_interface=wan, lan_interface="lo")
+    for b in branches:
+        cfg.dynamic_peer(b, ("fqdn", FQDN[b]), phase1_mode="aggressive", psk=PSK[b],
+                         proposals=FAST, dpd=(5, 30))
+    for b in branches:
+        cfg.connection("to-" + b, b, HUB_NET, BRANCH_NET[b], proposals=["aes128-sha1"])
+    return cfg
 
 
 def branch_config(branch, wan, gateway, dpd=None):
-    peer = {"name": "hub", "remote_gateway": gateway, "phase1_mode": "aggressive",
-            "act_as": "initiator", "local_id": {"type": "fqdn", "value": FQDN[branch]},
-            "psk": PSK[branch], "proposals": FAST}
-    if dpd:
-        peer["dpd"] = dpd
-    return {"general": {"wan_interface": wan, "lan_interface": "lo"}, "peer": [peer],
-            "connection": [{"name": "lan", "peer": "hub", "local_net": BRANCH_NET[branch],
-                            "remote_net": HUB_NET, "proposals": ["aes128-sha1"]}]}
+    cfg = Config(wan_interface=wan, lan_interface="lo")
+    cfg.peer("hub", gateway, phase1_mode="aggressive", act_as="initiator",
+             local_id=("fqdn", FQDN[branch]), psk=PSK[branch], proposals=FAST, dpd=dpd)
+    cfg.connection("lan", "hub", BRANCH_NET[branch], HUB_NET, proposals=["aes128-sha1"])
+    return cfg
 
 
 def activated(daemon, peer=None):
@@ -70,51 +66,33 @@ def policies(daemon):
 # -- two branches with different FQDNs behind one masquerading NAT ---------------------------------
 @pytest.fixture
 def nat_lab(tmp_path):
-    reason = _netns_unavailable()
+    reason = netns_unavailable()
     if reason:
         pytest.skip(reason)
     if shutil.which("nft") is None:
         pytest.skip("nftables' nft is not installed (the carrier NAT)")
-    tag = "ikh%d" % os.getpid()
-    names = {"hub": tag + "h", "nat": tag + "n", "branch1": tag + "1", "branch2": tag + "2"}
     daemons = {}
-    try:
-        for ns in names.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-            _run("ip", "netns", "add", ns)
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        _link(names["hub"], "hw0", "10.98.0.1/24", names["nat"], "nw0", "10.98.0.2/24")
-        for n, branch in ((1, "branch1"), (2, "branch2")):
-            _link(names["nat"], "nb%d" % n, "10.97.%d.1/24" % n, names[branch], "bw0",
-                  "10.97.%d.2/24" % n)
-            _run("ip", "-n", names[branch], "route", "add", "default", "via", "10.97.%d.1" % n)
-        _run("ip", "netns", "exec", names["nat"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        # The carrier NAT: everything leaving towards the hub gets its one public address.
-        subprocess.run(["ip", "netns", "exec", names["nat"], "nft", "-f", "-"], check=True,
-                       timeout=30, text=True, input=(
-                           "table ip carrier {\n chain post {\n"
-                           "  type nat hook postrouting priority 100;\n"
-                           '  oifname "nw0" masquerade\n }\n}\n'))
-        for role, address in (("hub", "10.98.0.1"), ("branch1", "10.97.1.2"),
-                              ("branch2", "10.97.2.2")):
-            daemons[role] = Daemon(role, names[role], str(tmp_path), address=address)
-        yield daemons
-    finally:
-        for daemon in daemons.values():
-            daemon.stop()
-        for daemon in daemons.values():
-            if daemon.process is not None:
-                print("---- %s log ----\n%s" % (daemon.side, daemon.log_text()))
-        for ns in names.values():
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-
-
-def _link(ns_a, dev_a, addr_a, ns_b, dev_b, addr_b):
-    _run("ip", "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b,
-         "netns", ns_b)
-    for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
-        _run("ip", "-n", ns, "addr", "add", addr, "dev", dev)
-        _run("ip", "-n", ns, "link", "set", dev, "up")
+    with Lab("ikh") as lab:
+        try:
+            ns = dict((role, lab.namespace(suffix)) for role, suffix in (
+                ("hub", "h"), ("nat", "n"), ("branch1", "1"), ("branch2", "2")))
+            lab.link(ns["hub"], "hw0", "10.98.0.1/24", ns["nat"], "nw0", "10.98.0.2/24")
+            for n, branch in ((1, "branch1"), (2, "branch2")):
+                lab.link(ns["nat"], "nb%d" % n, "10.97.%d.1/24" % n, ns[branch], "bw0",
+                         "10.97.%d.2/24" % n)
+                ns[branch].ip("route", "add", "default", "via", "10.97.%d.1" % n)
+            ns["nat"].exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
+            # The carrier NAT: everything leaving towards the hub gets its one public address.
+            ns["nat"].exec("nft", "-f", "-", input=(
+                "table ip carrier {\n chain post {\n"
+                "  type nat hook postrouting priority 100;\n"
+                '  oifname "nw0" masquerade\n }\n}\n'))
+            for role, address in (("hub", "10.98.0.1"), ("branch1", "10.97.1.2"),
+                                  ("branch2", "10.97.2.2")):
+                daemons[role] = Daemon(tmp_path, name=role, netns=ns[role], address=address)
+            yield daemons
+        finally:
+            show_logs(daemons.values())
 
 
 def test_two_branches_behind_one_nat_chosen_by_fqdn_are_both_up(nat_lab):
@@ -186,7 +164,7 @@ def test_a_dns_named_gateway_is_resolved_and_followed_after_a_failure(daemons, h
     hub, branch = daemons["a"], daemons["b"]
     hub.start(hub_config("ika", branches=("branch1",)))
     branch.start(branch_config("branch1", "ikb", "hub.example.test",
-                               dpd={"delay_s": 2, "timeout_s": 6}))
+                               dpd=(2, 6)))
 
     def diagnosed():
         rows = branch.status()["ike_sas"]

@@ -5,6 +5,7 @@ was asked for.
   a: a branch, LANs 192.168.10.0/24 and 192.168.11.0/24  --- all traffic --->  b: the hub
 """
 from daemon_harness import ADDRESS, wait_until
+from support.config import Config
 
 PSK = "veth secret"
 BRANCH_LANS = ["192.168.10.0/24", "192.168.11.0/24"]
@@ -13,14 +14,11 @@ ANY = "0.0.0.0/0"
 
 def config(side, act_as, local_net, remote_net):
     other = "b" if side == "a" else "a"
-    return {
-        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
-        "peer": [{"name": other, "remote_gateway": ADDRESS[other],
-                  "local_address": ADDRESS[side], "act_as": act_as, "psk": PSK,
-                  "proposals": ["aes128-sha1-modp2048"]}],
-        "connection": [{"name": "lans", "peer": other, "local_net": local_net,
-                        "remote_net": remote_net, "proposals": ["aes128-sha1"]}],
-    }
+    cfg = Config(wan_interface="ik" + side, lan_interface="lo")
+    cfg.peer(other, ADDRESS[other], local_address=ADDRESS[side], act_as=act_as, psk=PSK,
+             proposals=["aes128-sha1-modp2048"])
+    cfg.connection("lans", other, local_net, remote_net, proposals=["aes128-sha1"])
+    return cfg
 
 
 def pairs_up(daemon, count):

@@ -6,15 +6,14 @@ peer or one page of the status, counts only; and a flood of forged first message
         10.99.3.x (no peer configured for them)
   ns b: the hub 10.99.0.2, a responder for all of them
 """
-import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 
-from daemon_harness import ADDRESS, ENV, Daemon, wait_until
+from daemon_harness import ADDRESS, Daemon, wait_until
+from support.config import Config
+from support.control import Events
+from support.paths import firmware_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PSK = "hub secret"
@@ -24,67 +23,33 @@ UNKNOWN = ["10.99.3.%d" % i for i in range(1, 201)]
 LATE = "10.99.0.3"
 
 
-def _peer(name, gateway, mode="main", **extra):
-    entry = {"name": name, "remote_gateway": gateway, "local_address": ADDRESS["b"],
-             "act_as": "responder", "psk": PSK, "proposals": ["aes128-sha1-modp2048"],
-             "phase1_mode": mode, "dpd": {"delay_s": 0}}
-    entry.update(extra)
-    return entry
-
-
 def hub_config():
-    peers = [_peer("branch-a", ADDRESS["a"]), _peer("branch-c", LATE)]
-    peers += [_peer("m%d" % i, addr) for i, addr in enumerate(MAIN_SPRAYED)]
-    peers += [_peer("g%d" % i, addr, "aggressive",
-                    remote_id={"type": "fqdn", "value": "spray.example"})
+    cfg = Config(wan_interface="ikb", lan_interface="lo")
+
+    def peer(name, gateway, mode="main", **extra):
+        return cfg.peer(name, gateway, local_address=ADDRESS["b"], act_as="responder", psk=PSK,
+                        proposals=["aes128-sha1-modp2048"], phase1_mode=mode, dpd=(0,), **extra)
+    peers = [peer("branch-a", ADDRESS["a"]), peer("branch-c", LATE)]
+    peers += [peer("m%d" % i, addr) for i, addr in enumerate(MAIN_SPRAYED)]
+    peers += [peer("g%d" % i, addr, "aggressive", remote_id=("fqdn", "spray.example"))
               for i, addr in enumerate(AGGRESSIVE_SPRAYED)]
-    connections = [{"name": "to-" + p["name"], "peer": p["name"],
-                    "local_net": "192.168.20.0/24", "remote_net": "10.%d.%d.0/24" % (
-                        100 + n // 250, n % 250),
-                    "proposals": ["aes128-sha1"]} for n, p in enumerate(peers)]
-    return {"general": {"wan_interface": "ikb", "lan_interface": "lo"},
-            "peer": peers, "connection": connections}
+    for n, p in enumerate(peers):
+        cfg.connection("to-" + p["name"], p["name"], "192.168.20.0/24",
+                       "10.%d.%d.0/24" % (100 + n // 250, n % 250), proposals=["aes128-sha1"])
+    return cfg
 
 
 def branch_config(address, remote_net):
-    return {"general": {"wan_interface": "ika", "lan_interface": "lo"},
-            "peer": [{"name": "hub", "remote_gateway": ADDRESS["b"], "local_address": address,
-                      "act_as": "both", "psk": PSK, "proposals": ["aes128-sha1-modp2048"],
-                      "dpd": {"delay_s": 0}}],
-            "connection": [{"name": "to-hub", "peer": "hub", "local_net": remote_net,
-                            "remote_net": "192.168.20.0/24", "proposals": ["aes128-sha1"]}]}
-
-
-class Events(threading.Thread):
-    """The hub's event subscription, read in the background."""
-
-    def __init__(self, socket_path):
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(socket_path)
-        self.sock.sendall(b'{"cmd": "subscribe"}\n')
-        self.reader = self.sock.makefile("rb")
-        self.reply = json.loads(self.reader.readline())
-        self.seen = []
-        self.start()
-
-    def run(self):
-        try:
-            for line in self.reader:
-                self.seen.append(json.loads(line))
-        except (OSError, ValueError):
-            pass
-
-    def of(self, kind, peer=None):
-        return [e for e in self.seen if e["event"] == kind and (peer is None or e["peer"] == peer)]
-
-    def close(self):
-        self.sock.close()
+    cfg = Config(wan_interface="ika", lan_interface="lo")
+    cfg.peer("hub", ADDRESS["b"], local_address=address, act_as="both", psk=PSK,
+             proposals=["aes128-sha1-modp2048"], dpd=(0,))
+    cfg.connection("to-hub", "hub", remote_net, "192.168.20.0/24", proposals=["aes128-sha1"])
+    return cfg
 
 
 def test_hub_events_pages_summary_and_a_flood(daemons, netns_pair, tmp_path):
     hub, a = daemons["b"], daemons["a"]
-    late = Daemon("c", netns_pair["a"], str(tmp_path), address=LATE)
+    late = Daemon(tmp_path, name="c", netns=netns_pair["a"], address=LATE)
     daemons["c"] = late                         # stopped (and its log shown) by the fixture
     a.ip("addr", "add", LATE + "/24", "dev", "ika")
     batch = "".join("addr add %s/32 dev ika\n" % x
@@ -134,7 +99,7 @@ def test_hub_events_pages_summary_and_a_flood(daemons, netns_pair, tmp_path):
                                                                   AGGRESSIVE_SPRAYED),
                                      ("main", 2, UNKNOWN)):
             done = subprocess.run(["ip", "netns", "exec", netns_pair["a"]] + spray
-                                  + [mode, str(count)] + sources, env=ENV, capture_output=True,
+                                  + [mode, str(count)] + sources, env=firmware_env(), capture_output=True,
                                   text=True, timeout=120)
             assert done.returncode == 0 and done.stdout.startswith("SENT"), done.stderr
         summary = wait_until(lambda: (lambda s: s if s["admission"]["refused"]["address"] else None)(

@@ -6,23 +6,14 @@ import json
 import subprocess
 import sys
 
-from daemon_harness import ADDRESS, ENV, wait_until
+from daemon_harness import ADDRESS, NETS, pair_config, wait_until
+from support.paths import firmware_env
 
 PSK = "veth secret"
-NETS = {"a": "192.168.10.0/24", "b": "192.168.20.0/24"}
 
 
 def config(side, act_as, psk=PSK, proposals=("aes128-sha1-modp2048",), pfs="modp2048"):
-    other = "b" if side == "a" else "a"
-    return {
-        "general": {"wan_interface": "ik" + side, "lan_interface": "lo"},
-        "peer": [{"name": other, "remote_gateway": ADDRESS[other],
-                  "local_address": ADDRESS[side], "act_as": act_as, "psk": psk,
-                  "proposals": list(proposals), "nat_t": True}],
-        "connection": [{"name": "%s-to-%s" % (side, other), "peer": other,
-                        "local_net": NETS[side], "remote_net": NETS[other],
-                        "proposals": ["aes128-sha1"], "pfs": pfs}],
-    }
+    return pair_config(side, act_as, psk, proposals, pfs)
 
 
 def activated(daemon):
@@ -114,7 +105,7 @@ def test_malformed_datagram_is_counted_logged_and_survived(daemons):
               "+ (9999).to_bytes(4, 'big'), ('%s', 500)); "
               "s.sendto(b'junk', ('%s', 500))" % (ADDRESS["b"], ADDRESS["a"], ADDRESS["a"]))
     subprocess.run(["ip", "netns", "exec", daemons["b"].netns, sys.executable, "-c", sender],
-                   env=ENV, check=True, timeout=60)
+                   env=firmware_env(), check=True, timeout=60)
 
     def counted():
         status = daemons["a"].status()
@@ -155,7 +146,7 @@ def test_act_as_both_waits_for_traffic_then_a_kernel_acquire_brings_the_tunnel_u
               "try: s.sendto(b'wake up', ('192.168.20.1', 9))\n"
               "except OSError: pass")      # the kernel may refuse the first packet (EAGAIN)
     subprocess.run(["ip", "netns", "exec", a.netns, sys.executable, "-c", sender],
-                   env=ENV, check=True, timeout=60)
+                   env=firmware_env(), check=True, timeout=60)
     def refused(daemon):
         status = daemon.status()
         return [sa for sa in status["ike_sas"] if sa["status"] == "Activated"

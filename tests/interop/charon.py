@@ -17,7 +17,7 @@ import re
 import subprocess
 import time
 
-from netns import stop_process
+from support.netns import stop_process
 
 CHARON = "/usr/lib/ipsec/charon"
 

@@ -10,16 +10,13 @@ restarting it. Every test that fails gets the charon log tail (and our daemon's 
 """
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import netns  # noqa: E402
-from charon import CHARON, Charon  # noqa: E402
-from ours import OurDaemon, daemon_available  # noqa: E402
+from charon import CHARON, Charon
+from ours import OurDaemon, daemon_available
+from support import netns
 
 
 def _interop_skip_reason():
@@ -44,7 +41,7 @@ def lab():
     reason = _interop_skip_reason()
     if reason:
         pytest.skip(reason)
-    lab = netns.Lab("ik")
+    lab = netns.pair("ik")
     try:
         for ns, addrs in ((lab.a, (netns.LAN_A, netns.LAN_A2)), (lab.b, (netns.LAN_B, netns.LAN_B2))):
             for addr in addrs:

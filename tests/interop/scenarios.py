@@ -8,7 +8,7 @@ is appended to charon's ESP/AH proposal (that is how swanctl spells PFS) and is 
 import time
 
 from charon import Child, Conn
-from netns import NET_A, NET_B, WAN_A, WAN_B
+from support.netns import NET_A, NET_B, WAN_A, WAN_B
 from ours import connection_entry, peer_entry
 
 LEGACY = ("3des-md5-modp1024", "3des-md5")

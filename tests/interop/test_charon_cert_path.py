@@ -17,17 +17,14 @@ import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "unit"))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_client import run_webui_with  # noqa: E402
+from webui_client import run_webui_with
 from webui_pki import SIGNING_USAGE, Authority, cert_pem, crl_pem, key_pem, \
-    pkcs1_pem  # noqa: E402
+    pkcs1_pem
 
-from netns import WAN_A, WAN_B  # noqa: E402
-from ours import REPO  # noqa: E402
+from support.netns import WAN_A, WAN_B
+from ours import REPO
 from scenarios import CONN, charon_conn, our_config, our_ike_sa, scenario, wait_failure_settled, \
-    wait_settled  # noqa: E402
+    wait_settled
 
 ROOT = Authority("Interop Root CA")
 INTERMEDIATE = Authority("Interop Intermediate CA", parent=ROOT)

@@ -7,23 +7,18 @@ them (the key follows the certificate). The save reloads the daemon; charon (ker
 RSA signatures, its own certificate from the same CA) initiates and the tunnel comes up on both
 sides with RSA authentication.
 """
-import os
 import re
-import sys
 import tomllib
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "unit"))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_client import run_webui_with  # noqa: E402
-from webui_pki import Authority, cert_pem, pkcs1_pem, pkcs12_bytes  # noqa: E402
+from webui_client import run_webui_with
+from webui_pki import Authority, cert_pem, pkcs1_pem, pkcs12_bytes
 
-from netns import WAN_A, WAN_B  # noqa: E402
+from support.netns import WAN_A, WAN_B
 from scenarios import CONN, PEER, charon_conn, our_config, our_ike_sa, scenario, \
-    wait_settled  # noqa: E402
-from webui import forms  # noqa: E402
+    wait_settled
+from webui import forms
 
 CERTS = "/settings/certificates"
 

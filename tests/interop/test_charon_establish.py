@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from netns import NET_A, NET_B, WAN_A, WAN_B
+from support.netns import NET_A, NET_B, WAN_A, WAN_B
 from scenarios import CONN, charon_conn, our_config, our_ike_sa, scenario, wait_settled
 
 MODES = ["main", "aggressive"]

@@ -10,17 +10,14 @@ exchange only completes if both ends send them as IKE fragments and reassemble t
 import os
 import re
 import shutil
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem, rsa_key  # noqa: E402
+from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem, rsa_key
 
-from netns import WAN_A, WAN_B, dropped_ip_fragments, make_small_path, \
-    undo_small_path  # noqa: E402
-from scenarios import CONN, PEER, charon_conn, our_config, scenario, wait_settled  # noqa: E402
+from support.netns import WAN_A, WAN_B, dropped_ip_fragments, make_small_path, \
+    undo_small_path
+from scenarios import CONN, PEER, charon_conn, our_config, scenario, wait_settled
 
 PATH_MTU = 576
 @pytest.fixture

@@ -9,16 +9,14 @@ Aggressive mode by FQDN (and the branch on a new address reconnecting to the sam
 main mode by the certificate's DN, the catch-all PSK peer in main mode.
 """
 import os
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "browser"))
-from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem  # noqa: E402
+from webui_pki import Authority, cert_pem, key_pem, pkcs1_pem
 
-from charon import Child, Conn  # noqa: E402
-from netns import NET_A, NET_B, WAN_A, WAN_B  # noqa: E402
+from charon import Child, Conn
+from support.config import connection_table, peer_table, rsa
+from support.netns import NET_A, NET_B, WAN_A, WAN_B
 
 IKE, CHILD = "aes256-sha256-modp2048", "aes256-sha256"
 PSK = "branch interop key"
@@ -26,17 +24,12 @@ MOVED = "10.99.0.5"          # the branch's address for its second connection
 
 
 def dynamic_peer(name, mode="aggressive", remote_id=None, **extra):
-    peer = {"name": name, "remote_gateway": "%any", "phase1_mode": mode, "proposals": [IKE],
-            "dpd": {"delay_s": 10, "timeout_s": 60}}
-    if remote_id:
-        peer["remote_id"] = {"type": remote_id[0], "value": remote_id[1]}
-    peer.update(extra)
-    return peer
+    return peer_table(name, "%any", phase1_mode=mode, proposals=[IKE], dpd=(10, 60),
+                      remote_id=remote_id, **extra)
 
 
 def connection(name, peer, remote_net):
-    return {"name": name, "peer": peer, "local_net": NET_A, "remote_net": remote_net,
-            "proposals": [CHILD], "pfs": "modp2048"}
+    return connection_table(name, peer, NET_A, remote_net, proposals=[CHILD], pfs="modp2048")
 
 
 def branch_conn(local_addr=WAN_B, aggressive=True, local_id="fqdn:shop.example.net",
@@ -118,11 +111,11 @@ def test_main_mode_by_certificate_dn(ours, charon_libipsec):
         with open(os.path.join(ours.workdir, name), "wb") as handle:
             handle.write(data)
     os.chmod(os.path.join(ours.workdir, "hub.key"), 0o600)
-    rsa = {"auth": "rsa", "cert": "hub.pem", "key": "hub.key", "ca": "ca.pem"}
+    certificates = rsa("hub.pem", "hub.key", "ca.pem")
     ours.start([dynamic_peer("depot", mode="main", remote_id=("dn", "O=ikecore test, CN=depot.test"),
-                             **rsa),
+                             **certificates),
                 dynamic_peer("shop", mode="main", remote_id=("dn", "O=ikecore test, CN=shop.test"),
-                             **rsa)],
+                             **certificates)],
                [connection("depot-lan", "depot", "10.3.0.0/24"),
                 connection("shop-lan", "shop", NET_B)])
     charon.add_credentials("shop.pem", cert_pem(shop_cert), pkcs1_pem(shop_key),

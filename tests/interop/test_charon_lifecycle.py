@@ -7,7 +7,7 @@ import time
 import pytest
 
 from charon import Child
-from netns import NET_A, NET_A2, NET_B, NET_B2
+from support.netns import NET_A, NET_A2, NET_B, NET_B2
 from ours import connection_entry
 from scenarios import CONN, PEER, charon_conn, our_config, our_ike_sa, scenario, wait_settled
 
@@ -58,7 +58,7 @@ def test_we_delete_the_sa_pair_charon_drops_its_child_sa(ours, charon_libipsec):
     status = _activated_with(ours, 2)
     charon_libipsec.wait_for(lambda sas: _charon_children_in(sas), 20, "charon CHILD_SA INSTALLED")
     mark = charon_libipsec.log_mark()
-    ours.request({"cmd": "delete", "id": status["sas"][0]["id"]})
+    ours.result({"cmd": "delete", "id": status["sas"][0]["id"]})
     charon_libipsec.wait_for(lambda sas: not _charon_children_in(sas), 20, "charon CHILD_SA gone")
     assert re.search(r"received DELETE for ESP CHILD_SA with SPI", charon_libipsec.log_since(mark))
     ours.wait_for(lambda st: not st["sas"], 10, "our SAs gone")

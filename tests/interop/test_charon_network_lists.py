@@ -3,7 +3,7 @@ kernel-libipsec): charon's `local_ts`/`remote_ts` lists answer one quick mode pe
 networks we propose; `remote_ts`/`local_ts` = 0.0.0.0/0 is the hub of a branch sending
 everything. Checked: the selectors both sides negotiated and the policies our recording kernel
 got (the bypass ones included)."""
-from netns import NET_A, NET_A2, NET_B, NET_B2, WAN_B
+from support.netns import NET_A, NET_A2, NET_B, NET_B2, WAN_B
 from scenarios import charon_conn, our_config, scenario, wait_settled
 
 ANY = "0.0.0.0/0"

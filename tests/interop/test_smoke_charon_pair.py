@@ -5,7 +5,7 @@ If this fails, the namespaces / charon set-up is broken and no our-daemon result
 import os
 
 from charon import Charon, Child, Conn
-from netns import LAN_A, LAN_B, NET_A, NET_B, WAN_A, WAN_B
+from support.netns import LAN_A, LAN_B, NET_A, NET_B, WAN_A, WAN_B
 
 PROPOSAL = ["aes128-sha256-modp2048"]
 

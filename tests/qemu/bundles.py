@@ -3,12 +3,8 @@ of this build (optionally with an IKE daemon that exits at start), and the ones 
 refuse (unsigned, another vendor's key, truncated, another board's)."""
 import os
 import subprocess
-import sys
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, "qemu"))
-
-import firmware_update  # noqa: E402
+import firmware_update
 
 DAEMON_MAIN = "usr/lib/python3/dist-packages/ikecore/__main__.py"
 

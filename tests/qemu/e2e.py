@@ -14,16 +14,12 @@ Scenarios are switched by rewriting the configuration and restarting the daemons
 flushes the daemon's SAs and policies), never by rebooting.
 """
 import json
-import os
 import re
 import shlex
-import sys
 import time
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(TOP, "qemu"))
-
-from router import SITES, BootError, default_images, start_pair  # noqa: E402,F401
+from router import SITES, BootError, default_images, start_pair  # noqa: F401
+from support.config import Config
 
 CONFIG_PATH = "/etc/ikecore/ikecore.toml"
 # iproute2's ip by full path: a busybox shell would run its own `ip` applet (no netns, no xfrm)
@@ -41,7 +37,7 @@ class Scenario:
 
     def __init__(self, protocol="esp", child_proposals=None, pfs="modp2048", lifetime_s=3600,
                  phase1_mode="main", ike_proposals=("aes128-sha1-modp2048",), nat_t=True,
-                 networks=None):
+                 networks=None, psk=PSK):
         # networks: {site's WAN address: (local_net, remote_net)}, each a network or a list;
         # a site not in it tunnels its lan_net to the other's
         self.networks = networks or {}
@@ -52,44 +48,33 @@ class Scenario:
         self.phase1_mode = phase1_mode
         self.ike_proposals = list(ike_proposals)
         self.nat_t = nat_t
+        self.psk = psk
 
     def key(self):
         return repr(sorted(vars(self).items()))
 
-    def toml(self, local, remote, remote_gateway=None, remote_id=None):
+    def toml(self, local, remote, remote_gateway=None, remote_id=None, local_id=None,
+             peer="site", connection="lan-lan", peer_keys=None):
         """ikecore.toml of the site `local` (a SITES entry) toward `remote`. Behind a NAT the
         peer is reached at the NAT's address (remote_gateway) and names itself by its own
-        address (remote_id)."""
-        def strings(items):
-            return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+        address (remote_id). remote_gateway="%any": a hub's dynamic peer, told apart by
+        remote_id (a (type, value) pair; an address alone means ipv4) and only responding
+        (the daemon's default for it); local_id likewise, for the branch that names itself.
+        peer_keys: more keys of the [[peer]] (dpd, lifetime_s, ...)."""
         gateway = remote_gateway or remote["wan"]
         local_net, remote_net = self.networks.get(local["wan"], (local["lan_net"], remote["lan_net"]))
-        ident = f'\nremote_id = {{ type = "ipv4", value = "{remote_id}" }}' if remote_id else ""
-        return f"""# written by tests/qemu/e2e.py
-[general]
-wan_interface = "eth0"
-lan_interface = "lan0"
+        cfg = Config(wan_interface="eth0", lan_interface="lan0")
+        cfg.peer(peer, gateway, phase1_mode=self.phase1_mode,
+                 act_as=None if gateway == "%any" else "both", auth="psk", psk=self.psk,
+                 proposals=self.ike_proposals, nat_t=self.nat_t, local_id=_identity(local_id),
+                 remote_id=_identity(remote_id), **(peer_keys or {}))
+        cfg.connection(connection, peer, local_net, remote_net, protocol=self.protocol,
+                       proposals=self.child_proposals, pfs=self.pfs, lifetime_s=self.lifetime_s)
+        return "# written by tests/qemu/e2e.py\n" + cfg.text()
 
-[[peer]]
-name = "site"
-remote_gateway = "{gateway}"
-phase1_mode = "{self.phase1_mode}"
-act_as = "both"
-auth = "psk"
-psk = {json.dumps(PSK)}
-proposals = {strings(self.ike_proposals)}
-nat_t = {"true" if self.nat_t else "false"}{ident}
 
-[[connection]]
-name = "lan-lan"
-peer = "site"
-local_net = {json.dumps(local_net)}
-remote_net = {json.dumps(remote_net)}
-protocol = "{self.protocol}"
-proposals = {strings(self.child_proposals)}
-pfs = "{self.pfs}"
-lifetime_s = {self.lifetime_s}
-"""
+def _identity(identity):
+    return ("ipv4", identity) if isinstance(identity, str) else identity
 
 
 class Site:

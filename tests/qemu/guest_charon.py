@@ -7,12 +7,7 @@ come from the host interop harness's renderers (tests/interop/charon.py: strongs
 swanctl_conf, Conn, Child) and `swanctl --list-sas --raw` is read with its parser, so the host and
 guest suites describe charon the same way.
 """
-import os
-import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "interop"))
-
-from charon import Child, Conn, parse_vici_raw, strongswan_conf, swanctl_conf  # noqa: E402,F401
+from charon import Child, Conn, parse_vici_raw, strongswan_conf, swanctl_conf  # noqa: F401
 
 ROOTFS = "rootfs-strongswan.squashfs"
 WORK = "/tmp/charon"

@@ -16,8 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import images_or_skip
-from router import Router
+from conftest import boot_router
 
 HOST = "10.0.2.2"                  # the host's loopback as the guest's WAN sees it
 NTP_EPOCH = 2208988800             # 1900-01-01 -> 1970-01-01 in seconds
@@ -171,14 +170,8 @@ def servers():
 
 @pytest.fixture(scope="module")
 def clock_router(tmp_path_factory):
-    images = images_or_skip()
-    work = tmp_path_factory.mktemp("clock")
-    data = work / "data.img"
-    with open(data, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-    r = Router(images, str(data), name="clock", log_path=str(work / "console.log"),
-               wan_restrict=False, rtc="1970-01-01", cmdline="ikecore.log_kb=%d" % LOG_KB)
-    r.start(timeout=300)
+    r = boot_router(tmp_path_factory.mktemp("clock"), "clock", wan_restrict=False,
+                    rtc="1970-01-01", cmdline="ikecore.log_kb=%d" % LOG_KB)
     r.wait_http(timeout=180)
     yield r
     r.stop()

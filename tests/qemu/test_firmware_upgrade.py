@@ -10,17 +10,15 @@ import hashlib
 import json
 import os
 import re
-import sys
 
 import pytest
 
-from conftest import TOP, images_or_skip
+from conftest import images_or_skip
 from router import Router, new_data_disk, new_system_disk
 
-sys.path.insert(0, os.path.join(TOP, "tests", "browser"))
-import bundles  # noqa: E402
-import firmware_update  # noqa: E402
-from webui_harness import Client  # noqa: E402
+import bundles
+import firmware_update
+from webui_harness import Client
 
 PASSWORD = "upgrade-test-password"
 # the health check's deadline for the broken build; the good builds get there in seconds

@@ -8,18 +8,16 @@ ones before, and the tunnel to site B comes back up (B keeps running throughout)
 import hashlib
 import os
 import re
-import sys
 
 import pytest
 
-from conftest import TOP, images_or_skip
+from conftest import images_or_skip
 from e2e import CONFIG_PATH, Scenario, boot_sites, configure, isp_route, one, show_after_failure, stop_sites
 from router import new_system_disk
 
-sys.path.insert(0, os.path.join(TOP, "tests", "browser"))
-import bundles  # noqa: E402
-import firmware_update  # noqa: E402
-import webui_browser as browser  # noqa: E402
+import bundles
+import firmware_update
+import webui_browser as browser
 
 pytestmark = pytest.mark.skipif(browser.missing() is not None, reason=browser.missing() or "")
 

@@ -12,52 +12,22 @@ import re
 
 import pytest
 
-from e2e import IP, NAT_PUBLIC, nat_in_front_of, one, remove_nat, show_after_failure
+from e2e import IP, NAT_PUBLIC, Scenario, nat_in_front_of, one, remove_nat, show_after_failure
 
-PSK = "branch e2e key"
+
+# Both sides: aggressive mode with a pre-shared key, the daemon's defaults otherwise.
+SCENARIO = Scenario(phase1_mode="aggressive", pfs="none", psk="branch e2e key")
+BRANCH_ID = ("fqdn", "branch.example.net")
 
 
 def hub_toml(hub, branch):
-    return f"""# written by tests/qemu/test_hub_dynamic_e2e.py
-[general]
-wan_interface = "eth0"
-lan_interface = "lan0"
-
-[[peer]]
-name = "branch"
-remote_gateway = "%any"
-phase1_mode = "aggressive"
-remote_id = {{ type = "fqdn", value = "branch.example.net" }}
-psk = "{PSK}"
-
-[[connection]]
-name = "branch-lan"
-peer = "branch"
-local_net = "{hub['lan_net']}"
-remote_net = "{branch['lan_net']}"
-"""
+    """The hub's one peer for the branch: on any address, known by its FQDN."""
+    return SCENARIO.toml(hub, branch, remote_gateway="%any", remote_id=BRANCH_ID, peer="branch",
+                         connection="branch-lan")
 
 
 def branch_toml(branch, hub):
-    return f"""# written by tests/qemu/test_hub_dynamic_e2e.py
-[general]
-wan_interface = "eth0"
-lan_interface = "lan0"
-
-[[peer]]
-name = "hub"
-remote_gateway = "{hub['wan']}"
-phase1_mode = "aggressive"
-act_as = "both"
-local_id = {{ type = "fqdn", value = "branch.example.net" }}
-psk = "{PSK}"
-
-[[connection]]
-name = "lan"
-peer = "hub"
-local_net = "{branch['lan_net']}"
-remote_net = "{hub['lan_net']}"
-"""
+    return SCENARIO.toml(branch, hub, local_id=BRANCH_ID, peer="hub", connection="lan")
 
 
 @pytest.fixture(autouse=True)

@@ -7,16 +7,12 @@ mode met with a main-mode-only pluto's silence, and pluto's NO-PROPOSAL-CHOSEN w
 Each test (re)starts pluto with its connection and restarts our daemon: both sides start without
 SAs or policies.
 """
-import os
 import re
 
 import pytest
 
-from e2e import IP, PSK, Scenario, boot_sites, one, show_after_failure, stop_sites
+from e2e import IP, PSK, Scenario, one, show_after_failure
 from guest_pluto import ROOTFS, Conn, GuestPluto
-
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 
 ESP = Scenario()                                  # main mode PSK, aes128-sha1-modp2048, PFS modp2048
 AGGRESSIVE = Scenario(phase1_mode="aggressive")
@@ -30,16 +26,17 @@ def secrets(a, b, psk=PSK):
     return f'{b.site["wan"]} {a.site["wan"]} : PSK "{psk}"'
 
 
+SITE_B_ROOTFS = ROOTFS              # conftest's `sites` boots site B from the libreswan image
+SITE_B_MAKE = "make image image-libreswan"
+
+
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", ROOTFS, "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no {part} in {IMAGES}: run `make image image-libreswan`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites-libreswan"), IMAGES, rootfs={"b": ROOTFS})
+def sites(sites):
+    """conftest's two sites, B's pluto ready to start."""
+    a, b = sites
     b.pluto = GuestPluto(b)
     yield a, b
     b.pluto.stop()
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)
@@ -50,15 +47,12 @@ def diagnostics_on_failure(request, sites):
         f"--- site-b: {IP} xfrm state\n{b.run(f'{IP} xfrm state').output}"]))
 
 
-def start(sites, scenario, conn_options=None, peer_extra="", psk_secrets=None):
-    """pluto on B and our daemon on A, both fresh. peer_extra: more keys for A's [[peer]]."""
+def start(sites, scenario, conn_options=None, peer_keys=None, psk_secrets=None):
+    """pluto on B and our daemon on A, both fresh. peer_keys: more keys for A's [[peer]]."""
     a, b = sites
     a.stop_daemon()
     b.pluto.start([pluto_conn(a, b, **(conn_options or {}))], psk_secrets or secrets(a, b))
-    toml = scenario.toml(a.site, b.site)
-    if peer_extra:
-        toml = toml.replace('auth = "psk"\n', 'auth = "psk"\n' + peer_extra + "\n", 1)
-    a.write_config(toml)
+    a.write_config(scenario.toml(a.site, b.site, peer_keys=peer_keys))
     a.start_daemon()
     a.wait_daemon()
     return a, b
@@ -96,7 +90,7 @@ def test_pluto_version_and_a_main_mode_tunnel(sites):
 def test_pluto_runs_dpd_with_us_when_our_own_probing_is_off(sites):
     """Finding 1: with dpd.delay_s = 0 we still advertise DPD, so pluto enables it and probes."""
     a, b = start(sites, ESP, conn_options={"dpddelay": "5", "dpdtimeout": "30"},
-                 peer_extra="dpd = { delay_s = 0, timeout_s = 120 }")
+                 peer_keys={"dpd": (0, 120)})
     a.ping_until_up(b)
     log = b.pluto.log_tail(200)
     assert "remote peer did not advertise DPD support" not in log, log
@@ -110,7 +104,7 @@ def test_pluto_keeps_shorter_lifetimes_and_we_show_them_after_its_rekey(sites):
     renewals (quick mode, then main mode) offer its own, and our page shows them in force."""
     a, b = start(sites, ESP, conn_options={"ikelifetime": "120s", "salifetime": "90s",
                                            "rekeymargin": "30s", "rekeyfuzz": "0%"},
-                 peer_extra="lifetime_s = 28800")
+                 peer_keys={"lifetime_s": 28800})
     a.ping_until_up(b)
     first = {sa["spi"] for sa in a.sas()}
     assert {sa["lifetime_s"] for sa in a.sas()} == {3600}
@@ -134,7 +128,7 @@ def test_pluto_accepts_our_responder_lifetime(sites):
     RESPONDER-LIFETIME in main mode message 2 and quick mode message 2; pluto goes on."""
     a, b = start(sites, Scenario(lifetime_s=1200),
                  conn_options={"ikelifetime": "8h", "salifetime": "8h"},
-                 peer_extra="lifetime_s = 3600")
+                 peer_keys={"lifetime_s": 3600})
     b.pluto.whack("--name site --initiate --asynchronous")
     status = wait_for(a, "pluto's tunnel", lambda st: len(st["sas"]) == 2)
     ike = one(status["ike_sas"], "IKE SA on A")

@@ -7,17 +7,13 @@ strongSwan gateway does, so these tunnels are native ESP/AH between the gateways
 Each test (re)starts charon with its swanctl connection and restarts our daemon: both sides start
 without SAs or policies.
 """
-import os
 import re
 
 import pytest
 
-from e2e import (IP, PSK, Scenario, boot_sites, capture_start, capture_stop, one, ping_while_watching,
-                 show_after_failure, stop_sites, without_ike)
+from e2e import (IP, PSK, Scenario, capture_start, capture_stop, one, ping_while_watching,
+                 show_after_failure, without_ike)
 from guest_charon import ROOTFS, Child, Conn, GuestCharon
-
-IMAGES = os.environ.get("IKECORE_IMAGES") or os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "output", "images")
 
 ESP = Scenario()                                  # main mode PSK, aes128-sha1-modp2048, PFS modp2048
 AH = Scenario(protocol="ah", child_proposals=["sha256"])
@@ -36,16 +32,17 @@ def charon_conn(a, b, scenario, life_time=None, rekey_time=None):
                 aggressive=scenario.phase1_mode == "aggressive")
 
 
+SITE_B_ROOTFS = ROOTFS              # conftest's `sites` boots site B from the strongswan image
+SITE_B_MAKE = "make image image-strongswan"
+
+
 @pytest.fixture(scope="module")
-def sites(tmp_path_factory):
-    for part in ("Image", ROOTFS, "rootfs.squashfs", "data-template.img"):
-        if not os.path.exists(os.path.join(IMAGES, part)):
-            pytest.skip(f"no {part} in {IMAGES}: run `make image image-strongswan`")
-    a, b = boot_sites(tmp_path_factory.mktemp("sites-strongswan"), IMAGES, rootfs={"b": ROOTFS})
+def sites(sites):
+    """conftest's two sites, B's charon ready to start."""
+    a, b = sites
     b.charon = GuestCharon(b)
     yield a, b
     b.charon.stop()
-    stop_sites(a, b)
 
 
 @pytest.fixture(autouse=True)

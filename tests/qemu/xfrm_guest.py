@@ -21,6 +21,7 @@ import time
 import traceback
 from contextlib import contextmanager
 
+from ikecore.ctl import request
 from ikecore.protocol.events import ChildSa
 from ikecore.protocol.settings import Connection
 from ikecore.xfrm import XfrmBackend, xfrm_stat
@@ -264,21 +265,6 @@ pfs = "modp2048"
 """
 
 
-def control(path, request):
-    """One request on a daemon's control socket (one JSON line each way)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(path)
-        s.sendall((json.dumps(request) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)
-
-
 def poll(what, probe, limit=120):
     deadline = time.monotonic() + limit
     while True:
@@ -314,12 +300,12 @@ def scenario_daemons(protocol="esp", child="aes128-sha256"):
         for sock, _ in daemons:
             poll("control socket " + sock, lambda: os.path.exists(sock))
         trigger = ping(1)                      # dropped while the kernel waits for an SA
-        status = poll("the SAs", lambda: [sa for sa in control(daemons[0][0], {"cmd": "status"})
+        status = poll("the SAs", lambda: [sa for sa in request(daemons[0][0], {"cmd": "status"})
                                           ["result"]["sas"]])
         out = ping()
         result = {"trigger": trigger, "ping": out,
-                  "status_a": control(daemons[0][0], {"cmd": "status"})["result"],
-                  "status_b": control(daemons[1][0], {"cmd": "status"})["result"],
+                  "status_a": request(daemons[0][0], {"cmd": "status"})["result"],
+                  "status_b": request(daemons[1][0], {"cmd": "status"})["result"],
                   "states_a": sh("%s -n %s xfrm state" % (IP, NS_A)), "first_sas": status}
     finally:
         for _, proc in daemons:

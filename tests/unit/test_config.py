@@ -432,3 +432,24 @@ def test_write_document_atomic_follows_a_symlink(tmp_path):
     assert link.is_symlink()
     assert config.load(str(tmp_path / "real" / "ikecore.toml")).wan_interface == "wan0"
     assert sorted(os.listdir(tmp_path / "real")) == ["ikecore.toml"]
+
+
+def test_the_checker_takes_limits_and_defaults_from_the_tables(monkeypatch):
+    """config/schema.py is the one place of a limit or a default: the checker applies what the
+    table says (and docs/config.md and the settings pages show it, test_config_doc.py)."""
+    from ikecore.config import schema
+    monkeypatch.setattr(schema.PEER["lifetime_s"], "high", 30000)
+    monkeypatch.setattr(schema.PEER["fragment_size"], "default", 1000)
+    with pytest.raises(ConfigError) as info:
+        config.parse(PEER + "lifetime_s = 30001\n")
+    assert info.value.message == "must be between 60 and 30000, got 30001"
+    assert config.parse(PEER).peers["branch"].fragment_size == 1000
+
+
+def test_the_cores_shortest_lifetime_is_the_tables():
+    """lifetime.py (portable: it cannot import the host's tables) takes a delete younger than
+    the shortest lifetime the file allows as no evidence of the peer's lifetime."""
+    from ikecore.protocol import lifetime
+    from ikecore.config import schema
+    lows = {schema.PEER["lifetime_s"].low, schema.CONNECTION["lifetime_s"].low}
+    assert lows == {lifetime.DELETE_EVIDENCE_MIN_S}

@@ -6,6 +6,7 @@ sockets, JSON lines, ikectl output and exit codes. tests/daemon/ runs the real c
 """
 import json
 import os
+import pathlib
 import signal
 import socket
 import stat
@@ -15,11 +16,12 @@ import time
 
 import pytest
 
-from daemon_process import free_udp_ports, wait_for_socket
+from support.control import exchange
+from support.daemon import Daemon, free_udp_ports
+from support.paths import FIRMWARE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "firmware"), HERE]))
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([FIRMWARE, HERE]))
 
 CONFIG = """\
 [[peer]]
@@ -47,55 +49,16 @@ remote_net = "10.2.0.0/16"
 """
 
 
-class Daemon:
-    def __init__(self, tmp_path, config=CONFIG):
-        self.dir = tmp_path
-        self.config = tmp_path / "ikecore.toml"
-        self.config.write_text(config)
-        self.socket = str(tmp_path / "control.sock")
-        self.ports = free_udp_ports(2)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ikecore", "--config", str(self.config), "--kernel=record",
-             "--socket", self.socket, "--ports", "%d,%d" % tuple(self.ports), "--no-syslog",
-             "--state-dir", str(tmp_path / "state"), "--core", "daemon_fake_core:FakeCore"],
-            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for_socket(self.socket, self.process)
-
-    def request(self, message):
-        return self.raw(json.dumps(message).encode() + b"\n")[0]
-
-    def raw(self, data, replies=1):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(30)
-            sock.connect(self.socket)
-            sock.sendall(data)
-            buffer = b""
-            while buffer.count(b"\n") < replies:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buffer += chunk
-        return [json.loads(line) for line in buffer.splitlines()]
-
-    def ikectl(self, *args):
-        return subprocess.run([sys.executable, "-m", "ikecore.ctl", "--socket", self.socket]
-                              + list(args), env=ENV, capture_output=True, text=True, timeout=60)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        for pipe in (self.process.stdout, self.process.stderr):
-            pipe.close()
+def shell(tmp_path):
+    """The daemon shell with the stand-in core, its UDP sockets on free ports (not started)."""
+    return Daemon(tmp_path, ports=free_udp_ports(2), state_dir=tmp_path / "state",
+                  core="daemon_fake_core:FakeCore", python_path=[HERE], log_level=None,
+                  config_path=tmp_path / "ikecore.toml", socket_path=tmp_path / "control.sock")
 
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
-    instance = Daemon(tmp_path_factory.mktemp("ctl"))
+    instance = shell(tmp_path_factory.mktemp("ctl")).start(CONFIG)
     yield instance
     instance.stop()
 
@@ -116,9 +79,9 @@ def test_initiator_peer_comes_up_at_start_and_sas_reach_the_kernel(daemon):
 
 
 def test_socket_is_group_accessible_only(daemon):
-    mode = stat.S_IMODE(os.stat(daemon.socket).st_mode)
+    mode = stat.S_IMODE(os.stat(daemon.socket_path).st_mode)
     assert mode == 0o660
-    assert (daemon.dir / "state" / "ikecore.pid").read_text().strip() == str(daemon.process.pid)
+    assert (pathlib.Path(daemon.state_dir) / "ikecore.pid").read_text().strip() == str(daemon.process.pid)
 
 
 @pytest.mark.parametrize("line,fragment", [
@@ -133,7 +96,7 @@ def test_socket_is_group_accessible_only(daemon):
     (b'{"cmd": "delete", "id": "sa-404"}\n', "unknown SA id 'sa-404'"),
 ])
 def test_bad_requests_get_an_error_naming_the_problem(daemon, line, fragment):
-    bad, good = daemon.raw(line + b'{"cmd": "status"}\n', replies=2)
+    bad, good = exchange(daemon.socket_path, line + b'{"cmd": "status"}\n', replies=2)
     assert bad["ok"] is False and fragment in bad["error"]
     assert good["ok"] is True                     # the same connection keeps working
 
@@ -192,8 +155,9 @@ def test_timer_is_armed_from_the_core(daemon):
 
 
 def test_bad_reload_keeps_the_old_config_and_says_why(daemon):
-    good = daemon.config.read_text()
-    daemon.config.write_text(good.replace('remote_net = "10.2.0.0/16"',
+    config = pathlib.Path(daemon.config_path)
+    good = config.read_text()
+    config.write_text(good.replace('remote_net = "10.2.0.0/16"',
                                           'remote_net = "10.2.0.0/33"'))
     try:
         reply = daemon.request({"cmd": "reload"})
@@ -209,7 +173,7 @@ def test_bad_reload_keeps_the_old_config_and_says_why(daemon):
         assert any("configuration not reloaded" in text and "remote_net" in text
                    for text in errors)
     finally:
-        daemon.config.write_text(good)
+        config.write_text(good)
     reply = daemon.request({"cmd": "reload"})
     assert reply == {"ok": True, "result": {"peers": ["hq", "branch"],
                                             "connections": ["hq-lan", "branch-lan"]}}
@@ -236,15 +200,15 @@ def test_ikectl_options_after_the_command_word(daemon):
         return subprocess.run([sys.executable, "-m", "ikecore.ctl"] + list(args), env=ENV,
                               capture_output=True, text=True, timeout=60)
 
-    after = ikectl("status", "--json", "--socket", daemon.socket)
+    after = ikectl("status", "--json", "--socket", daemon.socket_path)
     assert after.returncode == 0, after.stderr
-    before = ikectl("--json", "--socket", daemon.socket, "status")
+    before = ikectl("--json", "--socket", daemon.socket_path, "status")
     assert before.returncode == 0, before.stderr
     assert set(json.loads(after.stdout)) >= {"ike_sas", "sas"}
     assert set(json.loads(before.stdout)) == set(json.loads(after.stdout))
-    result = ikectl("log", "-n", "2", "--socket", daemon.socket, "--json")
+    result = ikectl("log", "-n", "2", "--socket", daemon.socket_path, "--json")
     assert result.returncode == 0 and len(json.loads(result.stdout)) == 2
-    result = ikectl("up", "nowhere", "--socket", daemon.socket)
+    result = ikectl("up", "nowhere", "--socket", daemon.socket_path)
     assert result.returncode == 1 and "unknown peer 'nowhere'" in result.stderr
 
 
@@ -288,13 +252,13 @@ def test_check_only_validates(tmp_path):
 
 
 def test_sigterm_stops_cleanly(tmp_path):
-    daemon = Daemon(tmp_path)
+    daemon = shell(tmp_path).start(CONFIG)
     daemon.process.send_signal(signal.SIGTERM)
     assert daemon.process.wait(timeout=30) == 0
-    assert not os.path.exists(daemon.socket)
+    assert not os.path.exists(daemon.socket_path)
     assert not os.path.exists(tmp_path / "state" / "ikecore.pid")
-    stderr = daemon.process.stderr.read().decode()
-    daemon.stop()                  # closes its pipes
+    daemon.stop()                  # closes its output file
+    stderr = daemon.log_text()
     assert "ikecore stopping" in stderr and "Traceback" not in stderr
 
 
@@ -322,15 +286,10 @@ def test_sigterm_while_starting_is_a_clean_stop(tmp_path):
     """The handlers are in place when the daemon first says anything ("starting"), before the
     UDP sockets, the first negotiation and the control socket: a SIGTERM from then on is a
     clean stop (exit 0, socket and pid file gone), never death by the signal (exit -15)."""
-    config = tmp_path / "ikecore.toml"
-    config.write_text(CONFIG)
+    daemon = shell(tmp_path)
+    daemon.write_config(CONFIG)
     socket_path = tmp_path / "control.sock"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
-         "--socket", str(socket_path), "--ports", "%d,%d" % tuple(free_udp_ports(2)),
-         "--no-syslog", "--state-dir", str(tmp_path / "state"),
-         "--core", "daemon_fake_core:FakeCore"],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = daemon.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with process:                  # closes the pipes, waits for the process
         try:
             _read_stderr_until(process, "ikecore starting")
@@ -345,14 +304,11 @@ def test_sigterm_while_starting_is_a_clean_stop(tmp_path):
 
 
 def test_sigterm_as_soon_as_the_socket_appears_is_a_clean_stop(tmp_path):
-    config = tmp_path / "ikecore.toml"
-    config.write_text(CONFIG)
-    socket_path = str(tmp_path / "control.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
-         "--socket", socket_path, "--ports", "%d,%d" % tuple(free_udp_ports(2)), "--no-syslog",
-         "--core", "daemon_fake_core:FakeCore"],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    daemon = shell(tmp_path)
+    daemon.state_dir = None            # the default state directory, as the original command
+    daemon.write_config(CONFIG)
+    socket_path = daemon.socket_path
+    process = daemon.popen(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with process:
         try:
             deadline = time.monotonic() + 60
@@ -376,11 +332,10 @@ def test_too_long_socket_path_exits_2_before_anything_starts(tmp_path):
     directory = tmp_path / ("d" * max(1, 120 - len(str(tmp_path))))
     path = str(directory / "control.sock")
     assert len(path) > 108
-    result = subprocess.run(
-        [sys.executable, "-m", "ikecore", "--config", str(config), "--kernel=record",
-         "--socket", path, "--ports", "%d,%d" % tuple(free_udp_ports(2)), "--no-syslog",
-         "--state-dir", str(tmp_path / "state"), "--core", "daemon_fake_core:FakeCore"],
-        env=ENV, capture_output=True, text=True, timeout=60)
+    daemon = shell(tmp_path)
+    daemon.socket_path = path
+    result = subprocess.run(daemon.command(), env=daemon.env, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 2
     # The one line is all it said: no "ikecore starting", so no socket, peer or negotiation.
     assert result.stderr == (

@@ -10,34 +10,22 @@ from ikecore import config
 from ikecore.driver import Driver, RequestError
 from ikecore.kernel import RecordingBackend
 from ikecore.log import VpnLog
+from support.config import Config
 
-CONFIG = """\
-[[peer]]
-name = "hq"
-remote_gateway = "127.0.0.2"
-local_address = "127.0.0.1"
-act_as = "initiator"
-psk = "x"
+def two_peers(hq=None, quiet=None, hq_lan=None, quiet_lan=None):
+    """hq (an initiator) and quiet (a responder), each with a connection; the dicts change
+    keys of those tables."""
+    cfg = Config()
+    cfg.peer("hq", "127.0.0.2", local_address="127.0.0.1", act_as="initiator", psk="x") \
+        .update(hq or {})
+    cfg.peer("quiet", "127.0.0.3", local_address="127.0.0.1", act_as="responder", psk="y") \
+        .update(quiet or {})
+    cfg.connection("hq-lan", "hq", "192.168.1.0/24", "10.1.0.0/16").update(hq_lan or {})
+    cfg.connection("quiet-lan", "quiet", "192.168.1.0/24", "10.3.0.0/16").update(quiet_lan or {})
+    return cfg.text()
 
-[[peer]]
-name = "quiet"
-remote_gateway = "127.0.0.3"
-local_address = "127.0.0.1"
-act_as = "responder"
-psk = "y"
 
-[[connection]]
-name = "hq-lan"
-peer = "hq"
-local_net = "192.168.1.0/24"
-remote_net = "10.1.0.0/16"
-
-[[connection]]
-name = "quiet-lan"
-peer = "quiet"
-local_net = "192.168.1.0/24"
-remote_net = "10.3.0.0/16"
-"""
+CONFIG = two_peers()
 
 
 class CountingBackend(RecordingBackend):
@@ -157,13 +145,13 @@ def test_the_one_timer_follows_the_core():
 
 def test_reload_applies_a_good_file_and_keeps_the_old_on_error():
     async def test(driver, core, backend):
-        driver.next_config = CONFIG.replace('remote_net = "10.3.0.0/16"', 'remote_net = "x"')
+        driver.next_config = two_peers(quiet_lan={"remote_net": "x"})
         with pytest.raises(RequestError, match="connection\\[1\\].remote_net"):
             driver.reload()
         assert driver.settings is core.settings and "quiet-lan" in driver.settings.connections
         # Drop hq's connection, make quiet an initiator with a new connection.
-        driver.next_config = CONFIG.replace('act_as = "responder"', 'act_as = "initiator"') \
-            .replace('name = "hq-lan"', 'name = "hq-lan2"').replace("10.1.0.0/16", "10.4.0.0/16")
+        driver.next_config = two_peers(quiet={"act_as": "initiator"},
+                                       hq_lan={"name": "hq-lan2", "remote_net": "10.4.0.0/16"})
         result = driver.reload()
         assert result["connections"] == ["hq-lan2", "quiet-lan"]
         assert "hq-lan" not in backend.policies and "quiet-lan" in backend.policies
@@ -282,9 +270,8 @@ def test_dns_named_gateways_are_resolved_without_blocking_and_failures_are_diagn
     policies need the address), an unresolvable one is shown, not a crash."""
     from ikecore.protocol.core import IkeCore
     from ikecore.crypto_cryptography import CryptographyProvider
-    text = CONFIG.replace('"127.0.0.2"', '"hub.example.net"').replace(
-        'act_as = "initiator"', 'act_as = "both"').replace('"127.0.0.3"', '"gone.example.net"')
-    text = text.replace('act_as = "responder"', 'act_as = "both"')
+    text = two_peers(hq={"remote_gateway": "hub.example.net", "act_as": "both"},
+                     quiet={"remote_gateway": "gone.example.net", "act_as": "both"})
     asked = []
 
     async def main():

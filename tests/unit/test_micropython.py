@@ -12,33 +12,18 @@ import pytest
 
 from ikecore.protocol import codec, crypto, keymat, proposals
 from ikecore.crypto_cryptography import CryptographyProvider
+from support.micropython import HARNESS, harness_missing, run_micropython
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HARNESS = os.path.join(ROOT, "tests", "micropython")
 C = CryptographyProvider()
 H = bytes.fromhex
 
 
 def _node():
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed (make test installs it via mk/micropython.mk)")
-    if not os.path.isdir(os.path.join(HARNESS, "node_modules", "@micropython")):
-        pytest.fail("MicroPython WebAssembly is not installed: run `make micropython-harness`")
-    return node
-
-
-def run_micropython(script, inputs, tmp_path):
-    """Run tests/micropython/SCRIPT under MicroPython with inputs as /input.json; -> RESULT dict."""
-    node = _node()
-    input_file = tmp_path / "input.json"
-    input_file.write_text(json.dumps(inputs))
-    proc = subprocess.run([node, os.path.join(HARNESS, "run.mjs"), os.path.join(HARNESS, script),
-                           str(input_file)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, "MicroPython run failed:\n%s\n%s" % (proc.stdout, proc.stderr)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    assert lines, "no RESULT line from MicroPython:\n%s\n%s" % (proc.stdout, proc.stderr)
-    return json.loads(lines[-1][len("RESULT "):])
+    """node, the harness installed: a missing harness fails the test (it is part of `make test`)."""
+    missing = harness_missing()
+    if missing:
+        pytest.fail(missing)
+    return shutil.which("node")
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +41,12 @@ def core_run(tmp_path_factory):
         "modexp_p": p.to_bytes(256, "big").hex(),
         "exp256": C.random(32).hex(), "exp2048": C.random(256).hex(),
     }
-    result = run_micropython("check_core.py", inputs, tmp_path_factory.mktemp("mp"))
+    result = run_micropython("check_core.py", inputs)
     return inputs, result, dh_private
 
 
 def test_every_portable_module_imports_under_micropython(tmp_path):
-    out = run_micropython("import_all.py", {}, tmp_path)
+    out = run_micropython("import_all.py", {})
     assert "crypto" in out and "keymat" in out
     failed = dict((name, error) for name, error in out.items() if error is not None)
     assert not failed, "portable modules that MicroPython cannot import: %r" % failed
@@ -138,7 +123,7 @@ def handshakes(tmp_path_factory):
             {"name": "wrong_psk", "mode": "main", "psk_a": "staple", "psk_b": "stable"},
             {"name": "all_traffic", "mode": "main", "psk_a": "hub", "psk_b": "hub",
              "nets_a": ["10.1.0.0/24", "10.1.1.0/24"], "nets_b": ["0.0.0.0/0"]},
-        ]}, tmp_path_factory.mktemp("hs"))
+        ]})
 
 
 def _check_tunnel(out):

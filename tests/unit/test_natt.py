@@ -300,16 +300,15 @@ print("RESULT " + json.dumps({"mm1": mm1.hex(), "mm3": mm3.hex(), "peer": list(p
 
 
 def _interop_modules():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    sys.path.insert(0, os.path.join(root, "tests", "interop"))
     import charon
-    import netns
+    from support import netns
+    from support.paths import REPO
     if not os.path.exists(charon.CHARON) or not shutil.which("swanctl"):
         pytest.skip("strongSwan charon/swanctl not installed (make deps installs them)")
     ok, reason = netns.can_create_netns()
     if not ok:
         pytest.skip("cannot create network namespaces here: " + reason)
-    return root, charon, netns
+    return REPO, charon, netns
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +322,7 @@ def charon_exchanges(tmp_path_factory):
     script.write_text(RESPONDER)
     env = dict(os.environ, PYTHONPATH=os.path.join(root, "firmware"))
     results = {}
-    with netns.Lab("nt") as lab:
+    with netns.pair("nt") as lab:
         charon = charon_mod.Charon(lab.b, str(work / "charon"), data_plane="netlink")
         charon.start()
         try:

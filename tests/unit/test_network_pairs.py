@@ -5,29 +5,18 @@ import pytest
 
 from ikecore import config, kernel
 from ikecore.kernel import Bypass, RecordingBackend, bypass_policies
+from support.config import Config
 
 LOCALS_A = ["192.168.1.0/24", "192.168.5.0/24"]
 LOCALS_B = ["10.2.0.0/24", "10.3.0.0/24"]
 
 
-def toml(local, remote, local_net, remote_net, dpd="", lifetime=3600):
-    def value(nets):
-        return '"%s"' % nets if isinstance(nets, str) else "[%s]" % ", ".join('"%s"' % n for n in nets)
-    return """
-[[peer]]
-name = "peer"
-remote_gateway = "%s"
-local_address = "%s"
-psk = "secret"
-proposals = ["aes128-sha1-modp1024"]
-%s
-[[connection]]
-name = "lan"
-peer = "peer"
-local_net = %s
-remote_net = %s
-lifetime_s = %d
-""" % (remote, local, dpd, value(local_net), value(remote_net), lifetime)
+def toml(local, remote, local_net, remote_net, dpd=None, lifetime=3600):
+    cfg = Config()
+    cfg.peer("peer", remote, local_address=local, psk="secret", proposals=["aes128-sha1-modp1024"],
+             dpd=dpd)
+    cfg.connection("lan", "peer", local_net, remote_net, lifetime_s=lifetime)
+    return cfg.text()
 
 
 @pytest.fixture
@@ -147,7 +136,7 @@ def test_each_pair_rekeys_and_is_deleted_on_its_own(pairs_link):
 
 
 def test_dead_peer_takes_every_pair_down_and_all_come_back(pairs_link):
-    link = pairs_link(dpd="dpd = { delay_s = 10, timeout_s = 30 }")
+    link = pairs_link(dpd=(10, 30))
     up(link)
     link.step(45, drop=lambda who, n, d: who == "B")
     assert any("dead peer detection" in e for e in link.logs("A", "error"))

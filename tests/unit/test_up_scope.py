@@ -11,6 +11,7 @@ from ikecore.crypto_cryptography import CryptographyProvider
 from ikecore.driver import Driver
 from ikecore.kernel import RecordingBackend
 from ikecore.log import VpnLog
+from support.config import Config
 from ikecore.protocol.settings import Connection, Peer, Settings
 
 PEERS = 30     # fewer than admission.MAX_INITIATING: every `up` starts at once
@@ -62,19 +63,15 @@ def test_the_core_finds_a_peers_connections_and_gateway_through_its_index():
     assert core.connections_of("p1") == []
 
 
-CONFIG = "".join("""
-[[peer]]
-name = "p%d"
-remote_gateway = "198.51.100.%d"
-act_as = "both"
-psk = "x"
+def five_peers():
+    cfg = Config()
+    for i in range(5):
+        cfg.peer("p%d" % i, "198.51.100.%d" % (i + 1), act_as="both", psk="x")
+        cfg.connection("c%d" % i, "p%d" % i, "192.168.%d.0/24" % i, "10.%d.0.0/16" % i)
+    return cfg
 
-[[connection]]
-name = "c%d"
-peer = "p%d"
-local_net = "192.168.%d.0/24"
-remote_net = "10.%d.0.0/16"
-""" % (i, i + 1, i, i, i, i) for i in range(5))
+
+CONFIG = five_peers().text()
 
 
 class LearningCore(FakeCore):

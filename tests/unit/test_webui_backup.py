@@ -8,43 +8,18 @@ import io
 import json
 import os
 import re
-import sys
 import tarfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_client import run_webui  # noqa: E402
-from webui_pki import Authority, cert_pem, key_pem  # noqa: E402
+from webui_client import run_webui
+from webui_pki import Authority, cert_pem, key_pem
+from support.config import rsa, webui_router
 
 URL = "/settings/backup"
 CA = Authority()
 GW_CERT, GW_KEY = CA.issue("gw.example")
-CONFIG = """\
-# our router: comments and layout must come back too
-[general]
-wan_interface = "eth0"
-lan_interface = "eth1"
-
-[[peer]]
-name = "branch"
-remote_gateway = "198.51.100.2"
-psk_file = "branch.psk"
-
-[[peer]]
-name = "hq"
-remote_gateway = "198.51.100.7"
-auth = "rsa"
-cert = "certs/local/gw.pem"
-key = "certs/local/gw.key"
-ca = "certs/ca/corp.pem"
-
-[[connection]]
-name = "branch-lan"
-peer = "branch"
-local_net = "192.168.1.0/24"
-remote_net = "10.2.0.0/24"
-"""
+CONFIG = webui_router(branch=dict(psk_file="branch.psk"),
+                      hq=rsa("certs/local/gw.pem", "certs/local/gw.key", "certs/ca/corp.pem"),
+                      branch_lan={}, comment="our router: comments and layout must come back too")
 PEER_FORM = {"name": "branch", "remote_gateway": "198.51.100.99", "auth": "psk",
              "psk": "a new secret", "proposals.0": "aes128-sha1-modp2048", "nat_t": "on"}
 

@@ -6,31 +6,19 @@ certificates, several CAs, intermediates and CRLs, and the daemon's validator ac
 import logging
 import os
 import re
-import sys
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_client import run_webui  # noqa: E402
-from webui_pki import Authority, cert_pem, crl_pem, ec_key, key_pem, pkcs12_bytes  # noqa: E402
+from webui_client import run_webui
+from webui_pki import Authority, cert_pem, crl_pem, ec_key, key_pem, pkcs12_bytes
 
-from ikecore import config  # noqa: E402
-from webui import certstore, views_certs  # noqa: E402
+from ikecore import config
+from webui import certstore, views_certs
+from support.config import webui_router
 
 URL = "/settings/certificates"
-CONFIG = """\
-[general]
-wan_interface = "eth0"
-lan_interface = "eth1"
-
-[[peer]]
-name = "branch"
-remote_gateway = "198.51.100.2"
-psk = "a pre-shared key"
-"""
+CONFIG = webui_router(branch=dict(psk="a pre-shared key"))
 PEER_FORM = {"name": "branch", "remote_gateway": "198.51.100.2", "phase1_mode": "main",
              "act_as": "both", "auth": "rsa", "psk": "", "proposals.0": "aes128-sha1-modp2048",
              "nat_t": "on", "local_id.type": "", "local_id.value": "", "remote_id.type": "",

@@ -7,10 +7,8 @@ from webui import auth
 
 FIRMWARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "firmware")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_fake_daemon import FakeDaemon  # noqa: E402
-from webui_harness import Client, ProcessWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon
+from webui_harness import Client, ProcessWebui
 
 
 def run(args, stdin=""):

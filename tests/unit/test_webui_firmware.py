@@ -5,18 +5,15 @@ and removed from the data partition. The real rauc, signatures and slots: tests/
 import json
 import os
 import re
-import sys
 import textwrap
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_harness import Client, ThreadedWebui  # noqa: E402
+from webui_harness import Client, ThreadedWebui
 
-from webui import auth, rauc, views_firmware  # noqa: E402
-from webui import release as webui_release  # noqa: E402
-from webui.context import Options  # noqa: E402
+from webui import auth, rauc, views_firmware
+from webui import release as webui_release
+from webui.context import Options
 
 PASSWORD = "correct-password"
 STATUS = {"booted": "A", "slots": [

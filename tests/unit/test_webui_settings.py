@@ -2,55 +2,26 @@
 beside the field with the file untouched, atomic save + reload, and a PSK never sent back."""
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_fake_daemon import FakeDaemon  # noqa: E402
-from webui_harness import Client, ThreadedWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon
+from webui_harness import Client, ThreadedWebui
 
-from ikecore import config  # noqa: E402
-from webui import auth  # noqa: E402
-from webui.context import Options  # noqa: E402
+from ikecore import config
+from support.config import webui_router
+from webui import auth
+from webui.context import Options
 
 PSK = "correct horse battery staple"
-CONFIG = """\
-[general]
-wan_interface = "eth0"
-lan_interface = "eth1"
-
-[[peer]]
-name = "branch"
-remote_gateway = "198.51.100.2"
-phase1_mode = "main"
-act_as = "both"
-local_id = { type = "ipv4", value = "203.0.113.1" }
-remote_id = { type = "ipv4", value = "198.51.100.2" }
-auth = "psk"
-psk = "%s"
-proposals = ["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"]
-lifetime_s = 28800
-nat_t = true
-dpd = { delay_s = 30, timeout_s = 120 }
-
-[[peer]]
-name = "hq"
-remote_gateway = "198.51.100.7"
-psk = "another secret key"
-
-[[connection]]
-name = "branch-lan"
-peer = "branch"
-local_net = "192.168.1.0/24"
-remote_net = "10.2.0.0/24"
-protocol = "esp"
-proposals = ["aes128-sha1", "aes256-sha256", "3des-md5"]
-pfs = "modp2048"
-lifetime_s = 3600
-lifetime_kb = 0
-""" % PSK
+CONFIG = webui_router(
+    branch=dict(phase1_mode="main", act_as="both", local_id=("ipv4", "203.0.113.1"),
+                remote_id=("ipv4", "198.51.100.2"), auth="psk", psk=PSK,
+                proposals=["aes128-sha1-modp2048", "aes256-sha256-modp2048", "3des-md5-modp1024"],
+                lifetime_s=28800, nat_t=True, dpd=(30, 120)),
+    hq=dict(psk="another secret key"),
+    branch_lan=dict(protocol="esp", proposals=["aes128-sha1", "aes256-sha256", "3des-md5"],
+                    pfs="modp2048", lifetime_s=3600, lifetime_kb=0))
 
 PEER_FORM = {"name": "branch", "remote_gateway": "198.51.100.2", "phase1_mode": "main",
              "act_as": "both", "local_id.type": "ipv4", "local_id.value": "203.0.113.1",
@@ -371,3 +342,41 @@ def test_networks_typed_with_commas_are_saved_as_lists_and_shown_back(env):
     assert bad.status == 400
     assert "listed twice" in (error_beside(bad.text, "local_net") or "")
     assert env["cfg"].read_bytes() == before
+
+
+def test_the_forms_take_defaults_limits_and_choices_from_the_settings_tables(env):
+    """ikecore/config/schema.py is the one copy of each default, range and choice list: the
+    hints and dropdowns show what the checker applies."""
+    from ikecore.config import schema
+    c = env["client"]
+    pages = {"peer": c.get("/settings/peers/new").text,
+             "connection": c.get("/settings/connections/new").text}
+    numbers = {"peer": ("lifetime_s", "dpd.delay_s", "dpd.timeout_s", "fragment_size"),
+               "connection": ("lifetime_s",)}
+    for section, fields in numbers.items():
+        for field in fields:
+            key = schema.field(section, field)
+            assert "Empty: %d" % key.default in pages[section], field
+            assert "%d to %d." % (key.low, key.high) in pages[section], field
+    assert "Allowed: 0, or 1 to 3600." in pages["peer"]        # delay_s 0 turns DPD off
+    assert "Empty: 0. Allowed: 0 or more." in pages["connection"]
+    dropdowns = {"peer": ("phase1_mode", "act_as", "local_id.type", "remote_id.type", "auth",
+                          "fragmentation"), "connection": ("protocol",)}
+    for section, fields in dropdowns.items():
+        for field in fields:
+            select = re.search(r'<select id="f-%s".*?</select>' % re.escape(field),
+                               pages[section], re.S).group(0)
+            offered = re.findall(r'<option value="([^"]+)"', select)
+            key = schema.field(section, field)
+            assert sorted(offered) == sorted(key.choices), field
+            if key.default is not None:      # first: what the daemon assumes when absent
+                assert offered[0] == key.default, field
+
+
+def test_dropdown_words_are_only_for_values_the_tables_allow():
+    from ikecore.config import schema
+    from webui import choices
+    sections = {"protocol": "connection"}
+    for name, texts in choices.TEXTS.items():
+        key = schema.field(sections.get(name, "peer"), name)
+        assert set(texts) == set(key.choices), name

@@ -4,18 +4,15 @@ summary line, counts from `summary`, and never a pull of every SA once the route
 import json
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_fake_daemon import FakeDaemon, many_tunnels  # noqa: E402
-from webui_harness import Client, ThreadedWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon, many_tunnels
+from webui_harness import Client, ThreadedWebui
 
-from webui import auth, metrics  # noqa: E402
-from webui.context import Options  # noqa: E402
-from webui.views_status import PAGE_SIZE  # noqa: E402
+from webui import auth, metrics
+from webui.context import Options
+from webui.views_status import PAGE_SIZE
 
 PASSWORD = "correct-password"
 TUNNELS = 120

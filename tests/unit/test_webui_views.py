@@ -3,17 +3,14 @@ the seed's columns, login, CSRF, headers, escaping, /api/status and /metrics."""
 import json
 import os
 import re
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair  # noqa: E402
-from webui_harness import Client, ThreadedWebui  # noqa: E402
+from webui_fake_daemon import FakeDaemon, ike_sa, sa_pair
+from webui_harness import Client, ThreadedWebui
 
-from webui import auth  # noqa: E402
-from webui.context import Options  # noqa: E402
+from webui import auth
+from webui.context import Options
 
 PASSWORD = "correct-password"
 XSS = "<script>alert('x')</script>"

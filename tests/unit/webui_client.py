@@ -9,18 +9,15 @@ web.cfg the config file, web.fake the FakeDaemon (None with a real daemon).
 import asyncio
 import os
 import re
-import sys
 
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "browser"))
-from webui_fake_daemon import FakeDaemon  # noqa: E402
+from webui_fake_daemon import FakeDaemon
 
-from webui import auth  # noqa: E402
-from webui.app import make_app  # noqa: E402
-from webui.context import Options  # noqa: E402
+from webui import auth
+from webui.app import make_app
+from webui.context import Options
 
 PASSWORD = "correct-password"
 

@@ -1,18 +1,16 @@
 """Fixtures of the XFRM host tests: a fresh network namespace per test (see xfrm_lab.py) and an
 XfrmBackend whose sockets live in it."""
-import os
-
 import pytest
 
-from xfrm_lab import (LOCAL_GW, LOCAL_HOST, REMOTE_GW, REMOTE_NET, Namespace, netns_unavailable,
-                      run)
+from support.netns import Lab, netns_unavailable
+from xfrm_lab import LOCAL_GW, LOCAL_HOST, REMOTE_GW, REMOTE_NET
 
 _counter = [0]
 
 
 @pytest.fixture(scope="session")
 def netns_ok():
-    reason = netns_unavailable()
+    reason = netns_unavailable(xfrm=True)
     if reason:
         pytest.skip(reason)
 
@@ -20,20 +18,12 @@ def netns_ok():
 @pytest.fixture
 def netns(netns_ok):
     _counter[0] += 1
-    ns = Namespace("ikx%d-%d" % (os.getpid(), _counter[0]))
-    run("ip", "netns", "add", ns.name)
-    try:
-        ns.ip("link", "set", "lo", "up")
-        ns.ip("addr", "add", LOCAL_HOST + "/24", "dev", "lo")
-        ns.ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan1")
-        ns.ip("addr", "add", LOCAL_GW + "/24", "dev", "wan0")
-        ns.ip("addr", "add", REMOTE_GW + "/24", "dev", "wan1")
-        ns.ip("link", "set", "wan0", "up")
-        ns.ip("link", "set", "wan1", "up")
+    with Lab("ikx") as lab:
+        ns = lab.namespace("-%d" % _counter[0])
+        ns.add_lan_address(LOCAL_HOST + "/24")
+        lab.link(ns, "wan0", LOCAL_GW + "/24", ns, "wan1", REMOTE_GW + "/24")
         ns.ip("route", "add", REMOTE_NET, "via", REMOTE_GW, "dev", "wan0", "src", LOCAL_HOST)
         yield ns
-    finally:
-        run("ip", "netns", "del", ns.name, check=False)
 
 
 @pytest.fixture

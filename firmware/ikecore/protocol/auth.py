@@ -121,10 +121,10 @@ def auth_failed(sa, detail, now, decrypt=False):
 def check_proof(sa, received, now, number, responder_hash):
     """HASH_I / HASH_R of main mode 5/6 or aggressive mode 2 - or its signature. With pre-shared
     keys this proves both sides hold the same key (it enters SKEYID)."""
-    ident = received.one(codec.IdPayload)
+    ident = received.one(codec.IdPayload)      # there: the state's row requires it
     proof = received.one(codec.SigPayload if sa.auth == "rsa" else codec.HashPayload)
-    if ident is None or proof is None:
-        if sa.auth == "rsa" and ident is not None and received.one(codec.HashPayload) is not None:
+    if proof is None:
+        if sa.auth == "rsa" and received.one(codec.HashPayload) is not None:
             sa.fail("auth_method", "we use certificates, the peer authenticated with a "
                     "pre-shared key hash", now)
             return False

@@ -155,10 +155,6 @@ def _initial_contact_payloads(sa):
     return [codec.NotifyPayload(C.INITIAL_CONTACT, protocol=C.PROTO_ISAKMP, spi=sa.spi())]
 
 
-# Payloads both aggressive mode messages that open the exchange carry (RFC 2409 section 5).
-_AGGRESSIVE_FIRST = (codec.SaPayload, codec.KePayload, codec.NoncePayload, codec.IdPayload)
-
-
 # -- the exchanges -----------------------------------------------------------------------------------
 def start(sa, now):
     """Initiator: send the first message of main or aggressive mode."""
@@ -187,7 +183,9 @@ def start(sa, now):
 
 def handle(sa, header, data, now):
     """A phase 1 (main/aggressive) message for this SA. Duplicates are answered with our last
-    message; anything not expected in the current state is dropped (logged)."""
+    message; anything not expected in the current state is dropped (logged). The state's row
+    (states.PHASE1) names the handler; the message is opened and its payloads checked against
+    the row here, so a handler gets a message with everything its row requires."""
     if sa.answer_repeat(data):
         return
     if sa.failed and sa.remove_at is not None and not sa.machine.established:
@@ -202,29 +200,52 @@ def handle(sa, header, data, now):
         sa.fail("mode", "we use %s mode, the peer sent a %s message" % (
             sa.mode, C.name(C.EXCHANGE_NAMES, header.exchange).lower()), now)
         return
-    handler = _HANDLERS.get((sa.mode, sa.role, sa.machine.state))
-    if handler is None:
+    row = sa.machine.row
+    if row.handler is None:
         sa.log("warning", "ignored a %s message in state %s (%d)"
                % (sa.mode, sa.machine.state, sa.machine.number))
         return
     sa.heard_from_peer = True
     sa.current_input = data
-    handler(sa, header, data, now)
+    received = _open(sa, row, header, data, now)
+    if received is not None:
+        _HANDLERS[(sa.mode, sa.role)][row.state](sa, header, received, now)
 
 
-def _open_clear(sa, header, data, what, required=()):
-    """Split a cleartext phase 1 message; a malformed one, or one without the payloads this
-    step needs (`required`: payload classes), is diagnosed and we stay where we are."""
+def _open(sa, row, header, data, now):
+    """The message as the row awaits it -> ikesa.Received, or None with the refusal done and
+    the state where it was. In clear: a malformed message, or one without the row's payloads,
+    is answered as malformed (PAYLOAD-MALFORMED in clear). Encrypted: one that does not decrypt
+    to the row's payloads is what a different key looks like (auth.auth_failed)."""
+    encrypted = header.flags & C.FLAG_ENCRYPTION
+    if row.arrives == states.ENCRYPTED and not encrypted:
+        _refuse_unencrypted(sa, row, now)
+        return None
+    if encrypted and row.arrives != states.CLEAR:
+        undecryptable = row.message + " did not decrypt to valid payloads"
+        try:
+            received, next_iv = sa.open(header, data)
+            if not received.payloads:
+                raise codec.MalformedMessage("no payloads")
+        except (codec.MalformedMessage, CryptoError):
+            auth.auth_failed(sa, undecryptable, now, decrypt=True)
+            return None
+        # It decrypted to valid payloads: this is now the last phase 1 block, whatever the
+        # checks say (a refusal is encrypted with an IV derived from it, as the peer expects).
+        sa.set_iv(0, next_iv)
+        if row.lacking(received) is not None:
+            auth.auth_failed(sa, undecryptable, now, decrypt=True)
+            return None
+        return received
     try:
         received, _ = sa.open(header, data)
     except codec.MalformedMessage as exc:
         sa.host.report(Malformed(sa, exc))
         return None
     sa.last_received = data
-    missing = [C.name(C.PAYLOAD_NAMES, cls.TYPE) for cls in required if received.one(cls) is None]
-    if missing:
-        sa.host.report(Malformed(sa, codec.MalformedMessage("%s lacks %s (has %s)" % (
-            what, ", ".join(missing), received.types() or "nothing"))))
+    lacking = row.lacking(received)
+    if lacking is not None:
+        sa.host.report(Malformed(sa, codec.MalformedMessage(lacking)))
         return None
     return received
 
@@ -267,10 +288,9 @@ def _confirm_choice(sa, header, sa_payload, now):
 
 
 # main mode, initiator ------------------------------------------------------------------------------
-def main_inR1_outI2(sa, header, data, now):
+def main_inR1_outI2(sa, header, received, now):
     # <-- HDR, SA      then      HDR, KE, Ni [, NAT-D, NAT-D] -->
-    received = _open_clear(sa, header, data, "message 2", (codec.SaPayload,))
-    if received is None or not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
+    if not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
         return
     _note_vendor_ids(sa, received)
     _honour_responder_lifetime(sa, received)
@@ -282,11 +302,8 @@ def main_inR1_outI2(sa, header, data, now):
     _send_next(sa, out, now)
 
 
-def main_inR2_outI3(sa, header, data, now):
+def main_inR2_outI3(sa, header, received, now):
     # <-- HDR, KE, Nr    then    HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)] -->
-    received = _open_clear(sa, header, data, "message 4", (codec.KePayload, codec.NoncePayload))
-    if received is None:
-        return
     ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
     sa.ke_r, sa.nr = bytes(ke.data), bytes(nonce.data)
     if not _derive_keys(sa, now):
@@ -301,23 +318,17 @@ def main_inR2_outI3(sa, header, data, now):
     _send_next(sa, out, now)
 
 
-def main_inR3(sa, header, data, now):
+def main_inR3(sa, header, received, now):
     # <-- HDR*, IDir, HASH_R
-    if not header.flags & C.FLAG_ENCRYPTION:
-        sa.fail("psk", "message 6 arrived unencrypted", now)
-        return
-    received = _open_authenticated(sa, header, data, now, 6, responder_hash=True)
+    received = _authenticate(sa, received, now, 6, responder_hash=True)
     if received is not None:
         _honour_responder_lifetime(sa, received)
         _established(sa, received, now)
 
 
 # main mode, responder ------------------------------------------------------------------------------
-def main_inI1_outR1(sa, header, data, now):
+def main_inI1_outR1(sa, header, received, now):
     # <-- HDR, SA    then    HDR, SA -->   (the state became 1 when the core created this SA)
-    received = _open_clear(sa, header, data, "message 1")
-    if received is None:
-        return
     if not _choose_transform(sa, received, now):
         return
     _note_vendor_ids(sa, received)
@@ -327,11 +338,8 @@ def main_inI1_outR1(sa, header, data, now):
     _send_next(sa, out, now, wants_answer=False)
 
 
-def main_inI2_outR2(sa, header, data, now):
+def main_inI2_outR2(sa, header, received, now):
     # <-- HDR, KE, Ni    then    HDR, KE, Nr [, NAT-D, NAT-D] -->
-    received = _open_clear(sa, header, data, "message 3", (codec.KePayload, codec.NoncePayload))
-    if received is None:
-        return
     ke, nonce = received.one(codec.KePayload), received.one(codec.NoncePayload)
     sa.ke_i, sa.ni = bytes(ke.data), bytes(nonce.data)
     _process_natd(sa, received)
@@ -345,12 +353,9 @@ def main_inI2_outR2(sa, header, data, now):
     _send_next(sa, out, now, wants_answer=False)
 
 
-def main_inI3_outR3(sa, header, data, now):
+def main_inI3_outR3(sa, header, received, now):
     # <-- HDR*, IDii, HASH_I    then    HDR*, IDir, HASH_R -->
-    if not header.flags & C.FLAG_ENCRYPTION:
-        _refuse_unencrypted(sa, 5, now)
-        return
-    received = _open_authenticated(sa, header, data, now, 5, responder_hash=False)
+    received = _authenticate(sa, received, now, 5, responder_hash=False)
     if received is None:
         return
     sa.idr = auth.identity_payload(sa.crypto, auth.local_identity(sa))
@@ -361,10 +366,9 @@ def main_inI3_outR3(sa, header, data, now):
 
 
 # aggressive mode -------------------------------------------------------------------------------------
-def aggr_inR1_outI2(sa, header, data, now):
+def aggr_inR1_outI2(sa, header, received, now):
     # <-- HDR, SA, KE, Nr, IDir, HASH_R    then    HDR*, HASH_I [, N(INITIAL-CONTACT)] -->
-    received = _open_clear(sa, header, data, "aggressive mode message 2", _AGGRESSIVE_FIRST)
-    if received is None or not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
+    if not _confirm_choice(sa, header, received.one(codec.SaPayload), now):
         return
     sa.ke_r = bytes(received.one(codec.KePayload).data)
     sa.nr = bytes(received.one(codec.NoncePayload).data)
@@ -372,7 +376,7 @@ def aggr_inR1_outI2(sa, header, data, now):
         return
     if not auth.check_proof(sa, received, now, 2, responder_hash=True):
         return
-    sa.last_received = data
+    sa.last_received = received.data
     if not auth.check_id(sa, received, now):
         return
     _note_vendor_ids(sa, received)
@@ -386,15 +390,12 @@ def aggr_inR1_outI2(sa, header, data, now):
     out = sa.message(C.EXCHANGE_AGGRESSIVE, auth.proof_payloads(sa, hash_i) + _natd_payloads(sa)
                      + _initial_contact_payloads(sa), encrypt=True)
     sa.send_and_keep(out, now, wants_answer=False)
-    sa.last_received = data
+    sa.last_received = received.data
     _established(sa, received, now)
 
 
-def aggr_inI1_outR1(sa, header, data, now):
+def aggr_inI1_outR1(sa, header, received, now):
     # <-- HDR, SA, KE, Ni, IDii    then    HDR, SA, KE, Nr, IDir, HASH_R -->
-    received = _open_clear(sa, header, data, "aggressive mode message 1", _AGGRESSIVE_FIRST)
-    if received is None:
-        return
     idi = received.one(codec.IdPayload)
     # From an address no peer has: the ID chooses the dynamic peer, before any key is needed.
     if not dynamic.refine(sa, idi, now) or not _choose_transform(sa, received, now):
@@ -424,23 +425,12 @@ def aggr_inI1_outR1(sa, header, data, now):
     _send_next(sa, out, now, wants_answer=True)
 
 
-def aggr_inI2(sa, header, data, now):
+def aggr_inI2(sa, header, received, now):
     # <-- HDR[*], HASH_I
-    if header.flags & C.FLAG_ENCRYPTION:
-        received, next_iv = _open_encrypted(sa, header, data, now, 3)
-        if received is None:
-            return
-    else:
-        received = _open_clear(sa, header, data, "message 3")
-        next_iv = None
-        if received is None:
-            return
-    if next_iv is not None:
-        sa.set_iv(0, next_iv)
     if not auth.verify(sa, received, now, 3, sa.hash_i(sa.peer_idi_b), "HASH_I",
                    received_id=sa.peer_idi):
         return
-    sa.last_received = data
+    sa.last_received = received.data
     sa.pending = None
     _process_natd(sa, received)
     sa.feed(states.VALID, now)
@@ -469,10 +459,8 @@ def _accept_transform(sa, chosen):
 def _choose_transform(sa, received, now):
     """Responder: pick, by OUR preference, one offered transform; answer NO-PROPOSAL-CHOSEN when
     none fits (the state stays at 1: "1st msg received")."""
-    sa_payload = received.one(codec.SaPayload)
+    sa_payload = received.one(codec.SaPayload)      # there: the state's row requires it
     try:
-        if sa_payload is None:
-            raise codec.MalformedMessage("message 1 has no SA payload")
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
         sa.host.report(Malformed(sa, exc))
@@ -501,45 +489,30 @@ def _choose_transform(sa, received, now):
     return False
 
 
-def _open_encrypted(sa, header, data, now, number):
-    """Decrypt message `number` of phase 1. With pre-shared keys a wrong key shows exactly here:
-    the message does not decrypt to a valid payload chain."""
-    try:
-        received, next_iv = sa.open(header, data)
-        if not received.payloads:
-            raise codec.MalformedMessage("no payloads")
-    except (codec.MalformedMessage, CryptoError) as exc:
-        auth.auth_failed(sa, "message %d did not decrypt to valid payloads" % number, now,
-                     decrypt=True)
-        return None, None
-    return received, next_iv
-
-
-def _open_authenticated(sa, header, data, now, number, responder_hash):
-    """Main mode 5/6: decrypt, then check the peer's proof and its ID; -> the message (state
-    moved to "valid msg received"), or None with the diagnosis recorded."""
-    received, next_iv = _open_encrypted(sa, header, data, now, number)
-    if received is None:
-        return None
-    # It decrypted to valid payloads: this is now the last phase 1 block, whatever the checks
-    # below say (a refusal is encrypted with an IV derived from it, as the peer will expect).
-    sa.set_iv(0, next_iv)
+def _authenticate(sa, received, now, number, responder_hash):
+    """Main mode 5/6, decrypted (handle() did that and set the IV): check the peer's proof and
+    its ID; -> the message (state moved to "valid msg received"), or None with the diagnosis
+    recorded."""
     # A dynamic peer in main mode: its ID (message 5) settles which one it is, before its
     # certificate is checked against that peer's CAs and remote_id.
     if not dynamic.refine(sa, received.one(codec.IdPayload), now):
         return None
     if not auth.check_proof(sa, received, now, number, responder_hash):
         return None
-    sa.last_received = data
+    sa.last_received = received.data
     if not auth.check_id(sa, received, now):
         return None
     sa.feed(states.VALID, now)
     return received
 
 
-def _refuse_unencrypted(sa, number, now):
-    sa.host.report(Malformed(sa, codec.MalformedMessage(
-        "message %d must be encrypted" % number)))
+def _refuse_unencrypted(sa, row, now):
+    """Main mode 5/6 in clear. The initiator: the responder did not answer with the key, as one
+    with a different pre-shared key would not. The responder: a malformed message 5."""
+    if sa.initiator:
+        sa.fail("psk", "%s arrived unencrypted" % row.message, now)
+        return
+    sa.host.report(Malformed(sa, codec.MalformedMessage("%s must be encrypted" % row.message)))
 
 
 def _established(sa, received, now):
@@ -566,36 +539,10 @@ def _established(sa, received, now):
     sa.host.report(Established(sa, contact, now))
 
 
-_HANDLERS = {
-    (states.MAIN, states.INITIATOR, "MI_1_SENT"): main_inR1_outI2,
-    (states.MAIN, states.INITIATOR, "MI_2_SENT"): main_inR2_outI3,
-    (states.MAIN, states.INITIATOR, "MI_3_SENT"): main_inR3,
-    (states.MAIN, states.RESPONDER, "MR_START"): main_inI1_outR1,
-    (states.MAIN, states.RESPONDER, "MR_1_SENT"): main_inI2_outR2,
-    (states.MAIN, states.RESPONDER, "MR_2_SENT"): main_inI3_outR3,
-    (states.AGGRESSIVE, states.INITIATOR, "AI_1_SENT"): aggr_inR1_outI2,
-    (states.AGGRESSIVE, states.RESPONDER, "AR_START"): aggr_inI1_outR1,
-    (states.AGGRESSIVE, states.RESPONDER, "AR_1_SENT"): aggr_inI2,
-}
-
-
-def _check_handlers():
-    """Each state that waits for the peer's next message (it has a VALID move in
-    states.TRANSITIONS) has exactly one handler here, and no handler names another state: the
-    two tables are checked against each other at import, as states checks its own."""
-    waiting = set()
-    for (mode, role), table in states.TRANSITIONS.items():
-        for state, moves in table.items():
-            if states.VALID in moves:
-                waiting.add((mode, role, state))
-    missing = sorted(waiting - set(_HANDLERS))
-    stray = sorted(set(_HANDLERS) - waiting)
-    if missing or stray:
-        raise ValueError("phase 1 handlers: no handler for %s; handlers for states that wait "
-                         "for no message: %s" % (missing or "none", stray or "none"))
-
-
-_check_handlers()
+# (mode, role) -> {state: handler}: the handlers the rows of states.PHASE1 name, bound at
+# import (a row naming a function this module lacks fails here, naming the row).
+_HANDLERS = dict((key, table.bind(globals().get, "phase1.py"))
+                 for key, table in states.PHASE1.items())
 
 
 def on_timer(sa, now):

@@ -18,6 +18,7 @@ from . import informational
 from . import keymat
 from . import natt
 from . import proposals
+from . import states
 from .crypto import CryptoError
 from .events import ChildSa
 from .host import ChildrenEstablished, InboundReady, Malformed, QuickModeFailed
@@ -27,13 +28,30 @@ from .ikesa import RETRANSMIT_DELAYS, Exchange
 # How long a finished exchange is remembered to answer a repeated last message.
 DONE_KEEP_S = 60
 
-# The states of one quick mode; HANDLERS (below the class) says which method takes the peer's
-# next message in each. The responder's first message is _new_request: it makes the exchange.
-# DONE and FAILED take none: repeats of the peer's last one get our last answer again.
-QI_1_SENT = "QI_1_SENT"       # initiator: HASH(1), SA, Ni [, KE], IDci, IDcr sent
-QR_2_SENT = "QR_2_SENT"       # responder: HASH(2), SA, Nr [, KE], IDci, IDcr sent
-DONE = "DONE"                 # the SAs are the core's
-FAILED = "FAILED"             # diagnosed or abandoned; nothing of it stays
+# The states of one quick mode, one row each (states.Row: the handler, the payloads the peer's
+# message must carry, checked by receive() before the handler runs, and the next state). A
+# message id no exchange has yet is in QR_NEW: the peer's request, which makes the exchange.
+# The handlers are QuickMode's methods, or functions of this module (bound at its end).
+# DONE and FAILED take no message: repeats of the peer's last one get our last answer again.
+QR_NEW = "QR_NEW"
+QI_1_SENT = "QI_1_SENT"
+QR_2_SENT = "QR_2_SENT"
+DONE = "DONE"
+FAILED = "FAILED"
+_H, _SA, _NONCE, _E = C.PT_HASH, C.PT_SA, C.PT_NONCE, states.ENCRYPTED   # receive() checks _E
+_MAY = (C.PT_KE, C.PT_ID, C.PT_NOTIFY)
+TABLE = states.Table("quick mode", (
+    states.Row(QR_NEW, None, "responder: no exchange has this message id yet", states.VALID,
+               QR_2_SENT, "_new_request", "quick mode message 1", (_H, _SA, _NONCE), _H, _MAY,
+               _E),
+    states.Row(QI_1_SENT, None, "initiator: HASH(1), SA, Ni [, KE], IDci, IDcr sent",
+               states.VALID, DONE, "handle_response", "quick mode message 2",
+               (_H, _SA, _NONCE), _H, _MAY, _E),
+    states.Row(QR_2_SENT, None, "responder: HASH(2), SA, Nr [, KE], IDci, IDcr sent",
+               states.VALID, DONE, "handle_final", "quick mode message 3", (_H,), _H, (), _E),
+    states.Row(DONE, None, "the SAs are the core's"),
+    states.Row(FAILED, None, "diagnosed or abandoned; nothing of it stays"),
+))
 
 
 def bundle(protocol):
@@ -171,13 +189,8 @@ class QuickMode(Exchange):
         """<-- HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, N(RESPONDER-LIFETIME)]
         then HDR*, HASH(3) --> and the SAs are installed."""
         conn = self.connection
-        hash_index = received.index_of(codec.HashPayload)
-        sa_payload = received.one(codec.SaPayload)
+        sa_payload = received.one(codec.SaPayload)       # HASH first, SA and Nr: the row's
         nonce = received.one(codec.NoncePayload)
-        if hash_index != 0 or sa_payload is None or nonce is None:
-            self.sa.host.report(Malformed(self.sa, codec.MalformedMessage(
-                "quick mode message 2 must be HASH, SA, Nr... (has %s)" % received.types())))
-            return False
         expected = keymat.qm_hash2(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, received.raw_after(0))
         if bytes(received.payloads[0].data) != expected:
@@ -358,11 +371,7 @@ class QuickMode(Exchange):
         sa.host.report(InboundReady(self, [c for c in self.children if c.direction == "in"]))
 
     def handle_final(self, received, now, next_iv):
-        """<-- HDR*, HASH(3): the SAs go into the kernel."""
-        if received.index_of(codec.HashPayload) != 0:
-            self.sa.host.report(Malformed(self.sa, codec.MalformedMessage(
-                "quick mode message 3 must start with HASH")))
-            return
+        """<-- HDR*, HASH(3) (first: the row's): the SAs go into the kernel."""
         expected = keymat.qm_hash3(self.sa.crypto, self.sa.prf, self.sa.keys.skeyid_a, self.mid,
                                    self.ni, self.nr)
         if bytes(received.payloads[0].data) != expected:
@@ -441,10 +450,6 @@ class QuickMode(Exchange):
             self.sa.quick_modes.pop(self.mid, None)
 
 
-
-HANDLERS = {QI_1_SENT: QuickMode.handle_response, QR_2_SENT: QuickMode.handle_final,
-            DONE: None, FAILED: None}
-
 def _udp_encapsulation(sa):
     """Encapsulation Mode numbering for child_transform: None without a NAT, else the RFC's
     or the drafts' UDP-encapsulated values, as the NAT-T variant agreed in phase 1 says."""
@@ -520,29 +525,23 @@ def receive(sa, header, data, now):
         sa.dpd.activity(now)
     if qm is not None:
         qm.current_input = data
-    if qm is None:
-        _new_request(sa, received, next_iv, now)
+    row = TABLE.rows[QR_NEW if qm is None else qm.state]
+    if row.handler is None:
         return
-    handler = HANDLERS[qm.state]
-    if handler is not None:
-        handler(qm, received, now, next_iv)
+    lacking = row.lacking(received)
+    if lacking is not None:
+        sa.host.report(Malformed(sa, codec.MalformedMessage(lacking)))
+        return
+    _HANDLERS[row.state](sa if qm is None else qm, received, now, next_iv)
 
 
-def _new_request(sa, received, next_iv, now):
+def _new_request(sa, received, now, next_iv):
     """The peer starts a quick mode: check HASH(1), find the connection its IDs name."""
     mid = received.header.message_id
-    if received.index_of(codec.HashPayload) != 0:
-        sa.host.report(Malformed(sa, codec.MalformedMessage(
-            "quick mode message 1 must start with HASH (has %s)" % received.types())))
-        return
     expected = keymat.qm_hash1(sa.crypto, sa.prf, sa.keys.skeyid_a, mid, received.raw_after(0))
     if bytes(received.payloads[0].data) != expected:
         sa.log("warning", "quick mode request from %s: HASH(1) did not verify, ignored"
                % sa.remote[0])
-        return
-    if received.one(codec.SaPayload) is None or received.one(codec.NoncePayload) is None:
-        sa.host.report(Malformed(sa, codec.MalformedMessage(
-            "quick mode message 1 lacks SA or nonce (has %s)" % received.types())))
         return
     sa.set_iv(mid, next_iv)
     sa.used_mids.add(mid)
@@ -573,3 +572,12 @@ class _NoConnection:
     protocol = "esp"
     proposals = []
     pfs = None
+
+
+def _handler_named(name):
+    """A row's handler: a method of QuickMode (the exchange's next message), or a function of
+    this module (the request that makes the exchange)."""
+    return getattr(QuickMode, name, None) or globals().get(name)
+
+
+_HANDLERS = TABLE.bind(_handler_named, "quickmode.py")
