@@ -8,7 +8,8 @@ datagram, acts on every queued event and re-arms the ONE timer from `core.get_ti
 UDP sockets are bound to the wildcard address (or to the peers' local addresses when all have
 one) with IP_PKTINFO, so each datagram's local address is known and replies leave from the
 address the peer talked to. Port 4500 gets UDP_ENCAP_ESPINUDP so the kernel takes ESP-in-UDP and
-hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds).
+hands us only IKE (with its 4-byte non-ESP marker, which the core strips and adds with
+natt.py's helpers, the one implementation of that framing).
 """
 import asyncio
 import itertools
@@ -18,7 +19,7 @@ import struct
 import time
 
 from ikecore import config
-from ikecore.protocol import events, fragments
+from ikecore.protocol import events, fragments, natt
 from ikecore.protocol import settings as S
 from ikecore.config import ConfigError
 from ikecore.kernel import sa_key as kernel_key
@@ -96,7 +97,8 @@ class UdpEndpoint:
 
 
 class Driver:
-    """Owns the core, the sockets, the timer and the kernel backend of one daemon."""
+    """Owns the core, the sockets, the timer and the kernel backend of one daemon. The core is
+    anything implementing ikecore.protocol.api.CoreApi (IkeCore; the tests' stand-in)."""
 
     def __init__(self, core, settings, backend, log, config_path=None, ports=(500, 4500),
                  loop=None, load_config=None):
@@ -114,7 +116,6 @@ class Driver:
         self.policies = {}                      # connection name -> reqid installed
         self.policy_gateways = {}               # connection name -> remote gateway they carry
         self.resolving = set()                  # asyncio tasks resolving gateway names
-        self.reqids = {}                        # connection name -> reqid we hand out
         self.counters = {"datagrams_in": 0, "datagrams_out": 0, "send_errors": 0,
                          "rejected_datagrams": 0, "kernel_errors": 0}
         self.stopped = False
@@ -217,7 +218,7 @@ class Driver:
 
     # --- inputs
     def datagram_received(self, data, local, remote):
-        if data == b"\xff" and local[1] == NATT_PORT:
+        if local[1] == NATT_PORT and natt.is_keepalive(data):
             return                 # NAT-keepalive (RFC 3948 2.3): only keeps the NAT mapping
         self.counters["datagrams_in"] += 1
         self._refresh_trust(self.now())
@@ -283,8 +284,6 @@ class Driver:
         local_address (the WAN address may come late or change: DHCP, PPP). On timers, the
         next ROUTE_REFRESH_BATCH peers in turn (a route lookup is ~0.1 ms: all 10,000 peers
         every ROUTE_REFRESH_S would cost 15 % of a core)."""
-        if getattr(self.core, "learn_source_address", None) is None:
-            return
         self.routes_learned_at = now
         peers = [p for p in self.settings.peers.values() if not p.local_address]
         if everyone or len(peers) <= ROUTE_REFRESH_BATCH:
@@ -298,16 +297,14 @@ class Driver:
 
     def _learn_source_address(self, peer):
         """The same for one peer (`up`: one route lookup, not one per configured peer)."""
-        learn = getattr(self.core, "learn_source_address", None)
         address = self._gateway_address(peer)
-        if learn is not None and not peer.local_address and address is not None:
-            learn(address, route_source(address))
+        if not peer.local_address and address is not None:
+            self.core.learn_source_address(address, route_source(address))
 
     def _gateway_address(self, peer):
         """The peer's address as the core knows it: configured, resolved from its DNS name or
         where a dynamic peer is connected from; None when there is none (yet)."""
-        known = getattr(self.core, "gateway_address", None)
-        return known(peer) if known is not None else peer.remote_gateway
+        return self.core.gateway_address(peer)
 
     # --- DNS-named gateways (the core asks with events.ResolveGateway)
     def _resolve_gateway(self, event):
@@ -339,11 +336,9 @@ class Driver:
             error = exc.strerror or str(exc)
         if self.stopped:
             return
-        learn = getattr(self.core, "learn_source_address", None)
         peer = self.settings.peers.get(peer_name)
-        if address is not None and learn is not None and peer is not None \
-                and not peer.local_address:
-            learn(address, route_source(address))
+        if address is not None and peer is not None and not peer.local_address:
+            self.core.learn_source_address(address, route_source(address))
         self._feed_quietly("resolved %s" % name, self.core.learn_gateway_address, peer_name,
                            address, self.now(), error)
         if peer is not None and address is not None:
@@ -421,9 +416,8 @@ class Driver:
         except Exception as exc:
             self.counters["kernel_errors"] += 1
             self.log.error("kernel: install SA %s failed: %s" % (sa.id, exc))
-            if hasattr(self.core, "install_failed"):
-                self._feed_quietly("install failure", self.core.install_failed, sa.id,
-                                   kernel_reason(exc), self.now())
+            self._feed_quietly("install failure", self.core.install_failed, sa.id,
+                               kernel_reason(exc), self.now())
 
     def _feed_quietly(self, what, method, *args):
         """One input to the core without pumping (while _pump runs it goes on draining)."""
@@ -444,12 +438,8 @@ class Driver:
     # --- policies
     def reqid_of(self, connection_name):
         """The reqid tying a connection's policies to its SAs (stable while the daemon runs):
-        the core's when it hands them out (its ChildSa.reqid), else our own numbering."""
-        if hasattr(self.core, "reqid"):
-            return self.core.reqid(connection_name)
-        if connection_name not in self.reqids:
-            self.reqids[connection_name] = len(self.reqids) + 1
-        return self.reqids[connection_name]
+        the core's, as its ChildSa.reqid carries it."""
+        return self.core.reqid(connection_name)
 
     def _install_policies(self, connection, local_gw, reqid, remote_gw=None):
         """remote_gw: the child SA's peer address; else where the peer is now (a DNS name's
@@ -518,7 +508,7 @@ class Driver:
         else:
             names, page = self._select_peers(selection)
             result = self.core.status(now, peers=names)
-            keys = [kernel_key(self.core.children[sa["id"]]) for sa in result["sas"]]
+            keys = [kernel_key(self.core.child_sa(sa["id"])) for sa in result["sas"]]
             self._add_counters(result, self.backend.sa_stats(keys))
             if page is not None:
                 result["page"] = page
@@ -547,9 +537,8 @@ class Driver:
 
     def _add_counters(self, result, stats):
         """The kernel's byte/packet/error counters into the status' SA rows."""
-        children = self.core.children
         for sa in result.get("sas", []):
-            child = children.get(sa["id"])
+            child = self.core.child_sa(sa["id"])
             counters = stats.get(kernel_key(child)) if child is not None else None
             if counters:
                 for name in ("bytes", "packets", "errored_packets"):
@@ -571,7 +560,7 @@ class Driver:
     def daemon_counters(self):
         """The driver's counters plus the core's (malformed / unknown-SA datagrams)."""
         counters = dict(self.counters)
-        core_counters = getattr(self.core, "counters", None) or {}
+        core_counters = self.core.counters
         counters["malformed_datagrams"] = core_counters.get("malformed", 0)
         counters["unknown_sa_datagrams"] = core_counters.get("unknown_sa", 0)
         counters["retransmissions"] = core_counters.get("retransmissions", 0)

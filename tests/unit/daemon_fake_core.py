@@ -4,10 +4,13 @@ It negotiates nothing: `initiate` makes an Activated IKE SA and one ESP SA pair 
 `receive_datagram` answers b"ping" with b"pong" and raises on b"boom" (a core bug or
 malformed input escaping the core), and a timer fires once after start so re-arming is seen.
 """
-from ikecore.protocol import events
+from ikecore.protocol import events, status
+from ikecore.protocol.api import CoreApi
 
 
-class FakeCore:
+class FakeCore(CoreApi):
+    """Implements the whole driver <-> core contract (ikecore.protocol.api.CoreApi)."""
+
     def __init__(self, settings, crypto, now):
         self.settings = settings
         self.started = now
@@ -20,6 +23,8 @@ class FakeCore:
         self.timer = now + 0.2
         self.timer_fired = 0
         self.wall_offset = None
+        self.counters = {}
+        self.reqids = {}
 
     def _log(self, text, peer=None, level="info"):
         self.queue.append(events.Log(level, peer, text))
@@ -68,6 +73,24 @@ class FakeCore:
     def connection_for_traffic(self, src_ip, dst_ip):
         return None
 
+    def gateway_address(self, peer):
+        return peer.remote_gateway
+
+    def learn_source_address(self, remote_ip, local_ip):
+        pass
+
+    def learn_gateway_address(self, peer_name, address, now, error=None):
+        self._log("%s resolved to %s" % (peer_name, address or error), peer_name)
+
+    def install_failed(self, sa_id, reason, now):
+        self._log("install of %s failed: %s" % (sa_id, reason))
+        return sa_id in self.sas
+
+    def reqid(self, connection_name):
+        if connection_name not in self.reqids:
+            self.reqids[connection_name] = len(self.reqids) + 1
+        return self.reqids[connection_name]
+
     def acquire(self, src_ip, dst_ip, now):
         self._log("acquire %s -> %s" % (src_ip, dst_ip))
 
@@ -107,6 +130,9 @@ class FakeCore:
     def _peer_status(self, name):
         return "Activated" if any(sa["peer"] == name for sa in self.ike_sas.values()) else "Idle"
 
+    def child_sa(self, sa_id):
+        return self.sas.get(sa_id)
+
     def peer_of(self, sa_id):
         if sa_id in self.ike_sas:
             return self.ike_sas[sa_id]["peer"]
@@ -128,11 +154,6 @@ class FakeCore:
             entry = dict(sa)
             entry["elapsed_s"] = int(now - entry.pop("created"))
             ike.append(entry)
-        sas = [{"id": sa.id, "ike_sa": sa.ike_sa, "destination": sa.dst,
-                "direction": "outgoing" if sa.direction == "out" else "incoming",
-                "spi": "0x%08x" % sa.spi, "protocol": "ESP", "mode": "tunnel",
-                "algorithm": "AES-CBC-128/HMAC-SHA1-96", "local_net": sa.local_net,
-                "remote_net": sa.remote_net, "elapsed_s": int(now - sa.created),
-                "lifetime_s": sa.lifetime_s, "bytes": 0, "packets": 0, "errored_packets": 0}
-               for sa in self.sas.values() if peers is None or sa.peer in peers]
+        sas = [status.child_row(sa, now) for sa in self.sas.values()
+               if peers is None or sa.peer in peers]     # the core's own row formatting
         return {"ike_sas": ike, "sas": sas}

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from ikecore.protocol import codec, consts as C, events
-from ikecore.protocol.core import OUTBOUND_SWITCH_DELAY_S
+from ikecore.protocol.children import OUTBOUND_SWITCH_DELAY_S
 from ikecore.protocol.ikesa import RETRANSMIT_DELAYS
 
 

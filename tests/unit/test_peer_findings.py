@@ -155,7 +155,7 @@ def test_peer_delete_before_our_renewal_teaches_its_lifetime(ike_link_factory):
     link.step(1200)                                   # B "expires" its SAs after 1200 s
     (b_sa,) = link.b.ike_sas.values()
     (group,) = link.b.groups.values()
-    link.b._delete_group(group, link.clock.now, "lifetime expired", notify_peer=True)
+    link.b.child_sas.remove(group, link.clock.now, "lifetime expired", notify_peer=True)
     link.flush()
     assert link.sas("A") == []
     assert any("taking 1200 s as its lifetime from now on" in t for t in link.logs("A", "info"))
@@ -172,7 +172,7 @@ def test_a_young_delete_teaches_nothing(ike_link_factory):
     link.flush()
     link.step(10)
     (group,) = link.b.groups.values()
-    link.b._delete_group(group, link.clock.now, "by hand", notify_peer=True)
+    link.b.child_sas.remove(group, link.clock.now, "by hand", notify_peer=True)
     link.flush()
     assert link.a.learned.get("connection", "lan") is None
 

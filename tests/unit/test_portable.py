@@ -91,3 +91,46 @@ def test_the_host_module_check_names_the_module(tmp_path):
     assert sorted(_ikecore_imports(str(bad))) == [
         (1, "ikecore.protocol.codec"), (2, "ikecore.driver"), (4, "ikecore.config"),
         (5, "ikecore.xfrm"), (6, "ikecore.protocol.codec")]
+
+
+def _core_import_graph():
+    """module -> {(line, module it imports from the core, at module level?)}"""
+    import ast
+    graph = {}
+    for module in MODULES:
+        path = os.path.join(PACKAGE, module + ".py")
+        with open(path) as f:
+            top = set(node.lineno for node in ast.parse(f.read(), path).body
+                      if isinstance(node, (ast.Import, ast.ImportFrom)))
+        graph[module] = set()
+        for number, imported in _ikecore_imports(path):
+            name = imported[len("ikecore.protocol."):].split(".")[0]
+            if imported.startswith("ikecore.protocol.") and name in MODULES:
+                graph[module].add((number, name, number in top))
+    return graph
+
+
+def test_the_core_imports_its_modules_at_the_top_and_in_one_direction():
+    """No module of the core imports another inside a function (that hides a circle from the
+    reader: auth -> informational -> phase1 -> auth was one), and the imports form no circle:
+    each module depends only on modules below it."""
+    graph = _core_import_graph()
+    hidden = ["ikecore/protocol/%s.py:%d imports %s inside a function" % (module, number, name)
+              for module, edges in sorted(graph.items()) for number, name, top in sorted(edges)
+              if not top]
+    assert not hidden, "\n".join(hidden)
+    done, path = set(), []
+
+    def visit(module):
+        if module in path:
+            pytest.fail("import circle: %s" % " -> ".join(path[path.index(module):] + [module]))
+        if module in done:
+            return
+        path.append(module)
+        for _, name, _ in sorted(graph[module]):
+            visit(name)
+        path.pop()
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module)

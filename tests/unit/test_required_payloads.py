@@ -23,7 +23,7 @@ def _strip(monkeypatch, link, sender, exchange, change):
     done = []
 
     def message(self, ex, payloads, message_id=0, encrypt=False):
-        if self.core is core and ex == exchange and not done:
+        if self.host is core.host and ex == exchange and not done:
             changed = change(list(payloads))
             if changed is not None:
                 done.append(ex)

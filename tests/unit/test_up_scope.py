@@ -53,7 +53,7 @@ def test_the_core_finds_a_peers_connections_and_gateway_through_its_index():
     for name in settings.peers:
         assert core.connections_of(name) == settings.connections_of(name)
     assert core.connections_of("nobody") == []
-    assert core._peer_name("198.51.100.2") == "p1" and core._peer_name("203.0.113.9") is None
+    assert core.peers.peer_name("198.51.100.2") == "p1" and core.peers.peer_name("203.0.113.9") is None
     # reconfigure re-indexes: p1's connection moves to p2.
     new = _many_peers(3)
     c1 = new.connections["c1"]

@@ -9,10 +9,12 @@ check records the diagnosis on the IKE SA and tells the peer. Portable: no I/O, 
 from . import codec
 from . import consts as C
 from . import diagnosis
+from . import informational
 from . import states
 from .addresses import ip_bytes, ip_text
 from .crypto import CryptoError
 from .ikesa import FAILED_KEEP_S
+from .settings import Identity
 
 
 # -- identities ---------------------------------------------------------------------------------------
@@ -65,7 +67,6 @@ def identity_matches(crypto, expected, id_type, data):
 def local_identity(sa):
     ident = sa.peer.local_id
     if ident is None:
-        from .settings import Identity
         if sa.auth == "rsa" and sa.peer.cert_der:
             ident = Identity("dn", sa.crypto.cert_subject(sa.peer.cert_der))
         else:
@@ -91,7 +92,7 @@ def cert_requests(sa):
     cas = list(sa.peer.ca_ders)
     if sa.provisional:
         # Still any of the dynamic peers with certificates: name every CA one of them trusts.
-        for peer in sa.core.dynamic_peers():
+        for peer in sa.host.dynamic_peers():
             if peer.auth == "rsa" and peer.phase1_mode == sa.mode:
                 cas += [ca for ca in peer.ca_ders if ca not in cas]
     return [codec.CrPayload(C.CERT_X509_SIGNATURE, sa.crypto.cert_subject_der(ca))
@@ -159,7 +160,7 @@ def verify(sa, received, now, number, expected, what, received_id):
     try:
         peer = sa.peer
         problem = sa.crypto.cert_verify(cert, peer.ca_ders, sent[1:] + peer.chain_ders,
-                                        peer.crl_ders, sa.core.wall_time(now)) \
+                                        peer.crl_ders, sa.host.wall_time(now)) \
             if peer.ca_ders else "no CA is configured to check it against"
         if problem is not None:
             return _cert_failed(sa, "the peer's certificate %s: %s" % (
@@ -197,7 +198,6 @@ def _cert_failed(sa, detail, now, notify_type=C.AUTHENTICATION_FAILED):
     """A certificate problem is not a damaged datagram: it ends the negotiation. The keys agree
     (no pre-shared key involved), so the refusal goes encrypted."""
     sa.fail("cert", detail, now)
-    from . import informational
     informational.send_notify(sa, notify_type, now)
     if sa.mode == states.MAIN and sa.initiator:
         informational.send_delete_ike(sa, now)     # the responder already counts it as up
@@ -222,7 +222,6 @@ def check_id(sa, received, now):
     sa.fail("id", mismatch, now)
     if sa.keys is not None:
         # Keys agree (the hash verified), so the refusal goes encrypted and authenticated.
-        from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         if sa.mode == states.MAIN and sa.initiator:
             # The responder already considers the SA up: take it down on its side too.

@@ -23,23 +23,26 @@ reinstalled with the new outer address. Portable: MicroPython subset, no I/O.
 from . import auth
 from . import codec
 from . import consts as C
+from . import informational
 from . import keymat
 from . import proposals
 from . import states
 from .crypto import CryptoError
-from .events import ChildSa, DeleteChildSa, InstallChildSa, Log
+from .events import Log
+from .host import PeerSettled
 
 REPLAY_WINDOW = 32         # informational message ids remembered per IKE SA (note_message_id)
 
 
 # -- choosing the peer ------------------------------------------------------------------------
-def first_message_peer(core, mode, data):
-    """The provisional dynamic peer for a first message from an address no peer is configured
-    for, or None. mode: states.MAIN / states.AGGRESSIVE of the message."""
-    candidates = [p for p in core.dynamic_peers() if p.phase1_mode == mode]
+def first_message_peer(dynamic_peers, mode, data):
+    """The provisional dynamic peer (of dynamic_peers, in the file's order) for a first message
+    from an address no peer is configured for, or None. mode: states.MAIN / states.AGGRESSIVE
+    of the message."""
+    candidates = [p for p in dynamic_peers if p.phase1_mode == mode]
     if not candidates:
         # Let the mode check say why (the page shows a dynamic peer's mode mismatch).
-        return core.dynamic_peers()[0] if core.dynamic_peers() else None
+        return dynamic_peers[0] if dynamic_peers else None
     if mode == states.AGGRESSIVE:
         return candidates[0]       # aggr_inI1_outR1 chooses by the ID before anything else
     offered = _offered(data)
@@ -70,9 +73,8 @@ def refine(sa, ident, now):
     if not sa.provisional or ident is None:
         return True
     sa.provisional = False
-    core = sa.core
     found = None
-    for peer in core.dynamic_peers():
+    for peer in sa.host.dynamic_peers():
         if not _fits(sa, peer):
             continue
         if peer.remote_id is not None and auth.identity_matches(
@@ -86,13 +88,12 @@ def refine(sa, ident, now):
         sa.fail("id", "the peer at %s identified as %s %s and no peer with remote_gateway "
                 "\"%%any\" has this remote_id" % (sa.remote[0], kind, text), now)
         if sa.keys is not None and sa.mode == states.MAIN:
-            from . import informational
             informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         else:
             sa.notify_clear(C.INVALID_ID_INFORMATION)
         return False
     if found is not sa.peer:
-        core.rebind(sa, found, renegotiate=sa.mode == states.AGGRESSIVE)
+        sa.host.report(PeerSettled(sa, found, sa.mode == states.AGGRESSIVE))
     sa.log("info", "IKE SA %s from %s:%d is peer %s (ID %s)" % (
         sa.id, sa.remote[0], sa.remote[1], found.name,
         "%s %s" % auth.identity_text(sa.crypto, ident.id_type, ident.data)))
@@ -150,25 +151,15 @@ def note_message_id(sa, header):
             del seen[0]
 
 
-def follow(core, sa, local, remote, now):
+def follow(child_sas, sa, local, remote, emit):
     """The peer of sa now talks from remote (to our local): the IKE SA sends there, and every SA
-    with the peer's old address is reinstalled with the new one (a Delete of the old kernel
-    entry, an Install of the same keys with the new outer address and ESP-in-UDP ports)."""
+    with the peer's old address is reinstalled with the new one (children.ChildSas.follow: a
+    Delete of the old kernel entry, an Install of the same keys with the new outer address and
+    ESP-in-UDP ports). emit(event) queues the log line."""
     old = sa.remote
     sa.remote = remote
     if local[0] != "0.0.0.0":
         sa.local = local
-    core.emit(Log("info", sa.peer.name, "peer %s moved from %s:%d to %s:%d: IKE SA %s and its "
-                  "SAs follow" % (sa.peer.name, old[0], old[1], remote[0], remote[1], sa.id)))
-    for group in core.groups_of(sa.peer.name):
-        for cid in group.ids:
-            child = core.children.get(cid)
-            if child is None or old[0] not in (child.src, child.dst):
-                continue
-            core.emit(DeleteChildSa(_copy(child), "the peer moved to %s" % remote[0]))
-            core.rekey_child_address(child, sa)
-            core.emit(InstallChildSa(child))
-
-
-def _copy(child):
-    return ChildSa(**dict((name, getattr(child, name)) for name in ChildSa.__slots__))
+    emit(Log("info", sa.peer.name, "peer %s moved from %s:%d to %s:%d: IKE SA %s and its "
+             "SAs follow" % (sa.peer.name, old[0], old[1], remote[0], remote[1], sa.id)))
+    child_sas.follow(sa, old[0])

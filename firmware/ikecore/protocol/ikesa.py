@@ -13,9 +13,11 @@ from . import diagnosis
 from . import fragments
 from . import keymat
 from . import natt
+from . import proposals
 from . import states
 from .crypto import cipher_info
 from .events import IkeSaChanged, Log, Notice
+from .host import NegotiationEnded
 
 # Seconds to wait after each (re)transmission; after the last one we give up.
 RETRANSMIT_DELAYS = (2, 4, 8, 16, 32)
@@ -151,9 +153,9 @@ class Exchange:
 class IkeSa(Exchange):
     """One ISAKMP SA (phase 1) with a peer, and the key material its later exchanges use."""
 
-    def __init__(self, core, sa_id, peer, mode, role, icookie, local, remote, now):
-        self.core = core
-        self.crypto = core.crypto
+    def __init__(self, host, sa_id, peer, mode, role, icookie, local, remote, now):
+        self.host = host           # host.Host: all an exchange may ask of the core
+        self.crypto = host.crypto
         self.id = sa_id
         self.peer = peer
         self.machine = states.Machine(mode, role)
@@ -184,7 +186,7 @@ class IkeSa(Exchange):
         self.exchange_ivs = {}     # message id -> IV of the next message of that exchange
         self.used_mids = set()
         self.init_exchange()       # the phase 1 messages: retransmission, repeats
-        self.fragments_out = fragments.Outgoing(peer, core.counters)   # IKE fragmentation
+        self.fragments_out = fragments.Outgoing(peer, host.counters)   # IKE fragmentation
         self.heard_from_peer = False
         # life
         self.failed = False
@@ -237,6 +239,15 @@ class IkeSa(Exchange):
     def initiator(self):
         return self.machine.role == states.INITIATOR
 
+    def offered_proposals(self):
+        """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer,
+        so every transform must name that one group (RFC 2409 section 5.4): the proposals with
+        another group are left out."""
+        offer = self.peer.proposals[:proposals.MAX_PROPOSALS]
+        if self.mode == states.AGGRESSIVE:
+            offer = [p for p in offer if p.dh == offer[0].dh]
+        return offer
+
     def algorithm_text(self):
         return self.proposal.describe() if self.proposal is not None else ""
 
@@ -245,17 +256,17 @@ class IkeSa(Exchange):
         return self.icookie + self.rcookie
 
     def log(self, level, text):
-        self.core.emit(Log(level, self.peer.name, text))
+        self.host.emit(Log(level, self.peer.name, text))
 
     def counters(self):
-        return self.core.counters
+        return self.host.counters
 
     def feed(self, inp, now):
         """Move the negotiation state and tell the driver (page live update)."""
         self.machine.feed(inp)
         self.last_change = now
         n = self.machine.number
-        self.core.emit(IkeSaChanged(self.id, states.status_text(n), n))
+        self.host.emit(IkeSaChanged(self.id, states.status_text(n), n))
 
     # -- failure ------------------------------------------------------------------------------------
     def fail(self, cause, detail, now, phase=1, connection=None, keep=True):
@@ -269,10 +280,10 @@ class IkeSa(Exchange):
         fields = {"ike_sa": self.id, "diagnosis": line}
         if connection is not None:
             fields["connection"] = connection
-        self.core.emit(Notice("failed", self.peer.name, fields))
+        self.host.emit(Notice("failed", self.peer.name, fields))
         if phase == 1:
             self.failed = True
-            self.core.negotiation_ended(self, now)
+            self.host.report(NegotiationEnded(self, now))
             self.pending = None
             self.forget_negotiation_secrets()    # this negotiation goes no further
             if keep:
@@ -293,7 +304,7 @@ class IkeSa(Exchange):
     def transmit(self, data):
         # As fragments when fragments.py says so (retransmissions send the same fragments).
         for datagram in self.fragments_out.datagrams_for(data, self.local[1] == C.NATT_PORT):
-            self.core.send(datagram, self.local, self.remote)
+            self.host.send(datagram, self.local, self.remote)
 
     def notify_clear(self, notify_type, remember=True):
         """An unencrypted informational notify about this negotiation (RFC 2408 section 5: before
@@ -413,6 +424,13 @@ class IkeSa(Exchange):
                 return mid
 
     # -- timers -------------------------------------------------------------------------------------
+    def deadline(self):
+        """The next time this SA needs the core's handle_timer; None: never (or removed)."""
+        if self.deleted:
+            return None
+        found = self.deadlines()
+        return min(found) if found else None
+
     def deadlines(self):
         found = []
         stall = self.stall_at if not self.machine.established and not self.failed else None

@@ -15,9 +15,9 @@ from . import codec
 from . import consts as C
 from . import diagnosis
 from . import keymat
-from . import phase1
 from . import proposals
 from .crypto import CryptoError
+from .host import ChildDeleted, IkeSaDeleted, Malformed, Refused
 
 
 def _send(sa, payloads, now):
@@ -28,7 +28,7 @@ def _send(sa, payloads, now):
                       message_id=mid, encrypt=True)
     # One message per informational exchange: its IV is never needed again.
     sa.exchange_ivs.pop(mid, None)
-    sa.core.send(data, sa.local, sa.remote)
+    sa.host.send(data, sa.local, sa.remote)
 
 
 def send_notify(sa, notify_type, now, protocol=C.PROTO_ISAKMP, spi=None, data=b""):
@@ -38,7 +38,7 @@ def send_notify(sa, notify_type, now, protocol=C.PROTO_ISAKMP, spi=None, data=b"
     note = codec.NotifyPayload(notify_type, protocol=protocol, spi=spi, data=data)
     if sa.keys is None:
         msg = codec.Message(C.EXCHANGE_INFORMATIONAL, sa.icookie, sa.rcookie, payloads=[note])
-        sa.core.send(codec.encode_message(msg), sa.local, sa.remote)
+        sa.host.send(codec.encode_message(msg), sa.local, sa.remote)
         return
     _send(sa, [note], now)
 
@@ -59,13 +59,12 @@ def send_delete_children(sa, protocol_id, spis, now):
 
 def receive(sa, header, data, now):
     """An informational message for this SA (encrypted or, during phase 1, clear)."""
-    core = sa.core
     if not header.flags & C.FLAG_ENCRYPTION:
         _receive_clear(sa, header, data, now)
         return
     if sa.keys is None:
-        core.malformed(sa.remote, codec.MalformedMessage(
-            "encrypted informational before keys were agreed"), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
+            "encrypted informational before keys were agreed")))
         return
     try:
         received, _ = sa.open(header, data)
@@ -80,8 +79,8 @@ def receive(sa, header, data, now):
         return
     sa.exchange_ivs.pop(header.message_id, None)
     if received.index_of(codec.HashPayload) != 0:
-        core.malformed(sa.remote, codec.MalformedMessage(
-            "informational message without HASH(1) first (has %s)" % received.types()), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
+            "informational message without HASH(1) first (has %s)" % received.types())))
         return
     expected = keymat.informational_hash(sa.crypto, sa.prf, sa.keys.skeyid_a, header.message_id,
                                          received.raw_after(0))
@@ -106,7 +105,7 @@ def _receive_clear(sa, header, data, now):
     try:
         message = codec.decode_message(data)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return
     for payload in message.payloads:
         if payload.TYPE == C.PT_NOTIFY:
@@ -126,7 +125,7 @@ def _notify(sa, note, now, authenticated):
             sa.dpd.acked(bytes(note.data), now)
         return
     if t == C.INITIAL_CONTACT:
-        return                      # honoured when phase 1 completes (core.ike_established)
+        return                      # honoured when phase 1 completes (the core, on host.Established)
     if not C.is_error_notify(t):
         sa.log("info", "peer %s notifies %s" % (sa.remote[0], text))
         return
@@ -136,7 +135,7 @@ def _notify(sa, note, now, authenticated):
         if cause in ("psk", "id_or_mode") and sa.auth != "psk":
             cause = "cert"
         if cause == "p1_algorithm" and any(proposals.common_default_ike(p)
-                                           for p in phase1.offered_proposals(sa)):
+                                           for p in sa.offered_proposals()):
             cause = "p1_algorithm_or_id"
         detail = "the peer answered with %s in state %d" % (text, sa.machine.number)
         if authenticated:
@@ -148,22 +147,22 @@ def _notify(sa, note, now, authenticated):
         sa.log("warning", "ignored an unprotected %s from %s" % (text, sa.remote[0]))
         return
     # An established SA: the peer refused one of our quick modes (or reports an error).
-    sa.core.peer_refused_quick_mode(sa, t, now)
+    sa.host.report(Refused(sa, t, now))
 
 
 def _delete(sa, payload, now):
     if payload.protocol == C.PROTO_ISAKMP:
         for spi in payload.spis:
-            target = sa.core.ike_sa_by_spi(bytes(spi))
+            target = sa.host.ike_sa_by_spi(bytes(spi))
             if target is not None:
-                sa.core.peer_deleted_ike(target, now)
+                sa.host.report(IkeSaDeleted(target, now))
         return
     proto = proposals.PROTOCOL_NAMES.get(payload.protocol)
     if proto is None:
         return
     for spi in payload.spis:
         if len(spi) == 4:
-            sa.core.peer_deleted_child(sa, proto, int.from_bytes(bytes(spi), "big"), now)
+            sa.host.report(ChildDeleted(sa, proto, int.from_bytes(bytes(spi), "big"), now))
 
 
 class Dpd:

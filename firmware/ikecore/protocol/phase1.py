@@ -27,6 +27,7 @@ from . import proposals
 from . import states
 from . import vendor
 from .crypto import CryptoError
+from .host import Established, Malformed
 from .ikesa import RETRANSMIT_DELAYS, rekey_after
 
 # After this many unanswered retransmissions of a key-dependent message, say "probable key
@@ -41,20 +42,10 @@ KEEPALIVE_INTERVAL_S = natt.KEEPALIVE_INTERVAL_S
 
 
 # -- building blocks of the messages -----------------------------------------------------------
-def offered_proposals(sa):
-    """The IkeProposals of our phase 1 offer. Aggressive mode sends its KE with the offer, so
-    every transform must name that one group (RFC 2409 section 5.4): the proposals with another
-    group are left out."""
-    offer = sa.peer.proposals[:proposals.MAX_PROPOSALS]
-    if sa.mode == states.AGGRESSIVE:
-        offer = [p for p in offer if p.dh == offer[0].dh]
-    return offer
-
-
 def _sa_payload(sa):
     """Our phase 1 offer: one ISAKMP proposal with one transform per offered IkeProposal."""
     transforms = []
-    for number, p in enumerate(offered_proposals(sa)):
+    for number, p in enumerate(sa.offered_proposals()):
         attrs = proposals.ike_attributes(p, sa.auth, sa.lifetime_s)
         transforms.append(codec.Transform(number + 1, C.KEY_IKE,
                                           [codec.Attribute(t, v) for t, v in attrs]))
@@ -249,12 +240,12 @@ def _open(sa, row, header, data, now):
     try:
         received, _ = sa.open(header, data)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return None
     sa.last_received = data
     lacking = row.lacking(received)
     if lacking is not None:
-        sa.core.malformed(sa.remote, codec.MalformedMessage(lacking), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(lacking)))
         return None
     return received
 
@@ -283,7 +274,7 @@ def _confirm_choice(sa, header, sa_payload, now):
     try:
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return False
     chosen = None
     if len(proposal.transforms) == 1:
@@ -472,7 +463,7 @@ def _choose_transform(sa, received, now):
     try:
         proposal = _single_isakmp_proposal(sa_payload)
     except codec.MalformedMessage as exc:
-        sa.core.malformed(sa.remote, exc, sa)
+        sa.host.report(Malformed(sa, exc))
         return False
     sa.sai_b = received.body(received.index_of(codec.SaPayload))
     offered = [t.attribute_pairs() for t in proposal.transforms]
@@ -521,11 +512,11 @@ def _refuse_unencrypted(sa, row, now):
     if sa.initiator:
         sa.fail("psk", "%s arrived unencrypted" % row.message, now)
         return
-    sa.core.malformed(sa.remote, codec.MalformedMessage("%s must be encrypted" % row.message), sa)
+    sa.host.report(Malformed(sa, codec.MalformedMessage("%s must be encrypted" % row.message)))
 
 
 def _established(sa, received, now):
-    """The IKE SA is up: timers, INITIAL-CONTACT, then the core starts queued quick modes."""
+    """The IKE SA is up: timers, INITIAL-CONTACT, then the core hears of it (host.Established)."""
     sa.pending = None
     sa.forget_negotiation_secrets()      # HASH_I and HASH_R are done with
     sa.feed(states.ESTABLISHED, now)
@@ -538,14 +529,14 @@ def _established(sa, received, now):
     if sa.natt.send_keepalives:
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     # The initiator renews; the responder only when it did not, a little later (rekey_after).
-    sa.rekey_at = now + rekey_after(sa.lifetime_s, sa.initiator, sa.core.crypto)
+    sa.rekey_at = now + rekey_after(sa.lifetime_s, sa.initiator, sa.crypto)
     contact = False
     for note in received.all(codec.NotifyPayload):
         if note.notify_type == C.INITIAL_CONTACT:
             contact = True
     sa.log("info", "IKE SA %s with %s established (%s mode, %s, %s, lifetime %d s)" % (
         sa.id, sa.remote[0], sa.mode, sa.role, sa.algorithm_text(), sa.lifetime_s))
-    sa.core.ike_established(sa, contact, now)
+    sa.host.report(Established(sa, contact, now))
 
 
 # (mode, role) -> {state: handler}: the handlers the rows of states.PHASE1 name, bound at
@@ -558,7 +549,7 @@ def on_timer(sa, now):
     """Retransmit our last phase 1 message, or give up (the diagnosis says why); NAT keepalives."""
     if sa.keepalive_at is not None and sa.keepalive_at <= now:
         # RFC 3948 section 2.3: one 0xFF byte to port 4500 keeps our NAT mapping open.
-        sa.core.send_raw(natt.KEEPALIVE, sa.local, sa.remote)
+        sa.host.send_keepalive(sa.local, sa.remote)
         sa.keepalive_at = now + KEEPALIVE_INTERVAL_S
     if (sa.stall_at is not None and sa.stall_at <= now and not sa.machine.established
             and not sa.failed):

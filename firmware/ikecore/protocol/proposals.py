@@ -7,130 +7,20 @@ Names follow strongSwan's habit so users recognise them:
   esp+ah       "aes128-sha1"            ESP uses both, AH uses the integrity algorithm
 The PFS group of quick mode is a setting of the connection (Connection.pfs), not part of the name.
 
-Numbers: phase 1 attributes from RFC 2409 Appendix A (AES: RFC 3602, SHA-2: RFC 4868 / IANA
-"IPSEC Hash Algorithm", ECP groups: RFC 5903); phase 2 from RFC 2407 section 4.4-4.5 (AES:
-RFC 3602, HMAC-SHA-2: RFC 4868, UDP encapsulation modes: RFC 3947 and the NAT-T drafts).
+The numbers (RFC 2409 Appendix A, RFC 2407 section 4.4-4.5, RFC 3947) and per-algorithm
+tables are algorithms.py's.
 Algorithm names are the ones `ikecore.protocol.crypto` providers take.
 """
 
-from . import consts as C
+from .algorithms import (  # noqa: F401 - proposals.PROTOCOL_IDS, proposals.P1_LIFE_TYPE ...
+    AH_NAMES, ALIASES, AUTH_METHODS, AUTH_NAMES, ENCAP_DECODE, ENCAP_TRANSPORT, ENCAP_TUNNEL,
+    ENCAP_UDP_TRANSPORT, ENCAP_UDP_TRANSPORT_DRAFT, ENCAP_UDP_TUNNEL, ENCAP_UDP_TUNNEL_DRAFT,
+    ENCRYPTION, encryption_name, GROUP_NAMES, GROUPS, INTEG_KEY_BYTES, INTEGRITY, KEY_IKE,
+    LIFE_KILOBYTES, LIFE_SECONDS, MAX_PROPOSALS, P1_AUTH_METHOD, P1_ENCRYPTION, P1_GROUP,
+    P1_HASH, P1_HASH_NAMES, P1_KEY_LENGTH, P1_LIFE_DURATION, P1_LIFE_TYPE, P1_PRF, P2_AUTH_ALG,
+    P2_AUTH_NAMES, P2_ENCAPSULATION, P2_GROUP, P2_KEY_LENGTH, P2_LIFE_DURATION, P2_LIFE_TYPE,
+    PROTO_ISAKMP, PROTOCOL_IDS, PROTOCOL_NAMES, XFRM_CIPHERS)
 from .crypto import CIPHERS
-
-# -- ISAKMP protocol ids (RFC 2407 section 4.4.1; the numbers live in consts) --------------------
-PROTO_ISAKMP = C.PROTO_ISAKMP
-PROTO_AH = C.PROTO_IPSEC_AH
-PROTO_ESP = C.PROTO_IPSEC_ESP
-PROTOCOL_IDS = {"ah": PROTO_AH, "esp": PROTO_ESP}
-PROTOCOL_NAMES = {PROTO_AH: "ah", PROTO_ESP: "esp"}
-KEY_IKE = C.KEY_IKE                          # the one ISAKMP transform id (RFC 2407 4.4.2)
-# Proposals in one offer, per peer (phase 1) and per connection (quick mode): the config file's
-# limit and the settings page's slots.
-MAX_PROPOSALS = 3
-
-# -- phase 1 attribute types (RFC 2409 Appendix A) ----------------------------------------------
-P1_ENCRYPTION = 1
-P1_HASH = 2
-P1_AUTH_METHOD = 3
-P1_GROUP = 4
-P1_LIFE_TYPE = 11
-P1_LIFE_DURATION = 12
-P1_PRF = 13                                  # nobody defines a PRF value: we refuse it
-P1_KEY_LENGTH = 14
-
-LIFE_SECONDS = 1                             # same values for phase 1 and phase 2 life types
-LIFE_KILOBYTES = 2
-
-# -- phase 2 (IPsec DOI) attribute types (RFC 2407 section 4.5) ---------------------------------
-P2_LIFE_TYPE = 1
-P2_LIFE_DURATION = 2
-P2_GROUP = 3
-P2_ENCAPSULATION = 4
-P2_AUTH_ALG = 5
-P2_KEY_LENGTH = 6
-
-# Encapsulation mode values: RFC 2407, RFC 3947 (UDP-Encapsulated-*), and the NAT-T drafts'
-# private-use numbers that strongSwan/Libreswan still send to draft-only peers (numbers: consts).
-ENCAP_TUNNEL = C.ENCAP_TUNNEL
-ENCAP_TRANSPORT = C.ENCAP_TRANSPORT
-ENCAP_UDP_TUNNEL = C.ENCAP_UDP_TUNNEL
-ENCAP_UDP_TRANSPORT = C.ENCAP_UDP_TRANSPORT
-ENCAP_UDP_TUNNEL_DRAFT = C.ENCAP_UDP_TUNNEL_DRAFT
-ENCAP_UDP_TRANSPORT_DRAFT = C.ENCAP_UDP_TRANSPORT_DRAFT
-_ENCAP_DECODE = {
-    ENCAP_TUNNEL: ("tunnel", False), ENCAP_TRANSPORT: ("transport", False),
-    ENCAP_UDP_TUNNEL: ("tunnel", True), ENCAP_UDP_TRANSPORT: ("transport", True),
-    ENCAP_UDP_TUNNEL_DRAFT: ("tunnel", True), ENCAP_UDP_TRANSPORT_DRAFT: ("transport", True),
-}
-
-# -- algorithm tables -----------------------------------------------------------------------------
-# Encryption: name -> (phase 1 "Encryption Algorithm" value, ESP transform id, key length attribute
-# in bits or None when the cipher has a fixed key, page text). Key/block sizes live in crypto.CIPHERS.
-ENCRYPTION = {
-    "3des": (5, 3, None, "3DES-CBC"),
-    "aes128": (7, 12, 128, "AES-CBC-128"),
-    "aes192": (7, 12, 192, "AES-CBC-192"),
-    "aes256": (7, 12, 256, "AES-CBC-256"),
-}
-
-# Integrity: name -> (phase 1 "Hash Algorithm" value, phase 2 "Authentication Algorithm" value,
-# AH transform id, ICV truncation in bits for ESP/AH (RFC 2403/2404/4868), kernel XFRM name,
-# page text for IKE, page text for an SA).
-INTEGRITY = {
-    "md5": (1, 1, 2, 96, "hmac(md5)", "HMAC-MD5", "HMAC-MD5-96"),
-    "sha1": (2, 2, 3, 96, "hmac(sha1)", "HMAC-SHA1", "HMAC-SHA1-96"),
-    "sha256": (4, 5, 5, 128, "hmac(sha256)", "HMAC-SHA2-256", "HMAC-SHA2-256-128"),
-    "sha384": (5, 6, 6, 192, "hmac(sha384)", "HMAC-SHA2-384", "HMAC-SHA2-384-192"),
-    "sha512": (6, 7, 7, 256, "hmac(sha512)", "HMAC-SHA2-512", "HMAC-SHA2-512-256"),
-}
-# Integrity key length in bytes for ESP/AH (HMAC key = the hash's output size, RFC 2104 advice
-# followed by RFC 2403/2404/4868).
-INTEG_KEY_BYTES = {"md5": 16, "sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
-
-# Kernel XFRM names of the ciphers (the kernel backend's "enc" algorithm).
-XFRM_CIPHERS = {"3des": "cbc(des3_ede)", "aes128": "cbc(aes)", "aes192": "cbc(aes)",
-                "aes256": "cbc(aes)"}
-
-# Diffie-Hellman: name -> (IANA group number, page text).
-GROUPS = {
-    "modp768": (1, "MODP-768"),
-    "modp1024": (2, "MODP-1024"),
-    "modp1536": (5, "MODP-1536"),
-    "modp2048": (14, "MODP-2048"),
-    "modp3072": (15, "MODP-3072"),
-    "ecp256": (19, "ECP-256"),
-    "ecp384": (20, "ECP-384"),
-}
-
-# Phase 1 authentication methods (RFC 2409 Appendix A): our names -> value.
-AUTH_METHODS = {"psk": 1, "rsa": 3}
-
-# strongSwan spellings accepted as synonyms.
-_ALIASES = {"aes": "aes128", "sha": "sha1", "sha2_256": "sha256", "sha2_384": "sha384",
-            "sha2_512": "sha512"}
-
-
-def _invert(table, index):
-    return dict((row[index], name) for name, row in table.items())
-
-
-_P1_HASH_NAMES = _invert(INTEGRITY, 0)
-_P2_AUTH_NAMES = _invert(INTEGRITY, 1)
-_AH_NAMES = _invert(INTEGRITY, 2)
-_GROUP_NAMES = _invert(GROUPS, 0)
-_AUTH_NAMES = dict((value, name) for name, value in AUTH_METHODS.items())
-
-
-def _encryption_name(value_index, value, key_bits):
-    """Our cipher name for a (phase 1 or ESP) cipher value + key length, or None."""
-    for name, row in ENCRYPTION.items():
-        if row[value_index] == value:
-            if row[2] is None and key_bits in (None, CIPHERS[name][0] * 8):
-                return name             # fixed-size key; tolerate a redundant Key Length
-            # RFC 3602: AES needs the key length attribute; a peer omitting it means 128
-            # (what Libreswan/strongSwan assume for this common interop slip).
-            if row[2] is not None and (key_bits or 128) == row[2]:
-                return name
-    return None
 
 
 # -- the proposal objects -------------------------------------------------------------------------
@@ -190,7 +80,7 @@ class ChildProposal:
 
 
 def _canonical(part):
-    return _ALIASES.get(part, part)
+    return ALIASES.get(part, part)
 
 
 def _parts(name, what):
@@ -283,7 +173,7 @@ def group_number(name):
 
 def group_name(number):
     """IANA group number -> our name, or None when we do not support it."""
-    return _GROUP_NAMES.get(number)
+    return GROUP_NAMES.get(number)
 
 
 def group_describe(name):
@@ -427,7 +317,7 @@ def decode_ike_transform(attrs):
     attrs = [(t, _attr_int(v)) for t, v in attrs]
     values = dict(attrs)
     seconds, kilobytes, problem = _lifetimes(attrs, P1_LIFE_TYPE, P1_LIFE_DURATION)
-    auth = _AUTH_NAMES.get(values.get(P1_AUTH_METHOD))
+    auth = AUTH_NAMES.get(values.get(P1_AUTH_METHOD))
     if problem:
         return IkeTransform(None, auth, None, None, problem)
     for needed, what in ((P1_ENCRYPTION, "encryption algorithm"), (P1_HASH, "hash algorithm"),
@@ -437,9 +327,9 @@ def decode_ike_transform(attrs):
     if P1_PRF in values:
         return IkeTransform(None, auth, seconds, kilobytes,
                             "unsupported PRF attribute %d" % values[P1_PRF])
-    encr = _encryption_name(0, values[P1_ENCRYPTION], values.get(P1_KEY_LENGTH))
-    integ = _P1_HASH_NAMES.get(values[P1_HASH])
-    group = _GROUP_NAMES.get(values[P1_GROUP])
+    encr = encryption_name(0, values[P1_ENCRYPTION], values.get(P1_KEY_LENGTH))
+    integ = P1_HASH_NAMES.get(values[P1_HASH])
+    group = GROUP_NAMES.get(values[P1_GROUP])
     if auth is None:
         problem = "unsupported authentication method %d" % values[P1_AUTH_METHOD]
     elif encr is None:
@@ -555,21 +445,21 @@ def decode_child_transform(protocol, transform_id, attrs):
     seconds, kilobytes, problem = _lifetimes(attrs, P2_LIFE_TYPE, P2_LIFE_DURATION)
     t = ChildTransform(protocol, lifetime_s=seconds, lifetime_kb=kilobytes)
     if P2_GROUP in values:
-        t.pfs = _GROUP_NAMES.get(values[P2_GROUP])
+        t.pfs = GROUP_NAMES.get(values[P2_GROUP])
         if t.pfs is None:
             problem = problem or "unsupported PFS group %d" % values[P2_GROUP]
     if P2_ENCAPSULATION in values:
-        decoded = _ENCAP_DECODE.get(values[P2_ENCAPSULATION])
+        decoded = ENCAP_DECODE.get(values[P2_ENCAPSULATION])
         if decoded is None:
             problem = problem or "unknown encapsulation mode %d" % values[P2_ENCAPSULATION]
         else:
             t.mode, t.udp = decoded
     if P2_AUTH_ALG in values:
-        t.integ = _P2_AUTH_NAMES.get(values[P2_AUTH_ALG])
+        t.integ = P2_AUTH_NAMES.get(values[P2_AUTH_ALG])
         if t.integ is None:
             problem = problem or "unsupported authentication algorithm %d" % values[P2_AUTH_ALG]
     if protocol == "esp":
-        t.encr = _encryption_name(1, transform_id, values.get(P2_KEY_LENGTH))
+        t.encr = encryption_name(1, transform_id, values.get(P2_KEY_LENGTH))
         if t.encr is None:
             problem = problem or "unsupported ESP transform %d (key length %s)" % (
                 transform_id, values.get(P2_KEY_LENGTH))
@@ -577,7 +467,7 @@ def decode_child_transform(protocol, transform_id, attrs):
             # RFC 2407 4.5: ESP without an auth algorithm has no integrity; we always want one.
             problem = problem or "ESP transform without an authentication algorithm"
     elif protocol == "ah":
-        by_id = _AH_NAMES.get(transform_id)
+        by_id = AH_NAMES.get(transform_id)
         if by_id is None:
             problem = problem or "unsupported AH transform %d" % transform_id
         elif t.integ is not None and t.integ != by_id:

@@ -8,18 +8,20 @@ RFC 2409 section 5.5, all messages encrypted under the IKE SA, IV from the last 
 
 ESP, AH, or ESP+AH (two ISAKMP proposals with the same number: one SA bundle). Tunnel mode;
 IDci/IDcr are the connection's networks (ID_IPV4_ADDR_SUBNET, or ID_IPV4_ADDR for a /32).
-The core picks our inbound SPIs; keys come from keymat.keymat(); the result is one
+The core (host.Host) picks our inbound SPIs; keys come from keymat.keymat(); the result is one
 events.ChildSa per direction and protocol. Portable: no I/O, no clock.
 """
 
 from . import codec
 from . import consts as C
+from . import informational
 from . import keymat
 from . import natt
 from . import proposals
 from . import states
 from .crypto import CryptoError
 from .events import ChildSa
+from .host import ChildrenEstablished, InboundReady, Malformed, QuickModeFailed
 from .addresses import ip_text, parse_net, same_net
 from .ikesa import RETRANSMIT_DELAYS, Exchange
 
@@ -101,7 +103,7 @@ class QuickMode(Exchange):
         self.chosen = None                  # protocol -> proposals.ChildTransform
         self.proposal = None                # the ChildProposal agreed
         # the lifetime we offer and, once agreed, the one in force (see _accept_lifetime)
-        self.lifetime_s, self.lifetime_note = sa.core.learned.in_force(
+        self.lifetime_s, self.lifetime_note = sa.host.lifetime_in_force(
             "connection", connection.name, connection.lifetime_s)
         self.lifetime_kb = connection.lifetime_kb
         self.init_exchange()                # its messages: retransmission, repeats
@@ -126,7 +128,7 @@ class QuickMode(Exchange):
         self.sa.log(level, text)
 
     def counters(self):
-        return self.sa.core.counters
+        return self.sa.host.counters
 
     def fail(self, cause, detail, now):
         """The exchange failed for one of the seed's causes: the diagnosis, then abandon()."""
@@ -139,7 +141,7 @@ class QuickMode(Exchange):
         self.pending = None
         self._forget_secrets()
         self.forget_at = now + DONE_KEEP_S
-        self.sa.core.quick_mode_failed(self, now)
+        self.sa.host.report(QuickModeFailed(self, now))
 
     def send(self, payloads_after_hash, hash_value, now, wants_answer):
         data = self.sa.message(C.EXCHANGE_QUICK, [codec.HashPayload(hash_value)] + payloads_after_hash,
@@ -147,14 +149,14 @@ class QuickMode(Exchange):
         self.send_and_keep(data, now, wants_answer)
 
     def transmit(self, data):
-        self.sa.core.send(data, self.sa.local, self.sa.remote)
+        self.sa.host.send(data, self.sa.local, self.sa.remote)
 
     # -- initiator -----------------------------------------------------------------------------
     def start(self, now):
         """HDR*, HASH(1), SA, Ni [, KE], IDci, IDcr -->"""
         conn = self.connection
         for proto in bundle(conn.protocol):
-            self.my_spis[proto] = self.sa.core.allocate_spi(proto)
+            self.my_spis[proto] = self.sa.host.allocate_spi(proto)
         sa_payload = codec.SaPayload(self._offer(), doi=C.DOI_IPSEC, situation=C.SIT_IDENTITY_ONLY)
         self.ni = self.sa.crypto.random(32)
         after = [sa_payload, codec.NoncePayload(self.ni)]
@@ -248,7 +250,6 @@ class QuickMode(Exchange):
 
     def _reject(self, next_iv, now):
         """Tell the responder its answer is unacceptable, so it stops waiting for HASH(3)."""
-        from . import informational
         informational.send_notify(self.sa, C.NO_PROPOSAL_CHOSEN, now)
 
     def _responder_lifetime(self, note):
@@ -328,7 +329,7 @@ class QuickMode(Exchange):
                     proto, len(peer_spi)), C.INVALID_SPI, now)
                 return
             self.peer_spis[proto] = peer_spi
-            self.my_spis[proto] = sa.core.allocate_spi(proto)
+            self.my_spis[proto] = sa.host.allocate_spi(proto)
             answer.append(codec.Proposal(numbers[index], proposals.PROTOCOL_IDS[proto], self.my_spis[proto],
                                          [transforms[t_index]]))
             if transform.lifetime_s and transform.lifetime_s > self.lifetime_s:
@@ -367,7 +368,7 @@ class QuickMode(Exchange):
         self.children = self._derive_children(g_qm, now)
         g_qm = None
         self._forget_secrets()
-        sa.core.install_before_hash3(self, [c for c in self.children if c.direction == "in"])
+        sa.host.report(InboundReady(self, [c for c in self.children if c.direction == "in"]))
 
     def handle_final(self, received, now, next_iv):
         """<-- HDR*, HASH(3) (first: the row's): the SAs go into the kernel."""
@@ -383,7 +384,6 @@ class QuickMode(Exchange):
         self._complete(self.children, now)
 
     def _refuse(self, cause, detail, notify_type, now):
-        from . import informational
         informational.send_notify(self.sa, notify_type, now)
         self.fail(cause, detail, now)
 
@@ -403,7 +403,7 @@ class QuickMode(Exchange):
                 encr_key, integ_key = keymat.split_keymat(material, encr_len, integ_len)
                 local_gw, remote_gw = sa.local[0], sa.remote[0]
                 children.append(ChildSa(
-                    id=sa.core.new_child_id(), ike_sa=sa.id, peer=sa.peer.name,
+                    id=sa.host.new_child_id(), ike_sa=sa.id, peer=sa.peer.name,
                     connection=conn.name, protocol=proto, direction=direction,
                     spi=int.from_bytes(spi, "big"),
                     src=remote_gw if direction == "in" else local_gw,
@@ -414,7 +414,7 @@ class QuickMode(Exchange):
                     lifetime_kb=self.lifetime_kb,
                     encap=(sa.natt.encap_ports(sa.remote, sa.local) if direction == "in"
                            else sa.natt.encap_ports(sa.local, sa.remote)),
-                    reqid=sa.core.reqid(conn.name),
+                    reqid=sa.host.reqid(conn.name),
                     created=now))
         return children
 
@@ -430,7 +430,7 @@ class QuickMode(Exchange):
             "/".join("0x%s" % self.my_spis[p].hex() for p in bundle(conn.protocol)),
             "/".join("0x%s" % self.peer_spis[p].hex() for p in bundle(conn.protocol)),
             self.lifetime_s))
-        sa.core.children_established(self, children, now)
+        sa.host.report(ChildrenEstablished(self, children, now))
         self.children = None             # the core has them now; the exchange keeps no keys
 
     def _forget_secrets(self):
@@ -479,11 +479,11 @@ def _lifetime_attributes(qm):
                                           qm.lifetime_s, qm.lifetime_kb)
 
 
-def find_connection(core, peer, received):
+def find_connection(host, peer, received):
     """Responder: the connection of this peer whose networks mirror the offered IDci/IDcr
     (IDci is the peer's side = our remote_net). -> (connection, None) or (None, detail)."""
     ids = received.all(codec.IdPayload)
-    conns = core.connections_of(peer.name)
+    conns = host.connections_of(peer.name)
     if len(ids) != 2:
         if not ids and len(conns) == 1:
             return None, "the peer sent no traffic selectors (transport mode), we use tunnel mode"
@@ -502,14 +502,13 @@ def receive(sa, header, data, now):
     """A quick mode message for this IKE SA: a new request from the peer, or the next message of
     one of our exchanges (matched by message id). Duplicates get our last message again."""
     mid = header.message_id
-    core = sa.core
     if not sa.established:
         sa.log("warning", "quick mode message before the IKE SA is established, ignored")
         return
     if mid == 0 or not header.flags & C.FLAG_ENCRYPTION:
-        core.malformed(sa.remote, codec.MalformedMessage(
+        sa.host.report(Malformed(sa, codec.MalformedMessage(
             "quick mode message %s" % ("with message id 0" if mid == 0 else "in clear"),
-            C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED), sa)
+            C.INVALID_MESSAGE_ID if mid == 0 else C.PAYLOAD_MALFORMED)))
         return
     qm = sa.quick_modes.get(mid)
     if qm is not None and qm.answer_repeat(data):
@@ -519,8 +518,8 @@ def receive(sa, header, data, now):
     try:
         received, next_iv = sa.open(header, data)
     except (codec.MalformedMessage, CryptoError) as exc:
-        core.malformed(sa.remote, exc if isinstance(exc, codec.MalformedMessage)
-                       else codec.MalformedMessage(str(exc)), sa)
+        sa.host.report(Malformed(sa, exc if isinstance(exc, codec.MalformedMessage)
+                                 else codec.MalformedMessage(str(exc))))
         return
     if sa.dpd is not None:
         sa.dpd.activity(now)
@@ -531,14 +530,13 @@ def receive(sa, header, data, now):
         return
     lacking = row.lacking(received)
     if lacking is not None:
-        core.malformed(sa.remote, codec.MalformedMessage(lacking), sa)
+        sa.host.report(Malformed(sa, codec.MalformedMessage(lacking)))
         return
     _HANDLERS[row.state](sa if qm is None else qm, received, now, next_iv)
 
 
 def _new_request(sa, received, now, next_iv):
     """The peer starts a quick mode: check HASH(1), find the connection its IDs name."""
-    core = sa.core
     mid = received.header.message_id
     expected = keymat.qm_hash1(sa.crypto, sa.prf, sa.keys.skeyid_a, mid, received.raw_after(0))
     if bytes(received.payloads[0].data) != expected:
@@ -547,7 +545,7 @@ def _new_request(sa, received, now, next_iv):
         return
     sa.set_iv(mid, next_iv)
     sa.used_mids.add(mid)
-    conn, detail = find_connection(core, sa.peer, received)
+    conn, detail = find_connection(sa.host, sa.peer, received)
     if conn is None:
         # Remember the refusal under this message id so retransmissions are not re-diagnosed.
         placeholder = QuickMode(sa, _NoConnection(), False, mid, now)
@@ -555,7 +553,6 @@ def _new_request(sa, received, now, next_iv):
         placeholder.state = FAILED
         placeholder.forget_at = now + DONE_KEEP_S
         sa.quick_modes[mid] = placeholder
-        from . import informational
         informational.send_notify(sa, C.INVALID_ID_INFORMATION, now)
         sa.fail("network", detail, now, phase=2)
         return
