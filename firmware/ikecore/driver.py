@@ -18,7 +18,7 @@ import socket
 import struct
 import time
 
-from ikecore import config
+from ikecore import config, heap
 from ikecore.protocol import events, fragments, natt
 from ikecore.protocol import settings as S
 from ikecore.config import ConfigError
@@ -639,6 +639,8 @@ class Driver:
             if self._changed(old, new, name) and new.peers[connection.peer].act_as == "initiator":
                 self._initiate(name, now)
         self._pump()
+        del old                          # the old settings, then the load's garbage, go back
+        heap.give_back_freed()
         self.log.info("configuration reloaded: %d peers, %d connections"
                       % (len(new.peers), len(new.connections)))
         return {"peers": list(new.peers), "connections": list(new.connections)}
