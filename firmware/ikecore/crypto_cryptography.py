@@ -290,13 +290,16 @@ class CryptographyProvider(crypto.CryptoProvider):
             if not usage & (libcrypto.KU_DIGITAL_SIGNATURE | libcrypto.KU_NON_REPUDIATION):
                 return "wrong key usage: its keyUsage allows no digitalSignature"
             return None
-        code, text, failed_der = result
+        code, text, failed_der, depth = result
         failed = _load_cert(failed_der if failed_der else cert_der)
         kind = libcrypto.V_ERR.get(code)
         if kind == "expired":
             return "expired on %s" % _date(failed, "not_valid_after")
         if kind == "not_yet_valid":
             return "not yet valid until %s" % _date(failed, "not_valid_before")
+        if kind == "revoked" and depth > 0:
+            return "intermediate CA %s revoked on %s" % (_name_text(failed.subject),
+                                                        _revocation_date(failed, crl_ders))
         if kind == "revoked":
             return "revoked on %s" % _revocation_date(failed, crl_ders)
         if kind == "unknown_issuer":

@@ -167,6 +167,27 @@ def test_an_expired_certificate_passes_until_the_clock_is_synchronized(ours, cha
     assert ours.ikectl_status()["clock_synchronized"] is False
 
 
+def test_intermediate_revoked_by_the_roots_crl(ours, charon_libipsec, tmp_path):
+    """The whole chain is checked against the CRLs (X509_V_FLAG_CRL_CHECK_ALL): charon's
+    certificate is current in its intermediate's CRL, but the root's CRL lists the intermediate
+    charon sends; refused, naming the intermediate. Without the root's CRL it comes up (an
+    intermediate whose issuer publishes no CRL passes, as strongSwan's default)."""
+    cert, key = charon_leaf()
+    root_crl = ROOT.crl(revoked=[INTERMEDIATE.cert])
+    entry = root_crl.get_revoked_certificate_by_serial_number(INTERMEDIATE.cert.serial_number)
+    start(ours, charon_libipsec, cert, key, charon_chain=[INTERMEDIATE],
+          crls=[INTERMEDIATE.crl(), root_crl])
+    assert_refused(ours, tmp_path, "intermediate CA O=ikecore test, CN=Interop Intermediate CA "
+                   "revoked on %s" % utc(entry, "revocation_date"))
+
+
+def test_intermediate_whose_issuer_has_no_crl_passes(ours, charon_libipsec):
+    cert, key = charon_leaf()
+    start(ours, charon_libipsec, cert, key, charon_chain=[INTERMEDIATE],
+          crls=[INTERMEDIATE.crl()])
+    assert_up(ours, charon_libipsec)
+
+
 @pytest.mark.parametrize("kind", ["expired", "not-yet-valid", "revoked", "crl-out-of-date",
                                   "issuer-not-a-ca", "wrong-key-usage"])
 def test_bad_certificate_refused_with_its_reason(ours, charon_libipsec, tmp_path, kind):
