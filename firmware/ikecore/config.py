@@ -37,7 +37,8 @@ MAX_NETWORKS = 16
 GENERAL_KEYS = ("wan_interface", "lan_interface")
 PEER_KEYS = ("name", "remote_gateway", "local_address", "phase1_mode", "act_as", "local_id",
              "remote_id", "auth", "psk", "psk_file", "cert", "key", "ca", "intermediates", "crls", "proposals",
-             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size", "catch_all")
+             "lifetime_s", "nat_t", "dpd", "fragmentation", "fragment_size", "catch_all",
+             "fetch_crls")
 # remote_gateway spellings for "any address" (strongSwan/Libreswan %any, pfSense 0.0.0.0).
 ANY_GATEWAY_SPELLINGS = ("%any", "0.0.0.0", "any")
 CONNECTION_KEYS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals", "pfs",
@@ -557,7 +558,7 @@ class _Checker:
         return peer
 
     def preshared_key(self, path, entry):
-        for key in ("cert", "key", "ca", "intermediates", "crls"):
+        for key in ("cert", "key", "ca", "intermediates", "crls", "fetch_crls"):
             if key in entry:
                 self.error(path + (key,), "is only used with auth = \"rsa\"")
         if "psk" in entry and "psk_file" in entry:
@@ -623,7 +624,9 @@ class _Checker:
                 "chain_ders": [self.certificate(path + ("intermediates", i), p,
                                                 "intermediate certificate").public_bytes(der)
                                for i, p in enumerate(intermediates)],
-                "crl_ders": [self.crl(path + ("crls", i), p) for i, p in enumerate(crls)]}
+                "crl_ders": [self.crl(path + ("crls", i), p) for i, p in enumerate(crls)],
+                # the driver fetches the CRLs the chain's distribution points name (crl_fetch)
+                "fetch_crls": self.boolean(path + ("fetch_crls",), entry.get("fetch_crls", False))}
 
     def path_list(self, path, value):
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):

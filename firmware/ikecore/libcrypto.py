@@ -304,12 +304,12 @@ def _crl_optional_above_leaf(ok, ctx):
     return 0
 
 
-def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
+def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time, revocation=False):
     """OpenSSL's own path validation (X509_verify_cert): leaf_der up to one of trusted_ders,
     through any of untrusted_ders (intermediates sent or configured), with basicConstraints, the
     CAs' keyCertSign, validity dates at at_time (Unix seconds; None: dates not checked) and,
-    when crl_ders is not empty, revocation of the whole chain: the leaf needs a CRL of its
-    issuer among crl_ders; an intermediate (or the anchor) is checked when its issuer's CRL is
+    when crl_ders is not empty or revocation is True, revocation of the whole chain: the leaf
+    needs a CRL of its issuer among crl_ders; an intermediate (or the anchor) is checked when its issuer's CRL is
     among them and passes when there is none. Returns None when the path holds, else
     (error code, OpenSSL's text, DER of the certificate it failed on or None, its depth in the
     chain: 0 the leaf)."""
@@ -334,7 +334,7 @@ def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
             owned_crl.append(_d2i(library.d2i_X509_CRL, der, "CRL"))
             if library.X509_STORE_add_crl(store, owned_crl[-1]) != 1:
                 raise error("adding a CRL")
-        if crl_ders:
+        if crl_ders or revocation:
             library.X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)
         if library.X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1:
             raise error("setting up certificate verification")

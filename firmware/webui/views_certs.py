@@ -12,8 +12,8 @@ import os
 
 from aiohttp import web
 
-from webui.config_file import certstore, crl_inventory, in_thread, inventory, settings_lock, \
-    store_of
+from webui.config_file import certstore, config_path, crl_inventory, in_thread, inventory, \
+    settings_lock, store_of
 from webui.context import CONTEXT_KEY, redirect, render
 
 URL = "/settings/certificates"
@@ -23,8 +23,10 @@ log = logging.getLogger("webui.certificates")
 async def page(request, status=200, error=None, values=None):
     entries = await inventory(request)
     crls = await crl_inventory(request)
+    fetched = await in_thread(certstore().fetched_crls,
+                              os.path.dirname(config_path(request)))
     return render(request, "certificates.html", status=status, entries=entries, crls=crls,
-                  error=error, values=values or {},
+                  fetched=fetched, error=error, values=values or {},
                   warning_days=certstore().EXPIRY_WARNING_DAYS, key_bits=certstore().KEY_BITS)
 
 

@@ -17,7 +17,8 @@ from webui.control import ControlError
 
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
                "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
-               "key", "ca", "intermediates", "crls", "proposals.0", "proposals.1", "proposals.2",
+               "key", "ca", "intermediates", "crls", "fetch_crls", "proposals.0", "proposals.1",
+               "proposals.2",
                "lifetime_s", "nat_t", "dpd.delay_s", "dpd.timeout_s", "fragmentation",
                "fragment_size", "catch_all")
 CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol", "proposals.0",

@@ -363,10 +363,13 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
         good = list(PEER_FORM.items()) + [
             ("cert", "certs/local/gw.pem"), ("key", ""), ("ca", "certs/ca/corp.pem"),
             ("ca", "certs/ca/other.pem"), ("intermediates", "certs/ca/inter.pem"),
-            ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem")]
+            ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem"),
+            ("fetch_crls", "on")]
         r, body = await web.post("/settings/peers/branch", good)
         assert r.status == 303, body
         _, form = await web.page("/settings/peers/branch")
+        assert re.search(r'<input type="checkbox" id="f-fetch_crls" name="fetch_crls" checked>',
+                         form), form
         for field, path in (("ca", "certs/ca/corp.pem"), ("ca", "certs/ca/other.pem"),
                             ("intermediates", "certs/ca/inter.pem"),
                             ("crls", "certs/crl/inter.pem")):
@@ -385,7 +388,9 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
     assert 'ca = ["certs/ca/corp.pem", "certs/ca/other.pem"]' in text
     assert 'intermediates = ["certs/ca/inter.pem"]' in text
     assert 'crls = ["certs/crl/corp.pem", "certs/crl/inter.pem"]' in text
+    assert "fetch_crls = true" in text
     peer = config.load(str(cfg)).peers["branch"]
+    assert peer.fetch_crls is True
     der = serialization.Encoding.DER
     assert peer.ca_ders == [CA.cert.public_bytes(der), other.cert.public_bytes(der)]
     assert peer.chain_ders == [intermediate.cert.public_bytes(der)]
