@@ -4,6 +4,8 @@ reached outside a 0.0.0.0/0 tunnel -- and only then enforces certificate dates; 
 reboot on the data partition, bounded by rotation, and reaches a remote log server as RFC 5424
 over UDP and TCP. The NTP server and the log servers are small ones this file runs on the host's
 loopback; the guest's user-mode WAN reaches them through 10.0.2.2."""
+import datetime
+import html
 import http.cookiejar
 import re
 import secrets
@@ -303,8 +305,9 @@ def test_log_rotates_within_its_bound(clock_router):
 
 def test_logs_survive_a_reboot(clock_router):
     """Last in this module: it reboots. A VPN log line (the daemon's), a firewall log line (a
-    packet dropped on WAN) and one of ours are still there afterwards, and the firewall log page
-    shows the dropped packet."""
+    packet dropped on WAN) and one of ours are still there afterwards, the firewall log page
+    shows the dropped packet, and the VPN log page the daemon's line from before the reboot
+    (with its time then), below the new daemon's own entries."""
     r = clock_router
     token = secrets.token_hex(6)
     r.check(f"logger -t persisttest {token}")
@@ -326,3 +329,14 @@ def test_logs_survive_a_reboot(clock_router):
     page.login(PASSWORD)
     firewall = page.get("/log/firewall?interface=eth0&verdict=drop")
     assert re.search(r'<td data-label="Destination" class="mono">[0-9.]+:80</td>', firewall), firewall
+    stamp, message = re.match(r"^(\S+) \S+ daemon\.\w+ ikecore: (.*)$", vpn[-1]).groups()
+    message = re.sub(r"^\[[^\]\s]+\] ", "", message)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(
+        datetime.datetime.fromisoformat(stamp).timestamp()))       # the guest runs on UTC
+    rows = [(cell_time, html.unescape(re.sub(r"<[^>]+>", "", text))) for cell_time, text in
+            re.findall(r'<td data-label="Time" class="mono">([^<]*)</td>.*?'
+                       r'<td data-label="Message"><span>(.*?)</span></td>',
+                       page.get("/log/vpn"), re.S)]
+    assert (when, message) in rows, (when, message, rows[:20])
+    assert rows.index((when, message)) > [t for _, t in rows].index(
+        next(t for _, t in rows if t.startswith("ikecore started")))    # older than the new start
