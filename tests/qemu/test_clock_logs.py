@@ -303,6 +303,43 @@ def test_log_rotates_within_its_bound(clock_router):
     assert numbers[0] > 0                    # the oldest lines were dropped
 
 
+LOOKUP = ("timeout 20 python3 -c \"import socket; socket.getaddrinfo('ntp.example.test', 123)\"; "
+          "timeout 10 python3 -c \"import socket; socket.create_connection(('%s', 53), 5)\"; true")
+
+
+def test_the_routers_dns_goes_outside_a_0_0_0_0_tunnel(clock_router):
+    """The resolvers the DHCP lease named (QEMU's 10.0.2.3) get bypass policies for UDP and TCP
+    port 53 from the router's WAN address (dns-bypass, run by the DHCP hook), so a tunnel taking
+    everything the router sends does not take its DNS queries (the NTP servers' names, DNS-named
+    gateways): no negotiation is started for port 53. Without those policies the same lookups
+    start one: what this test would see if they were missing."""
+    r = clock_router
+    resolvers = re.findall(r"^nameserver (\S+)", r.check("cat /etc/resolv.conf"), re.M)
+    assert resolvers, r.check("cat /etc/resolv.conf")
+    wan = r.check("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1").strip()
+    policies = r.check("ip xfrm policy")
+    for ns in resolvers:
+        for proto in ("udp", "tcp"):
+            assert re.search(r"src %s/32 dst %s/32 \s*proto %s dport 53\s+dir out priority 101"
+                             % (re.escape(wan), re.escape(ns), proto), policies), policies
+            assert re.search(r"src %s/32 dst %s/32 \s*proto %s sport 53\s+dir in priority 101"
+                             % (re.escape(ns), re.escape(wan), proto), policies), policies
+    r.check(TUNNEL_0_0)
+    try:
+        r.check(LOOKUP % resolvers[0], timeout=60)
+        states = r.check("ip xfrm state")
+        assert "dport 53" not in states, states
+        r.check("RESOLV_CONF=/dev/null /usr/libexec/ikecore/dns-bypass")   # the bypasses go
+        assert "dport 53" not in r.check("ip xfrm policy")
+        r.check(LOOKUP % resolvers[0], timeout=60)
+        states = r.check("ip xfrm state")
+        assert "dport 53" in states, states               # now the tunnel took them
+    finally:
+        r.check("ip xfrm policy flush; ip xfrm state flush; /usr/libexec/ikecore/dns-bypass; "
+                "/etc/init.d/S45ntpd stop; /etc/init.d/S45ntpd start")
+    assert "dport 53" in r.check("ip xfrm policy")
+
+
 def test_logs_survive_a_reboot(clock_router):
     """Last in this module: it reboots. A VPN log line (the daemon's), a firewall log line (a
     packet dropped on WAN) and one of ours are still there afterwards, the firewall log page
