@@ -255,7 +255,11 @@ class CrlFetcher:
     async def _run(self):
         while True:
             for url in self.schedule.due(self.loop.time()):
-                await self._fetch(url)
+                try:
+                    await self._fetch(url)
+                except Exception as exc:     # a bug here must not end fetching for good
+                    self.schedule.failed(url, self.loop.time(), str(exc))
+                    self.log.error("CRL fetch from %s: %s: %s" % (url, type(exc).__name__, exc))
             next_due = self.schedule.next_due()
             self.wake.clear()
             timeout = None if next_due is None else max(0.0, next_due - self.loop.time())

@@ -302,6 +302,9 @@ class Driver:
         and follow the distribution points of the certificates configured for such peers; the
         ones peers send arrive as events.PeerCertificates."""
         fetching = [p for p in self.settings.peers.values() if p.fetch_crls]
+        if not fetching and self.crl_fetcher is not None:      # a reload turned it off
+            self.crl_fetcher.stop()
+            self.crl_fetcher = None
         if not fetching or self.config_path is None:
             return
         if self.crl_fetcher is None:
