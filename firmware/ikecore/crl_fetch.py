@@ -197,8 +197,24 @@ class Cache:
     def _save(self):
         self._write(INDEX, json.dumps(self.index, indent=1, sort_keys=True).encode("utf-8"))
 
+    def _make_directory(self):
+        """The cache directory; certs/ and certs/crl/ above it when missing, group-writable as
+        the web UI's store makes them (it uploads there later; the daemon runs as root)."""
+        if os.path.isdir(self.directory):
+            return
+        missing = []
+        parent = os.path.dirname(self.directory)
+        while parent and not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for path in reversed(missing):
+            os.mkdir(path)
+            os.chmod(path, 0o770 | (os.stat(os.path.dirname(path)).st_mode & 0o2000))
+        os.mkdir(self.directory)
+        os.chmod(self.directory, 0o755)
+
     def _write(self, name, data):
-        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        self._make_directory()
         path = os.path.join(self.directory, name)
         tmp = path + ".tmp"
         with open(tmp, "wb") as handle:

@@ -199,3 +199,16 @@ def test_fetcher_fetches_caches_diagnoses_and_restarts_from_cache(server, tmp_pa
     shown = {e["url"]: e for e in certstore.fetched_crls(str(tmp_path))}
     assert shown[server.url + "/ca.crl"]["error"] == "HTTP 404 Not Found"
     assert shown[server.url + "/ca.crl"]["info"] is not None
+
+
+def test_cache_makes_the_stores_directories_group_writable(tmp_path):
+    """Before any CRL is uploaded certs/crl/ may not exist: the daemon (root) makes it as the web
+    UI's store would (group-writable), so later uploads still work; its own directory 0755."""
+    config_dir = tmp_path / "ikecore"
+    config_dir.mkdir()
+    os.chmod(config_dir, 0o2770)
+    cache = F.Cache(str(config_dir / F.CACHE_DIR))
+    cache.store("http://ca.example/ca.crl", b"der", {"issuer": "CN=x"})
+    for path, mode in (("certs", 0o2770), ("certs/crl", 0o2770), ("certs/crl/.fetched", 0o755)):
+        assert os.stat(config_dir / path).st_mode & 0o7777 == mode, path
+    assert F.Cache(str(config_dir / F.CACHE_DIR)).ders() == {"http://ca.example/ca.crl": b"der"}
