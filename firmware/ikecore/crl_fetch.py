@@ -284,31 +284,38 @@ class CrlFetcher:
             except asyncio.TimeoutError:
                 pass
 
+    def _get_crl(self, url):
+        # in the executor: the network, and parsing a CRL of up to MAX_CRL_BYTES
+        return crl_info(self.get(url))
+
+    async def _in_executor(self, function, *args):
+        return await self.loop.run_in_executor(None, function, *args)
+
     async def _fetch(self, url):
+        """One fetch; the disk writes (fsync) happen in the executor too. One at a time, so the
+        cache is never written from two threads."""
         try:
             try:
-                data = await asyncio.wait_for(self.loop.run_in_executor(None, self.get, url),
-                                              FETCH_TIMEOUT_S + 5)
+                der, next_update, issuer = await asyncio.wait_for(
+                    self._in_executor(self._get_crl, url), FETCH_TIMEOUT_S + 5)
             except asyncio.TimeoutError:
                 raise FetchError("no answer within %d s" % FETCH_TIMEOUT_S) from None
-            der, next_update, issuer = crl_info(data)
         except FetchError as exc:
             reason = str(exc)
-            wall = self.wall_time()
             if self.schedule.failed(url, self.loop.time(), reason):
                 kept = " (the cached CRL stays in use)" if url in self.crls else ""
                 self.log.error("CRL fetch from %s failed: %s%s" % (url, reason, kept))
             try:
-                self.cache.note_failure(url, reason, wall)
+                await self._in_executor(self.cache.note_failure, url, reason, self.wall_time())
             except OSError as exc:
                 self.log.error("CRL cache %s: %s" % (self.cache.directory, exc))
             return
         wall = self.wall_time()
         delay = self.schedule.succeeded(url, self.loop.time(), next_update, wall)
         try:
-            self.cache.store(url, der, {"issuer": issuer, "fetched_at": wall or time.time(),
-                                        "next_update": next_update, "error": None,
-                                        "size": len(der)})
+            await self._in_executor(self.cache.store, url, der, {
+                "issuer": issuer, "fetched_at": wall or time.time(), "next_update": next_update,
+                "error": None, "size": len(der)})
         except OSError as exc:
             self.log.error("CRL from %s not cached: %s" % (url, exc))
         changed = self.crls.get(url) != der
