@@ -528,3 +528,12 @@ def fetched_crls(config_dir, now=None):
                       "fetched_at": when(entry.get("fetched_at")),
                       "failed_at": when(entry.get("failed_at"))})
     return found
+
+
+def fetched_crl_entries(config_dir, now=None):
+    """The fetched CRLs that are cached, shaped as crl_inventory's entries (kind "fetched",
+    name and path: the URL), for /metrics and the expiry log: a stale one refuses as an uploaded
+    stale CRL does, so it is flagged as one is."""
+    return [{"kind": "fetched", "name": f["url"], "path": f["url"], "info": f["info"],
+             "error": f["error"], "used_by": []}
+            for f in fetched_crls(config_dir, now) if f["info"]]
