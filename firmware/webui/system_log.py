@@ -18,8 +18,12 @@ SYSLOG_TIME = re.compile(r"^(?:<\d+>)?(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\
                          r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 READ_TAIL_BYTES = 2 * 1024 * 1024       # a file on the host may be big; only its end matters
 # after the time stamp: host, facility.severity (busybox and our rsyslog template), the tag
-VPN_LINE = re.compile(r"^\s+\S+\s+(?:[a-z0-9]+\.(?P<severity>[a-z]+)\s+)?ikecore(?:\[\d+\])?:"
-                      r" ?(?P<message>.*)$")
+VPN_LINE = re.compile(r"^\s+\S+\s+(?:(?P<facility>[a-z0-9]+)\.(?P<severity>[a-z]+)\s+)?"
+                      r"ikecore(?:\[\d+\])?: ?(?P<message>.*)$")
+# The daemon's stderr reaches syslog too (ikecore-respawn: facility user, the same tag): a copy of
+# each line in log.VpnLog's stderr layout, skipped; anything else there is what the daemon said
+# before its log existed (a configuration refused at start) or a crash, shown as an error.
+STDERR_COPY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ikecore [A-Z]+ ")
 PEER_PREFIX = re.compile(r"^\[(?P<peer>[^\]\s]+)\] (?P<text>.*)$")     # log.VpnLog's "[peer] "
 LEVELS = {"emerg": "error", "alert": "error", "crit": "error", "err": "error", "error": "error",
           "warning": "warning", "warn": "warning", "notice": "info", "info": "info",
@@ -81,10 +85,15 @@ def parse_vpn_line(line):
     if match is None:
         return None
     message = match.group("message")
+    level = LEVELS.get(match.group("severity") or "", "info")
+    if match.group("facility") not in (None, "daemon"):
+        if STDERR_COPY.match(message):
+            return None
+        level = "warning" if message.startswith("ikecore: warning:") else "error"
     peer = PEER_PREFIX.match(message)
     seconds = epoch(stamp.group("time"))
     return {"time": seconds if seconds is not None else stamp.group("time"),
-            "level": LEVELS.get(match.group("severity") or "", "info"),
+            "level": level,
             "peer": peer.group("peer") if peer else None,
             "text": peer.group("text") if peer else message}
 

@@ -23,6 +23,18 @@ def test_rsyslog_and_busybox_lines_of_the_daemon():
         "text": "configuration not reloaded"}
     assert parse_vpn_line("Dec  7 12:00:01 router daemon.warn ikecore: [hq] DPD: no answer") == {
         "time": "Dec  7 12:00:01", "level": "warning", "peer": "hq", "text": "DPD: no answer"}
+    # the daemon's stderr through ikecore-respawn (facility user): copies of its lines skipped,
+    # what it said before its log existed (a refused configuration at start) kept, as an error
+    copy = "%s router user.notice ikecore: 2026-12-07 12:00:02,125 ikecore INFO [branch] up" % (
+        stamp(1765108802.2))
+    assert parse_vpn_line(copy) is None
+    refused = ("%s router user.notice ikecore: ikecore: /etc/ikecore/ikecore.toml:7: "
+               "peer[0].psk: must not be empty" % stamp(1765108803))
+    assert parse_vpn_line(refused) == {
+        "time": 1765108803.0, "level": "error", "peer": None,
+        "text": "ikecore: /etc/ikecore/ikecore.toml:7: peer[0].psk: must not be empty"}
+    assert parse_vpn_line("%s router user.notice ikecore: ikecore: warning: x" % stamp(1))[
+        "level"] == "warning"
     for other in (line(1765108802, "info", "fw:eth0:in:drop SRC=1.2.3.4", tag="kernel"),
                   line(1765108802, "info", "system log on /data/log", tag="syslog"),
                   "garbage", ""):
