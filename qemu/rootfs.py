@@ -57,7 +57,9 @@ RSYSLOG_MODULES_USED = {"imuxsock.so", "imklog.so", "mmrm1stspace.so", "lmnet.so
 # by importing the daemon in the guest's CPython version): the test, debugger, documentation and
 # REPL tooling, multiprocessing and XML-RPC, SQLite (only pyroute2's unused NDB), decimal, zoneinfo,
 # sub-interpreters, XML, bz2/lzma (busybox has the tools; backups are gzip) and the CJK codecs (the
-# page and the daemon speak UTF-8: an unknown charset is a LookupError naming it).
+# page and the daemon speak UTF-8: an unknown charset is a LookupError naming it). Kept on purpose:
+# urllib.request with http.client and email (ikecore.crl_fetch fetches CRLs over HTTP; aiohttp
+# needs http and email too), so CRL fetching adds only its own module to the image.
 TRIM_UNUSED_STDLIB = [
     "usr/lib/{py}/unittest", "usr/lib/{py}/doctest.py", "usr/lib/{py}/pdb.py", "usr/lib/{py}/bdb.py",
     "usr/lib/{py}/pydoc.py", "usr/lib/{py}/_pyrepl", "usr/lib/{py}/lib-dynload/termios.*",

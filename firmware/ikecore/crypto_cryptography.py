@@ -281,23 +281,27 @@ class CryptographyProvider(crypto.CryptoProvider):
         names += [("ip", str(v)) for v in ext.get_values_for_type(x509.IPAddress)]
         return names
 
-    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None):
+    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None,
+                    revocation=False):
         # OpenSSL's path validation does the RFC 5280 work; here only its verdict is worded.
         result = libcrypto.verify_path(bytes(cert_der), [bytes(d) for d in chain_ders],
                                        [bytes(d) for d in ca_ders], [bytes(d) for d in crl_ders],
-                                       at_time)
+                                       at_time, revocation=revocation)
         if result is None:
             usage = libcrypto.leaf_key_usage(bytes(cert_der))
             if not usage & (libcrypto.KU_DIGITAL_SIGNATURE | libcrypto.KU_NON_REPUDIATION):
                 return "wrong key usage: its keyUsage allows no digitalSignature"
             return None
-        code, text, failed_der = result
+        code, text, failed_der, depth = result
         failed = _load_cert(failed_der if failed_der else cert_der)
         kind = libcrypto.V_ERR.get(code)
         if kind == "expired":
             return "expired on %s" % _date(failed, "not_valid_after")
         if kind == "not_yet_valid":
             return "not yet valid until %s" % _date(failed, "not_valid_before")
+        if kind == "revoked" and depth > 0:
+            return "intermediate CA %s revoked on %s" % (_name_text(failed.subject),
+                                                        _revocation_date(failed, crl_ders))
         if kind == "revoked":
             return "revoked on %s" % _revocation_date(failed, crl_ders)
         if kind == "unknown_issuer":
@@ -306,7 +310,8 @@ class CryptographyProvider(crypto.CryptoProvider):
             return "issuer %s is not a CA" % _name_text(failed.subject)
         # With CRLs configured, the peer's certificate needs a current CRL of its issuer
         if kind == "no_crl":
-            return "no CRL of its issuer %s is configured" % _name_text(failed.issuer)
+            return "no CRL of its issuer %s is configured%s" % (
+                _name_text(failed.issuer), " or fetched yet" if revocation else "")
         if kind == "crl_expired":
             return "the CRL of %s is out of date since %s (its next update)" % (
                 _name_text(failed.issuer), _crl_date(failed, crl_ders, "next_update"))

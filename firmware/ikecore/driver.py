@@ -18,7 +18,7 @@ import socket
 import struct
 import time
 
-from ikecore import config, heap
+from ikecore import config, crl_fetch, heap
 from ikecore.protocol import events, fragments, natt
 from ikecore.protocol import settings as S
 from ikecore.config import ConfigError
@@ -125,6 +125,9 @@ class Driver:
         self.on_notice = None                   # events.Notice -> None (the control socket's)
         self.trust_checked_at = None
         self.crl_mtimes = {}                    # (peer, CRL path) -> mtime of the copy it holds
+        self.crls_configured = {}               # peer name -> DER of its `crls` files
+        self.crl_fetcher = None                 # crl_fetch.CrlFetcher once a peer fetches
+        self._adopt_crls(settings)
         backend.on_acquire = self.acquire
         backend.on_expire = self.expire
 
@@ -141,6 +144,7 @@ class Driver:
         now = self.now()
         self._learn_source_addresses(now, everyone=True)
         self._refresh_trust(now)
+        self._follow_distribution_points()
         if self.core.wall_offset is None:
             self.log.warning("clock not synchronized (no NTP answer yet): certificate dates "
                              "are not enforced until it is")
@@ -170,6 +174,8 @@ class Driver:
         self.stopped = True
         for task in list(self.resolving):
             task.cancel()
+        if self.crl_fetcher is not None:
+            self.crl_fetcher.stop()
         if self.timer is not None:
             self.timer.cancel()
         self._kernel("flush", self.backend.flush)
@@ -271,13 +277,57 @@ class Driver:
             self.crl_mtimes.update(mtimes)
             return
         try:
-            peer.crl_ders = [config.load_crl(self.config_path, path) for path in peer.crls]
+            self.crls_configured[peer.name] = [config.load_crl(self.config_path, path)
+                                               for path in peer.crls]
         except ConfigError as exc:
             self.log.error("peer %s: CRL not reloaded, the previous one stays: %s"
                            % (peer.name, exc))
             return
+        self._set_crls(peer)
         self.crl_mtimes.update(mtimes)
         self.log.info("peer %s: CRLs reloaded (%s)" % (peer.name, ", ".join(peer.crls)))
+
+    # --- CRLs: the configured files plus, with fetch_crls, those fetched from CDPs
+    def _adopt_crls(self, settings):
+        """Loaded settings carry the configured CRLs; remember them apart from fetched ones."""
+        self.crls_configured = {name: list(peer.crl_ders)
+                                for name, peer in settings.peers.items()}
+        for peer in settings.peers.values():
+            self._set_crls(peer)
+
+    def _set_crls(self, peer):
+        fetched = self.crl_fetcher.ders() if self.crl_fetcher and peer.fetch_crls else []
+        peer.crl_ders = self.crls_configured.get(peer.name, []) + fetched
+
+    def _follow_distribution_points(self):
+        """Start the fetcher once a peer has fetch_crls (its cache: next to the uploaded CRLs),
+        and follow the distribution points of the certificates configured for such peers; the
+        ones peers send arrive as events.PeerCertificates."""
+        fetching = [p for p in self.settings.peers.values() if p.fetch_crls]
+        if not fetching and self.crl_fetcher is not None:      # a reload turned it off
+            self.crl_fetcher.stop()
+            self.crl_fetcher = None
+        if not fetching or self.config_path is None:
+            return
+        if self.crl_fetcher is None:
+            directory = os.path.join(os.path.dirname(os.path.realpath(self.config_path)),
+                                     crl_fetch.CACHE_DIR)
+            self.crl_fetcher = crl_fetch.CrlFetcher(
+                self.loop, self.log, directory, self._wall_time_if_synchronized,
+                self._fetched_crls_changed)
+            self._fetched_crls_changed()        # the cached ones count at once (a reboot)
+            self.crl_fetcher.start()
+        for peer in fetching:
+            self.crl_fetcher.watch(peer.chain_ders + peer.ca_ders)
+
+    def _wall_time_if_synchronized(self):
+        """Unix time, or None until NTP set the clock (then the core has a wall offset)."""
+        return time.time() if self.core.wall_offset is not None else None
+
+    def _fetched_crls_changed(self):
+        for peer in self.settings.peers.values():
+            if peer.fetch_crls:
+                self._set_crls(peer)
 
     def _learn_source_addresses(self, now, everyone=False):
         """Tell the core which of our addresses the kernel sends from to each peer without a
@@ -403,6 +453,9 @@ class Driver:
             self.log.debug("IKE SA %s: %s(%s)" % (event.ike_sa, event.status, event.state))
         elif isinstance(event, events.ResolveGateway):
             self._resolve_gateway(event)
+        elif isinstance(event, events.PeerCertificates):
+            if self.crl_fetcher is not None:
+                self.crl_fetcher.watch(event.cert_ders)
         elif isinstance(event, events.Notice):
             self._dynamic_tunnel_down(event)
             if self.on_notice is not None:
@@ -620,6 +673,8 @@ class Driver:
         old = self.settings
         self.core.reconfigure(new, self.now())
         self.settings = new
+        self._adopt_crls(new)
+        self._follow_distribution_points()
         self.connections_by_peer = _connections_by_peer(new)
         for name, connection in old.connections.items():
             if self._changed(old, new, name) and name in self.policies:

@@ -79,6 +79,8 @@ _FUNCTIONS = {
     "X509_STORE_CTX_set_time": (None, (c_void_p, c_ulong, ctypes.c_int64)),
     "X509_verify_cert": (c_int, (c_void_p,)),
     "X509_STORE_CTX_get_error": (c_int, (c_void_p,)),
+    "X509_STORE_CTX_get_error_depth": (c_int, (c_void_p,)),
+    "X509_STORE_CTX_set_verify_cb": (None, (c_void_p, c_void_p)),
     "X509_verify_cert_error_string": (c_char_p, (ctypes.c_long,)),
     "X509_STORE_CTX_get_current_cert": (c_void_p, (c_void_p,)),
     "i2d_X509": (c_int, (c_void_p, ctypes.POINTER(c_void_p))),
@@ -86,6 +88,8 @@ _FUNCTIONS = {
 RSA_PKCS1_PADDING = 1                                   # rsa.h
 # x509_vfy.h: verification flags and the error codes the provider words itself
 X509_V_FLAG_CRL_CHECK = 0x4
+X509_V_FLAG_CRL_CHECK_ALL = 0x8
+X509_V_ERR_UNABLE_TO_GET_CRL = 3
 X509_V_FLAG_NO_CHECK_TIME = 0x200000
 V_ERR = {2: "unknown_issuer", 18: "unknown_issuer", 19: "unknown_issuer", 20: "unknown_issuer",
          21: "unknown_issuer", 9: "not_yet_valid", 10: "expired", 23: "revoked",
@@ -281,12 +285,34 @@ def _d2i(function, der, what):
     return obj
 
 
-def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
+# int (*X509_STORE_CTX_verify_cb)(int ok, X509_STORE_CTX *ctx), x509_vfy.h
+_VERIFY_CB = ctypes.CFUNCTYPE(c_int, c_int, c_void_p)
+
+
+@_VERIFY_CB
+def _crl_optional_above_leaf(ok, ctx):
+    """OpenSSL's verify callback: with every certificate checked against the CRLs
+    (X509_V_FLAG_CRL_CHECK_ALL), a CA certificate whose issuer has no CRL among them is let
+    through (strongSwan's default when no CRL is available), while the end entity's issuer must
+    have one, as it must with X509_V_FLAG_CRL_CHECK alone. Every other verdict stays OpenSSL's."""
+    if ok:
+        return 1
+    library = lib()
+    if (library.X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL
+            and library.X509_STORE_CTX_get_error_depth(ctx) > 0):
+        return 1
+    return 0
+
+
+def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time, revocation=False):
     """OpenSSL's own path validation (X509_verify_cert): leaf_der up to one of trusted_ders,
     through any of untrusted_ders (intermediates sent or configured), with basicConstraints, the
     CAs' keyCertSign, validity dates at at_time (Unix seconds; None: dates not checked) and,
-    when crl_ders is not empty, the leaf's revocation. Returns None when the path holds, else
-    (error code, OpenSSL's text, DER of the certificate it failed on or None)."""
+    when crl_ders is not empty or revocation is True, revocation of the whole chain: the leaf
+    needs a CRL of its issuer among crl_ders; an intermediate (or the anchor) is checked when its issuer's CRL is
+    among them and passes when there is none. Returns None when the path holds, else
+    (error code, OpenSSL's text, DER of the certificate it failed on or None, its depth in the
+    chain: 0 the leaf)."""
     library = lib()
     owned_x509, owned_crl = [], []
     store = library.X509_STORE_new()
@@ -308,10 +334,11 @@ def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
             owned_crl.append(_d2i(library.d2i_X509_CRL, der, "CRL"))
             if library.X509_STORE_add_crl(store, owned_crl[-1]) != 1:
                 raise error("adding a CRL")
-        if crl_ders:
-            library.X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)
+        if crl_ders or revocation:
+            library.X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)
         if library.X509_STORE_CTX_init(ctx, store, leaf, untrusted) != 1:
             raise error("setting up certificate verification")
+        library.X509_STORE_CTX_set_verify_cb(ctx, ctypes.cast(_crl_optional_above_leaf, c_void_p))
         if at_time is None:
             library.X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME)
         else:
@@ -322,7 +349,9 @@ def verify_path(leaf_der, untrusted_ders, trusted_ders, crl_ders, at_time):
             return None
         code = library.X509_STORE_CTX_get_error(ctx)
         text = library.X509_verify_cert_error_string(code) or b"unknown error"
-        return code, text.decode("ascii", "replace"), _i2d(library.X509_STORE_CTX_get_current_cert(ctx))
+        return (code, text.decode("ascii", "replace"),
+                _i2d(library.X509_STORE_CTX_get_current_cert(ctx)),
+                library.X509_STORE_CTX_get_error_depth(ctx))
     finally:
         library.X509_STORE_CTX_free(ctx)            # all NULL-safe
         library.OPENSSL_sk_free(untrusted)

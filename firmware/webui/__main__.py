@@ -32,7 +32,8 @@ def serve(argv):
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help="the ikecore.toml the settings pages edit")
     parser.add_argument("--firewall-log", metavar="FILE",
-                        help="syslog file with the nftables log lines (default: `logread`)")
+                        help="the system log file both log pages read (firewall lines, the "
+                             "daemon's; default: `logread`)")
     parser.add_argument("--system-config", default=DEFAULT_SYSTEM_CONFIG,
                         help="the System page's settings file (NTP, remote syslog)")
     parser.add_argument("--system-apply", default=DEFAULT_SYSTEM_APPLY, metavar="FIFO",

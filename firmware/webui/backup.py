@@ -4,8 +4,12 @@ Format (version 1), documented in firmware/webui/README.md:
     manifest.json   {"format": "ikecore-settings-backup", "version": 1, "firmware": "ikecore",
                      "created": ISO 8601 UTC, "config": "ikecore.toml",
                      "private_keys": true|false, "omitted_private_keys": [paths],
-                     "files": [{"path", "size", "sha256", "mode", "private_key"}]}
+                     "files": [{"path", "size", "sha256", "mode", "private_key"}],
+                     "system_config": "system.conf" when the backup holds it}
     ikecore.toml    the configuration file, byte for byte
+    system.conf     the System page's settings (NTP servers, remote syslog; webui.system_settings),
+                    when the router has the file; restored through that page's validator and
+                    applied as a save there is, never by renaming it into place
     certs/...       the certificate store (webui.certstore); *.key only with private_keys
     other files     the psk_file/cert/key/ca files peers name by a path inside the config
                     directory
@@ -15,7 +19,9 @@ checksum differs, a path leaving the directory. Restoring is three steps so the 
 what changes before anything does: `stage` (unpack beside the live files and validate the
 configuration with ikecore.config, the settings pages' validator, against the unpacked files),
 `summarize`, then `swap` (rename the files into place, journalled; `undo` puts the old ones back
-when the daemon refuses the reload).
+when the daemon refuses the reload). A backup's system.conf is validated in `stage` (a bad one
+refuses the whole restore) and written by the caller once the daemon took the rest
+(`Swap.system_settings`).
 """
 import datetime
 import difflib
@@ -34,6 +40,7 @@ FORMAT = "ikecore-settings-backup"
 VERSION = 1
 FIRMWARE = "ikecore"
 MANIFEST = "manifest.json"
+SYSTEM_CONF = "system.conf"      # the member holding the System page's settings
 MAX_FILES = 500
 MAX_UNPACKED = 16 * 1024 * 1024
 STAGING_PREFIX = ".restore-"
@@ -100,8 +107,9 @@ def managed_files(config_dir, config_name):
 # ---------------------------------------------------------------------------------------------
 # Making one
 
-def create(config_path, include_keys, now=None):
-    """The backup of the settings beside config_path, as bytes (tar.gz)."""
+def create(config_path, include_keys, now=None, system_config=None):
+    """The backup of the settings beside config_path, and of the System page's file
+    system_config when it exists, as bytes (tar.gz)."""
     config_dir, config_name = os.path.split(os.path.realpath(config_path))
     now = now or datetime.datetime.now(datetime.timezone.utc)
     listed, omitted, contents = [], [], {}
@@ -121,12 +129,30 @@ def create(config_path, include_keys, now=None):
                 "created": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "config": config_name,
                 "private_keys": bool(include_keys), "omitted_private_keys": omitted,
                 "files": listed}
+    system = _system_bytes(system_config)
+    if system is not None and SYSTEM_CONF not in contents:
+        contents[SYSTEM_CONF] = system
+        listed.append({"path": SYSTEM_CONF, "size": len(system), "sha256": _sha256(system),
+                       "mode": "0660", "private_key": False})
+        manifest["system_config"] = SYSTEM_CONF
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         _add(tar, MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n", 0o644, now)
         for entry in listed:
             _add(tar, entry["path"], contents[entry["path"]], int(entry["mode"], 8), now)
     return out.getvalue()
+
+
+def _system_bytes(system_config):
+    """The System page's file, or None when there is none (a host, a router without it)."""
+    if not system_config:
+        return None
+    try:
+        return _read_bytes(system_config)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise BackupError("cannot read %s: %s" % (system_config, exc.strerror)) from None
 
 
 def _add(tar, name, data, mode, now):
@@ -198,6 +224,10 @@ def read(data):
         raise BackupError("%s is in the archive but not in the manifest" % extra[0])
     if manifest["config"] not in files:
         raise BackupError("the backup holds no configuration file %s" % manifest["config"])
+    if manifest.get("system_config", SYSTEM_CONF) != SYSTEM_CONF or (
+            "system_config" in manifest and SYSTEM_CONF not in files):
+        raise BackupError("the manifest names a system settings file %r the backup does not "
+                          "hold" % (manifest.get("system_config"),))
     return manifest, files
 
 
@@ -251,10 +281,12 @@ def _manifest(members):
 # ---------------------------------------------------------------------------------------------
 # Restoring one
 
-def _fingerprint(config_dir, config_name):
-    """Changes whenever a managed live file does (a save in between must not be overwritten
-    by a summary the user confirmed before it)."""
+def _fingerprint(config_dir, config_name, system_config=None):
+    """Changes whenever a managed live file does, or the System page's (a save in between must
+    not be overwritten by a summary the user confirmed before it)."""
     digest = hashlib.sha256()
+    system = _system_bytes(system_config)
+    digest.update(b"-" if system is None else _sha256(system).encode())
     for relative in sorted(managed_files(config_dir, config_name)):
         digest.update(relative.encode() + b"\0")
         try:
@@ -264,18 +296,33 @@ def _fingerprint(config_dir, config_name):
     return digest.hexdigest()
 
 
-def stage(config_path, manifest, files):
+def stage(config_path, manifest, files, system_config=None):
     """Unpack beside the live settings and validate; -> token. BackupError (nothing left
-    behind) when ikecore.config refuses the configuration with the backup's files."""
+    behind) when ikecore.config refuses the configuration with the backup's files, or the System
+    page's validator the backup's system.conf."""
     from ikecore import config
+
+    from webui import system_settings
     config_dir, config_name = os.path.split(os.path.realpath(config_path))
     discard_all(config_path)                     # one restore waits for confirmation at a time
+    system = None
+    if manifest.get("system_config"):
+        try:
+            system = system_settings.checked(files[SYSTEM_CONF].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BackupError("the backup's system settings (%s) are not UTF-8 text"
+                              % SYSTEM_CONF) from None
+        except system_settings.SettingsError as exc:
+            raise BackupError("the backup's system settings (%s) are refused: %s"
+                              % (SYSTEM_CONF, exc)) from None
     token = secrets.token_urlsafe(18)
     root = os.path.join(config_dir, STAGING_PREFIX + token)
     new = os.path.join(root, "new")
     try:
         os.makedirs(new, mode=0o700)
         wanted = dict(files)
+        if manifest.get("system_config"):
+            del wanted[SYSTEM_CONF]          # never renamed into place: saved and applied
         wanted[config_name] = files[manifest["config"]]
         if manifest["config"] != config_name:
             del wanted[manifest["config"]]
@@ -292,9 +339,9 @@ def stage(config_path, manifest, files):
         text = wanted[config_name].decode("utf-8")
         config.parse(text, source="%s (in the backup)" % manifest["config"], base_dir=new)
         with open(os.path.join(root, "state.json"), "w") as handle:
-            json.dump({"fingerprint": _fingerprint(config_dir, config_name),
+            json.dump({"fingerprint": _fingerprint(config_dir, config_name, system_config),
                        "created": manifest.get("created"),
-                       "private_keys": manifest["private_keys"]}, handle)
+                       "private_keys": manifest["private_keys"], "system": system}, handle)
     except UnicodeDecodeError:
         shutil.rmtree(root, ignore_errors=True)
         raise BackupError("the backup's configuration is not UTF-8 text") from None
@@ -348,9 +395,10 @@ def _new_files(root):
     return found
 
 
-def summarize(config_path, token):
+def summarize(config_path, token, system_config=None):
     """What confirming would change: {"files": [(path, "added"|"changed"|"removed")],
-    "entries": [text], "diff": masked unified diff of the config, "created", "private_keys"}."""
+    "entries": [text], "diff": masked unified diff of the config, "created", "private_keys"};
+    the System page's settings the backup changes are entries too ("system NTP servers: ...")."""
     config_dir, config_name = os.path.split(os.path.realpath(config_path))
     root = _staging(config_path, token)
     with open(os.path.join(root, "state.json")) as handle:
@@ -371,8 +419,26 @@ def summarize(config_path, token):
     diff = "".join(difflib.unified_diff(
         _masked(old_text), _masked(new_text), "%s (now)" % config_name,
         "%s (backup)" % config_name))
-    return {"files": files, "entries": _entry_changes(old_text, new_text), "diff": diff,
+    entries = _entry_changes(old_text, new_text)
+    if state.get("system") is not None:
+        entries += _system_changes(system_config, state["system"])
+    return {"files": files, "entries": entries, "diff": diff,
             "created": state.get("created"), "private_keys": state.get("private_keys")}
+
+
+def _system_changes(system_config, restored):
+    from webui import system_settings
+    live = system_settings.read(system_config) if system_config else system_settings.DEFAULTS
+    names = {"ntp_servers": "NTP servers", "syslog_server": "log server",
+             "syslog_port": "log server port", "syslog_protocol": "log server protocol"}
+    changes = []
+    for field, name in names.items():
+        before, after = live.get(field), restored.get(field)
+        if before != after:
+            show = (lambda v: " ".join(v) or "(none)") if field == "ntp_servers" else (
+                lambda v: str(v) if v not in ("", None) else "(none)")
+            changes.append("system %s: %s -> %s" % (name, show(before), show(after)))
+    return changes
 
 
 def _text(path):
@@ -432,10 +498,13 @@ class Swap:
     """The staged files renamed into place; undo() renames the old ones back, commit() forgets
     them. Every rename stays inside the config directory's filesystem."""
 
-    def __init__(self, config_dir, root):
+    def __init__(self, config_dir, root, system_settings=None):
         self.config_dir = config_dir
         self.root = root
         self.journal = []          # (live path, where the old file went or None, new or None)
+        # the backup's System page settings, validated, for the caller to save and apply once
+        # the daemon accepted the rest (None: the backup has none, the router's stay)
+        self.system_settings = system_settings
 
     def run(self, old_paths, new_files):
         trash = os.path.join(self.root, "old")
@@ -480,18 +549,18 @@ def _fsync_dirs(directories):
             os.close(fd)
 
 
-def swap(config_path, token):
+def swap(config_path, token, system_config=None):
     """Put the staged settings in place -> Swap (undo() if the daemon refuses them). A failure
     half-way puts everything back before BackupError is raised."""
     config_dir, config_name = os.path.split(os.path.realpath(config_path))
     root = _staging(config_path, token)
     with open(os.path.join(root, "state.json")) as handle:
         state = json.load(handle)
-    if state.get("fingerprint") != _fingerprint(config_dir, config_name):
+    if state.get("fingerprint") != _fingerprint(config_dir, config_name, system_config):
         shutil.rmtree(root, ignore_errors=True)
         raise BackupError("the settings changed since this backup was checked; upload it "
                           "again to see what it changes now")
-    result = Swap(config_dir, root)
+    result = Swap(config_dir, root, state.get("system"))
     try:
         result.run(managed_files(config_dir, config_name), _new_files(root))
     except OSError as exc:

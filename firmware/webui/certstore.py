@@ -497,3 +497,43 @@ def _with_files(config_dir, doc, entries, keys, load, describe_it, now):
                         "csr": False, "info": info, "error": error,
                         "used_by": sorted(slot["peers"])})
     return entries
+
+
+def fetched_crls(config_dir, now=None):
+    """The CRLs the daemon fetched from distribution points (a peer's fetch_crls), from its
+    cache's index (ikecore.crl_fetch): [{url, info, error, fetched_at, failed_at}] by URL.
+    info: describe_crl of the cached copy (None when there is none yet); error: the last
+    fetch's failure, None when the last fetch worked."""
+    import json
+    from ikecore import crl_fetch
+    directory = os.path.join(config_dir, crl_fetch.CACHE_DIR)
+    try:
+        with open(os.path.join(directory, crl_fetch.INDEX), encoding="utf-8") as handle:
+            index = json.load(handle)
+    except (OSError, ValueError):
+        return []
+
+    def when(value):
+        return (datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
+                if isinstance(value, (int, float)) else None)
+    found = []
+    for url, entry in sorted(index.items() if isinstance(index, dict) else []):
+        if not isinstance(entry, dict):
+            continue
+        info = None
+        name = entry.get("file")
+        if isinstance(name, str) and "/" not in name:
+            info, _ = _read(os.path.join(directory, name), url, load_crl, describe_crl, now)
+        found.append({"url": url, "info": info, "error": entry.get("error"),
+                      "fetched_at": when(entry.get("fetched_at")),
+                      "failed_at": when(entry.get("failed_at"))})
+    return found
+
+
+def fetched_crl_entries(config_dir, now=None):
+    """The fetched CRLs that are cached, shaped as crl_inventory's entries (kind "fetched",
+    name and path: the URL), for /metrics and the expiry log: a stale one refuses as an uploaded
+    stale CRL does, so it is flagged as one is."""
+    return [{"kind": "fetched", "name": f["url"], "path": f["url"], "info": f["info"],
+             "error": f["error"], "used_by": []}
+            for f in fetched_crls(config_dir, now) if f["info"]]

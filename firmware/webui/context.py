@@ -9,7 +9,7 @@ from aiohttp import web
 
 from webui import auth, forms, presentation
 from webui.control import ControlClient
-from webui.firewall_log import LogSource
+from webui.system_log import LogSource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +41,8 @@ class Context:
         self.passwords = auth.PasswordStore(options.state_dir)
         self.sessions = auth.Sessions(**kwargs)
         self.limiter = auth.LoginLimiter(**kwargs)
-        self.firewall_source = LogSource(options.firewall_log, options.logread)
+        # the persisted system log: the firewall and the VPN log pages read it
+        self.system_log = LogSource(options.firewall_log, options.logread)
         self.settings_lock = asyncio.Lock()     # one read-modify-write of the config at a time
         self.expiry_task = None                 # views_certs: logs certificates near expiry
         self.templates = jinja2.Environment(

@@ -1,5 +1,5 @@
-"""Firewall log: nftables log lines (prefix `fw:<iface>:<in|out|fwd>:<verdict> `) from the syslog
-ring, parsed into structured entries for the firewall log page.
+"""Firewall log: nftables log lines (prefix `fw:<iface>:<in|out|fwd>:<verdict> `) from the system
+log (webui.system_log reads it), parsed into structured entries for the firewall log page.
 
 A kernel log line as syslog stores it looks like
   Nov 25 14:00:01 router kern.warn kernel: [  12.345678] fw:eth0:in:drop IN=eth0 OUT= MAC=...
@@ -7,16 +7,12 @@ A kernel log line as syslog stores it looks like
 (busybox syslogd), or with an ISO time stamp (rsyslog) on a host. The kernel's nf_log prints
 `KEY=value` fields separated by spaces, and bare flags (DF, SYN, ...), which we ignore.
 """
-import asyncio
-import os
 import re
-import shutil
+
+from webui.system_log import SYSLOG_TIME
 
 PREFIX = re.compile(r"fw:(?P<iface>[^:\s]+):(?P<direction>in|out|fwd):(?P<verdict>[a-z]+) ")
-SYSLOG_TIME = re.compile(r"^(?:<\d+>)?(?P<time>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-                         r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 FIELD = re.compile(r"([A-Z]+)=(\S*)")
-READ_TAIL_BYTES = 2 * 1024 * 1024       # a file on the host may be big; only its end matters
 
 
 class FirewallEntry:
@@ -90,38 +86,3 @@ def matches(entry, interface=None, protocol=None, addresses=None, verdict=None):
     if addresses is not None and entry.src not in addresses and entry.dst not in addresses:
         return False
     return True
-
-
-class LogSource:
-    """Where the syslog lines come from: a file (--firewall-log) or the `logread` command."""
-
-    def __init__(self, path=None, command=None):
-        self.path = path
-        self.command = command if command is not None else (
-            None if path else shutil.which("logread"))
-
-    def describe(self):
-        if self.path:
-            return self.path
-        return self.command or "no source (no --firewall-log FILE and no logread command)"
-
-    async def read_lines(self):
-        if self.path:
-            return await asyncio.get_running_loop().run_in_executor(None, self._tail_file)
-        if self.command:
-            proc = await asyncio.create_subprocess_exec(
-                self.command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-            out, _ = await proc.communicate()
-            return out.decode("utf-8", "replace").splitlines()
-        return []
-
-    def _tail_file(self):
-        try:
-            with open(self.path, "rb") as handle:
-                size = handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, size - READ_TAIL_BYTES))
-                data = handle.read()
-        except FileNotFoundError:
-            return []
-        lines = data.decode("utf-8", "replace").splitlines()
-        return lines[1:] if size > READ_TAIL_BYTES else lines   # first one may be cut

@@ -14,7 +14,7 @@ from ikecore.protocol.proposals import MAX_PROPOSALS as PROPOSAL_SLOTS
 INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 FIELD_ALIASES = {"psk_file": "psk"}     # keys without a field of their own
 LIST_FIELDS = ("ca", "intermediates", "crls")
-CERT_FIELDS = ("cert", "key") + LIST_FIELDS
+CERT_FIELDS = ("cert", "key") + LIST_FIELDS + ("fetch_crls",)
 KEY_IN_SECTION = re.compile(r"^(?P<section>peer|connection)\[(?P<index>\d+)\](?:\.(?P<rest>.+))?$")
 
 
@@ -106,6 +106,10 @@ def peer_entry(form, old):
         _files(entry, "ca", cas + ([typed] if typed and typed not in cas else []))
         for key in ("intermediates", "crls"):
             _files(entry, key, _all(form, key))
+        if form.get("fetch_crls") == "on":
+            entry["fetch_crls"] = True
+        else:
+            entry.pop("fetch_crls", None)
     slots = _proposals(form, entry)
     _set(entry, "lifetime_s", form.get("lifetime_s"), number=True)
     entry["nat_t"] = form.get("nat_t") == "on"

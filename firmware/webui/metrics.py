@@ -32,7 +32,8 @@ def render(summary, status=None, up=True, certificates=(), crls=()):
     """Text for one scrape: summary from the daemon's `summary` request ({} when up=False: the
     daemon could not be asked), status its full status or None (no per-SA series);
     certificates: webui.certstore.inventory() entries (their expiry is exported); crls:
-    crl_inventory() entries (their next update: past it, peers using one refuse certificates)."""
+    crl_inventory() entries and fetched_crl_entries() (kind "fetched", name and path its URL;
+    their next update: past it, peers using one refuse certificates)."""
     out = []
 
     def family(name, kind, help_text, samples):
@@ -77,7 +78,8 @@ def render(summary, status=None, up=True, certificates=(), crls=()):
     crl_labels = [(c, (("name", c["name"]), ("kind", c["kind"]), ("path", c["path"]),
                        ("issuer", c["info"]["issuer"]))) for c in crls if c["info"]]
     family("ikecore_crl_next_update_timestamp_seconds", "gauge",
-           "When each stored or configured CRL's issuer publishes the next one (Unix time).",
+           "When each stored, configured or fetched CRL's issuer publishes the next one "
+           "(Unix time).",
            [(labels, int(c["info"]["next_update"].timestamp())) for c, labels in crl_labels
             if c["info"]["next_update"]])
     family("ikecore_crl_stale", "gauge",

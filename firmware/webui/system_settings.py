@@ -93,14 +93,18 @@ def validate(form):
 def read(path):
     """The settings in the file (DEFAULTS for a missing file or key); a hand-edited bad value is
     kept as text, so the form shows it and a save names it."""
-    settings = dict(DEFAULTS)
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return parse(handle.read())
     except FileNotFoundError:
-        return settings
+        return dict(DEFAULTS)
+
+
+def parse(text):
+    """The settings in a file's text (a backup's system.conf too), as `read` gives them."""
+    settings = dict(DEFAULTS)
     fields = {key: field for field, key in KEYS.items()}
-    for line in lines:
+    for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep and key.strip() in fields:
             field = fields[key.strip()]
@@ -111,6 +115,12 @@ def read(path):
                 value = int(value)
             settings[field] = value
     return settings
+
+
+def checked(text):
+    """A file's text -> validated settings, with the System page's own validator (a restored
+    backup's system.conf); SettingsError naming each bad field."""
+    return validate(form_values(parse(text)))
 
 
 def form_values(settings):

@@ -2,12 +2,15 @@
 
 Restore is upload -> check and summary page -> confirm. Confirming swaps the files in and asks
 the daemon to reload; if it refuses (or cannot be asked), the old files go back and the daemon
-is asked to reload those, so the router never stays on settings it did not accept.
+is asked to reload those, so the router never stays on settings it did not accept. Once it
+accepted them, the backup's System page settings (system.conf, validated at upload by that page's
+validator) are saved and applied as a save on the System page is.
 """
 import socket
 
 from aiohttp import web
 
+from webui import system_settings
 from webui.context import ctx_of, redirect, render
 from webui.control import ControlError
 from webui.config_file import in_thread, settings_lock
@@ -24,6 +27,10 @@ def _config_file(request):
     return ctx_of(request).options.config_path
 
 
+def _system_file(request):
+    return ctx_of(request).options.system_config
+
+
 async def page(request, status=200, error=None):
     return render(request, "backup.html", status=status, error=error)
 
@@ -34,7 +41,8 @@ async def download(request):
     include_keys = form.get("private_keys") == "on"
     async with settings_lock(request):
         try:
-            data = await in_thread(backup.create, _config_file(request), include_keys)
+            data = await in_thread(backup.create, _config_file(request), include_keys, None,
+                                   _system_file(request))
         except backup.BackupError as exc:
             return await page(request, status=500, error="No backup made: %s" % exc)
     name = backup.filename(socket.gethostname(), include_keys)
@@ -52,8 +60,10 @@ async def upload(request):
     try:
         manifest, files = await in_thread(backup.read, data)
         async with settings_lock(request):
-            token = await in_thread(backup.stage, _config_file(request), manifest, files)
-            summary = await in_thread(backup.summarize, _config_file(request), token)
+            token = await in_thread(backup.stage, _config_file(request), manifest, files,
+                                    _system_file(request))
+            summary = await in_thread(backup.summarize, _config_file(request), token,
+                                      _system_file(request))
     except backup.BackupError as exc:
         return await page(request, status=400, error="%s refused, nothing was changed: %s"
                           % (item.filename or "The file", exc))
@@ -67,7 +77,8 @@ async def confirm(request):
     control = ctx_of(request).control
     async with settings_lock(request):
         try:
-            swapped = await in_thread(backup.swap, _config_file(request), token)
+            swapped = await in_thread(backup.swap, _config_file(request), token,
+                                      _system_file(request))
         except backup.BackupError as exc:
             return await page(request, status=409, error="Not restored: %s" % exc)
         try:
@@ -82,7 +93,27 @@ async def confirm(request):
                 "Not restored: the daemon did not accept the restored settings (%s). The "
                 "previous settings are back in place." % exc))
         await in_thread(swapped.commit)
-    raise redirect(URL, "Settings restored from the backup; the daemon applied them.", request)
+        system = await _restore_system(request, swapped.system_settings)
+    raise redirect(URL, "Settings restored from the backup; the daemon applied them." + system,
+                   request)
+
+
+async def _restore_system(request, settings):
+    """Save and apply the backup's System page settings (None: it had none) as the System page
+    does; the words for the message."""
+    if settings is None:
+        return ""
+    options = ctx_of(request).options
+    try:
+        await in_thread(system_settings.save, options.system_config, settings)
+    except OSError as exc:
+        return (" The system settings (NTP, remote syslog) were not restored: cannot write "
+                "%s: %s." % (options.system_config, exc.strerror))
+    problem = await in_thread(system_settings.apply, options.system_apply)
+    if problem is None:
+        return " The system settings (NTP, remote syslog) are restored and applied now."
+    return (" The system settings (NTP, remote syslog) are restored; not applied yet: %s; "
+            "they take effect at the next boot." % problem)
 
 
 async def cancel(request):

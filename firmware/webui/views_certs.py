@@ -12,8 +12,8 @@ import os
 
 from aiohttp import web
 
-from webui.config_file import certstore, crl_inventory, in_thread, inventory, settings_lock, \
-    store_of
+from webui.config_file import certstore, config_path, crl_inventory, in_thread, inventory, \
+    settings_lock, store_of
 from webui.context import CONTEXT_KEY, redirect, render
 
 URL = "/settings/certificates"
@@ -23,8 +23,10 @@ log = logging.getLogger("webui.certificates")
 async def page(request, status=200, error=None, values=None):
     entries = await inventory(request)
     crls = await crl_inventory(request)
+    fetched = await in_thread(certstore().fetched_crls,
+                              os.path.dirname(config_path(request)))
     return render(request, "certificates.html", status=status, entries=entries, crls=crls,
-                  error=error, values=values or {},
+                  fetched=fetched, error=error, values=values or {},
                   warning_days=certstore().EXPIRY_WARNING_DAYS, key_bits=certstore().KEY_BITS)
 
 
@@ -142,6 +144,7 @@ def log_expiring(config_file):
         doc = config.read_document(path).unwrap()
         entries = certstore().inventory(os.path.dirname(path), doc)
         crls = certstore().crl_inventory(os.path.dirname(path), doc)
+        crls += certstore().fetched_crl_entries(os.path.dirname(path))
     except (config.ConfigError, OSError) as exc:
         log.warning("certificate expiry check skipped: %s", exc)
         return
@@ -150,7 +153,13 @@ def log_expiring(config_file):
         if not (info and info["warn"]):
             continue
         used = " (used by %s)" % ", ".join(entry["used_by"]) if entry["used_by"] else ""
-        if "next_update" in info:          # a CRL
+        if entry["kind"] == "fetched":
+            log.warning("CRL fetched from %s (issuer %s): its next update %s has passed, "
+                        "certificates checked against it are refused until it is fetched "
+                        "again%s", entry["path"], info["issuer"], info["next_update"].date(),
+                        " (the last fetch failed: %s)" % entry["error"] if entry["error"]
+                        else "")
+        elif "next_update" in info:          # a CRL
             log.warning("CRL %s (issuer %s): its next update %s has passed, certificates "
                         "checked against it are refused; upload the CA's newer CRL%s",
                         entry["path"], info["issuer"],

@@ -1,12 +1,13 @@
-"""/log/vpn (the daemon's `log` request) and /log/firewall (nftables lines from the syslog ring).
+"""/log/vpn (the daemon's `log` request merged with its lines in the persisted system log, so
+those from before a reboot show too) and /log/firewall (nftables lines from the system log).
 
-Both newest first, filtered on the server by query parameters; every SPI links to its SA's row on
+Both read the system log through one webui.system_log.LogSource; both newest first, filtered on the server by query parameters; every SPI links to its SA's row on
 the status page (which carries id="sa-<hex spi>").
 """
 import re
 import time
 
-from webui import firewall_log, presentation
+from webui import firewall_log, presentation, system_log
 from webui.context import ctx_of, render
 from webui.control import ControlError
 
@@ -35,23 +36,25 @@ def format_time(value):
     return "" if value is None else str(value)
 
 
-def _sort_key(entry):
-    value = entry.get("time")
-    return value if isinstance(value, (int, float)) else 0
-
-
 async def vpn_log(request):
     ctx = ctx_of(request)
     peer = request.query.get("peer", "").strip()
     level = request.query.get("level", "").strip().lower()
-    error = None
+    errors = []
     try:
-        entries = await ctx.control.request("log", limit=VPN_LOG_LIMIT) or []
+        live = await ctx.control.request("log", limit=VPN_LOG_LIMIT) or []
     except ControlError as exc:
-        entries, error = [], str(exc)
-    entries = [e for e in entries if isinstance(e, dict)]
-    if all(isinstance(e.get("time"), (int, float)) for e in entries):
-        entries.sort(key=_sort_key, reverse=True)      # newest first whatever the daemon's order
+        live = []
+        errors.append(str(exc))
+    try:
+        lines = await ctx.system_log.read_lines()
+    except OSError as exc:
+        lines = []
+        errors.append("cannot read the system log from %s: %s" % (ctx.system_log.describe(),
+                                                                   exc))
+    entries = system_log.merge_vpn(system_log.vpn_entries(lines),
+                                   [e for e in live if isinstance(e, dict)], VPN_LOG_LIMIT)
+    error = "; ".join(errors) or None
     peers = sorted({str(e.get("peer")) for e in entries if e.get("peer")})
     levels = sorted({str(e.get("level")).lower() for e in entries if e.get("level")})
     shown = [e for e in entries
@@ -73,10 +76,10 @@ async def firewall(request):
     peer = query.get("peer", "").strip()
     error = None
     try:
-        lines = await ctx.firewall_source.read_lines()
+        lines = await ctx.system_log.read_lines()
     except OSError as exc:
         lines, error = [], "cannot read the firewall log from %s: %s" % (
-            ctx.firewall_source.describe(), exc)
+            ctx.system_log.describe(), exc)
     entries = firewall_log.parse_lines(lines)
     addresses = None
     if peer:
@@ -94,7 +97,7 @@ async def firewall(request):
     return render(request, "log_firewall.html", entries=shown[:FIREWALL_SHOWN],
                   total=len(entries), matched=len(shown), interfaces=interfaces,
                   protocols=protocols, interface=interface, protocol=protocol, verdict=verdict,
-                  peer=peer, error=error, source=ctx.firewall_source.describe())
+                  peer=peer, error=error, source=ctx.system_log.describe())
 
 
 def add_routes(app):

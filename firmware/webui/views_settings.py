@@ -19,7 +19,7 @@ from webui.control import ControlError
 PROPOSAL_FIELDS = tuple("proposals.%d" % slot for slot in range(forms.PROPOSAL_SLOTS))
 PEER_FIELDS = ("name", "remote_gateway", "phase1_mode", "act_as", "local_id.type",
                "local_id.value", "remote_id.type", "remote_id.value", "auth", "psk", "cert",
-               "key", "ca", "intermediates", "crls") + PROPOSAL_FIELDS + (
+               "key", "ca", "intermediates", "crls", "fetch_crls") + PROPOSAL_FIELDS + (
                "lifetime_s", "nat_t", "dpd.delay_s", "dpd.timeout_s", "fragmentation",
                "fragment_size", "catch_all")
 CONNECTION_FIELDS = ("name", "peer", "local_net", "remote_net", "protocol") + PROPOSAL_FIELDS + (

@@ -4,12 +4,13 @@ A router may hold 10,000 tunnels (~4 MB of status): with more than PAGE_SIZE pee
 one page of peers, and nothing here then asks the daemon for every SA (docs/architecture.md,
 "Control socket"). With fewer, the page is the seed's two tables of everything, as it always was.
 """
+import os
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from webui import metrics, selection as selection_
-from webui.config_file import crl_inventory, inventory
+from webui.config_file import certstore, config_path, crl_inventory, in_thread, inventory
 from webui.context import ctx_of, redirect, render
 from webui.control import ControlError, Refused
 
@@ -103,6 +104,8 @@ async def metrics_page(request):
         up = False
     try:
         certificates, crls = await inventory(request), await crl_inventory(request)
+        crls += await in_thread(certstore().fetched_crl_entries,
+                                os.path.dirname(config_path(request)))
     except web.HTTPException:                      # an unreadable config: no certificate rows
         certificates, crls = [], []
     return web.Response(text=metrics.render(summary, status, up=up, certificates=certificates,

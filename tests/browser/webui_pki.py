@@ -85,7 +85,8 @@ class Authority:
         authority.cert, authority.key = cert, key
         return authority
 
-    def _build(self, subject, public_key, not_before, not_after, ca=False, sans=(), usage=None):
+    def _build(self, subject, public_key, not_before, not_after, ca=False, sans=(), usage=None,
+               crl_urls=()):
         issuer = self.cert.subject if self.cert is not None else subject     # a root: itself
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
                    .public_key(public_key).serial_number(x509.random_serial_number())
@@ -96,16 +97,20 @@ class Authority:
             builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), False)
         if usage is not None:
             builder = builder.add_extension(key_usage(**usage), True)
+        if crl_urls:
+            builder = builder.add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(u) for u in crl_urls], None, None, None)]), False)
         return builder.sign(self.key, hashes.SHA256())
 
-    def issue(self, cn, key=None, days=365, start_days_ago=1, sans=(), usage=None):
+    def issue(self, cn, key=None, days=365, start_days_ago=1, sans=(), usage=None, crl_urls=()):
         """(certificate, key) for cn, valid from start_days_ago ago for `days` from then
-        (a negative start_days_ago: not yet valid); usage: keyUsage bits, None: no extension."""
+        (a negative start_days_ago: not yet valid); usage: keyUsage bits, None: no extension;
+        crl_urls: its CRL distribution points."""
         key = key or rsa_key()
         start = datetime.datetime.now(UTC) - datetime.timedelta(days=start_days_ago)
         cert = self._build(name(cn), key.public_key(), start,
                            start + datetime.timedelta(days=days), sans=alt_names(sans),
-                           usage=usage)
+                           usage=usage, crl_urls=crl_urls)
         return cert, key
 
     def crl(self, revoked=(), issued_days_ago=0, next_update_days=7, signer=None):

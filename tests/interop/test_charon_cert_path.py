@@ -10,18 +10,21 @@ come up: the intermediate sent by charon in CERT payloads, or configured on our 
 our own certificate under an intermediate, which we send after it, is accepted by charon, which
 trusts only the root.
 """
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from webui_client import run_webui_with
 from webui_pki import SIGNING_USAGE, Authority, cert_pem, crl_pem, key_pem, \
     pkcs1_pem
 
-from support.netns import WAN_A, WAN_B
+from support.netns import WAN_A, WAN_B, stop_process
 from ours import REPO
 from scenarios import CONN, charon_conn, our_config, our_ike_sa, scenario, wait_failure_settled, \
     wait_settled
@@ -44,10 +47,11 @@ def write(directory, name, data):
 
 
 def start(ours, charon, charon_cert, charon_key, charon_chain=(), our_cert=None, our_key=None,
-          our_chain=(), intermediates=(), crls=(), clock_synchronized=True):
+          our_chain=(), intermediates=(), crls=(), clock_synchronized=True, fetch_crls=False):
     """charon with its certificate (and the intermediates it sends), our daemon as initiator
-    trusting ROOT with the given intermediates and CRLs; the NTP hook's stamp exists unless
-    clock_synchronized is False."""
+    trusting ROOT with the given intermediates and CRLs (and fetching those the certificates
+    point to with fetch_crls); the NTP hook's stamp exists unless clock_synchronized is False.
+    Returns our (peers, connections)."""
     charon.add_credentials("charon.pem", cert_pem(charon_cert), pkcs1_pem(charon_key),
                            cert_pem(ROOT.cert), [cert_pem(c.cert) for c in charon_chain])
     our, their = scenario("main", "modern", pfs=True)
@@ -66,12 +70,15 @@ def start(ours, charon, charon_cert, charon_key, charon_chain=(), our_cert=None,
                 intermediates=[write(files, "im%d.pem" % i, cert_pem(c))
                                for i, c in enumerate(list(our_chain) + list(intermediates))],
                 crls=[write(files, "crl%d.pem" % i, crl_pem(c)) for i, c in enumerate(crls)])
+    if fetch_crls:
+        peer["fetch_crls"] = True
     os.chmod(peer["key"], 0o600)
     stamp = os.path.join(files, "clock-synced")
     if clock_synchronized:
         write(files, "clock-synced", b"")
     ours.env["IKECORE_CLOCK_SYNCED"] = stamp
     ours.start(peers, connections)
+    return peers, connections
 
 
 def ikectl_text(ours):
@@ -164,6 +171,27 @@ def test_an_expired_certificate_passes_until_the_clock_is_synchronized(ours, cha
     assert ours.ikectl_status()["clock_synchronized"] is False
 
 
+def test_intermediate_revoked_by_the_roots_crl(ours, charon_libipsec, tmp_path):
+    """The whole chain is checked against the CRLs (X509_V_FLAG_CRL_CHECK_ALL): charon's
+    certificate is current in its intermediate's CRL, but the root's CRL lists the intermediate
+    charon sends; refused, naming the intermediate. Without the root's CRL it comes up (an
+    intermediate whose issuer publishes no CRL passes, as strongSwan's default)."""
+    cert, key = charon_leaf()
+    root_crl = ROOT.crl(revoked=[INTERMEDIATE.cert])
+    entry = root_crl.get_revoked_certificate_by_serial_number(INTERMEDIATE.cert.serial_number)
+    start(ours, charon_libipsec, cert, key, charon_chain=[INTERMEDIATE],
+          crls=[INTERMEDIATE.crl(), root_crl])
+    assert_refused(ours, tmp_path, "intermediate CA O=ikecore test, CN=Interop Intermediate CA "
+                   "revoked on %s" % utc(entry, "revocation_date"))
+
+
+def test_intermediate_whose_issuer_has_no_crl_passes(ours, charon_libipsec):
+    cert, key = charon_leaf()
+    start(ours, charon_libipsec, cert, key, charon_chain=[INTERMEDIATE],
+          crls=[INTERMEDIATE.crl()])
+    assert_up(ours, charon_libipsec)
+
+
 @pytest.mark.parametrize("kind", ["expired", "not-yet-valid", "revoked", "crl-out-of-date",
                                   "issuer-not-a-ca", "wrong-key-usage"])
 def test_bad_certificate_refused_with_its_reason(ours, charon_libipsec, tmp_path, kind):
@@ -195,3 +223,104 @@ def test_bad_certificate_refused_with_its_reason(ours, charon_libipsec, tmp_path
         reason = "wrong key usage"
     start(ours, charon_libipsec, cert, key, **options)
     assert_refused(ours, tmp_path, reason)
+
+
+# -- CRLs fetched from the certificate's distribution point (a peer's fetch_crls) ---------------
+CRL_PORT = 8079
+DER = Encoding.DER
+
+
+@pytest.fixture
+def crl_server(lab, tmp_path):
+    """An HTTP server on charon's side of the WAN (namespace b, WAN_B:CRL_PORT) serving the
+    files of a directory the test writes; stop() takes it away (a CA's server down)."""
+    directory = tmp_path / "www"
+    directory.mkdir()
+
+    class Server:
+        url = "http://%s:%d" % (WAN_B, CRL_PORT)
+        root = directory
+        proc = None
+
+        def start(self):
+            self.proc = subprocess.Popen(lab.b.exec_cmd(
+                [sys.executable, "-u", "-m", "http.server", str(CRL_PORT), "--bind", WAN_B,
+                 "--directory", str(directory)]), stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True)
+            line = self.proc.stdout.readline()         # "Serving HTTP on ..." once bound
+            assert "Serving HTTP" in line, line
+
+        def stop(self):
+            if self.proc is not None:
+                stop_process(self.proc)
+                self.proc = None
+
+    server = Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_log(ours, text, timeout_s=30):
+    """The first line of our daemon's log containing text (polled, no fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open(ours.log_path, errors="replace") as f:
+            for line in f:
+                if text in line:
+                    return line
+        time.sleep(0.1)
+    raise AssertionError("%r not in our log\n%s" % (text, ours.log_tail()))
+
+
+def test_crl_fetched_from_the_distribution_point_refuses_a_revoked_certificate(
+        ours, charon_libipsec, tmp_path, crl_server):
+    """charon's certificate names an http:// CRL distribution point on the WAN: before the CRL
+    is in, it is refused for want of one; the daemon fetches it (our log says so, the cache
+    holds it), and the next negotiation refuses the certificate as revoked."""
+    url = crl_server.url + "/root.crl"
+    cert, key = charon_leaf(ROOT, crl_urls=[url])
+    crl = ROOT.crl(revoked=[cert])
+    (crl_server.root / "root.crl").write_bytes(crl.public_bytes(DER))
+    peers, _ = start(ours, charon_libipsec, cert, key, fetch_crls=True)
+    _, sa = wait_failure_settled(ours)
+    assert ("no CRL of its issuer O=ikecore test, CN=Interop Root CA is configured or fetched "
+            "yet") in sa["last_error"], sa
+    wait_log(ours, "fetched from %s" % url)
+    with open(os.path.join(ours.workdir, "certs", "crl", ".fetched", "index.json")) as f:
+        index = json.load(f)
+    assert index[url]["error"] is None and index[url]["issuer"] == "CN=Interop Root CA,O=ikecore test"
+    ours.up(peers[0]["name"])
+    entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    _, sa = wait_settled(ours, lambda sa: "revoked on" in (sa.get("last_error") or ""), 30,
+                         "refused as revoked")
+    assert "probable certificate mismatch" in sa["last_error"]
+    assert "revoked on %s" % utc(entry, "revocation_date") in sa["last_error"], sa
+
+
+def test_crl_fetch_failure_is_diagnosed_and_the_cached_crl_serves_after_a_restart(
+        ours, charon_libipsec, tmp_path, crl_server):
+    """A current CRL fetched once lets the tunnel up and is kept on disk; restarted with the
+    CA's server gone, the daemon logs the failed fetch once with the URL and the reason, the
+    Certificates page shows it, and the cached CRL authenticates the peer at once."""
+    url = crl_server.url + "/root.crl"
+    cert, key = charon_leaf(ROOT, crl_urls=[url])
+    (crl_server.root / "root.crl").write_bytes(ROOT.crl().public_bytes(DER))
+    peers, connections = start(ours, charon_libipsec, cert, key, fetch_crls=True)
+    wait_log(ours, "fetched from %s" % url)
+    ours.up(peers[0]["name"])
+    assert_up(ours, charon_libipsec)
+
+    ours.stop()
+    crl_server.stop()
+    ours.start(peers, connections)
+    assert_up(ours, charon_libipsec)
+    line = wait_log(ours, "CRL fetch from %s failed" % url)
+    assert "refused" in line and "(the cached CRL stays in use)" in line, line
+
+    async def read(web):
+        _, page = await web.page("/settings/certificates")
+        return page
+    page = run_webui_with(ours.socket_path, ours.config_path, tmp_path / "webui", read)
+    shown = re.findall(r'<p class="notice crl-fetch-error"[^>]*>(.*?)</p>', page, re.S)
+    assert shown and url in shown[0] and "refused" in shown[0], page

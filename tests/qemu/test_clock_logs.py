@@ -4,6 +4,8 @@ reached outside a 0.0.0.0/0 tunnel -- and only then enforces certificate dates; 
 reboot on the data partition, bounded by rotation, and reaches a remote log server as RFC 5424
 over UDP and TCP. The NTP server and the log servers are small ones this file runs on the host's
 loopback; the guest's user-mode WAN reaches them through 10.0.2.2."""
+import datetime
+import html
 import http.cookiejar
 import re
 import secrets
@@ -294,10 +296,48 @@ def test_log_rotates_within_its_bound(clock_router):
     assert numbers[0] > 0                    # the oldest lines were dropped
 
 
+LOOKUP = ("timeout 20 python3 -c \"import socket; socket.getaddrinfo('ntp.example.test', 123)\"; "
+          "timeout 10 python3 -c \"import socket; socket.create_connection(('%s', 53), 5)\"; true")
+
+
+def test_the_routers_dns_goes_outside_a_0_0_0_0_tunnel(clock_router):
+    """The resolvers the DHCP lease named (QEMU's 10.0.2.3) get bypass policies for UDP and TCP
+    port 53 from the router's WAN address (dns-bypass, run by the DHCP hook), so a tunnel taking
+    everything the router sends does not take its DNS queries (the NTP servers' names, DNS-named
+    gateways): no negotiation is started for port 53. Without those policies the same lookups
+    start one: what this test would see if they were missing."""
+    r = clock_router
+    resolvers = re.findall(r"^nameserver (\S+)", r.check("cat /etc/resolv.conf"), re.M)
+    assert resolvers, r.check("cat /etc/resolv.conf")
+    wan = r.check("ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1").strip()
+    policies = r.check("ip xfrm policy")
+    for ns in resolvers:
+        for proto in ("udp", "tcp"):
+            assert re.search(r"src %s/32 dst %s/32 \s*proto %s dport 53\s+dir out priority 101"
+                             % (re.escape(wan), re.escape(ns), proto), policies), policies
+            assert re.search(r"src %s/32 dst %s/32 \s*proto %s sport 53\s+dir in priority 101"
+                             % (re.escape(ns), re.escape(wan), proto), policies), policies
+    r.check(TUNNEL_0_0)
+    try:
+        r.check(LOOKUP % resolvers[0], timeout=60)
+        states = r.check("ip xfrm state")
+        assert "dport 53" not in states, states
+        r.check("RESOLV_CONF=/dev/null /usr/libexec/ikecore/dns-bypass")   # the bypasses go
+        assert "dport 53" not in r.check("ip xfrm policy")
+        r.check(LOOKUP % resolvers[0], timeout=60)
+        states = r.check("ip xfrm state")
+        assert "dport 53" in states, states               # now the tunnel took them
+    finally:
+        r.check("ip xfrm policy flush; ip xfrm state flush; /usr/libexec/ikecore/dns-bypass; "
+                "/etc/init.d/S45ntpd stop; /etc/init.d/S45ntpd start")
+    assert "dport 53" in r.check("ip xfrm policy")
+
+
 def test_logs_survive_a_reboot(clock_router):
     """Last in this module: it reboots. A VPN log line (the daemon's), a firewall log line (a
-    packet dropped on WAN) and one of ours are still there afterwards, and the firewall log page
-    shows the dropped packet."""
+    packet dropped on WAN) and one of ours are still there afterwards, the firewall log page
+    shows the dropped packet, and the VPN log page the daemon's line from before the reboot
+    (with its time then), below the new daemon's own entries."""
     r = clock_router
     token = secrets.token_hex(6)
     r.check(f"logger -t persisttest {token}")
@@ -319,3 +359,19 @@ def test_logs_survive_a_reboot(clock_router):
     page.login(PASSWORD)
     firewall = page.get("/log/firewall?interface=eth0&verdict=drop")
     assert re.search(r'<td data-label="Destination" class="mono">[0-9.]+:80</td>', firewall), firewall
+    daemon = [m for m in (re.match(r"^(\S+) \S+ daemon\.\w+ ikecore: (.*)$", line)
+                          for line in vpn) if m]
+    assert daemon, vpn[-5:]
+    stamp, message = daemon[-1].groups()
+    message = re.sub(r"^\[[^\]\s]+\] ", "", message)
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(
+        datetime.datetime.fromisoformat(stamp).timestamp()))       # the guest runs on UTC
+    rows = [(cell_time, html.unescape(re.sub(r"<[^>]+>", "", text))) for cell_time, text in
+            re.findall(r'<td data-label="Time" class="mono">([^<]*)</td>.*?'
+                       r'<td data-label="Message"><span>(.*?)</span></td>',
+                       page.get("/log/vpn"), re.S)]
+    assert rows.count((when, message)) == 1, (when, message, rows[:20])
+    started = next(i for i, (_, t) in enumerate(rows) if t.startswith("ikecore started"))
+    assert rows.index((when, message)) > started         # below (older than) the new start
+    # the daemon's stderr copies in the system log (ikecore-respawn, facility user) are not shown
+    assert not [t for _, t in rows if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ikecore ", t)]

@@ -144,3 +144,47 @@ def test_crls_must_be_current_and_cover_the_issuer(pki):
     assert (P.cert_verify(pki["via_inter"].der, [root.der], [pki["inter"].der],
                           crl_ders=[_crl(pki)], at_time=AT)
             == "no CRL of its issuer O=ikecore test, CN=Intermediate CA is configured")
+
+
+def _signed_crl(issuer, revoked_serials=(), last=NOW - 3 * DAY, next_=NOW + 30 * DAY):
+    b = (x509.CertificateRevocationListBuilder().issuer_name(issuer.name)
+         .last_update(last).next_update(next_))
+    for serial in revoked_serials:
+        b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                      .revocation_date(NOW - 2 * DAY).build())
+    return b.sign(issuer.key, hashes.SHA256()).public_bytes(DER)
+
+
+def test_whole_chain_revocation():
+    """X509_V_FLAG_CRL_CHECK_ALL: an intermediate the root's CRL lists is refused, naming it;
+    an intermediate whose issuer has no CRL configured passes (the leaf's issuer must have one,
+    as before); a stale CRL of the root refuses the chain as a stale CRL of the leaf's issuer
+    does."""
+    root = _Cert("Root CA", ca=True)
+    inter = _Cert("Revoked Intermediate CA", root, ca=True, serial=777)
+    leaf = _Cert("sun", inter)
+    when = (NOW - 2 * DAY).strftime("%Y-%m-%d %H:%M:%S UTC")
+    inter_crl = _signed_crl(inter)
+    root_crl = _signed_crl(root, [777])
+    assert (P.cert_verify(leaf.der, [root.der], [inter.der], crl_ders=[inter_crl, root_crl],
+                          at_time=AT)
+            == "intermediate CA O=ikecore test, CN=Revoked Intermediate CA revoked on " + when)
+    # dates not enforced (clock not synchronized): revocation still is
+    assert (P.cert_verify(leaf.der, [root.der], [inter.der], crl_ders=[root_crl, inter_crl],
+                          at_time=None)
+            == "intermediate CA O=ikecore test, CN=Revoked Intermediate CA revoked on " + when)
+    # no CRL of the root configured: the intermediate is not checked, the leaf still is
+    assert P.cert_verify(leaf.der, [root.der], [inter.der], crl_ders=[inter_crl],
+                         at_time=AT) is None
+    revoked_leaf = _Cert("gone", inter, serial=99)
+    assert (P.cert_verify(revoked_leaf.der, [root.der], [inter.der],
+                          crl_ders=[_signed_crl(inter, [99])], at_time=AT)
+            == "revoked on " + when)
+    # the root's CRL current and not listing it: accepted
+    assert P.cert_verify(leaf.der, [root.der], [inter.der],
+                         crl_ders=[inter_crl, _signed_crl(root, [5])], at_time=AT) is None
+    stale_root = _signed_crl(root, last=NOW - 10 * DAY, next_=NOW - DAY)
+    assert (P.cert_verify(leaf.der, [root.der], [inter.der], crl_ders=[inter_crl, stale_root],
+                          at_time=AT)
+            == "the CRL of O=ikecore test, CN=Root CA is out of date since %s (its next update)"
+            % (NOW - DAY).strftime("%Y-%m-%d %H:%M:%S UTC"))

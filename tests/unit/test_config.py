@@ -453,3 +453,21 @@ def test_the_cores_shortest_lifetime_is_the_tables():
     from ikecore.config import schema
     lows = {schema.PEER["lifetime_s"].low, schema.CONNECTION["lifetime_s"].low}
     assert lows == {lifetime.DELETE_EVIDENCE_MIN_S}
+
+
+def test_fetch_crls_is_a_boolean_of_rsa_peers(tmp_path):
+    _make_cert(tmp_path, "gw")
+    _make_cert(tmp_path, "ca")
+    (tmp_path / "ikecore.toml").write_text(RSA_PEER + "fetch_crls = true\n")
+    assert config.load(str(tmp_path / "ikecore.toml")).peers["branch"].fetch_crls is True
+    (tmp_path / "ikecore.toml").write_text(RSA_PEER)
+    assert config.load(str(tmp_path / "ikecore.toml")).peers["branch"].fetch_crls is False
+    (tmp_path / "ikecore.toml").write_text(RSA_PEER + 'fetch_crls = "yes"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load(str(tmp_path / "ikecore.toml"))
+    assert info.value.key == "peer[0].fetch_crls"
+    assert "must be true or false, got a string" in info.value.message
+    with pytest.raises(ConfigError) as info:
+        config.parse('[[peer]]\nname = "p"\nremote_gateway = "192.0.2.1"\npsk = "k"\n'
+                     'fetch_crls = true\n')
+    assert info.value.key == "peer[0].fetch_crls" and "auth = \"rsa\"" in info.value.message

@@ -253,3 +253,104 @@ def test_files_named_in_ca_lists_intermediates_and_crls_are_part_of_the_settings
     assert {name for name in files if name.startswith("pki/")} == {
         "pki/root2.pem", "pki/inter.pem", "pki/corp.crl"}
     assert not any(files[name] for name in files if name.startswith("pki/"))   # no key among them
+
+
+def system_options(etc):
+    """The System page's file beside the config (as in the image) and its apply FIFO."""
+    conf = etc / "system.conf"
+    conf.write_text("NTP_SERVERS=ntp1.example.net 192.0.2.123\nSYSLOG_SERVER=logs.example.net\n"
+                    "SYSLOG_PORT=6514\nSYSLOG_PROTOCOL=tcp\n")
+    fifo = etc.parent / "system-apply"
+    os.mkfifo(str(fifo))
+    return conf, fifo
+
+
+def test_system_settings_are_backed_up_and_restored_through_the_system_page(tmp_path):
+    """system.conf is in the backup; after the System page changed it, a restore shows the
+    change, and once the daemon took the settings saves the backup's and asks the root side to
+    apply them, as a save on the System page does."""
+    from webui import system_settings
+    etc = populate(tmp_path)
+    conf, fifo = system_options(etc)
+    backed_up = system_settings.read(str(conf))
+    reader = os.open(str(fifo), os.O_RDONLY | os.O_NONBLOCK)
+
+    async def scenario(web):
+        _, data = await download(web, private_keys=False)
+        inside = members(data)
+        manifest = json.loads(inside["manifest.json"])
+        assert manifest["system_config"] == "system.conf"
+        assert inside["system.conf"] == conf.read_bytes()
+        await web.page("/settings/system")
+        r, _ = await web.post("/settings/system", {"ntp_servers": "pool.example.org",
+                                                   "syslog_server": "", "syslog_port": "",
+                                                   "syslog_protocol": "udp"})
+        assert r.status == 303
+        assert os.read(reader, 100) == b"apply\n"
+        r, summary = await restore(web, data)
+        assert r.status == 200
+        text = summary.decode()
+        assert "system NTP servers: pool.example.org -&gt; ntp1.example.net 192.0.2.123" in text
+        assert "system log server: (none) -&gt; logs.example.net" in text
+        assert system_settings.read(str(conf))["ntp_servers"] == ["pool.example.org"]
+        r, _ = await confirm(web, summary)
+        assert r.status == 303
+        flash = await web.flash(URL)
+        assert "system settings (NTP, remote syslog) are restored and applied now" in flash
+    try:
+        run_webui(tmp_path, None, scenario, system_config=str(conf), system_apply=str(fifo))
+        assert os.read(reader, 100) == b"apply\n"
+    finally:
+        os.close(reader)
+    assert system_settings.read(str(conf)) == backed_up
+
+
+def test_a_bad_system_conf_in_a_backup_refuses_the_restore(tmp_path):
+    """The System page's validator judges the backup's system.conf: a bad value refuses the
+    whole restore naming the field, every file (system.conf too) stays as it was."""
+    etc = populate(tmp_path)
+    conf, fifo = system_options(etc)
+
+    async def scenario(web):
+        _, data = await download(web, private_keys=True)
+        inside = members(data)
+        manifest = json.loads(inside["manifest.json"])
+        bad = b"NTP_SERVERS=ntp1.example.net\nSYSLOG_PORT=99999\n"
+        inside["system.conf"] = bad
+        manifest["files"] = [dict(e, size=len(bad), sha256=hashlib.sha256(bad).hexdigest())
+                             if e["path"] == "system.conf" else e for e in manifest["files"]]
+        inside["manifest.json"] = json.dumps(manifest).encode()
+        original = settings_files(etc)
+        r, body = await restore(web, pack(inside))
+        assert r.status == 400
+        assert ("nothing was changed: the backup's system settings (system.conf) are refused: "
+                "syslog_port: '99999' is not a port number (1-65535)") in error_of(body), \
+            error_of(body)
+        assert settings_files(etc) == original
+        # a backup that names a system.conf it does not hold is refused too
+        del inside["system.conf"]
+        manifest["files"] = [e for e in manifest["files"] if e["path"] != "system.conf"]
+        inside["manifest.json"] = json.dumps(manifest).encode()
+        r, body = await restore(web, pack(inside))
+        assert r.status == 400 and "system settings file 'system.conf'" in error_of(body)
+        assert settings_files(etc) == original
+    run_webui(tmp_path, None, scenario, system_config=str(conf), system_apply=str(fifo))
+
+
+def test_a_backup_without_system_conf_keeps_the_routers(tmp_path):
+    """Backups made before system.conf was in them restore the rest and leave it alone."""
+    etc = populate(tmp_path)
+
+    async def scenario(web):
+        _, data = await download(web, private_keys=True)   # no system.conf on this router yet
+        assert "system.conf" not in members(data)
+        conf.write_text("NTP_SERVERS=ntp9.example.net\n")
+        r, summary = await restore(web, data)
+        assert r.status == 200 and b"system NTP" not in summary
+        r, _ = await confirm(web, summary)
+        assert r.status == 303
+        assert "system settings" not in await web.flash(URL)
+    conf = etc / "system.conf"
+    run_webui(tmp_path, None, scenario, system_config=str(conf),
+              system_apply=str(tmp_path / "absent-fifo"))
+    assert conf.read_text() == "NTP_SERVERS=ntp9.example.net\n"

@@ -351,10 +351,13 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
         good = list(PEER_FORM.items()) + [
             ("cert", "certs/local/gw.pem"), ("key", ""), ("ca", "certs/ca/corp.pem"),
             ("ca", "certs/ca/other.pem"), ("intermediates", "certs/ca/inter.pem"),
-            ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem")]
+            ("crls", "certs/crl/corp.pem"), ("crls", "certs/crl/inter.pem"),
+            ("fetch_crls", "on")]
         r, body = await web.post("/settings/peers/branch", good)
         assert r.status == 303, body
         _, form = await web.page("/settings/peers/branch")
+        assert re.search(r'<input type="checkbox" id="f-fetch_crls" name="fetch_crls" checked>',
+                         form), form
         for field, path in (("ca", "certs/ca/corp.pem"), ("ca", "certs/ca/other.pem"),
                             ("intermediates", "certs/ca/inter.pem"),
                             ("crls", "certs/crl/inter.pem")):
@@ -373,8 +376,45 @@ def test_a_peer_trusts_several_cas_with_intermediates_and_crls(tmp_path):
     assert 'ca = ["certs/ca/corp.pem", "certs/ca/other.pem"]' in text
     assert 'intermediates = ["certs/ca/inter.pem"]' in text
     assert 'crls = ["certs/crl/corp.pem", "certs/crl/inter.pem"]' in text
+    assert "fetch_crls = true" in text
     peer = config.load(str(cfg)).peers["branch"]
+    assert peer.fetch_crls is True
     der = serialization.Encoding.DER
     assert peer.ca_ders == [CA.cert.public_bytes(der), other.cert.public_bytes(der)]
     assert peer.chain_ders == [intermediate.cert.public_bytes(der)]
     assert len(peer.crl_ders) == 2
+
+
+def test_fetched_crls_are_listed_flagged_and_exported(tmp_path, caplog):
+    """What the daemon fetched for peers with fetch_crls (its cache, ikecore.crl_fetch): the
+    page lists each URL with its CRL and a failed fetch as a notice; a stale one is flagged in
+    /metrics (kind "fetched") and in the expiry log as an uploaded stale one is."""
+    from ikecore import crl_fetch
+    stale = CA.crl(issued_days_ago=10, next_update_days=7)
+    url = "http://crl.example.net/ca.crl"
+    der = stale.public_bytes(serialization.Encoding.DER)
+    cache = crl_fetch.Cache(str(tmp_path / "etc" / crl_fetch.CACHE_DIR))
+    cache.store(url, der, {"issuer": "CN=Test CA,O=ikecore test", "fetched_at": 1765000000,
+                           "next_update": None, "error": None, "size": len(der)})
+    cache.note_failure(url, "HTTP 404 Not Found", 1765100000)
+
+    async def scenario(web):
+        _, page = await web.page(URL)
+        notice = re.findall(r'<p class="notice crl-fetch-error" role="status">(.*?)</p>', page,
+                            re.S)
+        assert len(notice) == 1 and url in notice[0] and "HTTP 404 Not Found" in notice[0], notice
+        assert "stays in use" in notice[0]
+        table = page.split('id="crl-fetched"', 1)[1].split("</table>", 1)[0]
+        assert url in table and "next update passed" in table and "failed: HTTP 404" in table
+        assert 'id="crl-%s"' % url not in page          # not among the uploaded ones
+        text = await (await web.client.get("/metrics")).text()
+        labels = '{name="%s",kind="fetched",path="%s",issuer="CN=Test CA,O=ikecore test"}' % (
+            url, url)
+        assert "ikecore_crl_stale%s 1\n" % labels in text, text
+    run_webui(tmp_path, CONFIG, scenario)
+    with caplog.at_level(logging.WARNING, logger="webui.certificates"):
+        views_certs.log_expiring(str(tmp_path / "etc" / "ikecore.toml"))
+    assert [r.getMessage() for r in caplog.records if "CRL" in r.getMessage()] == [
+        "CRL fetched from %s (issuer CN=Test CA,O=ikecore test): its next update %s has passed, "
+        "certificates checked against it are refused until it is fetched again (the last fetch "
+        "failed: HTTP 404 Not Found)" % (url, stale.next_update_utc.date())]

@@ -1,6 +1,6 @@
 """firewall_log parses the kernel's nf_log lines (as busybox syslogd / rsyslog store them) that
 carry our nftables prefix `fw:<iface>:<in|out|fwd>:<verdict> `."""
-from webui import firewall_log
+from webui import system_log
 from webui.firewall_log import matches, parse_line, parse_lines
 
 BUSYBOX_ESP = ("Nov 25 14:00:02 router kern.warn kernel: [   13.000001] fw:eth0:in:drop IN=eth0 "
@@ -64,10 +64,10 @@ def test_file_source_reads_only_the_tail(tmp_path, monkeypatch):
     import asyncio
     log = tmp_path / "messages"
     log.write_text("x" * 100 + "\n" + FORWARD_TCP + "\n" + BUSYBOX_ESP + "\n")
-    monkeypatch.setattr(firewall_log, "READ_TAIL_BYTES", len(BUSYBOX_ESP) + len(FORWARD_TCP) + 10)
-    lines = asyncio.run(firewall_log.LogSource(str(log)).read_lines())
+    monkeypatch.setattr(system_log, "READ_TAIL_BYTES", len(BUSYBOX_ESP) + len(FORWARD_TCP) + 10)
+    lines = asyncio.run(system_log.LogSource(str(log)).read_lines())
     assert [e.protocol for e in parse_lines(lines)] == ["ESP", "TCP"]
-    assert asyncio.run(firewall_log.LogSource(str(tmp_path / "absent")).read_lines()) == []
+    assert asyncio.run(system_log.LogSource(str(tmp_path / "absent")).read_lines()) == []
 
 
 def test_logread_command_source(tmp_path):
@@ -75,6 +75,6 @@ def test_logread_command_source(tmp_path):
     fake_logread = tmp_path / "logread"
     fake_logread.write_text("#!/bin/sh\ncat <<'EOF'\n%s\nEOF\n" % BUSYBOX_ESP)
     fake_logread.chmod(0o755)
-    source = firewall_log.LogSource(command=str(fake_logread))
+    source = system_log.LogSource(command=str(fake_logread))
     lines = asyncio.run(source.read_lines())
     assert parse_lines(lines)[0].spi == "0x00a2b3d4"

@@ -215,6 +215,25 @@ def test_vpn_log_newest_first_filtered_with_spi_links(env, client):
     assert "quick mode done" in only.text and "no proposal chosen" not in only.text
 
 
+def test_vpn_log_shows_the_persisted_lines_from_before_a_restart_once(env, client):
+    """The system log (here the --firewall-log file) holds a line from before the daemon
+    started and rsyslog's copy of one the daemon still has: the first is shown below the live
+    ones, the copy not at all."""
+    (env["tmp"] / "messages").write_text(
+        "2025-11-25T13:50:00.000000+00:00 router daemon.info ikecore: [branch] before the "
+        "reboot\n"
+        "2025-11-25T13:50:01.000000+00:00 router kern.warn kernel: fw:eth0:in:drop SRC=1.2.3.4\n"
+        "2025-11-25T14:13:20.600000+00:00 router daemon.info ikecore: [branch] quick mode done, "
+        "SAs 0xc1a2b3d4 in / 0xc1a2b3d5 out\n")
+    page = client.get("/log/vpn").text
+    assert page.index("no proposal chosen") < page.index("quick mode done") \
+        < page.index("before the reboot")
+    assert page.count("quick mode done") == 1 and "fw:eth0" not in page
+    assert "3 of 3 entries" in page
+    only = client.get("/log/vpn?peer=branch").text
+    assert "before the reboot" in only and "no proposal chosen" not in only
+
+
 FIREWALL_LINES = """\
 Nov 25 14:00:01 router kern.warn kernel: [   12.345678] fw:eth0:in:accept IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.2 DST=203.0.113.1 LEN=152 TOS=0x00 PREC=0x00 TTL=64 ID=0 DF PROTO=UDP SPT=500 DPT=500 LEN=132 
 Nov 25 14:00:02 router kern.warn kernel: [   13.000001] fw:eth0:in:drop IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=198.51.100.2 DST=203.0.113.1 LEN=136 TOS=0x00 PREC=0x00 TTL=64 ID=4242 DF PROTO=ESP SPI=0xc1a2b3d4 

@@ -111,7 +111,7 @@ class Checker:
                       dpd_timeout_s=dpd["timeout_s"], local_address=values["local_address"],
                       fragmentation=values["fragmentation"],
                       fragment_size=values["fragment_size"], catch_all=values["catch_all"],
-                      **values["credentials"])
+                      fetch_crls=values["fetch_crls"], **values["credentials"])
         rules.dynamic_peer(self, path, peer)
         return peer
 

@@ -172,6 +172,10 @@ PEER = Section("peer", keys=[
     _material("crls", "files", "rsa", "CRL files (PEM or DER). When set, the peer's "
               "certificate must be covered by one of them and not listed; the daemon reads them "
               "again when they change", default=[]),
+    Key("fetch_crls", "boolean", "`auth = \"rsa\"`: also fetch the CRLs the certificates' CRL "
+        "distribution points name (`http://` only), over WAN, and check the chain against them "
+        "as against `crls` (see below)", default=_default(S.Peer, "fetch_crls"),
+        only_with=("auth", "rsa")),
     Key("proposals", "ike_proposals", "${range} phase 1 proposals in preference order, "
         "`encryption-integrity-group`, no duplicates", default=DEFAULT_IKE_PROPOSALS, low=1,
         high=MAX_PROPOSALS),

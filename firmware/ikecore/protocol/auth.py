@@ -13,6 +13,7 @@ from . import informational
 from . import states
 from .addresses import ip_bytes, ip_text
 from .crypto import CryptoError
+from .events import PeerCertificates
 from .ikesa import FAILED_KEEP_S
 from .settings import Identity
 
@@ -152,6 +153,8 @@ def verify(sa, received, now, number, expected, what, received_id):
     sent = [bytes(c.data) for c in received.all(codec.CertPayload)
             if c.encoding == C.CERT_X509_SIGNATURE]
     cert = sent[0] if sent else None
+    if sent and sa.peer.fetch_crls:
+        sa.host.emit(PeerCertificates(sa.peer.name, sent))
     if sig is None:
         return _cert_failed(sa, "message %d carries no signature" % number, now)
     if cert is None:
@@ -160,7 +163,8 @@ def verify(sa, received, now, number, expected, what, received_id):
     try:
         peer = sa.peer
         problem = sa.crypto.cert_verify(cert, peer.ca_ders, sent[1:] + peer.chain_ders,
-                                        peer.crl_ders, sa.host.wall_time(now)) \
+                                        peer.crl_ders, sa.host.wall_time(now),
+                                        revocation=peer.fetch_crls) \
             if peer.ca_ders else "no CA is configured to check it against"
         if problem is not None:
             return _cert_failed(sa, "the peer's certificate %s: %s" % (

@@ -232,13 +232,17 @@ class CryptoProvider:
         """Subject alternative names as [(kind, text)], kind "dns" | "email" | "ip"."""
         self._missing("certificates")
 
-    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None):
+    def cert_verify(self, cert_der, ca_ders, chain_ders=(), crl_ders=(), at_time=None,
+                    revocation=False):
         """None when cert_der has a valid certification path to one of ca_ders (trust anchors,
         DER) through any of chain_ders (intermediates the peer sent or that are configured):
         signatures, basicConstraints, keyUsage (CAs: keyCertSign; the peer's certificate:
-        digitalSignature), revocation by crl_ders (DER; none: not checked) and validity dates at
-        at_time (Unix seconds; None while the clock is not synchronized: dates not checked).
-        Else the reason as text: "expired on DATE", "not yet valid until DATE", "revoked on
+        digitalSignature), revocation of every certificate in the path by crl_ders (DER; none:
+        not checked unless revocation is True, as with fetch_crls before any CRL is in; the
+        leaf's issuer must have a CRL among them, an intermediate is checked when its issuer
+        has one) and validity dates at at_time (Unix seconds; None while the
+        clock is not synchronized: dates not checked). Else the reason as text: "expired on
+        DATE", "not yet valid until DATE", "revoked on DATE", "intermediate CA NAME revoked on
         DATE", "unknown issuer NAME", "issuer NAME is not a CA", "wrong key usage: ...", and
         with CRLs: "no CRL of its issuer NAME is configured", "the CRL of NAME is out of date
         since DATE (its next update)"."""

@@ -55,6 +55,16 @@ class ResolveGateway:
         return "ResolveGateway(%s, %s)" % (self.peer, self.name)
 
 
+class PeerCertificates:
+    """The certificates a peer with fetch_crls sent (DER, its own first): the driver fetches
+    the CRLs their distribution points name (ikecore.crl_fetch)."""
+    __slots__ = ("peer", "cert_ders")
+
+    def __init__(self, peer, cert_ders):
+        self.peer = peer
+        self.cert_ders = cert_ders
+
+
 class Log:
     """One line for the VPN log. level: "info" | "warning" | "error"; peer: Peer.name or None."""
     __slots__ = ("level", "peer", "text")

@@ -66,7 +66,7 @@ class Peer:
                  "intermediates", "crls", "cert_der", "key_pem", "ca_ders", "chain_ders",
                  "crl_ders", "proposals", "lifetime_s", "nat_t",
                  "dpd_delay_s", "dpd_timeout_s", "fragmentation", "fragment_size",
-                 "gateway_kind", "catch_all")
+                 "gateway_kind", "catch_all", "fetch_crls")
 
     def __init__(self, name, remote_gateway, proposals, phase1_mode="main", act_as="both",
                  local_id=None, remote_id=None, auth="psk", psk=None, cert=None, key=None,
@@ -75,7 +75,7 @@ class Peer:
                  local_address=None, cert_der=None, key_pem=None, ca_ders=(),
                  intermediates=(), crls=(), chain_ders=(), crl_ders=(),
                  fragmentation=DEFAULT_FRAGMENTATION, fragment_size=DEFAULT_FRAGMENT_SIZE,
-                 catch_all=False):
+                 catch_all=False, fetch_crls=False):
         self.name = name
         self.remote_gateway = remote_gateway    # IPv4 text, ANY_GATEWAY or a DNS name
         self.gateway_kind = gateway_kind(remote_gateway)
@@ -99,6 +99,7 @@ class Peer:
         self.ca_ders = list(ca_ders)            # trust anchors (several CAs per peer)
         self.chain_ders = list(chain_ders)      # configured intermediates, also sent to the peer
         self.crl_ders = list(crl_ders)
+        self.fetch_crls = fetch_crls            # the driver adds CRLs fetched from CDPs
         self.proposals = proposals
         self.lifetime_s = lifetime_s
         self.nat_t = nat_t
