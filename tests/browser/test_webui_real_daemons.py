@@ -130,9 +130,9 @@ def test_real_daemon_pages_and_filters_many_peers(daemons, open_page):
     """61 configured peers: the page shows 50 at a time with the daemon's summary above them,
     and its filter, status choice and paging are the daemon's own selections."""
     doc = config("a", "both")
-    doc["peer"] += [{"name": "spare%02d" % i, "remote_gateway": "192.0.2.%d" % (i + 1),
-                     "act_as": "responder", "psk": "spare peer key %d" % i}
-                    for i in range(SPARE_PEERS)]
+    for i in range(SPARE_PEERS):
+        doc.peer("spare%02d" % i, "192.0.2.%d" % (i + 1), act_as="responder",
+                 psk="spare peer key %d" % i)
     driver, server = open_page(doc)
     assert browser.text_of(driver, "#pager-text") == "Peers 1–50 of 61"
     assert browser.text_of(driver, "#summary") == \
