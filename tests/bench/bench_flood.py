@@ -33,7 +33,7 @@ from support import netns
 import vici
 from charon import LOG_QUIET, Charon, Child, Conn
 from support.control import Connection
-from ours import OurDaemon, connection_entry, daemon_available, peer_entry
+from ours import OurDaemon, connection_entry, peer_entry
 
 from ikecore.protocol import admission
 
@@ -228,8 +228,8 @@ def main(argv=None):
               args.branches - 1, MAIN_SOURCES * PER_SOURCE, AGGRESSIVE_SOURCES * PER_SOURCE,
               MAIN_SOURCES, AGGRESSIVE_SOURCES))
     ok, reason = netns.can_create_netns()
-    if not ok or not os.path.exists("/usr/lib/ipsec/charon") or not daemon_available()[0]:
-        print("  skipped: %s" % (reason or "charon or our daemon not available"))
+    if not ok or not os.path.exists("/usr/lib/ipsec/charon"):
+        print("  skipped: %s" % (reason or "strongSwan charon not installed (make deps)"))
         return
     workdir = tempfile.mkdtemp(prefix="ikecore-flood-")
     bench = b.BenchLab(args.branches + 1 + MAIN_SOURCES + AGGRESSIVE_SOURCES)

@@ -45,7 +45,7 @@ from support import netns
 import vici
 from charon import LOG_QUIET, Charon, Child, Conn
 from support.control import Connection
-from ours import OurDaemon, connection_entry, daemon_available, peer_entry
+from ours import OurDaemon, connection_entry, peer_entry
 
 IKE_PROPOSAL = "aes128-sha256-modp2048"
 CHILD_PROPOSAL = "aes128-sha256"
@@ -387,11 +387,11 @@ def webui_times(socket_path, n):
         return "not available: %r" % exc
 
 
-def compare(title, n, batch, bench, workdir, ours_ok, hold=False, only=None):
+def compare(title, n, batch, bench, workdir, hold=False, only=None):
     print("-- %s: %d tunnels%s" % (title, n, ", %d at a time" % batch if batch else " at once"))
     results = {}
     for who, fn in (("charon<->charon", run_charon), ("ours<->ours", run_ours)):
-        if (who.startswith("ours") and not ours_ok) or (only and not who.startswith(only)):
+        if only and not who.startswith(only):
             continue
         r = _attempt(who, fn, bench, workdir, n, batch, hold=hold)
         if r:
@@ -427,17 +427,14 @@ def main(argv=None):
     if not os.path.exists("/usr/lib/ipsec/charon"):
         print("  skipped: strongSwan charon not installed (make deps)")
         return
-    ours_ok, ours_reason = daemon_available()
-    if not ours_ok:
-        print("  ours skipped: %s" % ours_reason)
     workdir = tempfile.mkdtemp(prefix="ikecore-bench-")
     bench = BenchLab(max(args.tunnels, args.burst, args.hold))
     try:
-        compare("rate", args.tunnels, None, bench, workdir, ours_ok, only=args.only)
+        compare("rate", args.tunnels, None, bench, workdir, only=args.only)
         if args.burst:
-            compare("burst", args.burst, None, bench, workdir, ours_ok, only=args.only)
+            compare("burst", args.burst, None, bench, workdir, only=args.only)
         if args.hold:
-            c, o = compare("hold", args.hold, 1000, bench, workdir, ours_ok, hold=True,
+            c, o = compare("hold", args.hold, 1000, bench, workdir, hold=True,
                            only=args.only)
             if c:
                 print("  charon, %d tunnels up: swanctl --list-sas %.2f s, swanctl --stats %.3f s"

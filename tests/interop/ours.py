@@ -7,7 +7,7 @@ install is read back with `kernel()` (the control socket's `{"cmd": "kernel"}`).
 the socket, which returns the same data.
 """
 from support.config import Config, connection_table, peer_table
-from support.daemon import Daemon, DaemonError, daemon_available  # noqa: F401  (interop's names)
+from support.daemon import Daemon, DaemonError  # noqa: F401  (interop's names)
 from support.paths import FIRMWARE, REPO  # noqa: F401
 
 

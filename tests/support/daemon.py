@@ -55,14 +55,6 @@ def free_udp_ports(count):
     return ports
 
 
-def daemon_available():
-    """(ok, reason): whether the daemon's entry points exist in this checkout."""
-    for module in ("__main__.py", "ctl.py", "driver.py", "control.py"):
-        if not os.path.exists(os.path.join(FIRMWARE, "ikecore", module)):
-            return False, "firmware/ikecore/%s is not there yet" % module
-    return True, ""
-
-
 def stop_process(proc, grace_s=5):
     """SIGTERM a process we started, SIGKILL it if it has not gone within grace_s."""
     if proc.poll() is None:
